@@ -1,0 +1,27 @@
+"""symdiff: a symbol-to-symbol differentiation compiler.
+
+Build expressions over named symbols; ``grad`` appends gradient nodes to the same
+graph, which can then be printed, differentiated again, evaluated or compiled.
+
+>>> import symdiff as sd
+>>> a, b = sd.scalars("a b")
+>>> e = (a + b) * (b + 1)
+>>> sd.evaluate(sd.grad(e, [a, b]), {a: 2.0, b: 1.0})
+[np.float64(2.0), np.float64(5.0)]
+"""
+
+from . import frontend as _frontend  # noqa: F401  (installs Expr's operators)
+from .autodiff import grad, hvp, jvp, vjp
+from .errors import DTypeError, GradientError, InputError, InputTypeError, ShapeError, SymdiffError
+from .evaluate import evaluate
+from .frontend import (
+    abs, add, astype, broadcast_like, broadcast_to, clip, concatenate, constant, cos, dim, divide, dot, equal, exp,
+    expand_dims, expm1, greater, greater_equal, less, less_equal, log, log1p, log_softmax, logical_and, logical_not,
+    logical_or, logsumexp, matmul, matrix, max, maximum, mean, min, minimum, multiply, negative, not_equal, power, prod,
+    relu, reshape, scalar, scalars, sigmoid, sign, sin, softmax, softplus, sqrt, square, squeeze, stack, stop_gradient,
+    subtract, sum, tan, tanh, tensor, transpose, vector, where,
+)
+from .ir import OPS, Expr, Graph, node_count, toposort
+from .types import TensorType
+
+__version__ = "0.1.0"

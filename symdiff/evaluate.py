@@ -1,0 +1,160 @@
+"""The NumPy reference evaluator: the oracle every backend is tested against.
+
+It runs each node's ``impl`` in topological order and checks every value against
+the node's static type, so a size that disagrees at run time is reported at the
+node that first sees it, with the user's file and line, instead of being
+silently broadcast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError, InputTypeError, ShapeError
+from .ir import Expr, as_list, toposort
+from .ops.leaves import numpy_dtype
+from .types import TensorType, fmt_shape
+
+
+def bind_inputs(symbols: list, values) -> dict:
+    """Check user values against the symbols' types; {symbol id: read-only array}.
+
+    ``values`` maps symbols (or their names) to numbers or arrays.  Casting
+    policy: a value is accepted when NumPy can cast it to the symbol's dtype
+    safely (an int for a float64 scalar, float32 for float64, not float64 for
+    float32); Python numbers are accepted for any dtype of their kind or wider.
+    """
+    values = values or {}
+    by_name: dict[str, Expr] = {}
+    for sym in symbols:
+        other = by_name.setdefault(sym.name, sym)
+        if other is not sym:
+            raise InputError(
+                f"two different symbols are named {sym.name!r}: {other.type!r} and {sym.type!r}; "
+                "give them different names"
+            )
+    given = {}
+    for key, value in values.items():
+        if isinstance(key, Expr):
+            if not key.is_symbol:
+                raise InputError(f"values can only be given for symbols, not for {key!r}")
+            given[key.id] = value
+        elif isinstance(key, str):
+            if key in by_name:
+                given[by_name[key].id] = value
+        else:
+            raise InputError(f"input keys must be symbols or symbol names, got {type(key).__name__} {key!r}")
+    bound = {}
+    for sym in symbols:
+        if sym.id not in given:
+            raise InputError(f"missing value for symbol {sym.name!r} of type {sym.type!r}")
+        bound[sym.id] = coerce_input(sym.name, sym.type, given[sym.id])
+    return bound
+
+
+def coerce_input(name: str, want: TensorType, value) -> np.ndarray:
+    """A read-only array of ``want``'s dtype for ``value``, or a clear error."""
+    if isinstance(value, Expr):
+        raise InputTypeError(f"input {name!r}: expected a number or an array, got the expression {value!r}")
+    if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
+        kind = "bool" if isinstance(value, bool) else "int64" if isinstance(value, int) else "float64"
+        ok = kind == want.dtype or want.dtype in ("float32", "float64") or (kind == "bool" and want.dtype == "int64")
+        array = np.asarray(value, dtype=numpy_dtype(want.dtype)) if ok else None
+    else:
+        try:
+            array = np.asarray(value)
+        except Exception:
+            array = None
+        if array is None or array.dtype.kind not in "biuf":
+            got = type(value).__name__ if array is None else f"{type(value).__name__} of dtype {array.dtype}"
+            raise InputTypeError(f"input {name!r} of type {want!r}: expected a number or a numeric array, got {got}")
+        ok = np.can_cast(array.dtype, numpy_dtype(want.dtype), "safe")
+        kind = str(array.dtype)
+    if not ok:
+        raise InputTypeError(
+            f"input {name!r} has type {want!r} but the value's dtype is {kind}, which does not cast "
+            f"safely to {want.dtype}; convert it explicitly (e.g. .astype({want.dtype!r}))"
+        )
+    shape = array.shape
+    if len(shape) != len(want.shape) or any(w is not None and w != s for w, s in zip(want.shape, shape)):
+        raise ShapeError(f"input {name!r} has type {want!r} but the value has shape {fmt_shape(shape)}")
+    array = array.astype(numpy_dtype(want.dtype), copy=False).view()
+    array.flags.writeable = False  # an accidental in-place op must fail, not change user data
+    return array
+
+
+def _check_broadcast(node: Expr, args: list):
+    """Static broadcasting at run time: an input dim that is not statically 1
+    must have exactly the size of the result along that axis."""
+    ndim = node.ndim
+    sizes: dict[int, int] = {}
+    for x, value in zip(node.inputs, args):
+        offset = ndim - x.ndim
+        for axis, static in enumerate(x.type.shape):
+            if static != 1:
+                size = sizes.setdefault(offset + axis, value.shape[axis])
+                if size != value.shape[axis]:
+                    _runtime_shape_error(node, args, "sizes differ along an axis where no input is statically 1 "
+                                         "(a None dimension never broadcasts)")
+
+
+def _runtime_shape_error(node: Expr, args: list, why: str):
+    shapes = ", ".join(f"{fmt_shape(np.shape(v))} (declared {fmt_shape(x.type.shape)})" for x, v in zip(node.inputs, args))
+    at = f" at {node.where()}" if node.origin else ""
+    raise ShapeError(f"{node.op.name}{at}: {why}; input shapes {shapes}")
+
+
+def run(nodes: list, values: dict) -> dict:
+    """Evaluate ``nodes`` (topologically sorted) given {id: array} for the symbols."""
+    with np.errstate(all="ignore"):  # IEEE results (inf, nan) are values, not errors
+        for node in nodes:
+            if node.id in values:
+                continue
+            if node.is_constant:
+                values[node.id] = node.params["value"].array
+                continue
+            args = [values[x.id] for x in node.inputs]
+            if node.op.kind == "elementwise" and len(args) > 1:
+                _check_broadcast(node, args)
+            try:
+                out = node.op.impl(*args, **node.params)
+            except (IndexError, ValueError) as exc:
+                _runtime_shape_error(node, args, str(exc))
+            out = np.asarray(out)
+            want = numpy_dtype(node.type.dtype)
+            if out.dtype != want:
+                out = out.astype(want)
+            static = node.type.shape
+            if out.ndim != len(static) or any(d is not None and d != s for d, s in zip(static, out.shape)):
+                _runtime_shape_error(node, args, f"result has shape {fmt_shape(out.shape)}, "
+                                     f"expected {fmt_shape(static)}")
+            values[node.id] = out
+    return values
+
+
+def export(value: np.ndarray):
+    """0-d results as NumPy scalars; arrays never alias inputs or constants."""
+    if value.ndim == 0:
+        return value[()]
+    if value.base is not None or not value.flags.writeable:
+        return np.array(value)
+    return value
+
+
+def evaluate(outputs, inputs=None):
+    """Evaluate ``outputs`` with NumPy, given ``{symbol or name: value}``.
+
+    One Expr gives one value; a list gives a list.  0-d results are NumPy
+    scalars.  Input arrays are never modified, and results never alias them.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x")
+    >>> sd.evaluate([sd.sum(x), x * 2], {x: [1.0, 2.0]})
+    [np.float64(3.0), array([2., 4.])]
+    """
+    outs, single = as_list(outputs)
+    nodes = toposort(outs)
+    values = bind_inputs([n for n in nodes if n.is_symbol], inputs)
+    run(nodes, values)
+    results = [export(values[o.id]) for o in outs]
+    return results[0] if single else results

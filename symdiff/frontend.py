@@ -1,0 +1,659 @@
+"""The user's vocabulary: symbols, constants and NumPy-named functions.
+
+Each function converts its arguments (Python numbers and NumPy arrays become
+constants), promotes dtypes as NumPy 2 does, and applies a primitive from
+``symdiff.ops`` or composes several.  Python scalars are "weak" (NEP 50): ``x * 2``
+keeps a float32 ``x`` float32.  Composites (softmax, logsumexp, mean, clip, ...)
+live here, not in the op registry, so they need no rules of their own: their
+derivatives come from the primitives they are built of.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import sys
+from functools import reduce
+
+import numpy as np
+
+from . import ir
+from .errors import DTypeError, ShapeError
+from .ir import Expr, make_node
+from .ops import elementwise as E
+from .ops import linalg as L
+from .ops import reductions as R
+from .ops import structure as S
+from .ops.leaves import CONSTANT, SYMBOL, const, constant_value  # noqa: F401  (re-exported)
+from .types import FLOAT_DTYPES, TensorType, check_dtype, check_shape, dtype_of_array, normalize_axes, promote
+
+# ------------------------------------------------------------------ creation
+
+
+def tensor(name: str, shape, dtype="float64") -> Expr:
+    """A named input of the given shape; ``None`` marks a size known only at run time.
+
+    >>> import symdiff as sd
+    >>> sd.tensor("X", (None, 64), dtype="float32")
+    Expr(X : f32[?,64])
+    """
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"symbol names must be Python identifiers, got {name!r}")
+    return make_node(SYMBOL, (), {"name": name, "type": TensorType(check_dtype(dtype), check_shape(shape))})
+
+
+def scalar(name: str, dtype="float64") -> Expr:
+    """A named 0-d input.
+
+    >>> import symdiff as sd
+    >>> sd.scalar("a")
+    Expr(a : f64[])
+    """
+    return tensor(name, (), dtype)
+
+
+def scalars(names: str, dtype="float64") -> tuple:
+    """Several scalars at once, from names separated by spaces or commas.
+
+    >>> import symdiff as sd
+    >>> a, b, c = sd.scalars("a b c")
+    """
+    return tuple(scalar(n, dtype) for n in names.replace(",", " ").split())
+
+
+def vector(name: str, n=None, dtype="float64") -> Expr:
+    """A named 1-d input of length ``n`` (None: any length).
+
+    >>> import symdiff as sd
+    >>> sd.vector("x", 3)
+    Expr(x : f64[3])
+    """
+    return tensor(name, (n,), dtype)
+
+
+def matrix(name: str, shape=(None, None), dtype="float64") -> Expr:
+    """A named 2-d input.
+
+    >>> import symdiff as sd
+    >>> sd.matrix("W", (64, 128))
+    Expr(W : f64[64,128])
+    """
+    shape = check_shape(shape)
+    if len(shape) != 2:
+        raise ShapeError(f"matrix {name!r} needs a 2-d shape, got {shape}")
+    return tensor(name, shape, dtype)
+
+
+def constant(value, dtype=None) -> Expr:
+    """A constant array (copied, so later changes to ``value`` do not leak in).
+
+    >>> import symdiff as sd
+    >>> sd.constant([1.0, 2.0])
+    Expr(%... = constant [1. 2.] : f64[2])
+    """
+    if isinstance(value, Expr):
+        return value if dtype is None else astype(value, dtype)
+    array = _as_array(value)
+    return const(array, check_dtype(dtype) if dtype is not None else dtype_of_array(array))
+
+
+def _as_array(value) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"expected a symdiff expression, a number or an array, got {type(value).__name__}") from exc
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"expected a symdiff expression, a number or an array, got {type(value).__name__} {value!r}")
+    return array
+
+
+# ----------------------------------------------------------- dtype promotion
+
+
+def _is_weak(value) -> bool:
+    return isinstance(value, (bool, int, float)) and not isinstance(value, np.generic)
+
+
+def _weak_kind(value) -> str:
+    return "bool" if isinstance(value, bool) else "int64" if isinstance(value, int) else "float64"
+
+
+def operands(*args, to_float=False) -> list:
+    """Convert arguments to Exprs of one dtype, promoting as NumPy 2 does.
+
+    Python scalars are weak: they take the dtype of the strongly typed
+    operands when their kind fits (an int with float32 stays float32).
+    """
+    strong = [a if isinstance(a, Expr) else constant(a) for a in args if not _is_weak(a)]
+    if strong:
+        dtype = reduce(promote, (s.dtype for s in strong))
+        for a in args:
+            if _is_weak(a):
+                kind = _weak_kind(a)
+                if kind == "float64" and dtype not in FLOAT_DTYPES:
+                    dtype = "float64"
+                elif kind == "int64" and dtype == "bool":
+                    dtype = "int64"
+    else:
+        dtype = reduce(promote, (_weak_kind(a) for a in args))
+    if to_float and dtype not in FLOAT_DTYPES:
+        dtype = "float64"
+    strong_iter = iter(strong)
+    out = []
+    for a in args:
+        x = const(a, dtype) if _is_weak(a) else next(strong_iter)
+        out.append(x if x.dtype == dtype else astype(x, dtype))
+    return out
+
+
+def as_expr(value) -> Expr:
+    """An Expr for ``value`` (an Expr, a number or an array)."""
+    return value if isinstance(value, Expr) else constant(value)
+
+
+def _float_operand(x) -> Expr:
+    (x,) = operands(x, to_float=True)
+    return x
+
+
+# ----------------------------------------------------------- elementwise
+
+
+def _unary_float(op, doc):
+    def fn(x):
+        return op(_float_operand(x))
+
+    fn.__name__ = fn.__qualname__ = op.name if op.name not in ("neg",) else "negative"
+    fn.__doc__ = doc
+    return fn
+
+
+exp = _unary_float(E.EXP, "Elementwise e**x.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.exp(sd.constant(0.0)), {})\nnp.float64(1.0)\n")
+expm1 = _unary_float(E.EXPM1, "Elementwise exp(x) - 1, accurate near 0.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.expm1(sd.constant(0.0)), {})\nnp.float64(0.0)\n")
+log = _unary_float(E.LOG, "Elementwise natural logarithm.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.log(sd.constant(1.0)), {})\nnp.float64(0.0)\n")
+log1p = _unary_float(E.LOG1P, "Elementwise log(1 + x), accurate near 0.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.log1p(sd.constant(0.0)), {})\nnp.float64(0.0)\n")
+sqrt = _unary_float(E.SQRT, "Elementwise square root.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.sqrt(sd.constant(4.0)), {})\nnp.float64(2.0)\n")
+sin = _unary_float(E.SIN, "Elementwise sine.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.sin(sd.constant(0.0)), {})\nnp.float64(0.0)\n")
+cos = _unary_float(E.COS, "Elementwise cosine.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.cos(sd.constant(0.0)), {})\nnp.float64(1.0)\n")
+tan = _unary_float(E.TAN, "Elementwise tangent.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.tan(sd.constant(0.0)), {})\nnp.float64(0.0)\n")
+tanh = _unary_float(E.TANH, "Elementwise hyperbolic tangent.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.tanh(sd.constant(0.0)), {})\nnp.float64(0.0)\n")
+sigmoid = _unary_float(E.SIGMOID, "Elementwise 1 / (1 + exp(-x)), without overflow.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.sigmoid(sd.constant(-1000.0)), {})\nnp.float64(0.0)\n")
+softplus = _unary_float(E.SOFTPLUS, "Elementwise log(1 + exp(x)), without overflow.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.softplus(sd.constant(1000.0)), {})\nnp.float64(1000.0)\n")
+
+
+def _signed(x) -> Expr:
+    (x,) = operands(x)
+    return astype(x, "int64") if x.dtype == "bool" else x
+
+
+def negative(x) -> Expr:
+    """Elementwise -x (bool is treated as int64).
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(-sd.constant(2.0), {})
+    np.float64(-2.0)
+    """
+    return E.NEG(_signed(x))
+
+
+def abs(x) -> Expr:  # noqa: A001  (NumPy's name)
+    """Elementwise absolute value; its derivative at 0 is 0 (sign(0)).
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.abs(sd.constant(-2.0)), {})
+    np.float64(2.0)
+    """
+    return E.ABS(_signed(x))
+
+
+def sign(x) -> Expr:
+    """Elementwise sign (-1, 0 or 1); no derivative flows through it.
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.sign(sd.constant(-3.0)), {})
+    np.float64(-1.0)
+    """
+    return E.SIGN(_signed(x))
+
+
+def square(x) -> Expr:
+    """Elementwise x * x.
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.square(sd.constant(3.0)), {})
+    np.float64(9.0)
+    """
+    (x,) = operands(x)
+    return E.MUL(x, x)
+
+
+def relu(x) -> Expr:
+    """Elementwise max(x, 0); its derivative at 0 is 0, as in PyTorch and JAX.
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.relu(sd.constant([-1.0, 2.0])), {})
+    array([0., 2.])
+    """
+    x = _float_operand(x)
+    return where(x > 0, x, 0)
+
+
+def _binary(op, doc, to_float=False, name=None):
+    def fn(x, y):
+        return op(*operands(x, y, to_float=to_float))
+
+    fn.__name__ = fn.__qualname__ = name or op.name
+    fn.__doc__ = doc
+    return fn
+
+
+add = _binary(E.ADD, "x + y, broadcasting.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.add(1.0, 2.0), {})\nnp.float64(3.0)\n")
+subtract = _binary(E.SUB, "x - y, broadcasting.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.subtract(1.0, 2.0), {})\nnp.float64(-1.0)\n", name="subtract")
+multiply = _binary(E.MUL, "x * y, broadcasting.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.multiply(2.0, 3.0), {})\nnp.float64(6.0)\n", name="multiply")
+divide = _binary(E.DIV, "x / y (true division), broadcasting.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.divide(1, 4), {})\nnp.float64(0.25)\n", to_float=True, name="divide")
+power = _binary(E.POW, "x ** y (computed in floating point), broadcasting.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.power(2.0, 3), {})\nnp.float64(8.0)\n", to_float=True, name="power")
+maximum = _binary(E.MAXIMUM, "Elementwise maximum; at ties each side gets half the derivative.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.maximum(1.0, 2.0), {})\nnp.float64(2.0)\n")
+minimum = _binary(E.MINIMUM, "Elementwise minimum; at ties each side gets half the derivative.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.minimum(1.0, 2.0), {})\nnp.float64(1.0)\n")
+less = _binary(E.LESS, "x < y as a bool node.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.less(1.0, 2.0), {})\nnp.True_\n")
+less_equal = _binary(E.LESS_EQUAL, "x <= y as a bool node.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.less_equal(2.0, 2.0), {})\nnp.True_\n")
+greater = _binary(E.GREATER, "x > y as a bool node.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.greater(1.0, 2.0), {})\nnp.False_\n")
+greater_equal = _binary(E.GREATER_EQUAL, "x >= y as a bool node.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.greater_equal(1.0, 2.0), {})\nnp.False_\n")
+equal = _binary(E.EQUAL, "Elementwise x == y as a bool node (Expr's own == is identity).\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.equal(2.0, 2.0), {})\nnp.True_\n")
+not_equal = _binary(E.NOT_EQUAL, "Elementwise x != y as a bool node.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.not_equal(2.0, 2.0), {})\nnp.False_\n")
+
+
+def _to_bool(x) -> Expr:
+    (x,) = operands(x)
+    return x if x.dtype == "bool" else E.NOT_EQUAL(x, const(0, x.dtype))
+
+
+def logical_and(x, y) -> Expr:
+    """Elementwise and (non-bool inputs are tested against 0).
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.logical_and(True, False), {})
+    np.False_
+    """
+    return E.LOGICAL_AND(_to_bool(x), _to_bool(y))
+
+
+def logical_or(x, y) -> Expr:
+    """Elementwise or (non-bool inputs are tested against 0).
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.logical_or(True, False), {})
+    np.True_
+    """
+    return E.LOGICAL_OR(_to_bool(x), _to_bool(y))
+
+
+def logical_not(x) -> Expr:
+    """Elementwise not (non-bool inputs are tested against 0).
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.logical_not(True), {})
+    np.False_
+    """
+    return E.LOGICAL_NOT(_to_bool(x))
+
+
+def where(condition, x, y) -> Expr:
+    """``x`` where ``condition`` holds, else ``y`` (NumPy's where, broadcasting).
+
+    The unselected side gets a zero derivative by masking, never by multiplying,
+    so an infinite or NaN derivative there does not leak through.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x")
+    >>> sd.evaluate(sd.where(x > 0, x, 0.0), {x: [-1.0, 2.0]})
+    array([0., 2.])
+    """
+    x, y = operands(x, y)
+    return E.WHERE(_to_bool(condition), x, y)
+
+
+def clip(x, a_min=None, a_max=None) -> Expr:
+    """np.clip: minimum(maximum(x, a_min), a_max); either bound may be None.
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.clip(sd.constant([-2.0, 0.5, 3.0]), -1, 1), {})
+    array([-1. ,  0.5,  1. ])
+    """
+    out = as_expr(x)
+    if a_min is not None:
+        out = maximum(out, a_min)
+    if a_max is not None:
+        out = minimum(out, a_max)
+    return out
+
+
+def astype(x, dtype) -> Expr:
+    """Convert to ``dtype`` (float64, float32, int64 or bool).
+
+    >>> import symdiff as sd
+    >>> sd.astype(sd.scalar("a"), "float32")
+    Expr(%... = cast a : f32[])
+    """
+    x = as_expr(x)
+    dtype = check_dtype(dtype)
+    return x if x.dtype == dtype else E.CAST(x, dtype=dtype)
+
+
+def stop_gradient(x) -> Expr:
+    """The value of ``x``, through which no derivative flows.
+
+    >>> import symdiff as sd
+    >>> a = sd.scalar("a")
+    >>> sd.evaluate(sd.grad(a * sd.stop_gradient(a), a), {a: 3.0})
+    np.float64(3.0)
+    """
+    return E.STOP_GRADIENT(as_expr(x))
+
+
+# -------------------------------------------------------------- reductions
+
+
+def _reduce(op, x, axis, keepdims, numeric=True):
+    (x,) = operands(x)
+    if numeric and x.dtype == "bool":
+        x = astype(x, "int64")
+    return op(x, axes=normalize_axes(axis, x.ndim), keepdims=bool(keepdims))
+
+
+def sum(x, axis=None, keepdims=False) -> Expr:  # noqa: A001
+    """Sum over ``axis`` (int, tuple or None for all), as np.sum.
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.sum(sd.constant([[1.0, 2.0], [3.0, 4.0]]), axis=0), {})
+    array([4., 6.])
+    """
+    return _reduce(R.SUM, x, axis, keepdims)
+
+
+def prod(x, axis=None, keepdims=False) -> Expr:
+    """Product over ``axis``, as np.prod; its derivative is exact at zeros.
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.prod(sd.constant([2.0, 3.0])), {})
+    np.float64(6.0)
+    """
+    return _reduce(R.PROD, x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False) -> Expr:  # noqa: A001
+    """Maximum over ``axis``, as np.max; tied maxima share the derivative.
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.max(sd.constant([1.0, 3.0, 2.0])), {})
+    np.float64(3.0)
+    """
+    return _reduce(R.MAX, x, axis, keepdims, numeric=False)
+
+
+def min(x, axis=None, keepdims=False) -> Expr:  # noqa: A001
+    """Minimum over ``axis``, as np.min; tied minima share the derivative.
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.min(sd.constant([1.0, 3.0, 2.0])), {})
+    np.float64(1.0)
+    """
+    return _reduce(R.MIN, x, axis, keepdims, numeric=False)
+
+
+def _count(x: Expr, axes) -> Expr | int:
+    """The number of elements over ``axes``: an int when static, else a node."""
+    static = [x.type.shape[a] for a in axes]
+    if None not in static:
+        return int(np.prod(static, dtype=np.int64))
+    factors = [dim(x, a) for a in axes if x.type.shape[a] is None]
+    known = int(np.prod([d for d in static if d is not None], dtype=np.int64))
+    return reduce(multiply, factors, known)
+
+
+def mean(x, axis=None, keepdims=False) -> Expr:
+    """Arithmetic mean over ``axis``, as np.mean (sizes may be known only at run time).
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.mean(sd.constant([1.0, 2.0, 6.0])), {})
+    np.float64(3.0)
+    """
+    x = _float_operand(x)
+    axes = normalize_axes(axis, x.ndim)
+    count = _count(x, axes)
+    total = R.SUM(x, axes=axes, keepdims=bool(keepdims))
+    return total / (count if isinstance(count, int) else astype(count, x.dtype))
+
+
+def logsumexp(x, axis=None, keepdims=False) -> Expr:
+    """log(sum(exp(x))) over ``axis`` without overflow (scipy.special.logsumexp).
+
+    The shift by the maximum is wrapped in stop_gradient: it cancels exactly in
+    value and derivative, so it only costs a max.
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.logsumexp(sd.constant([1000.0, 1000.0])), {})
+    np.float64(1000.6931471805599)
+    """
+    x = _float_operand(x)
+    axes = normalize_axes(axis, x.ndim)
+    shift = stop_gradient(R.MAX(x, axes=axes, keepdims=True))
+    shift = where(abs(shift) < np.inf, shift, 0)  # an all -inf (or inf, nan) slice: no shift
+    out = log(R.SUM(exp(x - shift), axes=axes, keepdims=True)) + shift
+    return out if keepdims or not axes else S.SQUEEZE(out, axes=axes)
+
+
+def log_softmax(x, axis=-1) -> Expr:
+    """x - logsumexp(x, axis, keepdims=True).
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.log_softmax(sd.constant([0.0, 0.0])), {})
+    array([-0.69314718, -0.69314718])
+    """
+    x = _float_operand(x)
+    return x - logsumexp(x, axis, keepdims=True)
+
+
+def softmax(x, axis=-1) -> Expr:
+    """exp(log_softmax(x, axis)): sums to 1 along ``axis``, no overflow.
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.softmax(sd.constant([1000.0, 1000.0])), {})
+    array([0.5, 0.5])
+    """
+    return exp(log_softmax(x, axis))
+
+
+# ---------------------------------------------------------------- linalg
+
+
+def matmul(a, b) -> Expr:
+    """np.matmul (``@``): 1-d operands are promoted, batch dims broadcast.
+
+    >>> import symdiff as sd
+    >>> W, x = sd.matrix("W", (2, 3)), sd.vector("x", 3)
+    >>> (W @ x).type
+    f64[2]
+    """
+    return L.MATMUL(*operands(a, b))
+
+
+def dot(a, b) -> Expr:
+    """np.dot for operands of at most 2 dimensions (scalars multiply).
+
+    >>> import symdiff as sd
+    >>> sd.evaluate(sd.dot(sd.constant([1.0, 2.0]), sd.constant([3.0, 4.0])), {})
+    np.float64(11.0)
+    """
+    a, b = operands(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        return multiply(a, b)
+    if a.ndim > 2 or b.ndim > 2:
+        raise ShapeError(f"dot: {a.ndim}-d and {b.ndim}-d operands; for more than 2 dimensions use matmul")
+    return L.MATMUL(a, b)
+
+
+# ----------------------------------------------------------------- shapes
+
+
+def dim(x, axis: int) -> Expr:
+    """The run-time size of ``axis`` as an int64 scalar node.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x")
+    >>> sd.evaluate(sd.dim(x, 0), {x: [1.0, 2.0, 3.0]})
+    np.int64(3)
+    """
+    x = as_expr(x)
+    (axis,) = normalize_axes(axis, x.ndim)
+    return S.DIM(x, axis=axis)
+
+
+def transpose(x, axes=None) -> Expr:
+    """np.transpose; ``axes=None`` reverses the axes.
+
+    >>> import symdiff as sd
+    >>> sd.transpose(sd.matrix("W", (2, 3))).type
+    f64[3,2]
+    """
+    x = as_expr(x)
+    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(int(a) % builtins.max(x.ndim, 1) for a in axes)
+    return x if axes == tuple(range(x.ndim)) else S.TRANSPOSE(x, axes=axes)
+
+
+def reshape(x, shape) -> Expr:
+    """np.reshape with a static shape (one -1 allowed).
+
+    >>> import symdiff as sd
+    >>> sd.reshape(sd.vector("x", 6), (2, -1)).type
+    f64[2,3]
+    """
+    x = as_expr(x)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+    return S.RESHAPE(x, shape=shape)
+
+
+def broadcast_to(x, shape) -> Expr:
+    """np.broadcast_to with a static shape.
+
+    >>> import symdiff as sd
+    >>> sd.broadcast_to(sd.scalar("a"), (2, 3)).type
+    f64[2,3]
+    """
+    shape = check_shape(shape)
+    if None in shape:
+        raise ShapeError(f"broadcast_to needs a static shape, got {shape}")
+    return S.BROADCAST_TO(as_expr(x), shape=shape)
+
+
+def broadcast_like(x, ref) -> Expr:
+    """Broadcast ``x`` to the (run-time) shape of ``ref``; ref's values are not used.
+
+    >>> import symdiff as sd
+    >>> sd.broadcast_like(sd.scalar("a"), sd.matrix("W")).type
+    f64[?,?]
+    """
+    x, ref = as_expr(x), as_expr(ref)
+    return x if x.type.shape == ref.type.shape else S.BROADCAST_LIKE(x, ref)
+
+
+def expand_dims(x, axis) -> Expr:
+    """np.expand_dims: insert size-1 axes at ``axis`` (int or tuple).
+
+    >>> import symdiff as sd
+    >>> sd.expand_dims(sd.vector("x", 3), 0).type
+    f64[1,3]
+    """
+    x = as_expr(x)
+    count = 1 if isinstance(axis, (int, np.integer)) else len(axis)
+    return S.EXPAND_DIMS(x, axes=normalize_axes(axis, x.ndim + count))
+
+
+def squeeze(x, axis=None) -> Expr:
+    """np.squeeze: remove axes whose size is statically 1 (all of them if None).
+
+    >>> import symdiff as sd
+    >>> sd.squeeze(sd.tensor("x", (1, 3, 1))).type
+    f64[3]
+    """
+    x = as_expr(x)
+    axes = tuple(a for a, d in enumerate(x.type.shape) if d == 1) if axis is None else normalize_axes(axis, x.ndim)
+    return S.SQUEEZE(x, axes=axes) if axes else x
+
+
+def concatenate(arrays, axis=0) -> Expr:
+    """np.concatenate along ``axis``.
+
+    >>> import symdiff as sd
+    >>> sd.concatenate([sd.vector("x", 2), sd.vector("y", 3)]).type
+    f64[5]
+    """
+    xs = operands(*arrays)
+    (axis,) = normalize_axes(axis, xs[0].ndim)
+    return S.CONCATENATE(*xs, axis=axis)
+
+
+def stack(arrays, axis=0) -> Expr:
+    """np.stack: join along a new axis.
+
+    >>> import symdiff as sd
+    >>> sd.stack(sd.scalars("a b c")).type
+    f64[3]
+    """
+    xs = operands(*arrays)
+    (axis,) = normalize_axes(axis, xs[0].ndim + 1)
+    return S.CONCATENATE(*[S.EXPAND_DIMS(x, axes=(axis,)) for x in xs], axis=axis)
+
+
+def _static_int(value, what):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(
+        f"{what} must be a static int; symdiff supports basic indexing (ints, slices, "
+        f"None and ...), got {type(value).__name__} {value!r}"
+    )
+
+
+def getitem(x: Expr, index) -> Expr:
+    """NumPy basic indexing: static ints, slices (negative, stepped), None and ``...``.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x", 5)
+    >>> x[1:].type, x[::-2].type, x[None, -1].type
+    (f64[4], f64[3], f64[1])
+    """
+    items = list(index) if isinstance(index, tuple) else [index]
+    if builtins.sum(item is Ellipsis for item in items) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    consumed = builtins.sum(1 for item in items if item is not None and item is not Ellipsis)
+    if consumed > x.ndim:
+        raise IndexError(f"too many indices: {consumed} for a {x.ndim}-d expression of type {x.type!r}")
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items[at:at + 1] = [slice(None)] * (x.ndim - consumed)
+    else:
+        items += [slice(None)] * (x.ndim - consumed)
+
+    entries, squeeze_axes, new_axes = [], [], []
+    out_axis = 0  # position in the result after squeezing
+    for item in items:
+        if item is None:
+            new_axes.append(out_axis)
+            out_axis += 1
+        elif isinstance(item, slice):
+            parts = tuple(None if p is None else _static_int(p, "a slice bound") for p in (item.start, item.stop, item.step))
+            entries.append(parts[:2] + (1 if parts[2] is None else parts[2],))
+            out_axis += 1
+        else:
+            entries.append(_static_int(item, "an index"))
+            squeeze_axes.append(len(entries) - 1)
+    out = x
+    if any(e != (None, None, 1) for e in entries):
+        out = S.SLICE(out, index=tuple(entries))
+    if squeeze_axes:
+        out = S.SQUEEZE(out, axes=tuple(squeeze_axes))
+    if new_axes:
+        out = S.EXPAND_DIMS(out, axes=tuple(new_axes))
+    return out
+
+
+ir._frontend = sys.modules[__name__]

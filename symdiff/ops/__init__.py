@@ -1,0 +1,7 @@
+"""The op registry: every primitive, one record each (see ``symdiff.ir.Op``).
+
+Importing this package registers all primitives in ``symdiff.ir.OPS``.
+"""
+
+from . import elementwise, leaves, linalg, reductions, structure  # noqa: F401  (registers the ops)
+from ..ir import OPS  # noqa: F401

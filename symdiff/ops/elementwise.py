@@ -1,0 +1,276 @@
+"""Elementwise ops, which broadcast like NumPy.
+
+An elementwise op's Jacobian is diagonal, so one function per input,
+``derivative(d, out, *inputs)`` = d * (partial derivative of out wrt that input),
+serves both directions: the reverse rule is ``unbroadcast(derivative(cotangent))``
+and the forward rule is ``derivative(tangent)``.  That keeps each op's calculus
+on one line, next to its NumPy implementation and its scalar code spelling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import frontend as F
+from ..errors import DTypeError
+from ..ir import Expr, Op
+from ..types import FLOAT_DTYPES, TensorType, broadcast_shapes
+from . import reductions, structure
+from .leaves import const
+
+
+def zeros_like(x: Expr) -> Expr:
+    """Zeros with the (run-time) shape and dtype of ``x``."""
+    return structure.BROADCAST_LIKE(const(0, x.dtype), x) if x.ndim else const(0, x.dtype)
+
+
+# ------------------------------------------------------------------ dtype rules
+
+
+def same_dtype(types, **attrs):
+    dtypes = {t.dtype for t in types}
+    if len(dtypes) != 1:
+        raise DTypeError(f"inputs must share one dtype, got {sorted(dtypes)}")
+    return types[0].dtype
+
+
+def float_only(types, **attrs):
+    dtype = same_dtype(types)
+    if dtype not in FLOAT_DTYPES:
+        raise DTypeError(f"needs float inputs, got {dtype}")
+    return dtype
+
+
+def bool_result(types, **attrs):
+    same_dtype(types)
+    return "bool"
+
+
+def bool_only(types, **attrs):
+    if same_dtype(types) != "bool":
+        raise DTypeError(f"needs bool inputs, got {types[0].dtype}")
+    return "bool"
+
+
+# ------------------------------------------------------------------- the factory
+
+# Default test domain per input: away from zero so that 1/x, log, kinks are safe.
+ANYWHERE = ((-2.0, -0.3), (0.3, 2.0))
+POSITIVE = ((0.3, 3.0),)
+
+
+def _sampler(domains):
+    """Samples for an elementwise op: all scalars, vectors, and broadcasting."""
+
+    def draw(rng, domain, shape):
+        if domain == "bool":
+            return rng.random(size=shape) < 0.5
+        low, high = domain[rng.integers(len(domain))] if len(domain) > 1 else domain[0]
+        values = rng.uniform(low, high, size=shape)
+        if len(domain) > 1:  # a union of intervals: pick one per element
+            pick = rng.integers(len(domain), size=shape)
+            for k, (lo, hi) in enumerate(domain):
+                values = np.where(pick == k, rng.uniform(lo, hi, size=shape), values)
+        return values
+
+    def samples(rng):
+        n = len(domains)
+        shape_sets = [[()] * n, [(4,)] * n, [(3, 4)] * n]
+        if n >= 2:
+            shape_sets.append([(3, 1)] + [(4,)] * (n - 1))
+            shape_sets.append([()] + [(2, 3)] * (n - 1))
+        return [(tuple(draw(rng, d, s) for d, s in zip(domains, shapes)), {}) for shapes in shape_sets]
+
+    return samples
+
+
+def elementwise(name, numpy_fn, derivatives, code, domain=None, dtype_rule=float_only, doc=""):
+    """Define and register an elementwise op.
+
+    derivatives: one entry per input, ``fn(d, out, *inputs, **attrs)`` returning
+    d times the partial derivative, or None where no derivative flows; ``None``
+    instead of a tuple means the output carries no derivative.
+    code: the scalar spelling for code generators, over ``{0}``, ``{1}``...
+    domain: per input, the intervals its tests sample (or "bool").
+    """
+    arity = len(domain)
+
+    def infer(types, **attrs):
+        if len(types) != arity:
+            raise DTypeError(f"takes {arity} inputs, got {len(types)}")
+        return TensorType(dtype_rule(types, **attrs), broadcast_shapes(*(t.shape for t in types)))
+
+    vjp = jvp = None
+    if derivatives is not None:
+
+        def reverse_rule(fn, index):
+            def rule(g, out, *inputs, **attrs):
+                return reductions.unbroadcast(fn(g, out, *inputs, **attrs), inputs[index].type)
+
+            return rule
+
+        vjp = tuple(None if fn is None else reverse_rule(fn, i) for i, fn in enumerate(derivatives))
+
+        def jvp(tangents, out, *inputs, **attrs):
+            total = None
+            for fn, t in zip(derivatives, tangents):
+                if fn is not None and t is not None:
+                    term = fn(t, out, *inputs, **attrs)
+                    total = term if total is None else total + term
+            if total is None:
+                return None
+            if total.dtype != out.dtype:
+                total = F.astype(total, out.dtype)
+            if total.type.shape != out.type.shape:
+                total = structure.BROADCAST_LIKE(total, out)
+            return total
+
+    return Op(
+        name,
+        infer=infer,
+        impl=numpy_fn,
+        vjp=vjp,
+        jvp=jvp,
+        kind="elementwise",
+        scalar_code=code,
+        samples=_sampler(domain),
+        doc=doc,
+    )
+
+
+# ------------------------------------------------------------------ unary float
+
+NEG = elementwise("neg", np.negative, (lambda d, out, x: -d,), "(-{0})", (ANYWHERE,), dtype_rule=same_dtype)
+EXP = elementwise("exp", np.exp, (lambda d, out, x: d * out,), "math.exp({0})", (ANYWHERE,))
+EXPM1 = elementwise("expm1", np.expm1, (lambda d, out, x: d * (out + 1),), "math.expm1({0})", (ANYWHERE,))
+LOG = elementwise("log", np.log, (lambda d, out, x: d / x,), "math.log({0})", (POSITIVE,))
+LOG1P = elementwise("log1p", np.log1p, (lambda d, out, x: d / (x + 1),), "math.log1p({0})", (((-0.7, 2.0),),))
+SQRT = elementwise("sqrt", np.sqrt, (lambda d, out, x: d / (out * 2),), "math.sqrt({0})", (POSITIVE,))
+SIN = elementwise("sin", np.sin, (lambda d, out, x: d * F.cos(x),), "math.sin({0})", (ANYWHERE,))
+COS = elementwise("cos", np.cos, (lambda d, out, x: -(d * F.sin(x)),), "math.cos({0})", (ANYWHERE,))
+TAN = elementwise("tan", np.tan, (lambda d, out, x: d * (out * out + 1),), "math.tan({0})", (((-1.2, 1.2),),))
+TANH = elementwise("tanh", np.tanh, (lambda d, out, x: d * (1 - out * out),), "math.tanh({0})", (ANYWHERE,))
+ABS = elementwise("abs", np.abs, (lambda d, out, x: d * F.sign(x),), "abs({0})", (ANYWHERE,), dtype_rule=same_dtype)
+SIGN = elementwise("sign", np.sign, None, "_sign({0})", (ANYWHERE,), dtype_rule=same_dtype,
+                   doc="Derivative zero almost everywhere, so no derivative flows.")
+
+
+def _sigmoid(x):
+    # exp(-|x|) never overflows; both branches are exact in their half-line.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+# sigmoid and softplus are primitives rather than composites: one stable libm-level
+# formula each, and derivatives (out * (1 - out), sigmoid) that cannot overflow.
+SIGMOID = elementwise("sigmoid", _sigmoid, (lambda d, out, x: d * (out * (1 - out)),), "_sigmoid({0})", (ANYWHERE,),
+                      doc="1 / (1 + exp(-x)), evaluated without overflow.")
+SOFTPLUS = elementwise("softplus", lambda x: np.logaddexp(0, x), (lambda d, out, x: d * F.sigmoid(x),),
+                       "_softplus({0})", (ANYWHERE,), doc="log(1 + exp(x)), evaluated without overflow.")
+
+# ----------------------------------------------------------------- binary float
+
+ADD = elementwise("add", np.add, (lambda d, out, x, y: d, lambda d, out, x, y: d), "({0} + {1})",
+                  (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
+SUB = elementwise("sub", np.subtract, (lambda d, out, x, y: d, lambda d, out, x, y: -d), "({0} - {1})",
+                  (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
+MUL = elementwise("mul", np.multiply, (lambda d, out, x, y: d * y, lambda d, out, x, y: d * x), "({0} * {1})",
+                  (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
+DIV = elementwise("div", np.divide, (lambda d, out, x, y: d / y, lambda d, out, x, y: -(d * out) / y),
+                  "({0} / {1})", (ANYWHERE, ANYWHERE))
+
+
+def _pow_dx(d, out, x, y):
+    # x ** c for a constant c: c * x ** (c - 1) with c - 1 folded.
+    c = F.constant_value(y)
+    if c is not None and c.ndim == 0:
+        c = float(c)
+        if c == 1.0:
+            return d
+        if c == 2.0:
+            return d * (x * 2)
+        return d * (F.power(x, c - 1) * c)
+    return d * (y * F.power(x, y - 1))
+
+
+POW = elementwise("pow", np.power, (_pow_dx, lambda d, out, x, y: d * (out * F.log(x))), "({0} ** {1})",
+                  (POSITIVE, ANYWHERE), doc="x ** y; the derivative in y needs x > 0.")
+
+
+def _select(c, d):
+    """d where c holds, 0 elsewhere (a mask, not a multiply: inf * 0 stays out)."""
+    return F.where(c, d, 0)
+
+
+# Ties give each side half, so maximum(x, x) has derivative 1 in x, like JAX.
+def _max_dx(d, out, x, y):
+    return F.where(F.equal(x, y), d * 0.5, _select(x > y, d))
+
+
+def _min_dx(d, out, x, y):
+    return F.where(F.equal(x, y), d * 0.5, _select(x < y, d))
+
+
+MAXIMUM = elementwise("maximum", np.maximum, (_max_dx, lambda d, out, x, y: _max_dx(d, out, y, x)), "max({0}, {1})",
+                      (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
+MINIMUM = elementwise("minimum", np.minimum, (_min_dx, lambda d, out, x, y: _min_dx(d, out, y, x)), "min({0}, {1})",
+                      (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
+
+# --------------------------------------------------------- comparisons, logic
+
+LESS = elementwise("less", np.less, None, "({0} < {1})", (ANYWHERE, ANYWHERE), dtype_rule=bool_result)
+LESS_EQUAL = elementwise("less_equal", np.less_equal, None, "({0} <= {1})", (ANYWHERE, ANYWHERE), dtype_rule=bool_result)
+GREATER = elementwise("greater", np.greater, None, "({0} > {1})", (ANYWHERE, ANYWHERE), dtype_rule=bool_result)
+GREATER_EQUAL = elementwise("greater_equal", np.greater_equal, None, "({0} >= {1})", (ANYWHERE, ANYWHERE),
+                            dtype_rule=bool_result)
+EQUAL = elementwise("equal", np.equal, None, "({0} == {1})", (ANYWHERE, ANYWHERE), dtype_rule=bool_result)
+NOT_EQUAL = elementwise("not_equal", np.not_equal, None, "({0} != {1})", (ANYWHERE, ANYWHERE), dtype_rule=bool_result)
+LOGICAL_NOT = elementwise("logical_not", np.logical_not, None, "(not {0})", ("bool",), dtype_rule=bool_only)
+LOGICAL_AND = elementwise("logical_and", np.logical_and, None, "({0} and {1})", ("bool", "bool"), dtype_rule=bool_only)
+LOGICAL_OR = elementwise("logical_or", np.logical_or, None, "({0} or {1})", ("bool", "bool"), dtype_rule=bool_only)
+
+# ------------------------------------------------------------ select and cast
+
+
+def _where_dtype(types, **attrs):
+    cond, x, y = types
+    if cond.dtype != "bool":
+        raise DTypeError(f"the condition must be bool, got {cond.dtype}")
+    return same_dtype((x, y))
+
+
+WHERE = elementwise("where", np.where,
+                    (None, lambda d, out, c, x, y: _select(c, d), lambda d, out, c, x, y: F.where(c, 0, d)),
+                    "({1} if {0} else {2})", ("bool", ANYWHERE, ANYWHERE), dtype_rule=_where_dtype)
+
+
+def _cast_dtype(types, dtype):
+    return dtype
+
+
+def _cast_derivative(d, out, x, dtype):
+    # Derivatives only reach float -> float casts (int and bool nodes carry none);
+    # the factory casts d to the dtype each direction needs.
+    return d
+
+
+def _cast_impl(x, dtype):
+    return x.astype(dtype)
+
+
+CAST = elementwise("cast", _cast_impl, (_cast_derivative,), "_cast_{dtype}({0})", (ANYWHERE,), dtype_rule=_cast_dtype,
+                   doc="Convert to another dtype (NumPy astype).")
+CAST.samples = lambda rng: [((rng.normal(size=(3,)),), {"dtype": "float32"}),
+                            ((rng.normal(size=(2, 2)).astype(np.float32),), {"dtype": "float64"})]
+
+STOP_GRADIENT = Op(
+    "stop_gradient",
+    infer=lambda types: types[0],
+    impl=lambda x: x,
+    vjp=(None,),
+    jvp=lambda tangents, out, x: None,
+    kind="elementwise",
+    scalar_code="{0}",
+    samples=_sampler((ANYWHERE,)),
+    doc="Identity whose derivative is zero: no gradient flows through it.",
+)

@@ -1,0 +1,123 @@
+"""Reductions over static axes: sum, max, min, prod; and ``unbroadcast``, the
+adjoint of NumPy broadcasting that every broadcasting op's reverse rule uses."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import frontend as F
+from ..ir import Expr, Op, fail_shape
+from ..types import TensorType
+
+
+def _infer_reduction(types, axes, keepdims):
+    (x,) = types
+    if list(axes) != sorted(set(axes)) or any(not 0 <= a < x.ndim for a in axes):
+        fail_shape(f"axes {axes} must be sorted, unique and within {x.ndim} dimensions")
+    if keepdims:
+        shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
+    else:
+        shape = tuple(d for a, d in enumerate(x.shape) if a not in axes)
+    return TensorType(x.dtype, shape)
+
+
+def keep_axes(g: Expr, axes, keepdims) -> Expr:
+    """A reduction's result (or cotangent) with the reduced axes kept as size 1."""
+    return g if keepdims or not axes else F.expand_dims(g, axes)
+
+
+def unbroadcast(g: Expr, target: TensorType) -> Expr:
+    """Sum ``g`` over the axes that broadcasting added to something of type ``target``.
+
+    Broadcasting is decided statically, so so is this: leading axes that ``target``
+    lacks, and axes where ``target`` has size 1 and ``g`` does not.
+    """
+    lead = g.ndim - len(target.shape)
+    stretched = tuple(lead + a for a, d in enumerate(target.shape) if d == 1 and g.type.shape[lead + a] != 1)
+    if stretched:
+        g = SUM(g, axes=stretched, keepdims=True)
+    if lead:
+        g = SUM(g, axes=tuple(range(lead)), keepdims=False)
+    return g if g.dtype == target.dtype else F.astype(g, target.dtype)
+
+
+def _reduction_samples(rng):
+    return [
+        ((rng.normal(size=(3, 4)),), {"axes": (1,), "keepdims": False}),
+        ((rng.normal(size=(3, 4)),), {"axes": (0, 1), "keepdims": False}),
+        ((rng.normal(size=(2, 3, 4)),), {"axes": (0, 2), "keepdims": True}),
+        ((rng.normal(size=(5,)),), {"axes": (0,), "keepdims": True}),
+    ]
+
+
+SUM = Op(
+    "sum",
+    infer=_infer_reduction,
+    impl=lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims),
+    vjp=(lambda g, out, x, axes, keepdims: F.broadcast_like(keep_axes(g, axes, keepdims), x),),
+    jvp=lambda ts, out, x, axes, keepdims: SUM(ts[0], axes=axes, keepdims=keepdims),
+    kind="reduction",
+    samples=_reduction_samples,
+    doc="Sum over static axes.",
+)
+
+
+def _extremum_weights(out, x, axes, keepdims):
+    """Where x attains the extremum, 1/(number of ties); elsewhere 0.
+
+    Ties share the derivative equally, so it is the same whichever tie a
+    backend happens to pick.
+    """
+    hit = F.astype(F.equal(x, keep_axes(out, axes, keepdims)), x.dtype)
+    return hit / SUM(hit, axes=axes, keepdims=True)
+
+
+def _extremum_op(name, numpy_fn):
+    op = Op(
+        name,
+        infer=_infer_reduction,
+        impl=lambda x, axes, keepdims: numpy_fn(x, axis=axes, keepdims=keepdims),
+        vjp=(lambda g, out, x, axes, keepdims: keep_axes(g, axes, keepdims) * _extremum_weights(out, x, axes, keepdims),),
+        jvp=lambda ts, out, x, axes, keepdims: SUM(ts[0] * _extremum_weights(out, x, axes, keepdims), axes=axes, keepdims=keepdims),
+        kind="reduction",
+        samples=_reduction_samples,
+        doc=f"{name.capitalize()} over static axes; ties share the derivative equally.",
+    )
+    return op
+
+
+MAX = _extremum_op("max", np.max)
+MIN = _extremum_op("min", np.min)
+
+
+def _prod_partial(out, x, axes, keepdims):
+    """d prod / d x_i, exact when x holds zeros (no division by zero anywhere).
+
+    Where x_i != 0 it is prod / x_i; where x_i is the only zero it is the product
+    of the others; where there are other zeros it is 0.
+    """
+    is_zero = F.equal(x, 0)
+    x_safe = F.where(is_zero, 1, x)
+    prod_of_nonzeros = PROD(x_safe, axes=axes, keepdims=True)
+    zero_count = SUM(F.astype(is_zero, "int64"), axes=axes, keepdims=True)
+    at_zero = F.where(F.equal(zero_count, 1), prod_of_nonzeros, 0)
+    return F.where(is_zero, at_zero, keep_axes(out, axes, keepdims) / x_safe)
+
+
+def _prod_samples(rng):
+    cases = _reduction_samples(rng)
+    with_zero = rng.normal(size=(3, 4))
+    with_zero[1, 2] = 0.0
+    return cases + [((with_zero,), {"axes": (1,), "keepdims": False})]
+
+
+PROD = Op(
+    "prod",
+    infer=_infer_reduction,
+    impl=lambda x, axes, keepdims: np.prod(x, axis=axes, keepdims=keepdims),
+    vjp=(lambda g, out, x, axes, keepdims: keep_axes(g, axes, keepdims) * _prod_partial(out, x, axes, keepdims),),
+    jvp=lambda ts, out, x, axes, keepdims: SUM(ts[0] * _prod_partial(out, x, axes, keepdims), axes=axes, keepdims=keepdims),
+    kind="reduction",
+    samples=_prod_samples,
+    doc="Product over static axes; its derivative is exact at zeros.",
+)

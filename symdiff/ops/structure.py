@@ -1,0 +1,318 @@
+"""Ops that move data without arithmetic: reshape, transpose, slicing, broadcasting,
+concatenation, and ``dim`` (a size known only at run time)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import GradientError
+from ..ir import Op, fail_shape
+from ..types import TensorType, broadcast_shapes, fmt_shape
+from . import reductions
+
+# ------------------------------------------------------------------ reshape
+
+
+def _infer_reshape(types, shape):
+    (x,) = types
+    if shape.count(-1) > 1 or any(d < -1 for d in shape):
+        fail_shape(f"bad target shape {shape}: ints >= 0 and at most one -1")
+    if None in x.shape:
+        return TensorType(x.dtype, tuple(None if d == -1 else d for d in shape))
+    size = int(np.prod(x.shape))
+    known = int(np.prod([d for d in shape if d != -1]))
+    if -1 in shape:
+        if known == 0 or size % known:
+            fail_shape(f"cannot reshape size {size} into {shape}")
+        shape = tuple(size // known if d == -1 else d for d in shape)
+    elif known != size:
+        fail_shape(f"cannot reshape size {size} into {fmt_shape(shape)}")
+    return TensorType(x.dtype, shape)
+
+
+def _vjp_reshape(g, out, x, shape):
+    if x.type.shape.count(None) > 1:
+        raise GradientError(
+            f"reshape at {out.where() or '?'}: the gradient needs the input shape "
+            f"{fmt_shape(x.type.shape)}, which has more than one unknown dimension"
+        )
+    return RESHAPE(g, shape=tuple(-1 if d is None else d for d in x.type.shape))
+
+
+RESHAPE = Op(
+    "reshape",
+    infer=_infer_reshape,
+    impl=lambda x, shape: np.reshape(x, shape),
+    vjp=(_vjp_reshape,),
+    jvp=lambda ts, out, x, shape: RESHAPE(ts[0], shape=shape),
+    kind="shape",
+    samples=lambda rng: [((rng.normal(size=(2, 6)),), {"shape": (3, 4)}), ((rng.normal(size=(12,)),), {"shape": (2, -1, 3)})],
+    doc="np.reshape with a static target shape (one -1 allowed).",
+)
+
+# ---------------------------------------------------------------- transpose
+
+
+def _infer_transpose(types, axes):
+    (x,) = types
+    if sorted(axes) != list(range(x.ndim)):
+        fail_shape(f"axes {axes} are not a permutation of {x.ndim} axes")
+    return TensorType(x.dtype, tuple(x.shape[a] for a in axes))
+
+
+TRANSPOSE = Op(
+    "transpose",
+    infer=_infer_transpose,
+    impl=lambda x, axes: np.transpose(x, axes),
+    vjp=(lambda g, out, x, axes: TRANSPOSE(g, axes=tuple(int(a) for a in np.argsort(axes))),),
+    jvp=lambda ts, out, x, axes: TRANSPOSE(ts[0], axes=axes),
+    kind="shape",
+    samples=lambda rng: [((rng.normal(size=(2, 3)),), {"axes": (1, 0)}), ((rng.normal(size=(2, 3, 4)),), {"axes": (2, 0, 1)})],
+    doc="np.transpose with a static permutation.",
+)
+
+# ------------------------------------------------------- expand_dims / squeeze
+
+
+def _infer_expand_dims(types, axes):
+    (x,) = types
+    ndim = x.ndim + len(axes)
+    if any(not 0 <= a < ndim for a in axes):
+        fail_shape(f"axes {axes} out of range for a {ndim}-d result")
+    dims = iter(x.shape)
+    return TensorType(x.dtype, tuple(1 if a in axes else next(dims) for a in range(ndim)))
+
+
+def _infer_squeeze(types, axes):
+    (x,) = types
+    for a in axes:
+        if not 0 <= a < x.ndim or x.shape[a] != 1:
+            fail_shape(f"cannot squeeze axis {a}: its size must be statically 1")
+    return TensorType(x.dtype, tuple(d for a, d in enumerate(x.shape) if a not in axes))
+
+
+EXPAND_DIMS = Op(
+    "expand_dims",
+    infer=_infer_expand_dims,
+    impl=lambda x, axes: np.expand_dims(x, axes),
+    vjp=(lambda g, out, x, axes: SQUEEZE(g, axes=axes),),
+    jvp=lambda ts, out, x, axes: EXPAND_DIMS(ts[0], axes=axes),
+    kind="shape",
+    samples=lambda rng: [((rng.normal(size=(3,)),), {"axes": (0, 2)}), ((rng.normal(size=()),), {"axes": (0,)})],
+    doc="Insert axes of size 1 at the given (sorted, result) positions.",
+)
+
+SQUEEZE = Op(
+    "squeeze",
+    infer=_infer_squeeze,
+    impl=lambda x, axes: np.squeeze(x, axes),
+    vjp=(lambda g, out, x, axes: EXPAND_DIMS(g, axes=axes),),
+    jvp=lambda ts, out, x, axes: SQUEEZE(ts[0], axes=axes),
+    kind="shape",
+    samples=lambda rng: [((rng.normal(size=(1, 3, 1)),), {"axes": (0, 2)})],
+    doc="Remove axes whose size is statically 1.",
+)
+
+# ------------------------------------------------------------------- slicing
+#
+# ``index`` holds one entry per axis: an int i (keep element i, as an axis of
+# length 1) or a (start, stop, step) triple.  Integer indexing is slice + squeeze
+# in the front-end, so both ops keep the input's rank.
+
+
+def _index_to_numpy(index, shape):
+    out = []
+    for axis, (entry, size) in enumerate(zip(index, shape)):
+        if isinstance(entry, tuple):
+            out.append(slice(*entry))
+        else:
+            if not -size <= entry < size:
+                raise IndexError(f"index {entry} is out of bounds for axis {axis} with size {size}")
+            out.append(slice(entry, entry + 1 if entry != -1 else None))
+    return tuple(out)
+
+
+def _infer_slice(types, index):
+    (x,) = types
+    if len(index) != x.ndim:
+        fail_shape(f"index has {len(index)} entries for a {x.ndim}-d input")
+    dims = []
+    for axis, (entry, size) in enumerate(zip(index, x.shape)):
+        if isinstance(entry, tuple):
+            if entry[2] == 0:
+                fail_shape("slice step cannot be zero")
+            dims.append(None if size is None else len(range(*slice(*entry).indices(size))))
+        else:
+            if size is not None and not -size <= entry < size:
+                fail_shape(f"index {entry} is out of bounds for axis {axis} with size {size}")
+            dims.append(1)
+    return TensorType(x.dtype, tuple(dims))
+
+
+def _impl_slice(x, index):
+    return x[_index_to_numpy(index, x.shape)]
+
+
+def _infer_scatter(types, index):
+    cotangent, ref = types
+    expected = _infer_slice((ref,), index).shape
+    broadcast_shapes(expected, cotangent.shape)  # checks compatibility
+    if len(expected) != len(cotangent.shape):
+        fail_shape(f"cotangent {fmt_shape(cotangent.shape)} does not match slice {fmt_shape(expected)}")
+    return TensorType(cotangent.dtype, ref.shape)
+
+
+def _impl_scatter(cotangent, ref, index):
+    out = np.zeros(ref.shape, dtype=cotangent.dtype)
+    out[_index_to_numpy(index, ref.shape)] = cotangent
+    return out
+
+
+SLICE = Op(
+    "slice",
+    infer=_infer_slice,
+    impl=_impl_slice,
+    vjp=(lambda g, out, x, index: SCATTER_SLICE(g, x, index=index),),
+    jvp=lambda ts, out, x, index: SLICE(ts[0], index=index),
+    kind="shape",
+    samples=lambda rng: [
+        ((rng.normal(size=(5,)),), {"index": ((1, None, 1),)}),
+        ((rng.normal(size=(5,)),), {"index": ((None, -1, 1),)}),
+        ((rng.normal(size=(4, 5)),), {"index": (-1, (4, 0, -2))}),
+    ],
+    doc="Basic NumPy indexing with static ints and slices (negative and stepped).",
+)
+
+SCATTER_SLICE = Op(
+    "scatter_slice",
+    infer=_infer_scatter,
+    impl=_impl_scatter,
+    vjp=(lambda g, out, ct, ref, index: SLICE(g, index=index), None),
+    jvp=lambda ts, out, ct, ref, index: None if ts[0] is None else SCATTER_SLICE(ts[0], ref, index=index),
+    kind="shape",
+    samples=lambda rng: [((rng.normal(size=(2, 2)), rng.normal(size=(4, 5))), {"index": ((1, 3, 1), (4, 0, -2))})],
+    doc="Zeros shaped like ``ref`` with ``cotangent`` placed at ``ref[index]``: "
+    "the adjoint of slice, a scatter rather than a padded copy.",
+)
+
+# ------------------------------------------------------------- broadcasting
+
+
+def _infer_broadcast_to(types, shape):
+    (x,) = types
+    if broadcast_shapes(x.shape, shape) != tuple(shape):
+        fail_shape(f"cannot broadcast to {fmt_shape(shape)}")
+    return TensorType(x.dtype, tuple(shape))
+
+
+def _infer_broadcast_like(types):
+    x, ref = types
+    if x.ndim > ref.ndim or broadcast_shapes(x.shape, ref.shape) != ref.shape:
+        fail_shape(f"cannot broadcast {fmt_shape(x.shape)} to {fmt_shape(ref.shape)}")
+    return TensorType(x.dtype, ref.shape)
+
+
+BROADCAST_TO = Op(
+    "broadcast_to",
+    infer=_infer_broadcast_to,
+    impl=lambda x, shape: np.broadcast_to(x, shape),
+    vjp=(lambda g, out, x, shape: reductions.unbroadcast(g, x.type),),
+    jvp=lambda ts, out, x, shape: BROADCAST_TO(ts[0], shape=shape),
+    kind="shape",
+    samples=lambda rng: [((rng.normal(size=(3, 1)),), {"shape": (2, 3, 4)}), ((rng.normal(size=()),), {"shape": (3,)})],
+    doc="np.broadcast_to with a static shape.",
+)
+
+BROADCAST_LIKE = Op(
+    "broadcast_like",
+    infer=_infer_broadcast_like,
+    impl=lambda x, ref: np.broadcast_to(x, ref.shape),
+    vjp=(lambda g, out, x, ref: reductions.unbroadcast(g, x.type), None),
+    jvp=lambda ts, out, x, ref: None if ts[0] is None else BROADCAST_LIKE(ts[0], ref),
+    kind="shape",
+    samples=lambda rng: [((rng.normal(size=(3, 1)), rng.normal(size=(3, 4))), {})],
+    doc="Broadcast x to the run-time shape of ref (whose value is not used).",
+)
+
+# -------------------------------------------------------------- concatenate
+
+
+def _infer_concatenate(types, axis):
+    first = types[0]
+    if any(t.ndim != first.ndim for t in types):
+        fail_shape("all inputs must have the same number of dimensions")
+    if not 0 <= axis < first.ndim:
+        fail_shape(f"axis {axis} out of range for {first.ndim}-d inputs")
+    dims = []
+    for a in range(first.ndim):
+        column = [t.shape[a] for t in types]
+        if a == axis:
+            dims.append(None if None in column else sum(column))
+        else:
+            known = {d for d in column if d is not None}
+            if len(known) > 1:
+                fail_shape(f"sizes along axis {a} differ: {column}")
+            dims.append(known.pop() if known else None)
+    return TensorType(first.dtype, tuple(dims))
+
+
+def _vjp_concatenate(i, g, out, *xs, axis):
+    sizes = [x.type.shape[axis] for x in xs]
+    unknown = [k for k, d in enumerate(sizes) if d is None]
+    if len(unknown) > 1:
+        raise GradientError(
+            f"concatenate at {out.where() or '?'}: the gradient needs all but one input "
+            f"size along axis {axis}, got {sizes}"
+        )
+    split = unknown[0] if unknown else len(xs)
+    if i < split:  # offsets from the start
+        start = sum(sizes[:i])
+        stop = start + sizes[i]
+    elif i == split:
+        start = sum(sizes[:i])
+        stop = -sum(sizes[i + 1:]) or None
+    else:  # offsets from the end
+        start = -sum(sizes[i:])
+        stop = -sum(sizes[i + 1:]) or None
+    index = tuple((start, stop, 1) if a == axis else (None, None, 1) for a in range(g.ndim))
+    return SLICE(g, index=index)
+
+
+def _jvp_concatenate(ts, out, *xs, axis):
+    from .elementwise import zeros_like  # late: elementwise builds on this module
+
+    return CONCATENATE(*[zeros_like(x) if t is None else t for t, x in zip(ts, xs)], axis=axis)
+
+
+CONCATENATE = Op(
+    "concatenate",
+    infer=_infer_concatenate,
+    impl=lambda *xs, axis: np.concatenate(xs, axis=axis),
+    vjp=_vjp_concatenate,
+    jvp=_jvp_concatenate,
+    kind="shape",
+    samples=lambda rng: [
+        ((rng.normal(size=(2, 3)), rng.normal(size=(1, 3)), rng.normal(size=(4, 3))), {"axis": 0}),
+        ((rng.normal(size=(2,)), rng.normal(size=(3,))), {"axis": 0}),
+    ],
+    doc="np.concatenate along a static axis.",
+)
+
+# ---------------------------------------------------------------------- dim
+
+
+def _infer_dim(types, axis):
+    (x,) = types
+    if not 0 <= axis < x.ndim:
+        fail_shape(f"axis {axis} out of range for {x.ndim}-d input")
+    return TensorType("int64", ())
+
+
+DIM = Op(
+    "dim",
+    infer=_infer_dim,
+    impl=lambda x, axis: np.asarray(x.shape[axis], dtype=np.int64),
+    kind="shape",
+    samples=lambda rng: [((rng.normal(size=(3, 4)),), {"axis": 1})],
+    doc="The run-time size of one axis, as an int64 scalar.",
+)
