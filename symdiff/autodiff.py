@@ -18,7 +18,7 @@ from .types import TensorType, fmt_shape
 
 
 def _compatible(got: TensorType, want: TensorType) -> bool:
-    return (
+    return got == want or (
         got.dtype == want.dtype
         and len(got.shape) == len(want.shape)
         and all(g is None or w is None or g == w for g, w in zip(got.shape, want.shape))
@@ -68,25 +68,28 @@ def backprop(seeds: list, wrt: list, name: str) -> dict:
         if out.id in relevant:
             table.setdefault(out.id, []).append(cotangent)
     adjoints = {}
-    for node in reversed(nodes):
-        messages = table.pop(node.id, None)
-        if not messages:
-            continue
-        with creation_note(f"grad of {name} wrt {node.label()}"):
+    with creation_note(None) as note:  # the note is updated per node below
+        for node in reversed(nodes):
+            messages = table.pop(node.id, None)
+            if not messages:
+                continue
+            label = node.label()
+            note.text = f"grad of {name} wrt {label}"
             total = messages[0]
             for message in messages[1:]:
                 total = ADD(total, message)
-        adjoints[node.id] = total
-        if not node.inputs:
-            continue
-        with creation_note(f"bprop of {node.label()} ({node.op.name}) for grad of {name}"):
+            adjoints[node.id] = total
+            if not node.inputs:
+                continue
+            note.text = f"bprop of {label} ({node.op.name}) for grad of {name}"
+            params = node.params
             for i, x in enumerate(node.inputs):
                 if x.id not in relevant:
                     continue
                 rule = node.op.vjp_rule(i)
                 if rule is None:
                     continue
-                message = rule(total, node, *node.inputs, **node.params)
+                message = rule(total, node, *node.inputs, **params)
                 _check_rule_result(node, i, message, x.type, "vjp")
                 table.setdefault(x.id, []).append(message)
     return adjoints

@@ -124,6 +124,9 @@ def operands(*args, to_float=False) -> list:
     Python scalars are weak: they take the dtype of the strongly typed
     operands when their kind fits (an int with float32 stays float32).
     """
+    if len(args) == 2 and isinstance(args[0], Expr) and isinstance(args[1], Expr) and args[0].dtype == args[1].dtype:
+        if not to_float or args[0].dtype in FLOAT_DTYPES:  # the common case, kept cheap
+            return list(args)
     strong = [a if isinstance(a, Expr) else constant(a) for a in args if not _is_weak(a)]
     if strong:
         dtype = reduce(promote, (s.dtype for s in strong))

@@ -275,37 +275,53 @@ class ConstValue:
 
 def _user_origin() -> Optional[tuple]:
     """(file, line) of the innermost frame outside the symdiff package."""
+    origin = getattr(_local, "origin", None)
+    if origin is not None:  # a pass building many nodes for one user call
+        return origin
     frame = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
     return None if frame is None else (frame.f_code.co_filename, frame.f_lineno)
 
 
+class _Note:
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+
 @contextmanager
-def creation_note(note: str):
-    """Tag every node created inside the block with ``note`` (e.g. 'grad of e wrt b').
+def creation_note(text: Optional[str]):
+    """Tag every node created inside the block with ``text`` (e.g. 'grad of e wrt b').
 
     Printers use the tag to show which nodes differentiation appended.  A node
-    that already existed keeps its first tag, since it is the same node.
+    that already existed keeps its first tag, since it is the same node.  The
+    block gets a handle whose ``.text`` may be changed as work moves on (cheaper
+    than re-entering per node in a pass that creates many nodes).
     """
     stack = _local.__dict__.setdefault("notes", [])
+    note = _Note(text)
     stack.append(note)
+    outer_origin = getattr(_local, "origin", None)
+    if outer_origin is None:  # every node of the block comes from the same user call
+        _local.origin = _user_origin()
     try:
-        yield
+        yield note
     finally:
         stack.pop()
+        _local.origin = outer_origin
 
 
 def make_node(op: Op, inputs: Sequence[Expr], attrs: dict) -> Expr:
     """Return the unique node ``op(*inputs, **attrs)``, creating it if new."""
     for x in inputs:
-        if not isinstance(x, Expr):
+        if type(x) is not Expr:
             raise TypeError(f"{op.name}: expected symdiff expressions as inputs, got {type(x).__name__} {x!r}")
     inputs = tuple(inputs)
-    attr_items = tuple(sorted(attrs.items()))
+    attr_items = tuple(sorted(attrs.items())) if attrs else ()
     key = (op, inputs, attr_items)
-    with _intern_lock:
-        node = _intern_table.get(key)
+    node = _intern_table.get(key)  # a plain read; the insert below is locked
     if node is not None:
         return node
     try:
@@ -319,7 +335,7 @@ def make_node(op: Op, inputs: Sequence[Expr], attrs: dict) -> Expr:
     node.type = out_type
     node.origin = _user_origin()
     notes = getattr(_local, "notes", None)
-    node.note = notes[-1] if notes else None
+    node.note = notes[-1].text if notes else None
     with _intern_lock:
         existing = _intern_table.get(key)
         if existing is not None:  # another thread built it meanwhile

@@ -8,7 +8,7 @@ only at run time and is never assumed to be 1, so ``None`` against ``5`` gives `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,9 +21,11 @@ SHORT_DTYPE = {"bool": "bool", "int64": "i64", "float32": "f32", "float64": "f64
 Shape = tuple  # tuple[int | None, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class TensorType:
+class TensorType(NamedTuple):
     """The static type of a node: ``dtype`` (one of DTYPES) and ``shape``.
+
+    A NamedTuple, so comparing and hashing types (done for every node built)
+    runs at C speed.
 
     >>> TensorType("float64", (None, 3))
     f64[?,3]
@@ -106,6 +108,9 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
     >>> broadcast_shapes((None, 1), (3,))
     (None, 3)
     """
+    first = shapes[0]
+    if all(s == first for s in shapes) and None not in first:
+        return first
     ndim = max(len(s) for s in shapes)
     result = []
     for axis in range(ndim):

@@ -28,10 +28,11 @@ def zeros_like(x: Expr) -> Expr:
 
 
 def same_dtype(types, **attrs):
-    dtypes = {t.dtype for t in types}
-    if len(dtypes) != 1:
-        raise DTypeError(f"inputs must share one dtype, got {sorted(dtypes)}")
-    return types[0].dtype
+    dtype = types[0].dtype
+    for t in types:
+        if t.dtype != dtype:
+            raise DTypeError(f"inputs must share one dtype, got {[t.dtype for t in types]}")
+    return dtype
 
 
 def float_only(types, **attrs):

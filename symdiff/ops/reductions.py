@@ -32,6 +32,8 @@ def unbroadcast(g: Expr, target: TensorType) -> Expr:
     Broadcasting is decided statically, so so is this: leading axes that ``target``
     lacks, and axes where ``target`` has size 1 and ``g`` does not.
     """
+    if g.type == target:
+        return g
     lead = g.ndim - len(target.shape)
     stretched = tuple(lead + a for a, d in enumerate(target.shape) if d == 1 and g.type.shape[lead + a] != 1)
     if stretched:
