@@ -10,6 +10,8 @@ topological order; each node's adjoint is the sum of the messages its consumers'
 
 from __future__ import annotations
 
+import gc
+
 from .errors import GradientError
 from .ir import Expr, as_list, creation_note, toposort
 from .ops.elementwise import ADD, zeros_like
@@ -38,6 +40,12 @@ def _or_zeros(derivative, like: Expr) -> Expr:
     return zeros_like(like) if derivative is None else derivative
 
 
+def _note_name(x: Expr) -> str:
+    """How notes name ``x``: its label, or its own note when a pass created it (a
+    gradient of a gradient says what it differentiates even after rewrites drop x)."""
+    return f"({x.note})" if x.note else x.label()
+
+
 def _differentiable_wrt(wrt: list, what: str):
     for w in wrt:
         if not w.type.is_float:
@@ -47,9 +55,13 @@ def _differentiable_wrt(wrt: list, what: str):
             )
 
 
-def backprop(seeds: list, wrt: list, name: str) -> dict:
+def backprop(seeds: list, wrt: list, name: str, trace=None) -> dict:
     """Reverse sweep from ``seeds`` [(output, cotangent), ...]; the adjoint of each
-    node on a path to ``wrt``, by node id."""
+    node on a path to ``wrt``, by node id.
+
+    ``trace(node, messages, total, sent)``, if given, is called once per node in
+    the order of the sweep with the messages it received, their sum (its adjoint)
+    and the [(input index, input, message)] its rule sent on (``symdiff explain``)."""
     nodes = toposort([out for out, _ in seeds])
     wrt_ids = {w.id for w in wrt}
     # Nodes on a differentiable path from some wrt node: only these get adjoints.
@@ -63,6 +75,18 @@ def backprop(seeds: list, wrt: list, name: str) -> dict:
                     relevant.add(node.id)
                     break
 
+    # Nodes hold no reference cycles, so the cyclic collector only costs time
+    # here (a quarter to a third of a large sweep): pause it for the sweep.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _reverse_sweep(nodes, relevant, seeds, name, trace)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _reverse_sweep(nodes, relevant, seeds, name, trace) -> dict:
     table: dict[int, list] = {}
     for out, cotangent in seeds:
         if out.id in relevant:
@@ -79,7 +103,10 @@ def backprop(seeds: list, wrt: list, name: str) -> dict:
             for message in messages[1:]:
                 total = ADD(total, message)
             adjoints[node.id] = total
+            sent = [] if trace is not None else None
             if not node.inputs:
+                if trace is not None:
+                    trace(node, messages, total, sent)
                 continue
             note.text = f"bprop of {label} ({node.op.name}) for grad of {name}"
             params = node.params
@@ -92,6 +119,10 @@ def backprop(seeds: list, wrt: list, name: str) -> dict:
                 message = rule(total, node, *node.inputs, **params)
                 _check_rule_result(node, i, message, x.type, "vjp")
                 table.setdefault(x.id, []).append(message)
+                if sent is not None:
+                    sent.append((i, x, message))
+            if trace is not None:
+                trace(node, messages, total, sent)
     return adjoints
 
 
@@ -122,7 +153,7 @@ def grad(cost, wrt):
     wrt_list, single = as_list(wrt)
     _differentiable_wrt(wrt_list, "grad")
     seed = const(1, cost.dtype)
-    adjoints = backprop([(cost, seed)], wrt_list, cost.label())
+    adjoints = backprop([(cost, seed)], wrt_list, _note_name(cost))
     results = [_or_zeros(adjoints.get(w.id), w) for w in wrt_list]
     return results[0] if single else results
 
@@ -150,7 +181,7 @@ def vjp(outputs, wrt, cotangents):
             raise GradientError(f"vjp: cotangent of type {ct.type!r} for output {out.label()} of type {out.type!r}")
     wrt_list, single = as_list(wrt)
     _differentiable_wrt(wrt_list, "vjp")
-    name = ",".join(o.label() for o in outs)
+    name = ",".join(_note_name(o) for o in outs)
     adjoints = backprop(list(zip(outs, cts)), wrt_list, name)
     results = [_or_zeros(adjoints.get(w.id), w) for w in wrt_list]
     return results[0] if single else results
@@ -185,7 +216,7 @@ def jvp(outputs, wrt, tangents):
         if not _compatible(t.type, w.type):
             raise GradientError(f"jvp: tangent of type {t.type!r} for {w.label()} of type {w.type!r}")
         tangent_of[w.id] = t
-    with creation_note(f"jvp of {','.join(o.label() for o in outs)}"):
+    with creation_note(f"jvp of {','.join(_note_name(o) for o in outs)}"):
         for node in toposort(outs):
             if node.id in tangent_of or not node.inputs or not node.type.is_float or node.op.vjp is None:
                 continue
@@ -224,9 +255,10 @@ def hvp(cost, wrt, v, mode="rev-rev"):
     grads = grad(cost, wrt_list)
     if mode == "rev-rev":
         inner = None
-        for g, vec in zip(grads, vs):
-            term = F.sum(g * vec)
-            inner = term if inner is None else inner + term
+        with creation_note(f"<grad of {_note_name(cost)}, v> for hvp"):
+            for g, vec in zip(grads, vs):
+                term = F.sum(g * vec)
+                inner = term if inner is None else inner + term
         results = grad(inner, wrt_list)
     elif mode == "fwd-rev":
         results = jvp(grads, wrt_list, vs)

@@ -52,22 +52,26 @@ def bind_inputs(symbols: list, values) -> dict:
     return bound
 
 
+# Kinds a Python number (or a list of them) may have for each symbol dtype: Python
+# numbers carry no precision of their own, so a float list is fine for float32.
+_WEAK_KINDS = {"bool": "b", "int64": "biu", "float32": "biuf", "float64": "biuf"}
+
+
 def coerce_input(name: str, want: TensorType, value) -> np.ndarray:
     """A read-only array of ``want``'s dtype for ``value``, or a clear error."""
     if isinstance(value, Expr):
         raise InputTypeError(f"input {name!r}: expected a number or an array, got the expression {value!r}")
-    if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
-        kind = "bool" if isinstance(value, bool) else "int64" if isinstance(value, int) else "float64"
-        ok = kind == want.dtype or want.dtype in ("float32", "float64") or (kind == "bool" and want.dtype == "int64")
-        array = np.asarray(value, dtype=numpy_dtype(want.dtype)) if ok else None
+    try:
+        array = np.asarray(value)
+    except Exception:
+        array = None
+    if array is None or array.dtype.kind not in "biuf":
+        got = type(value).__name__ if array is None else f"{type(value).__name__} of dtype {array.dtype}"
+        raise InputTypeError(f"input {name!r} of type {want!r}: expected a number or a numeric array, got {got}")
+    if isinstance(value, (bool, int, float, list, tuple)):
+        ok = array.dtype.kind in _WEAK_KINDS[want.dtype]
+        kind = f"{array.dtype} (from a Python {type(value).__name__})"
     else:
-        try:
-            array = np.asarray(value)
-        except Exception:
-            array = None
-        if array is None or array.dtype.kind not in "biuf":
-            got = type(value).__name__ if array is None else f"{type(value).__name__} of dtype {array.dtype}"
-            raise InputTypeError(f"input {name!r} of type {want!r}: expected a number or a numeric array, got {got}")
         ok = np.can_cast(array.dtype, numpy_dtype(want.dtype), "safe")
         kind = str(array.dtype)
     if not ok:
@@ -156,5 +160,11 @@ def evaluate(outputs, inputs=None):
     nodes = toposort(outs)
     values = bind_inputs([n for n in nodes if n.is_symbol], inputs)
     run(nodes, values)
-    results = [export(values[o.id]) for o in outs]
+    results, seen = [], set()
+    for o in outs:
+        value = export(values[o.id])
+        if o.id in seen and isinstance(value, np.ndarray):
+            value = value.copy()  # the same node asked for twice: results never alias
+        seen.add(o.id)
+        results.append(value)
     return results[0] if single else results

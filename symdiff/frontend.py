@@ -103,7 +103,8 @@ def _as_array(value) -> np.ndarray:
     except Exception as exc:
         raise TypeError(f"expected a symdiff expression, a number or an array, got {type(value).__name__}") from exc
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"expected a symdiff expression, a number or an array, got {type(value).__name__} {value!r}")
+        got = f"of dtype {array.dtype}" if isinstance(value, np.ndarray) else repr(value)
+        raise TypeError(f"expected a symdiff expression, a number or an array, got {type(value).__name__} {got}")
     return array
 
 
@@ -111,11 +112,15 @@ def _as_array(value) -> np.ndarray:
 
 
 def _is_weak(value) -> bool:
+    if isinstance(value, Expr):
+        # x.shape[i] of a None dim stands for the Python int NumPy's x.shape[i] is, so it
+        # promotes like one: X.sum() / X.shape[0] stays float32 whether the size is known or not.
+        return value.op is S.DIM
     return isinstance(value, (bool, int, float)) and not isinstance(value, np.generic)
 
 
 def _weak_kind(value) -> str:
-    return "bool" if isinstance(value, bool) else "int64" if isinstance(value, int) else "float64"
+    return "bool" if isinstance(value, bool) else "int64" if isinstance(value, (int, Expr)) else "float64"
 
 
 def operands(*args, to_float=False) -> list:
@@ -144,7 +149,10 @@ def operands(*args, to_float=False) -> list:
     strong_iter = iter(strong)
     out = []
     for a in args:
-        x = const(a, dtype) if _is_weak(a) else next(strong_iter)
+        if _is_weak(a):
+            x = a if isinstance(a, Expr) else const(a, dtype)
+        else:
+            x = next(strong_iter)
         out.append(x if x.dtype == dtype else astype(x, dtype))
     return out
 
@@ -164,7 +172,11 @@ def _float_operand(x) -> Expr:
 
 def _unary_float(op, doc):
     def fn(x):
-        return op(_float_operand(x))
+        try:
+            x = _float_operand(x)
+        except TypeError as exc:  # name the function the bad argument was given to
+            raise type(exc)(f"{fn.__name__}: {exc}") from None
+        return op(x)
 
     fn.__name__ = fn.__qualname__ = op.name if op.name not in ("neg",) else "negative"
     fn.__doc__ = doc
@@ -243,7 +255,11 @@ def relu(x) -> Expr:
 
 def _binary(op, doc, to_float=False, name=None):
     def fn(x, y):
-        return op(*operands(x, y, to_float=to_float))
+        try:
+            args = operands(x, y, to_float=to_float)
+        except TypeError as exc:  # name the function the bad argument was given to
+            raise type(exc)(f"{fn.__name__}: {exc}") from None
+        return op(*args)
 
     fn.__name__ = fn.__qualname__ = name or op.name
     fn.__doc__ = doc
@@ -625,6 +641,9 @@ def getitem(x: Expr, index) -> Expr:
     (f64[4], f64[3], f64[1])
     """
     items = list(index) if isinstance(index, tuple) else [index]
+    for item in items:  # reject arrays, lists and Exprs before anything compares them
+        if item is not None and item is not Ellipsis and not isinstance(item, slice):
+            _static_int(item, "an index")
     if builtins.sum(item is Ellipsis for item in items) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     consumed = builtins.sum(1 for item in items if item is not None and item is not Ellipsis)
@@ -647,8 +666,12 @@ def getitem(x: Expr, index) -> Expr:
             entries.append(parts[:2] + (1 if parts[2] is None else parts[2],))
             out_axis += 1
         else:
-            entries.append(_static_int(item, "an index"))
-            squeeze_axes.append(len(entries) - 1)
+            entry, axis = _static_int(item, "an index"), len(entries)
+            size = x.type.shape[axis]
+            if size is not None and not -size <= entry < size:
+                raise IndexError(f"index {entry} is out of bounds for axis {axis} with size {size} of {x.type!r}")
+            entries.append(entry)
+            squeeze_axes.append(axis)
     out = x
     if any(e != (None, None, 1) for e in entries):
         out = S.SLICE(out, index=tuple(entries))

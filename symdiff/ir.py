@@ -359,6 +359,8 @@ def as_list(outputs) -> tuple[list[Expr], bool]:
     """Normalise one Expr or a sequence of them; the flag says whether it was one."""
     if isinstance(outputs, Expr):
         return [outputs], True
+    if isinstance(outputs, (str, bytes)) or not hasattr(outputs, "__iter__"):
+        raise TypeError(f"expected a symdiff expression or a list of them, got {type(outputs).__name__} {outputs!r}")
     outs = list(outputs)
     for x in outs:
         if not isinstance(x, Expr):

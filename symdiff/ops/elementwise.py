@@ -53,6 +53,15 @@ def bool_only(types, **attrs):
     return "bool"
 
 
+def no_bool(types, **attrs):
+    # NumPy refuses bool - bool (and -bool) at run time; refuse it when the graph is built.
+    dtype = same_dtype(types)
+    if dtype == "bool":
+        raise DTypeError("bool inputs are not supported (NumPy refuses them too); cast to int64 first "
+                         "(for the xor of two bools use sd.not_equal)")
+    return dtype
+
+
 # ------------------------------------------------------------------- the factory
 
 # Default test domain per input: away from zero so that 1/x, log, kinks are safe.
@@ -141,7 +150,7 @@ def elementwise(name, numpy_fn, derivatives, code, domain=None, dtype_rule=float
 
 # ------------------------------------------------------------------ unary float
 
-NEG = elementwise("neg", np.negative, (lambda d, out, x: -d,), "(-{0})", (ANYWHERE,), dtype_rule=same_dtype)
+NEG = elementwise("neg", np.negative, (lambda d, out, x: -d,), "(-{0})", (ANYWHERE,), dtype_rule=no_bool)
 EXP = elementwise("exp", np.exp, (lambda d, out, x: d * out,), "math.exp({0})", (ANYWHERE,))
 EXPM1 = elementwise("expm1", np.expm1, (lambda d, out, x: d * (out + 1),), "math.expm1({0})", (ANYWHERE,))
 LOG = elementwise("log", np.log, (lambda d, out, x: d / x,), "math.log({0})", (POSITIVE,))
@@ -152,7 +161,7 @@ COS = elementwise("cos", np.cos, (lambda d, out, x: -(d * F.sin(x)),), "math.cos
 TAN = elementwise("tan", np.tan, (lambda d, out, x: d * (out * out + 1),), "math.tan({0})", (((-1.2, 1.2),),))
 TANH = elementwise("tanh", np.tanh, (lambda d, out, x: d * (1 - out * out),), "math.tanh({0})", (ANYWHERE,))
 ABS = elementwise("abs", np.abs, (lambda d, out, x: d * F.sign(x),), "abs({0})", (ANYWHERE,), dtype_rule=same_dtype)
-SIGN = elementwise("sign", np.sign, None, "_sign({0})", (ANYWHERE,), dtype_rule=same_dtype,
+SIGN = elementwise("sign", np.sign, None, "_sign({0})", (ANYWHERE,), dtype_rule=no_bool,
                    doc="Derivative zero almost everywhere, so no derivative flows.")
 
 
@@ -174,11 +183,27 @@ SOFTPLUS = elementwise("softplus", lambda x: np.logaddexp(0, x), (lambda d, out,
 ADD = elementwise("add", np.add, (lambda d, out, x, y: d, lambda d, out, x, y: d), "({0} + {1})",
                   (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
 SUB = elementwise("sub", np.subtract, (lambda d, out, x, y: d, lambda d, out, x, y: -d), "({0} - {1})",
-                  (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
+                  (ANYWHERE, ANYWHERE), dtype_rule=no_bool)
 MUL = elementwise("mul", np.multiply, (lambda d, out, x, y: d * y, lambda d, out, x, y: d * x), "({0} * {1})",
                   (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
 DIV = elementwise("div", np.divide, (lambda d, out, x, y: d / y, lambda d, out, x, y: -(d * out) / y),
                   "({0} / {1})", (ANYWHERE, ANYWHERE))
+
+
+def _jvp_div(tangents, out, x, y):
+    # (tx - out * ty) / y: one division per tangent.  The factory's tx / y - (ty * out) / y
+    # has two, and nested forward sweeps (higher derivatives) would double them at every
+    # order; with one, the graph of the k-th derivative grows polynomially in k.
+    tx, ty = tangents
+    if ty is None:
+        total = DIV(tx, y)
+    else:
+        slope = MUL(ty, out)
+        total = DIV(NEG(slope) if tx is None else SUB(tx, slope), y)
+    return total if total.type.shape == out.type.shape else structure.BROADCAST_LIKE(total, out)
+
+
+DIV.jvp = _jvp_div
 
 
 def _pow_dx(d, out, x, y):

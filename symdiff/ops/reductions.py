@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import frontend as F
+from ..errors import DTypeError
 from ..ir import Expr, Op, fail_shape
 from ..types import TensorType
 
@@ -19,6 +20,13 @@ def _infer_reduction(types, axes, keepdims):
     else:
         shape = tuple(d for a, d in enumerate(x.shape) if a not in axes)
     return TensorType(x.dtype, shape)
+
+
+def _infer_numeric_reduction(types, axes, keepdims):
+    # NumPy sums and multiplies bools as int64; the front-end casts them first.
+    if types[0].dtype == "bool":
+        raise DTypeError("bool inputs are not supported; cast to int64 first (sd.sum does)")
+    return _infer_reduction(types, axes, keepdims)
 
 
 def keep_axes(g: Expr, axes, keepdims) -> Expr:
@@ -54,7 +62,7 @@ def _reduction_samples(rng):
 
 SUM = Op(
     "sum",
-    infer=_infer_reduction,
+    infer=_infer_numeric_reduction,
     impl=lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims),
     vjp=(lambda g, out, x, axes, keepdims: F.broadcast_like(keep_axes(g, axes, keepdims), x),),
     jvp=lambda ts, out, x, axes, keepdims: SUM(ts[0], axes=axes, keepdims=keepdims),
@@ -93,29 +101,46 @@ MIN = _extremum_op("min", np.min)
 
 
 def _prod_partial(out, x, axes, keepdims):
-    """d prod / d x_i, exact when x holds zeros (no division by zero anywhere).
+    """d prod / d x_i: the product of the other elements, exact at zeros and well
+    conditioned near them; its own derivatives are exact to any order with at
+    most two zeros per reduced slice, and to the second derivative of prod with more.
 
-    Where x_i != 0 it is prod / x_i; where x_i is the only zero it is the product
-    of the others; where there are other zeros it is 0.
+    The elements of least magnitude (zeros first) get the product of the others
+    without division: the product of the rest times that of the other least
+    elements (none; the one other, spelled as their sum - x_i so it keeps its
+    derivative; or, for three or more, their product / x_i, or 0 if they are
+    zeros).  Every other element gets prod / x_i, whose derivative in x_i,
+    p_i / x_i - prod / x_i**2, cancels terms no larger than the products of the
+    others, since |x_i| exceeds the least magnitude.
     """
+    magnitude = F.abs(x)
+    is_least = F.equal(magnitude, MIN(magnitude, axes=axes, keepdims=True))
+    x_rest = F.where(is_least, 1, x)
+    prod_rest = PROD(x_rest, axes=axes, keepdims=True)
+    least = F.where(is_least, x, 1)
+    count = SUM(F.astype(is_least, "int64"), axes=axes, keepdims=True)
+    other_one = SUM(F.where(is_least, x, 0), axes=axes, keepdims=True) - x
     is_zero = F.equal(x, 0)
-    x_safe = F.where(is_zero, 1, x)
-    prod_of_nonzeros = PROD(x_safe, axes=axes, keepdims=True)
-    zero_count = SUM(F.astype(is_zero, "int64"), axes=axes, keepdims=True)
-    at_zero = F.where(F.equal(zero_count, 1), prod_of_nonzeros, 0)
-    return F.where(is_zero, at_zero, keep_axes(out, axes, keepdims) / x_safe)
+    least_nonzero = F.where(is_zero, 1, least)  # no 0 / 0 even in the masked-out branch's derivative
+    others_many = F.where(is_zero, 0, PROD(least, axes=axes, keepdims=True) / least_nonzero)
+    others = F.where(F.equal(count, 1), 1, F.where(F.equal(count, 2), other_one, others_many))
+    return F.where(is_least, others * prod_rest, keep_axes(out, axes, keepdims) / x_rest)
 
 
 def _prod_samples(rng):
     cases = _reduction_samples(rng)
     with_zero = rng.normal(size=(3, 4))
     with_zero[1, 2] = 0.0
-    return cases + [((with_zero,), {"axes": (1,), "keepdims": False})]
+    with_zeros_and_tiny = rng.normal(size=(3, 4))
+    with_zeros_and_tiny[0, 1:3] = 0.0  # two zeros in a row: second derivatives need both
+    with_zeros_and_tiny[2, 0] = 1e-200  # tiny but nonzero: no ill-conditioned division
+    return cases + [((with_zero,), {"axes": (1,), "keepdims": False}),
+                    ((with_zeros_and_tiny,), {"axes": (1,), "keepdims": False})]
 
 
 PROD = Op(
     "prod",
-    infer=_infer_reduction,
+    infer=_infer_numeric_reduction,
     impl=lambda x, axes, keepdims: np.prod(x, axis=axes, keepdims=keepdims),
     vjp=(lambda g, out, x, axes, keepdims: keep_axes(g, axes, keepdims) * _prod_partial(out, x, axes, keepdims),),
     jvp=lambda ts, out, x, axes, keepdims: SUM(ts[0] * _prod_partial(out, x, axes, keepdims), axes=axes, keepdims=keepdims),

@@ -207,9 +207,12 @@ def _infer_broadcast_to(types, shape):
 
 def _infer_broadcast_like(types):
     x, ref = types
-    if x.ndim > ref.ndim or broadcast_shapes(x.shape, ref.shape) != ref.shape:
+    # A size ref knows only at run time may be one x knows statically (a (3, 4)
+    # tangent for a (?, ?) symbol): the result then has x's static size.
+    shape = broadcast_shapes(x.shape, ref.shape) if x.ndim <= ref.ndim else None
+    if shape is None or any(r is not None and r != d for r, d in zip(ref.shape, shape)):
         fail_shape(f"cannot broadcast {fmt_shape(x.shape)} to {fmt_shape(ref.shape)}")
-    return TensorType(x.dtype, ref.shape)
+    return TensorType(x.dtype, shape)
 
 
 BROADCAST_TO = Op(
