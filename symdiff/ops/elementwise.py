@@ -242,6 +242,23 @@ MAXIMUM = elementwise("maximum", np.maximum, (_max_dx, lambda d, out, x, y: _max
 MINIMUM = elementwise("minimum", np.minimum, (_min_dx, lambda d, out, x, y: _min_dx(d, out, y, x)), "min({0}, {1})",
                       (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
 
+
+def _away_from_ties(samples, gap=0.1):
+    """Redraw until every pair x, y (after broadcasting) is ``gap`` apart: the
+    derivative jumps where x == y, and finite differences must not step across."""
+
+    def draw(rng):
+        while True:
+            cases = samples(rng)
+            if all(np.min(np.abs(np.subtract(*inputs))) > gap for inputs, _ in cases):
+                return cases
+
+    return draw
+
+
+MAXIMUM.samples = _away_from_ties(MAXIMUM.samples)
+MINIMUM.samples = _away_from_ties(MINIMUM.samples)
+
 # --------------------------------------------------------- comparisons, logic
 
 LESS = elementwise("less", np.less, None, "({0} < {1})", (ANYWHERE, ANYWHERE), dtype_rule=bool_result)
