@@ -25,3 +25,10 @@ from .ir import OPS, Expr, Graph, node_count, toposort
 from .types import TensorType
 
 __version__ = "0.1.0"
+
+# Graph rewrites and the IR verifier (issue 4).
+from .rewrite import optimize  # noqa: E402
+from .verify import verify  # noqa: E402
+
+# Derivative checking against finite differences (registry-generated tests): sd.testing.check_grads ...
+from . import testing  # noqa: E402
