@@ -40,10 +40,20 @@ def _or_zeros(derivative, like: Expr) -> Expr:
     return zeros_like(like) if derivative is None else derivative
 
 
-def _note_name(x: Expr) -> str:
+def note_name(x: Expr) -> str:
     """How notes name ``x``: its label, or its own note when a pass created it (a
     gradient of a gradient says what it differentiates even after rewrites drop x)."""
     return f"({x.note})" if x.note else x.label()
+
+
+def _paired(nodes, values) -> list:
+    """Values that pair with ``nodes``: one value (a number, an array, a list of
+    numbers) when ``nodes`` is one Expr, else a list of them."""
+    if not isinstance(values, (list, tuple)):
+        return [values]
+    if isinstance(nodes, Expr) and not any(isinstance(v, Expr) for v in values):
+        return [values]  # e.g. [1.0, 2.0]: the value of the one node, not two values
+    return list(values)
 
 
 def _differentiable_wrt(wrt: list, what: str):
@@ -153,7 +163,7 @@ def grad(cost, wrt):
     wrt_list, single = as_list(wrt)
     _differentiable_wrt(wrt_list, "grad")
     seed = const(1, cost.dtype)
-    adjoints = backprop([(cost, seed)], wrt_list, _note_name(cost))
+    adjoints = backprop([(cost, seed)], wrt_list, note_name(cost))
     results = [_or_zeros(adjoints.get(w.id), w) for w in wrt_list]
     return results[0] if single else results
 
@@ -170,7 +180,7 @@ def vjp(outputs, wrt, cotangents):
     array([2., 4.])
     """
     outs, _ = as_list(outputs)
-    cts, _ = as_list(cotangents) if not isinstance(cotangents, (list, tuple)) else (list(cotangents), False)
+    cts = _paired(outputs, cotangents)
     from . import frontend as F
 
     cts = [F.as_expr(c) for c in cts]
@@ -181,7 +191,7 @@ def vjp(outputs, wrt, cotangents):
             raise GradientError(f"vjp: cotangent of type {ct.type!r} for output {out.label()} of type {out.type!r}")
     wrt_list, single = as_list(wrt)
     _differentiable_wrt(wrt_list, "vjp")
-    name = ",".join(_note_name(o) for o in outs)
+    name = ",".join(note_name(o) for o in outs)
     adjoints = backprop(list(zip(outs, cts)), wrt_list, name)
     results = [_or_zeros(adjoints.get(w.id), w) for w in wrt_list]
     return results[0] if single else results
@@ -202,7 +212,7 @@ def jvp(outputs, wrt, tangents):
 
     outs, single = as_list(outputs)
     wrt_list, _ = as_list(wrt)
-    tans = list(tangents) if isinstance(tangents, (list, tuple)) else [tangents]
+    tans = _paired(wrt, tangents)
     if len(tans) != len(wrt_list):
         raise GradientError(f"jvp: {len(wrt_list)} wrt nodes but {len(tans)} tangents")
     _differentiable_wrt(wrt_list, "jvp")
@@ -216,7 +226,7 @@ def jvp(outputs, wrt, tangents):
         if not _compatible(t.type, w.type):
             raise GradientError(f"jvp: tangent of type {t.type!r} for {w.label()} of type {w.type!r}")
         tangent_of[w.id] = t
-    with creation_note(f"jvp of {','.join(_note_name(o) for o in outs)}"):
+    with creation_note(f"jvp of {','.join(note_name(o) for o in outs)}"):
         for node in toposort(outs):
             if node.id in tangent_of or not node.inputs or not node.type.is_float or node.op.vjp is None:
                 continue
@@ -249,13 +259,13 @@ def hvp(cost, wrt, v, mode="rev-rev"):
     from . import frontend as F
 
     wrt_list, single = as_list(wrt)
-    vs = list(v) if isinstance(v, (list, tuple)) else [v]
+    vs = _paired(wrt, v)
     if len(vs) != len(wrt_list):
         raise GradientError(f"hvp: {len(wrt_list)} wrt nodes but {len(vs)} vectors")
     grads = grad(cost, wrt_list)
     if mode == "rev-rev":
         inner = None
-        with creation_note(f"<grad of {_note_name(cost)}, v> for hvp"):
+        with creation_note(f"<grad of {note_name(cost)}, v> for hvp"):
             for g, vec in zip(grads, vs):
                 term = F.sum(g * vec)
                 inner = term if inner is None else inner + term

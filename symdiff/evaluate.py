@@ -102,6 +102,25 @@ def _check_broadcast(node: Expr, args: list):
                                          "(a None dimension never broadcasts)")
 
 
+# Ops that broadcast some inputs to their result without being elementwise, and
+# how many trailing axes of each input take no part in it (matmul's matrix axes).
+_STRETCHING = {"broadcast_to": (0,), "broadcast_like": (0, None), "matmul": (2, 2)}
+
+
+def _check_not_stretched(node: Expr, args: list, out: np.ndarray):
+    """A None input dimension never broadcasts: it must have the result's size."""
+    for x, value, core in zip(node.inputs, args, _STRETCHING[node.op.name]):
+        if core is None or x.ndim <= core:
+            continue
+        batch = x.type.shape[:x.ndim - core]
+        out_batch = out.shape[:out.ndim - core] if core else out.shape
+        offset = len(out_batch) - len(batch)
+        for axis, static in enumerate(batch):
+            if static is None and value.shape[axis] != out_batch[offset + axis]:
+                _runtime_shape_error(node, args, "an input dimension declared None was broadcast "
+                                     "(a None dimension never broadcasts)")
+
+
 def _runtime_shape_error(node: Expr, args: list, why: str):
     shapes = ", ".join(f"{fmt_shape(np.shape(v))} (declared {fmt_shape(x.type.shape)})" for x, v in zip(node.inputs, args))
     at = f" at {node.where()}" if node.origin else ""
@@ -125,6 +144,8 @@ def run(nodes: list, values: dict) -> dict:
             except (IndexError, ValueError) as exc:
                 _runtime_shape_error(node, args, str(exc))
             out = np.asarray(out)
+            if node.op.name in _STRETCHING:
+                _check_not_stretched(node, args, out)
             want = numpy_dtype(node.type.dtype)
             if out.dtype != want:
                 out = out.astype(want)
@@ -162,9 +183,10 @@ def evaluate(outputs, inputs=None):
     run(nodes, values)
     results, seen = [], set()
     for o in outs:
-        value = export(values[o.id])
-        if o.id in seen and isinstance(value, np.ndarray):
-            value = value.copy()  # the same node asked for twice: results never alias
-        seen.add(o.id)
+        raw = values[o.id]
+        value = export(raw)
+        if id(raw) in seen and isinstance(value, np.ndarray):
+            value = value.copy()  # one array reached twice (a repeated output, stop_gradient): never alias
+        seen.add(id(raw))
         results.append(value)
     return results[0] if single else results

@@ -306,6 +306,20 @@ def logical_or(x, y) -> Expr:
     return E.LOGICAL_OR(_to_bool(x), _to_bool(y))
 
 
+def _bool_operator(symbol, function):
+    def operator(x, y=None):
+        args = (x,) if y is None else (x, y)
+        exprs = operands(*args)
+        if exprs[0].dtype != "bool":
+            raise DTypeError(
+                f"{symbol} on {exprs[0].dtype} expressions: symdiff has no bitwise ops; {symbol} works on bool "
+                f"expressions (comparisons), or use sd.{function.__name__}"
+            )
+        return function(*exprs)
+
+    return operator
+
+
 def logical_not(x) -> Expr:
     """Elementwise not (non-bool inputs are tested against 0).
 
@@ -316,17 +330,32 @@ def logical_not(x) -> Expr:
     return E.LOGICAL_NOT(_to_bool(x))
 
 
+# ``&``, ``|`` and ``~`` on expressions: logical on bool, refused elsewhere (NumPy's
+# meaning for ints, bitwise, is not supported, so guessing would give wrong values).
+and_operator = _bool_operator("&", logical_and)
+or_operator = _bool_operator("|", logical_or)
+invert_operator = _bool_operator("~", logical_not)
+
+
 def where(condition, x, y) -> Expr:
     """``x`` where ``condition`` holds, else ``y`` (NumPy's where, broadcasting).
 
-    The unselected side gets a zero derivative by masking, never by multiplying,
-    so an infinite or NaN derivative there does not leak through.
+    The unselected side gets a zero derivative by masking, never by multiplying.
+    A NaN produced inside the unselected branch's own derivative (``sqrt`` or
+    ``log`` at 0, ``1/x`` at 0) still reaches the gradient, as in every
+    reverse-mode system; make the branch's argument safe with a second ``where``
+    (``sd.where(x > 0, sd.sqrt(sd.where(x > 0, x, 1)), 0)``).
 
     >>> import symdiff as sd
     >>> x = sd.vector("x")
     >>> sd.evaluate(sd.where(x > 0, x, 0.0), {x: [-1.0, 2.0]})
     array([0., 2.])
     """
+    if isinstance(condition, (bool, np.bool_)):
+        raise TypeError(
+            f"where: the condition is the Python value {condition!r}, not an expression; "
+            "if you wrote x == y, use sd.equal(x, y) (== on expressions is identity)"
+        )
     x, y = operands(x, y)
     return E.WHERE(_to_bool(condition), x, y)
 
@@ -535,7 +564,13 @@ def transpose(x, axes=None) -> Expr:
     f64[3,2]
     """
     x = as_expr(x)
-    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(int(a) % builtins.max(x.ndim, 1) for a in axes)
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    else:
+        axes = tuple(_static_int(a, "a transpose axis") for a in axes)
+        if builtins.any(not -x.ndim <= a < x.ndim for a in axes):
+            raise ShapeError(f"transpose: axes {axes} out of range for {x.ndim}-d input {x.type!r}")
+        axes = tuple(a % x.ndim for a in axes)
     return x if axes == tuple(range(x.ndim)) else S.TRANSPOSE(x, axes=axes)
 
 
@@ -547,7 +582,8 @@ def reshape(x, shape) -> Expr:
     f64[2,3]
     """
     x = as_expr(x)
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    shape = tuple(_static_int(d, "a reshape dimension") for d in shape)
     return S.RESHAPE(x, shape=shape)
 
 
@@ -606,9 +642,15 @@ def concatenate(arrays, axis=0) -> Expr:
     >>> sd.concatenate([sd.vector("x", 2), sd.vector("y", 3)]).type
     f64[5]
     """
-    xs = operands(*arrays)
+    xs = operands(*_sequence_of_arrays("concatenate", arrays))
     (axis,) = normalize_axes(axis, xs[0].ndim)
     return S.CONCATENATE(*xs, axis=axis)
+
+
+def _sequence_of_arrays(name, arrays) -> list:
+    if isinstance(arrays, Expr) or not isinstance(arrays, (list, tuple)) or not arrays:
+        raise TypeError(f"{name} takes a non-empty list or tuple of expressions, got {type(arrays).__name__}")
+    return list(arrays)
 
 
 def stack(arrays, axis=0) -> Expr:
@@ -618,7 +660,7 @@ def stack(arrays, axis=0) -> Expr:
     >>> sd.stack(sd.scalars("a b c")).type
     f64[3]
     """
-    xs = operands(*arrays)
+    xs = operands(*_sequence_of_arrays("stack", arrays))
     (axis,) = normalize_axes(axis, xs[0].ndim + 1)
     return S.CONCATENATE(*[S.EXPAND_DIMS(x, axes=(axis,)) for x in xs], axis=axis)
 

@@ -33,6 +33,7 @@ from .errors import ShapeError, SymdiffError
 from .types import TensorType, fmt_shape
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_CONTEXTLIB = __import__("contextlib").__file__
 
 # --------------------------------------------------------------------------- ops
 
@@ -193,7 +194,7 @@ class Expr:
             text = np.array2string(value, threshold=6) if value.ndim else repr(value.item())
             return f"Expr(%{self.id} = constant {text} : {self.type!r})"
         args = " ".join(x.label() for x in self.inputs)
-        return f"Expr(%{self.id} = {self.op.name} {args} : {self.type!r})".replace(" :", " :", 1)
+        return f"Expr(%{self.id} = {self.op.name} {args} : {self.type!r})"
 
     def __bool__(self):
         raise TypeError(
@@ -210,6 +211,20 @@ class Expr:
         if self.ndim == 0 or self.type.shape[0] is None:
             raise TypeError(f"len() of {self.type!r} is not known statically; use x.shape[0]")
         return self.type.shape[0]
+
+    def __reduce__(self):
+        # Rebuild through make_node so a loaded node is interned and gets a fresh id.
+        return (_rebuild, (self.op.name, self.inputs, self.attrs))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("a symdiff expression has no array value until it is evaluated (sd.evaluate); "
+                        "to combine expressions use sd.stack or sd.concatenate")
 
     # --- operators: forwarded to the front-end, which promotes dtypes
     def __add__(self, other): return _frontend.add(self, other)
@@ -231,11 +246,11 @@ class Expr:
     def __le__(self, other): return _frontend.less_equal(self, other)
     def __gt__(self, other): return _frontend.greater(self, other)
     def __ge__(self, other): return _frontend.greater_equal(self, other)
-    def __and__(self, other): return _frontend.logical_and(self, other)
-    def __rand__(self, other): return _frontend.logical_and(other, self)
-    def __or__(self, other): return _frontend.logical_or(self, other)
-    def __ror__(self, other): return _frontend.logical_or(other, self)
-    def __invert__(self): return _frontend.logical_not(self)
+    def __and__(self, other): return _frontend.and_operator(self, other)
+    def __rand__(self, other): return _frontend.and_operator(other, self)
+    def __or__(self, other): return _frontend.or_operator(self, other)
+    def __ror__(self, other): return _frontend.or_operator(other, self)
+    def __invert__(self): return _frontend.invert_operator(self)
     def __getitem__(self, index): return _frontend.getitem(self, index)
 
     # --- NumPy-style methods
@@ -252,10 +267,17 @@ class Expr:
     def dot(self, other): return _frontend.dot(self, other)
 
 
+def _rebuild(op_name, inputs, attrs):
+    return make_node(OPS[op_name], inputs, dict(attrs))
+
+
 class ConstValue:
     """A constant's array, hashable by dtype, shape and bytes (so -0.0 != 0.0)."""
 
     __slots__ = ("array", "_key")
+
+    def __reduce__(self):
+        return (ConstValue, (self.array,))
 
     def __init__(self, array: np.ndarray):
         array = np.array(array, copy=True)  # never alias (or later see changes to) user data
@@ -279,7 +301,8 @@ def _user_origin() -> Optional[tuple]:
     if origin is not None:  # a pass building many nodes for one user call
         return origin
     frame = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+                                 or frame.f_code.co_filename == _CONTEXTLIB):
         frame = frame.f_back
     return None if frame is None else (frame.f_code.co_filename, frame.f_lineno)
 

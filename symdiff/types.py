@@ -53,7 +53,10 @@ def check_dtype(dtype) -> str:
     >>> check_dtype(np.float32)
     'float32'
     """
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    try:
+        name = dtype if dtype in DTYPES else np.dtype(dtype).name
+    except TypeError:
+        name = str(dtype)
     if name not in DTYPES:
         raise DTypeError(f"unsupported dtype {dtype!r}: symdiff supports {', '.join(DTYPES)}")
     return name
@@ -65,6 +68,8 @@ def dtype_of_array(value: np.ndarray) -> str:
     if kind == "b":
         return "bool"
     if kind in "iu":
+        if kind == "u" and value.size and value.max() > np.iinfo(np.int64).max:
+            raise DTypeError(f"unsigned values above {np.iinfo(np.int64).max} do not fit symdiff's int64")
         return "int64"
     if kind == "f":
         return "float32" if value.dtype.itemsize <= 4 else "float64"

@@ -163,7 +163,7 @@ CASES = [
     ("pow_one", lambda: [x ** 1.0], False, "exact"),
     ("pow_to_one", lambda: [x ** 0.0, sd.constant(1.0) ** X, x ** -0.0], False, "exact"),
     ("where_same", lambda: [sd.where(c, x, x), sd.where(sd.matrix("m", (2, 3), "bool"), a, a)], False, "exact"),
-    ("where_constant", lambda: [sd.where(True, x, y), sd.where(fill(False, (3,), "bool"), a, x)], False, "exact"),
+    ("where_constant", lambda: [sd.where(sd.constant(True), x, y), sd.where(fill(False, (3,), "bool"), a, x)], False, "exact"),
     ("where_not", lambda: [sd.where(~c, x, y)], False, "exact"),
     ("extremum_same", lambda: [sd.maximum(x, x), sd.minimum(X, X)], False, "exact"),
     ("not_not", lambda: [~~c], False, "exact"),

@@ -211,6 +211,8 @@ def _pow_dx(d, out, x, y):
     c = F.constant_value(y)
     if c is not None and c.ndim == 0:
         c = float(c)
+        if c == 0.0:  # x ** 0 is 1 everywhere, 0 ** 0 included
+            return zeros_like(d)
         if c == 1.0:
             return d
         if c == 2.0:
@@ -219,8 +221,13 @@ def _pow_dx(d, out, x, y):
     return d * (y * F.power(x, y - 1))
 
 
-POW = elementwise("pow", np.power, (_pow_dx, lambda d, out, x, y: d * (out * F.log(x))), "({0} ** {1})",
-                  (POSITIVE, ANYWHERE), doc="x ** y; the derivative in y needs x > 0.")
+def _pow_dy(d, out, x, y):
+    # out * log(x), taken as 0 at x = 0 where out is 0 (as JAX does), not 0 * -inf.
+    return d * (out * F.log(F.where(F.equal(x, 0), 1, x)))
+
+
+POW = elementwise("pow", np.power, (_pow_dx, _pow_dy), "({0} ** {1})",
+                  (POSITIVE, ANYWHERE), doc="x ** y; the derivative in y is real for x >= 0.")
 
 
 def _select(c, d):

@@ -3,6 +3,9 @@ concatenation, and ``dim`` (a size known only at run time)."""
 
 from __future__ import annotations
 
+import itertools
+import weakref
+
 import numpy as np
 
 from ..errors import GradientError
@@ -259,7 +262,12 @@ def _infer_concatenate(types, axis):
     return TensorType(first.dtype, tuple(dims))
 
 
-def _vjp_concatenate(i, g, out, *xs, axis):
+_CONCAT_BOUNDS = weakref.WeakKeyDictionary()  # out -> [(start, stop)] per input: O(k) once per node
+
+
+def _concat_bounds(out, xs, axis):
+    """Where each input sits along ``axis`` of ``out``: offsets from the start up to
+    the one input of unknown size, from the end after it."""
     sizes = [x.type.shape[axis] for x in xs]
     unknown = [k for k, d in enumerate(sizes) if d is None]
     if len(unknown) > 1:
@@ -268,15 +276,25 @@ def _vjp_concatenate(i, g, out, *xs, axis):
             f"size along axis {axis}, got {sizes}"
         )
     split = unknown[0] if unknown else len(xs)
-    if i < split:  # offsets from the start
-        start = sum(sizes[:i])
-        stop = start + sizes[i]
-    elif i == split:
-        start = sum(sizes[:i])
-        stop = -sum(sizes[i + 1:]) or None
-    else:  # offsets from the end
-        start = -sum(sizes[i:])
-        stop = -sum(sizes[i + 1:]) or None
+    head = list(itertools.accumulate(sizes[:split], initial=0))
+    tail = list(itertools.accumulate(reversed(sizes[split + 1:]), initial=0))[::-1]  # tail[j] = sum(sizes[split+1+j:])
+    bounds = []
+    for i in range(len(xs)):
+        if i < split:
+            bounds.append((head[i], head[i] + sizes[i]))
+        elif i == split:
+            bounds.append((head[i], -tail[0] or None))
+        else:
+            j = i - split - 1
+            bounds.append((-(tail[j]), -(tail[j] - sizes[i]) or None))
+    return bounds
+
+
+def _vjp_concatenate(i, g, out, *xs, axis):
+    bounds = _CONCAT_BOUNDS.get(out)
+    if bounds is None:
+        bounds = _CONCAT_BOUNDS[out] = _concat_bounds(out, xs, axis)
+    start, stop = bounds[i]
     index = tuple((start, stop, 1) if a == axis else (None, None, 1) for a in range(g.ndim))
     return SLICE(g, index=index)
 
