@@ -1,0 +1,111 @@
+"""Regression tests for edge cases found in review: each once gave a wrong value
+or a raw traceback."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+
+
+def test_none_dimension_is_never_stretched_by_broadcasting_ops():
+    u, w = sd.vector("u"), sd.vector("w", 3)
+    with pytest.raises(sd.ShapeError, match="never broadcasts"):
+        sd.evaluate(sd.broadcast_like(u, w), {u: [1.0], w: [1.0, 2.0, 3.0]})
+    with pytest.raises(sd.ShapeError, match="never broadcasts"):
+        sd.evaluate(sd.broadcast_to(u, (2, 3)), {u: [1.0]})
+    a, b = sd.tensor("a", (None, 2, 2)), sd.tensor("b", (3, 2, 2))
+    with pytest.raises(sd.ShapeError, match="never broadcasts"):
+        sd.evaluate(a @ b, {a: np.ones((1, 2, 2)), b: np.ones((3, 2, 2))})
+    # a matching size is fine
+    assert sd.evaluate(sd.sum(a @ b), {a: np.ones((3, 2, 2)), b: np.ones((3, 2, 2))}) == 24.0
+
+
+def test_pickle_and_copy_give_the_interned_node():
+    x = sd.vector("x", 2)
+    y = sd.sin(x) + 1
+    assert pickle.loads(pickle.dumps(y)) is y
+    assert copy.copy(y) is y and copy.deepcopy(y) is y
+
+
+def test_results_never_alias_each_other():
+    x = sd.vector("x")
+    a, b = sd.evaluate([x * 2, sd.stop_gradient(x * 2)], {x: [1.0, 2.0]})
+    a[0] = 100.0
+    assert b[0] == 2.0
+    c, d = sd.evaluate([x * 2, x * 2], {x: [1.0, 2.0]})
+    assert c is not d
+
+
+def test_transpose_and_reshape_validate_their_arguments():
+    W = sd.matrix("W", (2, 3))
+    with pytest.raises(sd.ShapeError, match="out of range"):
+        sd.transpose(W, (0, 5))
+    with pytest.raises(sd.ShapeError):
+        sd.transpose(W, (2, 1))
+    with pytest.raises(TypeError, match="reshape dimension"):
+        sd.reshape(W, (2.5, 3))
+    with pytest.raises(TypeError, match="reshape dimension"):
+        sd.reshape(W, (None, 3))
+
+
+def test_bitwise_operators_are_refused_on_non_bool():
+    n = sd.vector("n", 2, dtype="int64")
+    for build in (lambda: n & 2, lambda: n | 4, lambda: ~n):
+        with pytest.raises(sd.DTypeError, match="no bitwise ops"):
+            build()
+    x = sd.vector("x", 2)
+    mask = (x > 0) & (x < 1)
+    assert sd.evaluate(mask, {x: [0.5, 2.0]}).tolist() == [True, False]
+
+
+def test_where_refuses_a_python_bool_condition():
+    x = sd.vector("x")
+    with pytest.raises(TypeError, match="sd.equal"):
+        sd.where(x == 0, 1.0, x)  # == is identity: False, not a mask
+
+
+def test_pow_derivatives_at_zero():
+    a = sd.scalar("a")
+    assert sd.evaluate(sd.grad(a ** 0, a), {a: 0.0}) == 0.0
+    assert sd.evaluate(sd.grad(sd.constant(0.0) ** a, a), {a: 2.0}) == 0.0
+
+
+def test_single_wrt_takes_a_list_as_its_value():
+    x = sd.vector("x", 2)
+    point = {x: [1.0, 2.0]}
+    assert sd.evaluate(sd.jvp(x * x, x, [1.0, 1.0]), point).tolist() == [2.0, 4.0]
+    assert sd.evaluate(sd.vjp(x * x, x, [1.0, 1.0]), point).tolist() == [2.0, 4.0]
+    assert sd.evaluate(sd.hvp(sd.sum(x ** 3), x, [1.0, 1.0]), point).tolist() == [6.0, 12.0]
+
+
+def test_nodes_built_by_grad_point_at_the_users_line():
+    a = sd.scalar("a")
+    node = sd.grad(sd.sin(a) * a, a)
+    assert node.origin[0] == __file__
+
+
+def test_concatenate_gradient_is_linear_in_the_number_of_inputs():
+    xs = [sd.scalar(f"s{i}") for i in range(3000)]
+    grads = sd.grad(sd.sum(sd.stack(xs) ** 2), xs)
+    values = {x: float(i) for i, x in enumerate(xs)}
+    assert sd.evaluate(grads[:3] + grads[-1:], values) == [0.0, 2.0, 4.0, 5998.0]
+
+
+def test_unsigned_values_that_do_not_fit_int64_are_refused():
+    with pytest.raises(sd.DTypeError, match="int64"):
+        sd.constant(np.uint64(2 ** 63 + 5))
+
+
+def test_empty_or_bare_sequences_are_refused_clearly():
+    x = sd.vector("x", 2)
+    for build in (lambda: sd.concatenate([]), lambda: sd.stack([]), lambda: sd.concatenate(x)):
+        with pytest.raises(TypeError, match="non-empty list"):
+            build()
+
+
+def test_expressions_have_no_array_value():
+    with pytest.raises(TypeError, match="no array value"):
+        np.asarray(sd.vector("x", 3))
