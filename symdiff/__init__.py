@@ -11,6 +11,7 @@ graph, which can then be printed, differentiated again, evaluated or compiled.
 """
 
 from . import frontend as _frontend  # noqa: F401  (installs Expr's operators)
+from . import testing  # noqa: F401  (sd.testing.check_grads, check_jvp, check_hvp)
 from .autodiff import grad, hvp, jvp, vjp
 from .errors import DTypeError, GradientError, InputError, InputTypeError, ShapeError, SymdiffError
 from .evaluate import evaluate
@@ -22,13 +23,10 @@ from .frontend import (
     subtract, sum, tan, tanh, tensor, transpose, vector, where,
 )
 from .ir import OPS, Expr, Graph, node_count, toposort
+from .rewrite import optimize
 from .types import TensorType
+from .verify import verify
+# issue 3: compiled functions
+from .function import function
 
 __version__ = "0.1.0"
-
-# Graph rewrites and the IR verifier (issue 4).
-from .rewrite import optimize  # noqa: E402
-from .verify import verify  # noqa: E402
-
-# Derivative checking against finite differences (registry-generated tests): sd.testing.check_grads ...
-from . import testing  # noqa: E402

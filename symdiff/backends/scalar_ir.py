@@ -1,0 +1,293 @@
+"""Long straight-line scalar regions as LLVM IR inside the Numba kernel.
+
+Numba's compile time for one basic block grows superlinearly with its length (the
+300-layer chain as Python statements: 6.5 s; 1000 layers: 173 s), while LLVM
+itself compiles the same code in a fraction of a second.  So a long run of scalar
+statements is handed to Numba as ONE call to an ``@intrinsic`` whose code
+generator writes the run's instructions straight into the kernel's LLVM function:
+Numba's front end sees one call, LLVM optimises the whole kernel, and Numba's
+cache stores the result like any other kernel.
+
+Each elementwise op that can appear in a region has an entry in ``IR_OPS``,
+``emit(builder, args, dtypes, out_dtype, cast_to) -> value``; the semantics follow
+NumPy (NaN propagates through maximum/minimum/sign, comparisons are IEEE).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+F64, F32, I64, I1 = ir.DoubleType(), ir.FloatType(), ir.IntType(64), ir.IntType(1)
+LLVM_TYPE = {"float64": F64, "float32": F32, "int64": I64, "bool": I1}
+FLOATS = ("float64", "float32")
+
+
+def _const(dtype, value):
+    return ir.Constant(LLVM_TYPE[dtype], value)
+
+
+def _intrinsic(b, name, ty, args):
+    return b.call(b.module.declare_intrinsic(name, [ty]), args)
+
+
+def _libm(b, name, ty, args):
+    fname = name if ty == F64 else name + "f"
+    fn = b.module.globals.get(fname)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ty, [ty] * len(args)), fname)
+    return b.call(fn, args)
+
+
+def _unary_intrinsic(name):
+    def emit(b, args, dtypes, out, cast_to):
+        return _intrinsic(b, name, LLVM_TYPE[out], args)
+
+    return emit
+
+
+def _unary_libm(name):
+    def emit(b, args, dtypes, out, cast_to):
+        return _libm(b, name, LLVM_TYPE[out], args)
+
+    return emit
+
+
+def _arith(float_fn, int_fn):
+    def emit(b, args, dtypes, out, cast_to):
+        return getattr(b, float_fn if out in FLOATS else int_fn)(*args)
+
+    return emit
+
+
+def _neg(b, args, dtypes, out, cast_to):
+    (x,) = args
+    return b.fsub(_const(out, -0.0), x) if out in FLOATS else b.neg(x)
+
+
+def _abs(b, args, dtypes, out, cast_to):
+    (x,) = args
+    if out in FLOATS:
+        return _intrinsic(b, "llvm.fabs", LLVM_TYPE[out], [x])
+    return b.select(b.icmp_signed("<", x, _const(out, 0)), b.neg(x), x)
+
+
+def _sign(b, args, dtypes, out, cast_to):
+    (x,) = args
+    zero, one, minus = _const(out, 0), _const(out, 1), _const(out, -1)
+    if out in FLOATS:  # 0 -> 0 and NaN -> NaN: both are "x itself"
+        return b.select(b.fcmp_ordered(">", x, zero), one, b.select(b.fcmp_ordered("<", x, zero), minus, x))
+    return b.select(b.icmp_signed(">", x, zero), one, b.select(b.icmp_signed("<", x, zero), minus, zero))
+
+
+def _sigmoid(b, args, dtypes, out, cast_to):
+    (x,) = args
+    ty = LLVM_TYPE[out]
+    e = _intrinsic(b, "llvm.exp", ty, [b.fsub(_const(out, -0.0), _intrinsic(b, "llvm.fabs", ty, [x]))])
+    denominator = b.fadd(_const(out, 1.0), e)
+    positive = b.fdiv(_const(out, 1.0), denominator)
+    negative = b.fdiv(e, denominator)
+    return b.select(b.fcmp_ordered(">=", x, _const(out, 0.0)), positive, negative)
+
+
+def _softplus(b, args, dtypes, out, cast_to):
+    (x,) = args
+    ty = LLVM_TYPE[out]
+    minus_x = b.fsub(_const(out, -0.0), x)
+    above = b.fadd(x, _libm(b, "log1p", ty, [_intrinsic(b, "llvm.exp", ty, [minus_x])]))
+    below = _libm(b, "log1p", ty, [_intrinsic(b, "llvm.exp", ty, [x])])
+    return b.select(b.fcmp_ordered(">", x, _const(out, 0.0)), above, below)
+
+
+def _extremum(float_op, int_op):
+    def emit(b, args, dtypes, out, cast_to):
+        x, y = args
+        if out in FLOATS:  # x wins when it is the extremum or NaN; else y (NaN in y included)
+            wins = b.or_(b.fcmp_ordered(float_op, x, y), b.fcmp_unordered("uno", x, x))
+        else:
+            wins = b.icmp_signed(int_op, x, y)
+        return b.select(wins, x, y)
+
+    return emit
+
+
+def _compare(op):
+    def emit(b, args, dtypes, out, cast_to):
+        x, y = args
+        if dtypes[0] in FLOATS:
+            return b.fcmp_unordered(op, x, y) if op == "!=" else b.fcmp_ordered(op, x, y)
+        if dtypes[0] == "bool":
+            return b.icmp_unsigned(op, x, y)
+        return b.icmp_signed(op, x, y)
+
+    return emit
+
+
+def _where(b, args, dtypes, out, cast_to):
+    c, x, y = args
+    return b.select(c, x, y)
+
+
+def convert(b, value, source: str, target: str):
+    """NumPy astype between two of the four dtypes."""
+    if source == target:
+        return value
+    ty = LLVM_TYPE[target]
+    if target == "bool":
+        if source in FLOATS:
+            return b.fcmp_unordered("!=", value, _const(source, 0.0))
+        return b.icmp_signed("!=", value, _const(source, 0))
+    if source == "bool":
+        return b.uitofp(value, ty) if target in FLOATS else b.zext(value, ty)
+    if source in FLOATS and target in FLOATS:
+        return b.fpext(value, ty) if target == "float64" else b.fptrunc(value, ty)
+    if source in FLOATS:
+        return b.fptosi(value, ty)
+    return b.sitofp(value, ty)
+
+
+def _cast(b, args, dtypes, out, cast_to):
+    return convert(b, args[0], dtypes[0], out)
+
+
+IR_OPS = {
+    "neg": _neg,
+    "exp": _unary_intrinsic("llvm.exp"),
+    "expm1": _unary_libm("expm1"),
+    "log": _unary_intrinsic("llvm.log"),
+    "log1p": _unary_libm("log1p"),
+    "sqrt": _unary_intrinsic("llvm.sqrt"),
+    "sin": _unary_intrinsic("llvm.sin"),
+    "cos": _unary_intrinsic("llvm.cos"),
+    "tan": _unary_libm("tan"),
+    "tanh": _unary_libm("tanh"),
+    "abs": _abs,
+    "sign": _sign,
+    "sigmoid": _sigmoid,
+    "softplus": _softplus,
+    "add": _arith("fadd", "add"),
+    "sub": _arith("fsub", "sub"),
+    "mul": _arith("fmul", "mul"),
+    "div": _arith("fdiv", "sdiv"),
+    "pow": lambda b, args, dtypes, out, cast_to: _intrinsic(b, "llvm.pow", LLVM_TYPE[out], args),
+    "maximum": _extremum(">=", ">="),
+    "minimum": _extremum("<=", "<="),
+    "less": _compare("<"),
+    "less_equal": _compare("<="),
+    "greater": _compare(">"),
+    "greater_equal": _compare(">="),
+    "equal": _compare("=="),
+    "not_equal": _compare("!="),
+    "logical_not": lambda b, args, dtypes, out, cast_to: b.xor(args[0], _const("bool", 1)),
+    "logical_and": lambda b, args, dtypes, out, cast_to: b.and_(*args),
+    "logical_or": lambda b, args, dtypes, out, cast_to: b.or_(*args),
+    "where": _where,
+    "cast": _cast,
+    "stop_gradient": lambda b, args, dtypes, out, cast_to: args[0],
+}
+
+_ARITHMETIC = {"neg", "abs", "sign", "add", "sub", "mul", "maximum", "minimum"}
+
+
+def supported(node) -> bool:
+    """Whether ``node`` (an elementwise op on scalars) can be part of an IR region.
+
+    >>> import symdiff as sd
+    >>> supported(sd.sin(sd.scalar("x"))), supported(sd.scalar("p", "bool") + True)
+    (True, False)
+    """
+    name = node.op.name
+    if name not in IR_OPS:
+        return False
+    if name in _ARITHMETIC:
+        return node.dtype != "bool"  # NumPy's bool arithmetic stays in Python
+    return True
+
+
+def _constant_value(text: str):
+    return eval(text, {"np": np, "__builtins__": {"True": True, "False": False}})  # our own literals only
+
+
+def _sin_cos_pairs(instructions) -> dict:
+    """{out: (sin out, cos out)} for every value whose sine and cosine are both taken."""
+    sines, cosines = {}, {}
+    for out, op, operands, dtype, _ in instructions:
+        if op in ("sin", "cos") and isinstance(operands[0], str):
+            (sines if op == "sin" else cosines).setdefault(operands[0], out)
+    paired = {}
+    for operand, sin_out in sines.items():
+        if operand in cosines:
+            paired[sin_out] = paired[cosines[operand]] = (sin_out, cosines[operand])
+    return paired
+
+
+def _sincos(b, x, dtype):
+    """libm's sincos: both values for about the price of one."""
+    ty = LLVM_TYPE[dtype]
+    fname = "sincos" if ty == F64 else "sincosf"
+    fn = b.module.globals.get(fname)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ir.VoidType(), [ty, ty.as_pointer(), ty.as_pointer()]), fname)
+    with b.goto_entry_block():
+        sin_slot, cos_slot = b.alloca(ty), b.alloca(ty)
+    b.call(fn, [x, sin_slot, cos_slot])
+    return b.load(sin_slot), b.load(cos_slot)
+
+
+def make_region(name, in_names, in_dtypes, instructions, out_names, out_dtypes):
+    """An ``@intrinsic`` taking a tuple of the region's inputs and returning a
+    tuple of its outputs, that emits ``instructions`` as LLVM IR.
+
+    instructions: (out name, op name, operands, out dtype, cast dtype or None),
+    each operand a name or ("const", literal text, dtype).
+
+    >>> from numba import njit
+    >>> square_plus_one = make_region("r", ["x"], ["float64"],
+    ...     [("y", "mul", ("x", "x"), "float64", None),
+    ...      ("z", "add", ("y", ("const", "1.0", "float64")), "float64", None)],
+    ...     ["z"], ["float64"])
+    >>> njit(lambda x: square_plus_one((x,))[0])(3.0)
+    10.0
+    """
+    from numba import types
+    from numba.extending import intrinsic
+
+    numba_type = {"float64": types.float64, "float32": types.float32, "int64": types.int64, "bool": types.boolean}
+    result_type = types.Tuple([numba_type[d] for d in out_dtypes])
+
+    def codegen(context, builder, signature, llvm_args):
+        (packed,) = llvm_args
+        packed_type = signature.args[0]
+        values, dtypes = {}, {}
+        for k, (local, dtype) in enumerate(zip(in_names, in_dtypes)):
+            raw = builder.extract_value(packed, k)
+            values[local] = context.cast(builder, raw, packed_type[k], numba_type[dtype])
+            dtypes[local] = dtype
+        paired = _sin_cos_pairs(instructions)
+        for out, op, operands, out_dtype, cast_to in instructions:
+            if out in paired:  # sin and cos of one value: one sincos call gives both
+                if out not in values:
+                    sin_name, cos_name = paired[out]
+                    values[sin_name], values[cos_name] = _sincos(builder, values[operands[0]], out_dtype)
+                    dtypes[sin_name] = dtypes[cos_name] = out_dtype
+                continue
+            args, arg_dtypes = [], []
+            for operand in operands:
+                if isinstance(operand, tuple):
+                    _, text, dtype = operand
+                    args.append(_const(dtype, _constant_value(text)))
+                    arg_dtypes.append(dtype)
+                else:
+                    args.append(values[operand])
+                    arg_dtypes.append(dtypes[operand])
+            values[out] = IR_OPS[op](builder, args, arg_dtypes, out_dtype, cast_to)
+            dtypes[out] = out_dtype
+        return context.make_tuple(builder, result_type, [values[o] for o in out_names])
+
+    def typer(typingctx, packed):
+        if not isinstance(packed, types.BaseTuple) or len(packed) != len(in_names):
+            return None
+        return result_type(packed), codegen
+
+    typer.__name__ = name
+    return intrinsic(typer)

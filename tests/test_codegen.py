@@ -1,0 +1,222 @@
+"""The Numba backend against the NumPy reference evaluator, op by op.
+
+Compiles are slow, so every test here shares a few kernels built once per session:
+one kernel holds every sample of every op (values), one every op's gradient, one
+the float32 versions, one some Hessian-vector products.  Each output is compared
+with ``sd.evaluate`` on the same inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+from symdiff.backends import lowering, scalar_ir
+from symdiff.ir import OPS, make_node
+from symdiff.types import dtype_of_array
+
+pytest.importorskip("numba")
+
+LEAVES = {"symbol", "constant"}
+# Object-mode blocks (NumPy ufuncs) make Numba warn under pytest's warning capture; expected.
+pytestmark = pytest.mark.filterwarnings("ignore:Code running in object mode")
+
+
+def test_every_op_has_a_lowering():
+    """Guard: a new op fails here until the Numba backend can lower it."""
+    assert lowering.unsupported_ops() == []
+    for name, op in OPS.items():
+        if op.kind == "elementwise":
+            assert name in scalar_ir.IR_OPS, f"elementwise op {name!r} has no LLVM IR spelling (scalar_ir.IR_OPS)"
+        else:
+            assert name in lowering.LOWERINGS, f"op {name!r} is missing from lowering.LOWERINGS"
+
+
+CHUNK = 24  # outputs per kernel: Numba's compile time grows faster than linearly in a kernel's size
+
+
+def _samples(kinds, dtype=None, gradients=False, few=False):
+    """(symbols, output, values, label) for every sample of every op of ``kinds``.
+
+    With ``gradients``, the outputs are the gradients of sum(out * W) wrt every
+    float input instead of the op's value.  ``few``: for elementwise ops only the
+    first sample (scalars: straight-line code) and the last (broadcasting loops).
+    """
+    rng = np.random.default_rng(7)
+    problems = []
+    for name in sorted(OPS):
+        op = OPS[name]
+        if name in LEAVES or op.kind not in kinds or (gradients and not op.differentiable):
+            continue
+        samples = op.samples(rng)
+        for k, (arrays, attrs) in enumerate(samples):
+            if few and op.kind == "elementwise" and 0 < k < len(samples) - 1:
+                continue
+            syms, values = [], {}
+            for j, array in enumerate(arrays):
+                array = np.asarray(array)
+                if dtype is not None and array.dtype.kind == "f":
+                    array = array.astype(dtype)
+                sym = sd.tensor(f"{name}_{k}_{j}", array.shape, dtype_of_array(array))
+                syms.append(sym)
+                values[sym] = array
+            try:
+                out = make_node(op, syms, dict(attrs))
+            except sd.DTypeError:
+                continue  # e.g. a cast sample that does not apply to float32
+            if not gradients:
+                problems.append((syms, [out], values, f"{name} sample {k}"))
+                continue
+            if not out.type.is_float:
+                continue
+            weights = sd.constant(rng.normal(size=np.shape(sd.evaluate(out, values))))
+            wrt = [s for s in syms if s.type.is_float]
+            problems.append((syms, sd.grad(sd.sum(out * weights), wrt), values, f"gradient of {name} sample {k}"))
+    return problems
+
+
+def _check_compiled(problems, rtol, atol, optimize=False):
+    """Compile the problems CHUNK outputs per kernel and compare with the reference."""
+    checked = 0
+    while problems:
+        chunk, size = [], 0
+        while problems and size < CHUNK:
+            chunk.append(problems.pop(0))
+            size += len(chunk[-1][1])
+        inputs = [s for syms, _, _, _ in chunk for s in syms]
+        outputs = [o for _, outs, _, _ in chunk for o in outs]
+        values = {s: v for _, _, vals, _ in chunk for s, v in vals.items()}
+        labels = [f"{label}, output {j}" for _, outs, _, label in chunk for j in range(len(outs))]
+        got = sd.function(inputs, outputs, optimize=optimize)(*[values[s] for s in inputs])
+        want = sd.evaluate(outputs, values)
+        for g, w, label in zip(got, want, labels):
+            _compare(g, w, label, rtol, atol)
+            checked += 1
+    return checked
+
+
+def _compare(got, want, label, rtol=1e-12, atol=1e-12):
+    want = np.asarray(want)
+    got_array = np.asarray(got)
+    assert got_array.shape == want.shape, f"{label}: shape {got_array.shape}, reference {want.shape}"
+    assert got_array.dtype == want.dtype or np.ndim(got) == 0, f"{label}: dtype {got_array.dtype} vs {want.dtype}"
+    np.testing.assert_allclose(got_array.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol,
+                               err_msg=label)
+
+
+KINDS = [("elementwise",), ("reduction", "linalg"), ("shape",)]
+
+
+@pytest.mark.parametrize("kinds", KINDS, ids=["+".join(k) for k in KINDS])
+def test_every_op_compiled_matches_reference(kinds):
+    assert _check_compiled(_samples(kinds), rtol=1e-12, atol=1e-12) >= 10
+
+
+def test_every_op_float32():
+    problems = _samples(("elementwise", "reduction", "linalg"), dtype=np.float32, few=True)
+    assert _check_compiled(problems, rtol=2e-6, atol=1e-6) >= 10
+
+
+@pytest.mark.parametrize("kinds", KINDS, ids=["+".join(k) for k in KINDS])
+def test_every_op_gradient_compiled_matches_reference(kinds):
+    """For every differentiable op sample, the gradient of sum(out * W), compiled (optimised)."""
+    problems = _samples(kinds, gradients=True, few=True)
+    assert _check_compiled(problems, rtol=1e-10, atol=1e-12, optimize=True) >= 5
+
+
+def test_hvp_compiled_matches_reference():
+    x = sd.vector("x")
+    v = sd.vector("v")
+    W = sd.matrix("W", (3, None))
+    cost = sd.sum(sd.tanh(W @ x) ** 2) + sd.logsumexp(x * x) + sd.sum(sd.sigmoid(x[1:] - x[:-1]))
+    outputs = [cost, *sd.grad(cost, [x, W]), sd.hvp(cost, x, v), sd.hvp(cost, x, v, mode="fwd-rev")]
+    f = sd.function([x, W, v], outputs)
+    rng = np.random.default_rng(0)
+    for n in (4, 9):  # one kernel, two sizes
+        values = {x: rng.normal(size=n), W: rng.normal(size=(3, n)), v: rng.normal(size=n)}
+        got = f(values[x], values[W], values[v])
+        want = sd.evaluate(outputs, values)
+        for g, w, label in zip(got, want, ["cost", "dx", "dW", "hvp rev-rev", "hvp fwd-rev"]):
+            _compare(g, w, f"{label} n={n}", rtol=1e-11)
+
+
+def test_composites_and_structure_in_one_kernel():
+    """Front-end composites exercise views, broadcasting, reductions and scatters together."""
+    X = sd.matrix("X", (None, 4))
+    y = sd.vector("y", 4)
+    s = sd.scalar("s")
+    outs = [
+        sd.softmax(X, axis=1), sd.log_softmax(X, axis=0), sd.logsumexp(X), sd.mean(X, axis=0),
+        sd.clip(X, -0.5, 0.5), sd.relu(X - y), X[:, ::-2] * s, X[1:, 1:3].sum(axis=0), X[-1, :],
+        sd.concatenate([X, X[:, :2] * 2], axis=1), sd.stack([y, y * s]), X.T @ X, X @ y, y @ y,
+        sd.reshape(X, (-1, 2)), sd.prod(X + 2.0, axis=1), sd.max(X, axis=0), sd.min(X),
+        sd.where(X > 0, X, s), sd.broadcast_to(y, (3, 4)), sd.expand_dims(y, 0) + X, sd.squeeze(X[:1, :]),
+        sd.astype(X > 0, "int64").sum(), sd.astype(X, "float32") * 2, sd.dim(X, 0) * s,
+        X[::-1][1:, ::-2], X.T[::2][:, 1:] + 1, sd.concatenate([y, sd.constant([5.0])])[::-1][1:3],
+        sd.astype(X > 0, "int64").T @ sd.astype(X > 0, "int64"),  # integer matmul: loops, not BLAS
+    ]
+    cost = sd.sum(sd.softmax(X, axis=1) * y) + sd.sum(X[1:] * X[:-1]) * s
+    cost = cost + sd.sum(sd.concatenate([X, X * X], axis=1) ** 2)
+    outs += sd.grad(cost, [X, y, s])
+    f = sd.function([X, y, s], outs)
+    rng = np.random.default_rng(1)
+    for n in (3, 6):
+        values = {X: rng.normal(size=(n, 4)), y: rng.normal(size=4), s: 0.7}
+        got = f(values[X], values[y], values[s])
+        want = sd.evaluate(outs, values)
+        for k, (g, w) in enumerate(zip(got, want)):
+            _compare(g, w, f"output {k} at n={n}", rtol=1e-11)
+
+
+def test_long_scalar_chain_uses_an_ir_region():
+    x = sd.scalar("x")
+    y = x
+    for _ in range(40):
+        y = sd.sin(y) * y + sd.cos(y) + sd.sigmoid(y) - sd.softplus(-y) + sd.tanh(y) * 0.1
+    d = sd.grad(y, x)
+    f = sd.function([x], [y, d])
+    assert f.program.regions >= 1
+    assert "make_region" in f.source
+    for point in (0.3, -1.2):
+        want = sd.evaluate([y, d], {x: point})
+        got = f(point)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-10)
+
+
+def test_long_elementwise_chain_in_a_loop_body_uses_an_ir_region():
+    x = sd.vector("x")
+    y = x
+    for _ in range(30):
+        y = sd.sin(y) * y + sd.cos(y)
+    outputs = [y, sd.grad(sd.sum(y), x)]
+    f = sd.function([x], outputs)
+    assert f.program.regions == 1
+    points = np.linspace(-1, 1, 11)
+    for g, w in zip(f(points), sd.evaluate(outputs, {x: points})):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
+
+
+def test_generated_source_is_readable():
+    x = sd.vector("x")
+    r = sd.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+    f = sd.function([x], [r, sd.grad(r, x)])
+    source = f.source
+    assert "def kernel(x)" in source
+    assert source.count("# loop") == 1  # value, sum and both slice gradients: one fused loop
+    assert "scatter_slice" in source and "+=" in source  # the slice gradients are scatter-adds
+    assert "np.zeros" not in source and "np.dot" not in source
+
+
+def test_big_transcendental_loops_use_numpy_ufuncs():
+    X = sd.matrix("X", (None, 64))
+    h = sd.tanh(X * 2.0)
+    outputs = [h, sd.sum(sd.exp(h), axis=1), *sd.grad(sd.sum(sd.log1p(h * h) * sd.sin(X)), [X])]
+    f = sd.function([X], outputs)
+    assert "numba.objmode" in f.source and "np.tanh" in f.source
+    rng = np.random.default_rng(5)
+    for n in (1, 5):
+        values = rng.normal(size=(n, 64))
+        for g, w in zip(f(values), sd.evaluate(outputs, {X: values})):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
