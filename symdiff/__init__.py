@@ -28,5 +28,11 @@ from .types import TensorType
 from .verify import verify
 # issue 3: compiled functions
 from .function import function
+# issue 6: Jacobians, Hessians, sparse derivatives
+from .jacobians import ChainPlan, chain_order, derivative, hessian, jacobian, jacobian_chain
+from .sparsity import (
+    Pattern, SparseDerivative, color_columns, hessian_pattern, jacobian_pattern, sparse_hessian, sparse_jacobian,
+    star_colors,
+)
 
 __version__ = "0.1.0"
