@@ -34,5 +34,8 @@ from .sparsity import (
     Pattern, SparseDerivative, color_columns, hessian_pattern, jacobian_pattern, sparse_hessian, sparse_jacobian,
     star_colors,
 )
+# issue 5: printers and the SymPy bridge (the command line is symdiff.cli)
+from .printers import from_json, to_dot, to_json, to_text
+from .sympy_bridge import from_sympy, to_latex, to_sympy
 
 __version__ = "0.1.0"

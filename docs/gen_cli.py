@@ -1,0 +1,249 @@
+"""Write docs/cli.md from real runs of the `symdiff` command.
+
+    python docs/gen_cli.py
+
+Every output on the page comes from running the command (the installed console
+script next to this Python) in a scratch directory holding the example model.py.
+"""
+
+import pathlib
+import shlex
+import subprocess
+import sys
+import tempfile
+
+OUT = pathlib.Path(__file__).resolve().parent / "cli.md"
+SCRIPT = pathlib.Path(sys.executable).parent / "symdiff"
+MODEL = """import symdiff as sd
+
+
+def loss():
+    W = sd.matrix("W", (2, 3))
+    x = sd.vector("x", 3)
+    y = sd.tanh(W @ x)
+    return sd.sum(y * y) / 2
+"""
+CWD = tempfile.mkdtemp(prefix="symdiff-docs-")
+pathlib.Path(CWD, "model.py").write_text(MODEL)
+
+
+def run(cmd: str) -> str:
+    args = shlex.split(cmd)
+    assert args[0] == "symdiff"
+    r = subprocess.run([str(SCRIPT)] + args[1:], capture_output=True, text=True, cwd=CWD)
+    out = r.stdout + r.stderr
+    status = f"\n(exit status {r.returncode})" if r.returncode else ""
+    return f"```console\n$ {cmd}\n{out.rstrip()}{status}\n```\n\n"
+
+
+def py(code: str) -> str:
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CWD)
+    assert r.returncode == 0, r.stderr
+    return f"```python\n{code.strip()}\n```\n\nprints\n\n```text\n{r.stdout.rstrip()}\n```\n"
+
+
+doc = []
+w = doc.append
+w("""# The `symdiff` command
+
+`symdiff` shows what symbol-to-symbol differentiation builds: the gradient is new
+nodes appended to the same graph, and the command prints that graph as a register
+listing, a table of values and adjoints, Graphviz DOT, JSON or LaTeX.  Every output
+below is real: `python docs/gen_cli.py` regenerates this page by running them.
+
+It is installed with the package (`pip install symdiff` or `pip install -e .`) as the
+console script `symdiff`; `python -m symdiff` does the same.
+
+## The main example
+
+The gradient of e = (a + b)(b + 1) at a = 2, b = 1, with each node's value and
+adjoint (the derivative of e with respect to that node), the table one would
+otherwise draw by hand:
+
+""")
+w(run('symdiff grad "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1'))
+w("""
+Read it top to bottom: the forward graph (inputs, then `%2 = add a b` ...), the
+line `output e = %5`, then the nodes that `sd.grad` appended, each marked with
+what appended it.  The listing is optimized by default (the rewrites of
+`sd.optimize`): de/da is b + 1, which the forward graph already computes, so it is
+`%4` itself and only one node is appended.  `--no-optimize` shows the graph exactly
+as `build_grad` made it, with each node's note (`bprop of e (mul)`: a message sent by
+the `mul` node's reverse rule; `grad of e wrt b`: the sum of the messages b
+received):
+
+""")
+w(run('symdiff grad "e = (a + b) * (b + 1)" --wrt a,b --no-optimize'))
+w("""
+Nodes are numbered by their place in the listing (`%7` is the eighth node listed), not
+by any global counter, so the same program always prints the same text: listings
+can be diffed and kept as golden files.
+
+## Watching `build_grad` work: `symdiff explain`
+
+`explain` steps through the reverse sweep in the order it runs: for each node, its
+consumers, the message each consumer's bprop sent, the sum that became the node's
+grad-table entry, and the messages the node's own bprop sends on.  It calls the
+same `backprop` that `sd.grad` uses (through a trace hook), so what it shows is what
+happened.  With `--at` every node gets its value.
+
+""")
+w(run('symdiff explain "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1'))
+w("""
+## Expressions, shapes and values
+
+`EXPR` is a Python-like expression, optionally named (`e = ...`; the default name
+is `f`).  It is parsed with Python's `ast` and checked against a whitelist; it is
+never evaluated as Python.  Allowed: numbers, input names, `+ - * / ** @`, unary
+minus, one comparison (`x > 0`, for `where`), calls of symdiff's NumPy-named
+functions (also written `np.exp`, `sd.exp`), the methods `.sum .mean .max .min .prod
+.reshape .transpose .astype .dot` and `.T`, keyword arguments such as `axis=0`, and
+indexing with integer literals, slices, `None` and `...`.  `pi` and `inf` are
+constants.  The functions:
+""")
+from symdiff.parse import FUNCTIONS  # noqa: E402
+w("\n" + ", ".join(f"`{n}`" for n in sorted(FUNCTIONS)) + ".\n")
+w("""
+A name that is not declared is a float64 scalar input.  `--var NAME:SHAPE`
+declares a dtype and shape:
+
+| `--var` | type |
+|---|---|
+| `x:scalar` (or nothing) | `f64[]` |
+| `x:vector` | `f64[?]` (length known when values arrive) |
+| `M:matrix` | `f64[?,?]` |
+| `W:3x4`, `W:[3,4]` | `f64[3,4]` |
+| `x:f32[n]`, `A:nx3` | `f32[?]`, `f64[?,3]` (a named size is known at run time) |
+| `b:f32:vector`, `k:i64` | `f32[?]`, `i64[]` |
+
+`--wrt a,b` names the inputs to differentiate with respect to (default: every
+float input, in order of first use).  `--at a=2,b=1` gives values (Python literals
+only: numbers and lists such as `x=[1,2,3]`; a number fills a fixed-shape input);
+`--at` may be repeated.
+
+""")
+w(run('symdiff grad "sum(tanh(W @ x) * b)" --var W:2x3 --var x:f32[n] --var b:vector --wrt W,b --no-optimize'))
+w("\nWith arrays, the table shows each value (long arrays are abbreviated):\n\n")
+w(run('symdiff grad "sum(exp(v) * w)" --var v:2 --var w:2 --wrt v --at v=[0,1],w=[3,4]'))
+w("""
+## A Python function: `FILE.py:FUNCTION`
+
+For programs too long for one line, write a function that builds and returns the
+cost; `symdiff` imports the file and calls it (with no arguments).  The function
+declares its own inputs, so `--var` does not apply.  Here `model.py` is:
+
+```python
+""" + MODEL + """```
+
+""")
+w(run('symdiff grad model.py:loss --wrt W'))
+w("""
+## Forward mode and second derivatives
+
+`jvp` appends the forward-mode (tangent) nodes; the tangent inputs are named
+`NAME_dot`, and with `--at` the table shows each node's tangent next to its value:
+
+""")
+w(run('symdiff jvp "y = sin(x) * x" --var x:2 --at x=[0,1],x_dot=[1,1]'))
+w("""
+`hvp` builds Hessian-vector products (direction inputs `v_NAME`) by
+reverse-over-reverse or, with `--mode fwd-rev`, forward-over-reverse:
+
+""")
+w(run('symdiff hvp "sum(x ** 3)" --var x:3 --at x=[1,2,3],v_x=[1,0,0]'))
+w(run('symdiff hvp "sum(x ** 3)" --var x:3 --mode fwd-rev'))
+w("""
+`hessian` builds every block d2f/dwi dwj (i <= j) as graph; with `--at` it also
+prints the assembled symmetric matrix.  Shapes must be static.
+
+""")
+w(run('symdiff hessian "a * a * b" --wrt a,b --at a=1,b=2'))
+w(run('symdiff hessian "sum(x ** 3)" --var x:2 --at x=[1,2]'))
+w("""
+## Formats
+
+`--format text` (default), `dot`, `json` or `latex`; `-o FILE` writes to a file.
+
+**DOT** (render with `dot -Tsvg grad.dot -o grad.svg`): inputs are yellow
+ellipses, forward nodes white boxes, appended nodes blue boxes labelled with their
+note; with `--at` each label also shows the node's value.
+
+""")
+w(run('symdiff grad "e = a * exp(b)" --format dot --no-optimize'))
+w("""
+**LaTeX** (via SymPy; the graph must be scalar-valued):
+
+""")
+w(run('symdiff grad "x * sin(x)" --format latex'))
+w("""
+**JSON** (the `symdiff-graph` schema, version 1; one node per line so documents
+diff well; `sd.from_json` reads it back).  With `--at`, each node has an `"at"`
+field holding its value.
+
+""")
+w(run('symdiff grad "e = a * b" --wrt a --format json --at a=3,b=4'))
+w("""
+The schema: an object with `"format": "symdiff-graph"`, `"version": 1`, `"nodes"`
+and `"outputs"`.  Each node has `"id"` (its place in the listing), `"op"` (a name
+from `sd.OPS`), `"dtype"` (`float64`, `float32`, `int64`, `bool`), `"shape"` (a list;
+`null` for a size known only at run time) and `"inputs"` (ids, each smaller than the
+node's own), plus `"name"` for inputs, `"value"` for constants (nested lists;
+non-finite floats as the strings `"nan"`, `"inf"`, `"-inf"`), `"attrs"` for ops
+with static attributes (tuples written as lists), `"note"` for nodes a pass
+appended (`%k` meaning node k) and, optionally, `"at"`.  Each output is
+`{"name", "node"}`.  The reader rebuilds every node through its op's shape rule and
+checks the recorded dtype and shape.
+
+## Errors and exit status
+
+| status | meaning |
+|---|---|
+| 0 | success |
+| 1 | the computation failed: shapes that do not fit, a value of the wrong shape, an error raised in your function |
+| 2 | usage: bad options, an expression that does not parse, an unknown function or input name, a missing value |
+
+An expression error prints the expression with a caret under the fault.  No Python
+traceback is printed unless `--debug` is given.
+
+""")
+w(run('symdiff grad "e = (a + b) * expp(b)"'))
+w(run('symdiff grad "sum(W @ x) + 1" --var W:2x3 --var x:4'))
+w(run('symdiff grad "a * b" --at a=1'))
+w(run('symdiff grad "x[a]" --var x:3'))
+w("""
+Limits: an expression is at most 2000 characters, brackets nest at most 64 deep
+and at most 64 signs may follow each other (Python's parser recurses on nesting;
+these limits keep it safe); longer programs belong in a `FILE.py:FUNCTION`.
+
+## The same from Python
+
+The command is a thin layer over library functions:
+
+""")
+w(py('''import symdiff as sd
+a, b = sd.scalars("a b")
+e = (a + b) * (b + 1)
+da, db = sd.grad(e, [a, b])
+print(sd.to_text({"e": e, "de/da": da, "de/db": db}))
+print(sd.to_sympy([da, db]))
+print(sd.to_latex(db))
+doc = sd.to_json({"e": e, "de/db": db})
+print(sd.from_json(doc)["de/db"] is sd.optimize(db))'''))
+w("""
+`sd.to_text`, `sd.to_dot` and `sd.to_json` take one expression, a list, or a
+`{name: expression}` dict (names label the outputs and the notes), and optimize
+first unless `optimize=False`.  `sd.to_sympy` and `sd.to_latex` work on
+scalar-valued graphs.  `sd.from_sympy` imports a SymPy expression into the graph,
+one node per distinct subexpression, so its gradient avoids `sympy.diff`'s
+expression swell:
+
+""")
+w(py('''import sympy, symdiff as sd
+x = sympy.Symbol("x")
+f = x
+for _ in range(8):
+    f = sympy.sin(f) * f + sympy.cos(f)
+g = sd.from_sympy(f)
+print(sd.node_count(g), sd.node_count(sd.grad(g, sd.scalar("x"))))
+print(sympy.count_ops(sympy.diff(f, x)))'''))
+OUT.write_text("".join(doc))

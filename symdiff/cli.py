@@ -1,0 +1,591 @@
+"""The ``symdiff`` command: see the graph that symbol-to-symbol differentiation built.
+
+    symdiff grad "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1
+    symdiff explain "e = (a + b) * (b + 1)" --wrt a,b
+    symdiff grad model.py:loss --format dot -o grad.dot
+
+Exit status: 0 on success, 2 for a usage error (bad option, an expression that
+does not parse, an unknown name; the expression is printed with a caret under
+the fault), 1 when the computation fails (shapes that do not fit, a value of the
+wrong shape, an error in the user's function).  No Python traceback is printed
+unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import sys
+import textwrap
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import symdiff as sd
+
+from . import autodiff, printers
+from .errors import SymdiffError
+from .ir import Expr, toposort
+from .ops.leaves import const
+from .parse import FUNCTIONS, ExpressionError, parse_expression, parse_values, parse_var, split_assignment
+
+__all__ = ["main"]
+
+
+class UsageError(SymdiffError, ValueError):
+    """A command line that cannot be carried out as written (exit status 2)."""
+
+
+class UserCodeError(SymdiffError, RuntimeError):
+    """An exception raised inside the user's FILE.py:FUNCTION (exit status 1)."""
+
+
+# --------------------------------------------------------------------- the problem
+
+_FILE_FUNCTION = re.compile(r"^(?P<path>.+\.py):(?P<function>[A-Za-z_]\w*)$")
+
+
+@dataclass
+class Problem:
+    """What the command line asks about: a cost, its inputs, the wrt list, values."""
+
+    name: str
+    cost: Expr
+    source: str
+    inputs: dict  # name -> symbol, in order of first use
+    wrt: list = field(default_factory=list)
+    values: dict = None  # name -> array, or None without --at
+    from_file: bool = False
+
+    @property
+    def title(self) -> str:
+        """``e = (a + b) * (b + 1)``, or ``loss from model.py:loss``."""
+        return f"{self.name} from {self.source}" if self.from_file else f"{self.name} = {_strip_name(self.source)}"
+
+
+def _declare(spec_by_name: dict):
+    def declare(name: str) -> Expr:
+        dtype, shape = spec_by_name.get(name, ("float64", ()))
+        return sd.tensor(name, shape, dtype)
+
+    return declare
+
+
+def load_problem(args, scalar_cost: bool = True) -> Problem:
+    """Parse EXPR (or import FILE.py:FUNCTION), --var, --wrt and --at."""
+    match = _FILE_FUNCTION.match(args.expr.strip())
+    if match:
+        if args.var:
+            raise UsageError("--var has no effect with FILE.py:FUNCTION: the function declares its own inputs")
+        name = match.group("function")
+        cost = call_user_function(match.group("path"), name)
+        source = args.expr.strip()
+    else:
+        specs = {}
+        for spec in args.var or []:
+            var_name, dtype, shape = parse_var(spec)
+            specs[var_name] = (dtype, shape)
+        name, body = split_assignment(args.expr)
+        declared = {n: sd.tensor(n, shape, dtype) for n, (dtype, shape) in specs.items()}
+        try:
+            cost = parse_expression(body, declared, declare=_declare(specs))
+        except ExpressionError as exc:
+            exc.text = re.sub(r"[\r\n\t]", " ", args.expr)  # show `NAME =` too: offsets are the same
+            raise
+        source = args.expr.strip()
+        if name is None:
+            used = {n.name for n in toposort(cost) if n.is_symbol}
+            name = next(n for n in ("f", "out", "out_") if n not in used)
+    inputs = {}
+    for node in toposort(cost):
+        if node.is_symbol:
+            other = inputs.setdefault(node.name, node)
+            if other is not node:
+                raise UsageError(f"two different inputs are named {node.name!r} ({other.type!r} and "
+                                 f"{node.type!r}); give them different names")
+    if name in inputs:
+        raise UsageError(f"the result's name {name!r} is also an input's name; use `NAME = EXPR` with another name")
+    if scalar_cost and (cost.ndim != 0 or not cost.type.is_float):
+        raise SymdiffError(f"{name} has type {cost.type!r}; this command needs a float scalar (0-d) cost: "
+                           "reduce it first, e.g. sum(...) or mean(...)")
+    problem = Problem(name, cost, source, inputs, from_file=bool(match))
+    problem.wrt = _wrt(args.wrt, inputs)
+    return problem
+
+
+def _wrt(text, inputs: dict) -> list:
+    if not text:
+        found = [x for x in inputs.values() if x.type.is_float]
+        if not found:
+            raise UsageError("the expression has no float inputs to differentiate with respect to")
+        return found
+    result = []
+    for name in (n.strip() for n in text.split(",")):
+        if not name:
+            continue
+        if name not in inputs:
+            known = ", ".join(inputs) or "none"
+            raise UsageError(f"--wrt {name}: the expression has no input named {name!r} (inputs: {known})")
+        if inputs[name] not in result:
+            result.append(inputs[name])
+    if not result:
+        raise UsageError("--wrt names no inputs; give names separated by commas, e.g. --wrt a,b")
+    return result
+
+
+def call_user_function(path: str, function: str) -> Expr:
+    """Import ``path`` and call ``function()``, which must return one symdiff expression."""
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    module_name = "_symdiff_user_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)  # so the user's file can import its neighbours
+    try:
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            raise UsageError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+        except Exception as exc:
+            raise UserCodeError(_describe_user_exception(exc, path, f"importing {path}")) from exc
+        fn = getattr(module, function, None)
+        if not callable(fn):
+            found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                           and getattr(v, "__module__", None) == module_name)
+            raise UsageError(f"{path} has no function {function!r} (functions: {', '.join(found) or 'none'})")
+        try:
+            result = fn()
+        except Exception as exc:
+            raise UserCodeError(_describe_user_exception(exc, path, f"{function}()")) from exc
+    finally:
+        sys.path.remove(folder)
+    if not isinstance(result, Expr):
+        raise UserCodeError(f"{path}:{function}() must return one symdiff expression (the cost), "
+                            f"got {type(result).__name__}")
+    return result
+
+
+def _describe_user_exception(exc: Exception, path: str, what: str) -> str:
+    """``file:line: in function(): ErrorType: message``, at the innermost frame of the user's file."""
+    where = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.abspath(frame.filename) == os.path.abspath(path):
+            where = f"{path}:{frame.lineno}: "
+    return f"{where}error in {what}: {type(exc).__name__}: {exc}"
+
+
+def bind_values(problem: Problem, text_items: list, extra: dict = None) -> dict:
+    """The --at values by name, scalars broadcast to static shapes; extra symbols allowed."""
+    raw = {}
+    for text in text_items:
+        raw.update(parse_values(text))
+    symbols = dict(problem.inputs, **(extra or {}))
+    for name in raw:
+        if name not in symbols:
+            raise UsageError(f"--at {name}=...: there is no input named {name!r} (inputs: {', '.join(symbols)})")
+    missing = [n for n in symbols if n not in raw]
+    if missing:
+        hints = {n: "" for n in missing}
+        for n in missing:
+            if n in (extra or {}):
+                hints[n] = f" (the direction for {n[2:] if n.startswith('v_') else n[:-4]})"
+        listed = ", ".join(f"{n} of type {symbols[n].type!r}{hints[n]}" for n in missing)
+        raise UsageError(f"--at gives no value for {listed}")
+    values = {}
+    for name, value in raw.items():
+        array = np.asarray(value)
+        shape = symbols[name].type.shape
+        if array.ndim == 0 and shape and None not in shape:
+            array = np.full(shape, array)  # a scalar for a fixed-shape input fills it
+        values[name] = array
+    return values
+
+
+# ------------------------------------------------------------------- output
+
+_FORMATS = ("text", "dot", "json", "latex")
+
+
+def _value_text(value) -> str:
+    return printers.format_array(value, precision=6)
+
+
+def _evaluate_nodes(nodes: list, values: dict) -> dict:
+    """{node id: value} for every node (symbols included)."""
+    results = sd.evaluate(list(nodes), values)
+    return {n.id: r for n, r in zip(nodes, results)}
+
+
+def _render(listing, args, problem: Problem, latex_names: dict, columns: list, summary: str) -> str:
+    if args.format == "text":
+        if columns:
+            title = f"{problem.title} at {_at_text(problem.values)}"
+            return "\n".join([title, printers.to_table(listing, columns), summary])
+        return printers.to_text(listing)
+    if args.format == "dot":
+        return printers.to_dot(listing, values=columns[0][1] if columns else None)
+    if args.format == "json":
+        return printers.to_json(listing, values=columns[0][1] if columns else None)
+    from .sympy_bridge import to_latex
+
+    lines = []
+    for name, out in zip(listing.names, listing.outputs):
+        lines.append(f"{latex_names.get(name, name)} = {to_latex(out, optimize=False)}")
+    return "\n".join(lines)
+
+
+def _strip_name(source: str) -> str:
+    name, body = split_assignment(source)
+    return body.strip() if name else source
+
+
+def _at_text(values: dict) -> str:
+    return ", ".join(f"{k} = {_value_text(v)}" for k, v in values.items())
+
+
+def _emit(text: str, args):
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+def _summary(listing, values: dict) -> str:
+    return ", ".join(f"{name} = {_value_text(values[out.id])}" for name, out in zip(listing.names, listing.outputs))
+
+
+def _forward_nodes(listing) -> list:
+    """The nodes the first output (the cost) needs: those printed before its output line."""
+    nodes = []
+    for step in listing.steps:
+        if step[0] == "output":
+            break
+        nodes.append(step[1])
+    return nodes
+
+
+# ------------------------------------------------------------------- commands
+
+
+def cmd_grad(args) -> str:
+    problem = load_problem(args)
+    grads = sd.grad(problem.cost, problem.wrt)
+    outputs = {problem.name: problem.cost}
+    latex_names = {}
+    for w, g in zip(problem.wrt, grads):
+        key = f"d{problem.name}/d{w.name}"
+        outputs[key] = g
+        latex_names[key] = rf"\frac{{\partial {problem.name}}}{{\partial {w.name}}}"
+    listing = printers.Listing(outputs, optimize=not args.no_optimize)
+    columns, summary = [], ""
+    if args.at:
+        problem.values = bind_values(problem, args.at)
+        values = _evaluate_nodes(listing.nodes, problem.values)
+        forward = [n for n in _forward_nodes(listing) if n.type.is_float]
+        adjoint_nodes = sd.grad(listing.outputs[0], forward)
+        adjoints = dict(zip((n.id for n in forward), sd.evaluate(adjoint_nodes, problem.values)))
+        columns = [("value", values), (f"adjoint d{problem.name}/d(node)", adjoints)]
+        summary = _summary(listing, values)
+    return _render(listing, args, problem, latex_names, columns, summary)
+
+
+def _directions(problem: Problem, prefix: str, suffix: str) -> list:
+    directions = []
+    for w in problem.wrt:
+        name = f"{prefix}{w.name}{suffix}"
+        if name in problem.inputs:
+            raise UsageError(f"the direction for {w.name} would be named {name!r}, which is already an input; "
+                             "rename that input")
+        directions.append(sd.tensor(name, w.type.shape, w.dtype))
+    return directions
+
+
+def cmd_jvp(args) -> str:
+    problem = load_problem(args, scalar_cost=False)
+    tangents = _directions(problem, "", "_dot")
+    out_tangent = sd.jvp(problem.cost, problem.wrt, tangents)
+    key = f"{problem.name}_dot"
+    listing = printers.Listing({problem.name: problem.cost, key: out_tangent}, optimize=not args.no_optimize)
+    columns, summary = [], ""
+    if args.at:
+        problem.values = bind_values(problem, args.at, {t.name: t for t in tangents})
+        values = _evaluate_nodes(listing.nodes, problem.values)
+        forward = [n for n in _forward_nodes(listing) if n.type.is_float]
+        node_tangents = sd.jvp(forward, problem.wrt, tangents)
+        tangent_values = dict(zip((n.id for n in forward), sd.evaluate(node_tangents, problem.values)))
+        columns = [("value", values), ("tangent", tangent_values)]
+        summary = _summary(listing, values)
+    return _render(listing, args, problem, {key: rf"\dot{{{problem.name}}}"}, columns, summary)
+
+
+def cmd_hvp(args) -> str:
+    problem = load_problem(args)
+    vs = _directions(problem, "v_", "")
+    products = sd.hvp(problem.cost, problem.wrt, vs, mode=args.mode)
+    outputs = {problem.name: problem.cost}
+    latex_names = {}
+    for w, p in zip(problem.wrt, products):
+        outputs[f"Hv_{w.name}"] = p
+        latex_names[f"Hv_{w.name}"] = rf"(H v)_{{{w.name}}}"
+    listing = printers.Listing(outputs, optimize=not args.no_optimize)
+    columns, summary = [], ""
+    if args.at:
+        problem.values = bind_values(problem, args.at, {v.name: v for v in vs})
+        values = _evaluate_nodes(listing.nodes, problem.values)
+        columns = [("value", values)]
+        summary = _summary(listing, values)
+    return _render(listing, args, problem, latex_names, columns, summary)
+
+
+def cmd_hessian(args) -> str:
+    problem = load_problem(args)
+    outputs = {problem.name: problem.cost}
+    latex_names = {}
+    if len(problem.wrt) == 1:
+        (w,) = problem.wrt
+        blocks = {(0, 0): sd.hessian(problem.cost, w)}
+    else:
+        # Blocks d/dw_j (d cost/dw_i): the gradient of a scalar gradient, else its Jacobian.
+        grads = sd.grad(problem.cost, problem.wrt)
+        blocks = {}
+        for i, g in enumerate(grads):
+            for j in range(i, len(problem.wrt)):
+                w = problem.wrt[j]
+                blocks[i, j] = sd.grad(g, w) if g.ndim == 0 else sd.jacobian(g, w)
+    for (i, j), block in blocks.items():
+        wi, wj = problem.wrt[i].name, problem.wrt[j].name
+        key = f"d2{problem.name}/d{wi}d{wj}"
+        outputs[key] = block
+        latex_names[key] = rf"\frac{{\partial^2 {problem.name}}}{{\partial {wi}\,\partial {wj}}}"
+    listing = printers.Listing(outputs, optimize=not args.no_optimize)
+    columns, summary = [], ""
+    if args.at:
+        problem.values = bind_values(problem, args.at)
+        values = _evaluate_nodes(listing.nodes, problem.values)
+        columns = [("value", values)]
+        summary = _summary(listing, values) + "\n" + _hessian_matrix(problem, blocks, listing, values)
+    return _render(listing, args, problem, latex_names, columns, summary)
+
+
+def _hessian_matrix(problem: Problem, blocks: dict, listing, values: dict) -> str:
+    """The full symmetric Hessian over the flattened wrt inputs, as a NumPy matrix."""
+    sizes = [int(np.prod(w.type.shape, dtype=np.int64)) for w in problem.wrt]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    matrix = np.zeros((offsets[-1], offsets[-1]))
+    by_name = dict(zip(listing.names, listing.outputs))
+    for (i, j) in blocks:
+        key = f"d2{problem.name}/d{problem.wrt[i].name}d{problem.wrt[j].name}"
+        block = np.asarray(values[by_name[key].id], dtype=float).reshape(sizes[i], sizes[j])
+        matrix[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = block
+        matrix[offsets[j]:offsets[j + 1], offsets[i]:offsets[i + 1]] = block.T
+    order = ", ".join(w.name if s == 1 else f"{w.name}[{s}]" for w, s in zip(problem.wrt, sizes))
+    with printers.stable_printoptions(precision=6, suppress=True):
+        return f"Hessian over ({order}):\n" + np.array2string(matrix)
+
+
+def cmd_explain(args) -> str:
+    if args.format != "text":
+        raise UsageError("explain prints text only; for other formats use `symdiff grad --format ...`")
+    problem = load_problem(args)
+    events = []
+    adjoints = autodiff.backprop([(problem.cost, const(1, problem.cost.dtype))], problem.wrt, problem.cost.label(),
+                                 trace=lambda *event: events.append(event))
+    grads = [adjoints.get(w.id) for w in problem.wrt]
+    outputs = {problem.name: problem.cost}
+    for w, g in zip(problem.wrt, grads):
+        outputs[f"d{problem.name}/d{w.name}"] = g if g is not None else sd.grad(problem.cost, w)
+    listing = printers.Listing(outputs, optimize=False)
+    for node, messages, total, sent in events:  # messages that reach no result are listed too
+        listing.extend([total] + [m for _, _, m in sent])
+    values = None
+    if args.at:
+        problem.values = bind_values(problem, args.at)
+        values = _evaluate_nodes(listing.nodes, problem.values)
+    return explain_text(problem, listing, events, values)
+
+
+def explain_text(problem: Problem, listing, events: list, values) -> str:
+    label = listing.label
+    at = (lambda node: f"  = {_value_text(values[node.id])}") if values else (lambda node: "")
+    consumers = {}
+    for node in listing.nodes:
+        for x in dict.fromkeys(node.inputs):
+            consumers.setdefault(x.id, []).append(node)
+    forward_ids = {n.id for n in toposort(problem.cost)}
+    received: dict[int, list] = {}
+    shown = set()  # messages whose definition was printed already
+    wrt_names = ", ".join(w.name for w in problem.wrt)
+    out = [
+        f"build_grad of {problem.title} with respect to {wrt_names}"
+        + (f", at {_at_text(problem.values)}" if values else ""),
+        "",
+        "The graph (as built, before rewrites); the appended nodes are marked:",
+    ]
+    out += ["  " + line for line in printers.to_text(listing).splitlines()]
+    out += [
+        "",
+        "The reverse sweep visits the nodes between the inputs and the cost, last first.  At",
+        "each node it sums the messages its consumers sent: that sum is the node's entry in",
+        f"the grad table (its adjoint d{problem.name}/d(node)).  Then the node's bprop sends a message",
+        "to each of its inputs the derivative flows into.",
+    ]
+    for step, (node, messages, total, sent) in enumerate(events, 1):
+        out.append("")
+        role = f"  ({problem.name}, the cost)" if node is problem.cost else ""
+        out.append(f"step {step}: {listing.instruction(node)} : {node.type!r}{role}")
+        if node is problem.cost:
+            out.append(f"  seed: d{problem.name}/d{problem.name} = {label(messages[0])} = "
+                       f"{listing.definition(messages[0])}")
+        else:
+            users = [u for u in consumers.get(node.id, []) if u.id in forward_ids]
+            out.append("  consumers: " + (", ".join(f"{label(u)} ({u.op.name})" for u in users) or "none"))
+            got = received.get(node.id, [])
+            out.append("  messages: " + ", ".join(f"{label(m)} from {label(u)}" for u, m in got))
+        if len(messages) == 1:
+            out.append(f"  grad table[{label(node)}] = {label(total)}{at(total)}")
+        else:
+            out.append(f"  grad table[{label(node)}] = {label(total)} = {listing.definition(total)}"
+                       f"   (the sum of {len(messages)} messages){at(total)}")
+        if sent:
+            head = f"  bprop of {node.op.name} sends "
+            for k, (index, x, message) in enumerate(sent):
+                new = message.id not in forward_ids and message.id not in shown and not message.is_constant
+                made = f" = {listing.definition(message)}" if new else ""
+                shown.add(message.id)
+                prefix = head if k == 0 else " " * len(head)
+                out.append(f"{prefix}{label(x)} <- {label(message)}{made}{at(message)}")
+                received.setdefault(x.id, []).append((node, message))
+        elif node.inputs:
+            out.append(f"  bprop of {node.op.name} sends nothing on (no input leads to {wrt_names})")
+    out.append("")
+    results = [f"{name} = {label(o)}" + (f" = {_value_text(values[o.id])}" if values else "")
+               for name, o in list(zip(listing.names, listing.outputs))[1:]]
+    out.append("result: " + ", ".join(results))
+    return "\n".join(out)
+
+
+# -------------------------------------------------------------------- parser
+
+_EXAMPLES = {
+    "grad": """examples:
+  symdiff grad "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1
+  symdiff grad "sum(exp(W @ x))" --var W:2x3 --var x:vector --wrt W
+  symdiff grad "sum(sigmoid(x) * x)" --var x:f32[n] --format dot -o grad.dot
+  symdiff grad "x * sin(x)" --format latex
+  symdiff grad model.py:loss --wrt w --no-optimize""",
+    "jvp": """examples:
+  symdiff jvp "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1,a_dot=1,b_dot=0
+  symdiff jvp "sin(x) * x" --var x:vector --at x=[0,1],x_dot=[1,1]""",
+    "hvp": """examples:
+  symdiff hvp "sum(x ** 3)" --var x:3 --at x=[1,2,3],v_x=[1,0,0]
+  symdiff hvp "a * a * b" --wrt a,b --mode fwd-rev""",
+    "hessian": """examples:
+  symdiff hessian "a * a * b" --wrt a,b --at a=1,b=2
+  symdiff hessian "sum(x ** 3)" --var x:2 --at x=[1,2]""",
+    "explain": """examples:
+  symdiff explain "e = (a + b) * (b + 1)" --wrt a,b
+  symdiff explain "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1""",
+}
+
+_DESCRIPTIONS = {
+    "grad": "The forward graph and the nodes sd.grad appended; with --at, each node's value and adjoint.",
+    "jvp": "Forward mode: the graph with the tangent nodes sd.jvp appended (tangent inputs are NAME_dot).",
+    "hvp": "Hessian-vector products H v (direction inputs are v_NAME); see --mode.",
+    "hessian": "The Hessian's blocks as graph (sd.hessian / sd.jacobian of the gradient); shapes must be static.",
+    "explain": "Step through build_grad in reverse order: consumers, messages, and each grad-table sum.",
+}
+
+_MAIN_HELP = """symdiff shows what symbol-to-symbol differentiation builds: the gradient as new nodes
+of the same graph, printed as a register listing, Graphviz DOT, JSON or LaTeX.
+
+EXPR is an expression over inputs (names not declared with --var are float64 scalars),
+optionally named as `NAME = EXPR`, or FILE.py:FUNCTION for a Python function that
+builds and returns the cost.  Expressions may use + - * / ** @, comparisons,
+methods such as x.sum(axis=0) and x.T, indexing with integer literals, and the
+functions:
+%s
+
+shapes (--var): x:vector  W:3x4  x:f32[n]  M:matrix  b:f32:vector  k:i64  s:scalar
+""" % textwrap.fill(", ".join(sorted(FUNCTIONS)), width=86, initial_indent="  ", subsequent_indent="  ")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("expr", metavar="EXPR", help="expression, `NAME = EXPR`, or FILE.py:FUNCTION")
+    common.add_argument("--wrt", metavar="A,B", help="inputs to differentiate with respect to (default: all float)")
+    common.add_argument("--var", action="append", metavar="NAME:SHAPE", help="declare an input's dtype and shape")
+    common.add_argument("--at", action="append", metavar="A=1,B=2",
+                        help="values of the inputs (lists for arrays: x=[1,2]); prints values per node")
+    common.add_argument("--format", choices=_FORMATS, default="text", help="output format (default: text)")
+    common.add_argument("--no-optimize", action="store_true", help="print the graph as built, without rewrites")
+    common.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    common.add_argument("--debug", action="store_true", help="show Python tracebacks")
+
+    parser = argparse.ArgumentParser(
+        prog="symdiff", description=_MAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n" + "\n".join(text.split("\n", 1)[1] for text in _EXAMPLES.values())
+        + "\n\nexit status: 0 ok, 1 the computation failed, 2 usage error",
+    )
+    parser.add_argument("--version", action="version", version=f"symdiff {sd.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = {"grad": cmd_grad, "jvp": cmd_jvp, "hvp": cmd_hvp, "hessian": cmd_hessian, "explain": cmd_explain}
+    for name, run in commands.items():
+        p = sub.add_parser(name, parents=[common], help=_DESCRIPTIONS[name], description=_DESCRIPTIONS[name],
+                           epilog=_EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == "hvp":
+            p.add_argument("--mode", choices=("rev-rev", "fwd-rev"), default="rev-rev",
+                           help="reverse-over-reverse or forward-over-reverse (default: rev-rev)")
+        p.set_defaults(run=run)
+    return parser
+
+
+def _clean_message(message: str, args) -> str:
+    """Drop 'at FILE:LINE' origins that point into this command rather than the user's file."""
+    if _FILE_FUNCTION.match(args.expr.strip() if getattr(args, "expr", None) else ""):
+        return message
+    return re.sub(r" \((?:built )?at [^()]*:\d+\)", "", re.sub(r"built at [^()\s;]*:\d+", "built at ?", message))
+
+
+def main(argv=None) -> int:
+    """Run the ``symdiff`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    >>> main(["grad", "y = t * t", "--no-optimize"])
+    t = input                : f64[]
+    %1 = mul t t             : f64[]
+    output y = %1
+    %2 = constant 1.0        : f64[]
+    %3 = mul %2 t            : f64[]  # bprop of y (mul) for grad of y
+    %4 = add %3 %3           : f64[]  # grad of y wrt t
+    output dy/dt = %4
+    0
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _emit(args.run(args), args)
+        return 0
+    except BrokenPipeError:  # `symdiff ... | head`: the reader left early, which is not a failure
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own advice
+        return 0
+    except Exception as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, ExpressionError):
+            status, message = exc.status, exc.render()
+        elif isinstance(exc, UsageError):
+            status, message = 2, str(exc)
+        elif isinstance(exc, (SymdiffError, ValueError, TypeError, IndexError, ArithmeticError, OSError)):
+            status, message = 1, str(exc)
+        else:
+            status, message = 1, f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        sys.stderr.write(f"symdiff: error: {_clean_message(message, args)}\n")
+        return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

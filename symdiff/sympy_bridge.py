@@ -1,0 +1,335 @@
+"""SymPy in and out: a scalar graph as a formula, and a formula as a graph.
+
+``to_sympy`` shows a (scalar) gradient as a formula or as LaTeX.  ``from_sympy``
+goes the other way, so a SymPy user can hand a formula to symdiff and get its
+gradient as graph, where a subexpression that occurs many times is one node, in
+place of ``sympy.diff``'s expression swell.  Both walks are iterative, so deep
+expressions do not hit Python's recursion limit.  SymPy is imported only when
+these functions are called.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import frontend as F
+from .errors import SymdiffError
+from .ir import Expr, as_list, toposort
+from .printers import optimized
+
+__all__ = ["to_sympy", "from_sympy", "to_latex"]
+
+
+class SympyConversionError(SymdiffError, ValueError):
+    """A node or a SymPy expression the bridge has no spelling for."""
+
+
+# ------------------------------------------------------------------ to SymPy
+
+
+def _number(value: np.ndarray, sympy):
+    item = value[()].item()
+    if isinstance(item, bool):
+        return sympy.true if item else sympy.false
+    if isinstance(item, int):
+        return sympy.Integer(item)
+    if np.isnan(item):
+        return sympy.nan
+    if np.isinf(item):
+        return sympy.oo if item > 0 else -sympy.oo
+    if float(item).is_integer() and abs(item) < 2**53:
+        return sympy.Integer(int(item))  # 2*a reads better than 2.0*a, and is the same number
+    return sympy.Float(item)
+
+
+def _sympy_rules(sympy):
+    """op name -> the SymPy spelling, a function of the converted inputs."""
+    return {
+        "neg": lambda x: -x,
+        "exp": sympy.exp,
+        "expm1": lambda x: sympy.exp(x) - 1,
+        "log": sympy.log,
+        "log1p": lambda x: sympy.log(1 + x),
+        "sqrt": sympy.sqrt,
+        "sin": sympy.sin,
+        "cos": sympy.cos,
+        "tan": sympy.tan,
+        "tanh": sympy.tanh,
+        "abs": sympy.Abs,
+        "sign": sympy.sign,
+        "sigmoid": lambda x: 1 / (1 + sympy.exp(-x)),
+        "softplus": lambda x: sympy.log(1 + sympy.exp(x)),
+        "add": lambda x, y: x + y,
+        "sub": lambda x, y: x - y,
+        "mul": lambda x, y: x * y,
+        "div": lambda x, y: x / y,
+        "pow": lambda x, y: x**y,
+        "maximum": sympy.Max,
+        "minimum": sympy.Min,
+        "less": sympy.Lt,
+        "less_equal": sympy.Le,
+        "greater": sympy.Gt,
+        "greater_equal": sympy.Ge,
+        "equal": sympy.Eq,
+        "not_equal": sympy.Ne,
+        "logical_not": sympy.Not,
+        "logical_and": sympy.And,
+        "logical_or": sympy.Or,
+        "where": lambda c, x, y: sympy.Piecewise((x, c), (y, True)),
+        # The value passes; derivatives must not, so it stays a named function.
+        "stop_gradient": sympy.Function("stop_gradient"),
+    }
+
+
+def to_sympy(outputs, optimize: bool = True):
+    """A SymPy expression for each output of a scalar-valued graph (every node 0-d).
+
+    Symbols become real SymPy symbols of the same name; the graph's shared nodes
+    become SymPy's own shared subtrees.  One Expr gives one SymPy expression, a
+    list gives a list.
+
+    >>> import symdiff as sd
+    >>> a, b = sd.scalars("a b")
+    >>> sd.to_sympy(sd.grad((a + b) * (b + 1), b))
+    a + 2*b + 1
+    """
+    import sympy
+
+    outs, single = as_list(outputs)
+    outs = optimized(outs, optimize)
+    rules = _sympy_rules(sympy)
+    converted: dict[int, object] = {}
+    for node in toposort(outs):
+        if node.ndim != 0:
+            raise SympyConversionError(
+                f"to_sympy works on scalar-valued graphs; {node!r} has type {node.type!r}"
+            )
+        if node.is_symbol:
+            converted[node.id] = sympy.Symbol(node.name, real=True)
+        elif node.is_constant:
+            converted[node.id] = _number(node.params["value"].array, sympy)
+        elif node.op.name == "cast":
+            converted[node.id] = _cast(node, converted[node.inputs[0].id], sympy)
+        elif node.op.name in _PASS_THROUGH:
+            converted[node.id] = converted[node.inputs[0].id]
+        elif node.op.name in rules:
+            converted[node.id] = rules[node.op.name](*(converted[x.id] for x in node.inputs))
+        else:
+            raise SympyConversionError(f"to_sympy: no SymPy spelling for op {node.op.name!r} ({node!r})")
+    results = [converted[o.id] for o in outs]
+    return results[0] if single else results
+
+
+# On 0-d values these ops pass their first input through (sums over no axes, ...).
+_PASS_THROUGH = {"sum", "prod", "max", "min", "reshape", "squeeze", "expand_dims", "transpose", "broadcast_to",
+                 "broadcast_like"}
+
+
+def _cast(node: Expr, x, sympy):
+    source = node.inputs[0].dtype
+    target = node.params["dtype"]
+    if target in ("float64", "float32") or source == target:
+        return sympy.Piecewise((1, x), (0, True)) if source == "bool" else x
+    if target == "int64" and source == "bool":
+        return sympy.Piecewise((1, x), (0, True))
+    if target == "bool":
+        return sympy.Ne(x, 0)
+    return sympy.sign(x) * sympy.floor(sympy.Abs(x))  # NumPy's float -> int truncates toward zero
+
+
+def to_latex(outputs, optimize: bool = True) -> str:
+    """LaTeX for a scalar-valued graph (via :func:`to_sympy` and ``sympy.latex``).
+
+    >>> import symdiff as sd
+    >>> a = sd.scalar("a")
+    >>> sd.to_latex(sd.exp(a) / 2)
+    '\\\\frac{e^{a}}{2}'
+    """
+    import sympy
+
+    outs, single = as_list(outputs)
+    texts = [sympy.latex(f) for f in to_sympy(outs, optimize)]
+    return texts[0] if single else texts
+
+
+# ---------------------------------------------------------------- from SymPy
+
+
+def from_sympy(expr, symbols=None):
+    """Import a SymPy expression into the graph: one node per distinct subexpression.
+
+    Free symbols become float64 scalars of the same name unless ``symbols``
+    maps them (by SymPy symbol or by name) to symdiff expressions, e.g. to a
+    vector for an elementwise function.  Integers, rationals and SymPy's
+    constants (pi, E) become float64 constants.  The walk is iterative, so deep
+    expressions are fine.
+
+    >>> import sympy, symdiff as sd
+    >>> x = sympy.Symbol("x")
+    >>> f = sd.from_sympy(sympy.sin(x) ** 2 + sympy.sin(x))
+    >>> sd.evaluate(sd.grad(f, sd.scalar("x")), {"x": 0.0})
+    np.float64(1.0)
+    """
+    import sympy
+
+    given = {}
+    for key, value in (symbols or {}).items():
+        given[key if isinstance(key, str) else str(key)] = F.as_expr(value)
+    return F.as_expr(_Importer(sympy, given).value(sympy.sympify(expr)))
+
+
+class _Importer:
+    """One import: the SymPy-node -> symdiff-value memo, shared by every walk."""
+
+    def __init__(self, sympy, given: dict):
+        self.sympy = sympy
+        self.given = given
+        self.built: dict = {}
+
+    def value(self, expr):
+        """Build ``expr`` bottom-up with an explicit stack (no recursion on depth)."""
+        built = self.built
+        stack = [(expr, False)]
+        while stack:
+            node, ready = stack.pop()
+            if node in built:
+                continue
+            if not ready and node.args and not getattr(node, "is_number", False):
+                stack.append((node, True))
+                stack.extend((arg, False) for arg in node.args if arg not in built)
+                continue
+            built[node] = self._one(node)
+        return built[expr]
+
+    def _one(self, node):
+        """The symdiff value of one SymPy node whose arguments are built."""
+        sympy = self.sympy
+        if isinstance(node, sympy.Symbol):
+            return self.given[node.name] if node.name in self.given else F.scalar(node.name)
+        if node is sympy.true or node is sympy.false:
+            return F.constant(bool(node))
+        if isinstance(node, sympy.core.containers.Tuple) or type(node).__name__ == "ExprCondPair":
+            return tuple(self.built[a] for a in node.args)
+        if getattr(node, "is_number", False):  # sqrt(2)/pi is one constant, not a subgraph
+            try:
+                return F.constant(float(node))
+            except TypeError:
+                raise SympyConversionError(f"from_sympy: {node} is not a real number") from None
+        args = [self.built[a] for a in node.args]
+        if isinstance(node, sympy.Add):
+            return self._add(node)
+        if isinstance(node, sympy.Mul):
+            return self._mul(node)
+        if isinstance(node, sympy.Pow):
+            return self._power(args[0], node.exp)
+        if isinstance(node, sympy.Piecewise):
+            return _piecewise(args)
+        rule = _FROM_SYMPY.get(type(node).__name__)
+        if rule is None:
+            raise SympyConversionError(
+                f"from_sympy: no symdiff spelling for {type(node).__name__} (in {node}); supported: "
+                "arithmetic, powers, exp, log, trig, tanh, sinh, cosh, Abs, sign, Max, Min, Piecewise, relations"
+            )
+        return rule(*args)
+
+    def _add(self, node):
+        # a - b rather than a + (-1)*b: terms with a negative coefficient are subtracted.
+        plus, minus = [], []
+        for term in node.args:
+            coeff = term.as_coeff_Mul()[0]
+            if coeff.is_Number and coeff.is_negative:
+                minus.append(self.value(-term))
+            else:
+                plus.append(self.built[term])
+        total = plus[0] if plus else F.negative(minus.pop(0))
+        for t in plus[1:]:
+            total = F.add(total, t)
+        for t in minus:
+            total = F.subtract(total, t)
+        return total
+
+    def _mul(self, node):
+        # Factors with negative exponents form a denominator: x / y, not x * y ** -1.
+        numerator, denominator, negate = [], [], False
+        for factor in node.args:
+            if factor == -1:
+                negate = not negate
+            elif factor.is_Rational and not factor.is_Integer and factor.p in (1, -1):
+                negate ^= factor.p < 0
+                denominator.append(F.constant(float(factor.q)))
+            elif factor.is_Pow and factor.exp.is_Number and factor.exp.is_negative:
+                denominator.append(self.value(1 / factor))
+            else:
+                numerator.append(self.built[factor])
+        top = _product(numerator)
+        if denominator:
+            top = F.divide(1.0 if top is None else top, _product(denominator))
+        return F.negative(top) if negate else top
+
+    def _power(self, base, exponent):
+        if exponent == 2:
+            return F.multiply(base, base)
+        if exponent == self.sympy.Rational(1, 2):
+            return F.sqrt(base)
+        if exponent == -1:
+            return F.divide(1.0, base)
+        return F.power(base, float(exponent) if exponent.is_Number else self.built[exponent])
+
+
+def _product(factors: list):
+    total = factors[0] if factors else None
+    for f in factors[1:]:
+        total = F.multiply(total, f)
+    return total
+
+
+def _fold(fn):
+    def apply(*args):
+        total = args[0]
+        for a in args[1:]:
+            total = fn(total, a)
+        return total
+
+    return apply
+
+
+def _piecewise(pairs: list):
+    """where(c1, e1, where(c2, e2, ...)); NaN where no condition holds, as in SymPy."""
+    value, condition = pairs[-1]
+    result = value if _is_true(condition) else F.where(condition, value, np.nan)
+    for value, condition in reversed(pairs[:-1]):
+        result = F.where(condition, value, result)
+    return result
+
+
+def _is_true(condition) -> bool:
+    from .ops.leaves import constant_value
+
+    found = constant_value(condition)
+    return found is not None and found.dtype == bool and bool(found.all())
+
+
+_FROM_SYMPY = {
+    "exp": F.exp,
+    "log": lambda x, base=None: F.log(x) if base is None else F.divide(F.log(x), F.log(base)),
+    "sin": F.sin,
+    "cos": F.cos,
+    "tan": F.tan,
+    "tanh": F.tanh,
+    "sinh": lambda x: (F.exp(x) - F.exp(-x)) / 2,
+    "cosh": lambda x: (F.exp(x) + F.exp(-x)) / 2,
+    "Abs": F.abs,
+    "sign": F.sign,
+    "Max": _fold(F.maximum),
+    "Min": _fold(F.minimum),
+    "StrictLessThan": F.less,
+    "LessThan": F.less_equal,
+    "StrictGreaterThan": F.greater,
+    "GreaterThan": F.greater_equal,
+    "Equality": F.equal,
+    "Unequality": F.not_equal,
+    "And": _fold(F.logical_and),
+    "Or": _fold(F.logical_or),
+    "Not": F.logical_not,
+    "stop_gradient": F.stop_gradient,
+}

@@ -1,0 +1,324 @@
+"""The ``symdiff`` command and its safe expression parser.
+
+Golden-file tests run the installed console script in a subprocess, as a user
+would (each costs about a third of a second, so there is one per subcommand
+and format).  Error paths run ``symdiff.cli.main`` in-process.  Regenerate the
+golden files after an intended change with
+``SYMDIFF_UPDATE_GOLDEN=1 pytest tests/test_cli.py`` and review the diff.
+"""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+from symdiff.cli import _EXAMPLES, main
+from symdiff.parse import MAX_LENGTH, ExpressionError, parse_expression, parse_values, parse_var
+
+GOLDEN = Path(__file__).parent / "golden"
+
+MODEL = '''import symdiff as sd
+
+
+def loss():
+    W = sd.matrix("W", (2, 3))
+    x = sd.vector("x", 3)
+    y = sd.tanh(W @ x)
+    return sd.sum(y * y) / 2
+
+
+def broken():
+    x = sd.vector("x", 2)
+    return sd.sum(x @ sd.matrix("M", (3, 3)))
+
+
+def not_an_expression():
+    return 3
+'''
+
+
+def check_golden(name: str, text: str):
+    path = GOLDEN / name
+    if os.environ.get("SYMDIFF_UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"{name} differs from the golden file"
+
+
+def command() -> list:
+    """The installed console script next to this Python, else ``python -m symdiff.cli``."""
+    script = Path(sys.executable).parent / "symdiff"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "symdiff.cli"]
+
+
+def run(*args, cwd=None):
+    return subprocess.run(command() + list(args), capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    (folder / "model.py").write_text(MODEL)
+    (folder / "bad_syntax.py").write_text("def loss(:\n    pass\n")
+    return folder
+
+
+# ------------------------------------------------------- golden, via the script
+
+GOLDEN_RUNS = {
+    # The README's main command: the default (optimized) graph with values and adjoints.
+    "cli_grad_seed.txt": ["grad", "e = (a + b) * (b + 1)", "--wrt", "a,b", "--at", "a=2,b=1"],
+    "cli_grad_shapes.txt": ["grad", "sum(tanh(W @ x) * b)", "--var", "W:2x3", "--var", "x:f32[n]", "--var",
+                            "b:vector", "--wrt", "W,b", "--no-optimize"],
+    "cli_explain.txt": ["explain", "e = (a + b) * (b + 1)", "--wrt", "a,b", "--at", "a=2,b=1"],
+    "cli_jvp.txt": ["jvp", "y = sin(x) * x", "--var", "x:2", "--at", "x=[0,1],x_dot=[1,1]", "--no-optimize"],
+    "cli_hvp.txt": ["hvp", "sum(x ** 3)", "--var", "x:3", "--at", "x=[1,2,3],v_x=[1,0,0]", "--no-optimize"],
+    "cli_hessian.txt": ["hessian", "a * a * b", "--wrt", "a,b", "--at", "a=1,b=2", "--no-optimize"],
+    "cli_latex.txt": ["grad", "x * sin(x)", "--format", "latex"],
+}
+
+
+@pytest.mark.parametrize("name", GOLDEN_RUNS)
+def test_golden_subcommand(name):
+    result = run(*GOLDEN_RUNS[name])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    check_golden(name, result.stdout)
+
+
+def test_golden_function_in_a_file(model_dir):
+    result = run("grad", "model.py:loss", "--wrt", "W", "--no-optimize", cwd=model_dir)
+    assert result.returncode == 0, result.stderr
+    check_golden("cli_file.txt", result.stdout)
+
+
+def test_golden_dot_written_to_a_file(tmp_path):
+    result = run("grad", "e = a * exp(b)", "--format", "dot", "--no-optimize", "-o", "out.dot", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout == "", result.stderr
+    check_golden("cli_grad.dot", (tmp_path / "out.dot").read_text())
+
+
+def test_exit_statuses_and_no_traceback():
+    syntax = run("grad", "(a + b) * expp(b)")
+    assert syntax.returncode == 2
+    check_golden("cli_error_unknown_function.txt", syntax.stderr)
+    failure = run("grad", "sum(W @ x)", "--var", "W:2x3", "--var", "x:4")
+    assert failure.returncode == 1
+    assert "contraction" in failure.stderr and "Traceback" not in failure.stderr
+    debug = run("grad", "sum(W @ x)", "--var", "W:2x3", "--var", "x:4", "--debug")
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+
+
+def test_python_dash_m_and_version():
+    result = subprocess.run([sys.executable, "-m", "symdiff", "--version"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"symdiff {sd.__version__}"
+
+
+# ----------------------------------------------------------- in-process checks
+
+
+def call(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return status, out, err
+
+
+@pytest.mark.parametrize("subcommand", ["grad", "jvp", "hvp", "hessian", "explain"])
+def test_help_has_examples_for_every_subcommand(capsys, subcommand):
+    with pytest.raises(SystemExit) as exit_info:
+        main([subcommand, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and f"symdiff {subcommand} " in text.split("examples:")[1]
+
+
+def test_main_help_lists_every_subcommand_example(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for subcommand in ["grad", "jvp", "hvp", "hessian", "explain"]:
+        assert f"  symdiff {subcommand} " in text
+
+
+def test_json_output_reads_back_with_values(capsys):
+    status, out, _ = call(capsys, "grad", "e = (ja + jb) * (jb + 1)", "--format", "json", "--at", "ja=2,jb=1")
+    assert status == 0
+    document = json.loads(out)
+    outputs = sd.from_json(document)
+    assert list(outputs) == ["e", "de/dja", "de/djb"]
+    values = sd.evaluate(list(outputs.values()), {"ja": 2.0, "jb": 1.0})
+    assert [float(v) for v in values] == [6.0, 2.0, 5.0]
+    at = {node["id"]: node["at"] for node in document["nodes"]}
+    assert [at[o["node"]] for o in document["outputs"]] == [6.0, 2.0, 5.0]
+
+
+def test_table_matches_the_reference_evaluator(capsys):
+    status, out, _ = call(capsys, "grad", "sum(exp(v) * w)", "--var", "v:2", "--var", "w:2", "--wrt", "v",
+                          "--at", "v=[0,1],w=[3,4]")
+    assert status == 0
+    assert out.splitlines()[-1] == "f = 13.8731, df/dv = [ 3.     10.8731]"
+
+
+def test_hessian_of_a_vector_input(capsys):
+    status, out, _ = call(capsys, "hessian", "sum(hx ** 3)", "--var", "hx:2", "--at", "hx=[1,2]")
+    assert status == 0
+    assert out.rstrip().endswith("[[ 6.  0.]\n [ 0. 12.]]")
+
+
+def test_hvp_modes_agree(capsys):
+    outs = []
+    for mode in ("rev-rev", "fwd-rev"):
+        status, out, _ = call(capsys, "hvp", "sum(sin(hv) * hv)", "--var", "hv:2", "--mode", mode,
+                              "--at", "hv=[0.5,1],v_hv=[1,2]")
+        assert status == 0
+        outs.append(out.splitlines()[-1])
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["grad", "a +"], 2, "syntax error"),
+    (["grad", "exp"], 2, "exp is a function"),
+    (["grad", "a.__class__"], 2, "attribute .__class__ is not supported"),
+    (["grad", "__import__('os').system('true')"], 2, "unknown method .system()"),
+    (["grad", "__import__('os')"], 2, "unknown function '__import__'"),
+    (["grad", "(lambda: a)()"], 2, "only symdiff functions can be called"),
+    (["grad", "a if a > 0 else 0"], 2, "use where(condition, x, y)"),
+    (["grad", "a // 2"], 2, "floor division"),
+    (["grad", "x[a]", "--var", "x:3"], 2, "indices must be integer literals"),
+    (["grad", "exp(a, a)"], 2, "exp(): too many positional arguments"),
+    (["grad", "a * b", "--wrt", "c"], 2, "no input named 'c'"),
+    (["grad", "a * b", "--at", "c=1"], 2, "no input named 'c'"),
+    (["grad", "a * b", "--at", "a=1"], 2, "--at gives no value for b"),
+    (["grad", "a", "--at", "a=__import__('os')"], 2, "is not a number"),
+    (["grad", "a", "--at", "a=[1,[2]]"], 2, "rectangular"),
+    (["grad", "a", "--at", "oops"], 2, "use NAME=VALUE"),
+    (["grad", "x", "--var", "x:f32[n"], 2, "bad --var"),
+    (["grad", "x", "--var", "x:3y4"], 2, "bad --var"),
+    (["grad", "x", "--var", "x:vector"], 1, "needs a float scalar"),
+    (["grad", "sum(W @ x)", "--var", "W:2x3", "--var", "x:4"], 1, "contraction dimensions differ"),
+    (["grad", "sum(x)", "--var", "x:3", "--at", "x=[1,2]"], 1, "has type f64[3] but the value has shape (2,)"),
+    (["grad", "a = a * 2"], 2, "also an input's name"),
+    (["grad", "k * 2.0", "--var", "k:i64", "--wrt", "k"], 1, "cannot differentiate with respect to k of type i64[]"),
+    (["jvp", "a * b", "--at", "a=1,b=2"], 2, "a_dot"),
+    (["hvp", "v_a * a", "--wrt", "a"], 2, "already an input"),
+    (["grad", "a", "--wrt", ","], 2, "--wrt names no inputs"),
+    (["explain", "a * a", "--format", "dot"], 2, "explain prints text only"),
+    (["grad", "a" * (MAX_LENGTH + 1)], 2, "characters long"),
+    (["grad", "(" * 100 + "a" + ")" * 100], 2, "nested more than"),
+    (["grad", "a+" + "-" * 500 + "a"], 2, "signs in a row"),
+    (["grad", "+".join(["a"] * 900)], 0, ""),  # long but legal: a flat sum of 900 terms
+    (["grad", "+".join(f"sin(x{i})" for i in range(100))], 0, ""),  # 100 bracket pairs, never nested
+])
+def test_error_paths(capsys, argv, status, message):
+    got, out, err = call(capsys, *argv)
+    assert got == status, err
+    assert message in err
+
+
+def test_caret_points_at_the_fault(capsys):
+    status, _, err = call(capsys, "grad", "e = (a + b) * expp(b)")
+    assert status == 2
+    lines = err.splitlines()
+    assert lines[1] == "    e = (a + b) * expp(b)"
+    assert lines[2] == "                  ^^^^"
+    status, _, err = call(capsys, "grad", "sum(W @ x) + 1", "--var", "W:2x3", "--var", "x:4")
+    assert status == 1
+    assert err.splitlines()[1:] == ["    sum(W @ x) + 1", "        ^^^^^"]
+    assert "(at " not in err  # no origin pointing into the command itself
+
+
+def test_caret_in_a_long_expression_shows_a_window(capsys):
+    terms = [f"sin(x{i})" for i in range(60)]
+    text = "+".join(terms[:40] + ["expp(x1)"] + terms[40:])
+    status, _, err = call(capsys, "grad", text)
+    assert status == 2
+    source, caret = err.splitlines()[1:3]
+    assert source.startswith("    ...") and source.endswith("...") and len(source) == 4 + 3 + 100 + 3
+    assert source[caret.index("^"):].startswith("expp(x1)") and caret.strip() == "^^^^"
+
+
+def test_user_file_errors(capsys, model_dir):
+    model = str(model_dir / "model.py")
+    cases = [
+        (["grad", model + ":broken"], 1, "model.py:13: error in broken(): ShapeError"),
+        (["grad", model + ":not_an_expression"], 1, "must return one symdiff expression"),
+        (["grad", model + ":nope"], 2, "has no function 'nope' (functions: broken, loss, not_an_expression)"),
+        (["grad", model + ":loss", "--var", "x:3"], 2, "--var has no effect"),
+        (["grad", str(model_dir / "missing.py") + ":loss"], 2, "no such file"),
+        (["grad", str(model_dir / "bad_syntax.py") + ":loss"], 2, "bad_syntax.py:1: syntax error"),
+    ]
+    for argv, status, message in cases:
+        got, _, err = call(capsys, *argv)
+        assert (got, message in err) == (status, True), err
+
+
+def test_output_file_is_written(capsys, tmp_path):
+    target = tmp_path / "grad.txt"
+    status, out, _ = call(capsys, "grad", "ofa * ofa", "-o", str(target))
+    assert status == 0 and out == ""
+    assert target.read_text().splitlines()[-1] == "output df/dofa = %2"
+
+
+# ------------------------------------------------------------------ the parser
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("x:vector", ("x", "float64", (None,))),
+    ("W:3x4", ("W", "float64", (3, 4))),
+    ("x:f32[n]", ("x", "float32", (None,))),
+    ("b:f32:vector", ("b", "float32", (None,))),
+    ("M:matrix", ("M", "float64", (None, None))),
+    ("s:scalar", ("s", "float64", ())),
+    ("k:i64", ("k", "int64", ())),
+    ("T:[2,?,n]", ("T", "float64", (2, None, None))),
+    ("A:nx3", ("A", "float64", (None, 3))),
+    ("z:float32[]", ("z", "float32", ())),
+])
+def test_parse_var(spec, expected):
+    assert parse_var(spec) == expected
+
+
+def test_parse_values_reads_literals_only(tmp_path):
+    assert parse_values("a=2, x=[[1, 2], [3, 4]], t=True") == {"a": 2, "x": [[1, 2], [3, 4]], "t": True}
+    marker = tmp_path / "ran"
+    with pytest.raises(ExpressionError):
+        parse_values(f"a=__import__('os').system('touch {marker}')")
+    assert not marker.exists()
+
+
+def test_parser_builds_the_same_nodes_as_python():
+    W, x = sd.matrix("pW2", (2, 3)), sd.vector("px2", 3)
+    symbols = {"W": W, "x": x}
+    built = parse_expression("np.sum(sd.tanh(W @ x)[::-1] ** 2, axis=0) - x.T.sum() / 3 + pi", symbols)
+    assert built is sd.sum(sd.tanh(W @ x)[::-1] ** 2, axis=0) - x.T.sum() / 3 + np.pi
+    assert parse_expression("where(x > 0, x, -x)[-1]", symbols) is sd.where(x > 0, x, -x)[-1]
+
+
+def test_parser_never_runs_code(tmp_path):
+    marker = tmp_path / "ran"
+    for text in [f"__import__('os').system('touch {marker}')", f"[x for x in open('{marker}', 'w')]",
+                 "(lambda: 1)()", "x.__class__.__mro__"]:
+        with pytest.raises(ExpressionError):
+            parse_expression(text, {"x": sd.vector("pnx")})
+    assert not marker.exists()
+
+
+def test_every_help_example_runs(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.py").write_text(MODEL.replace('"W"', '"w"'))  # the example says --wrt w
+    lines = [line.strip() for text in _EXAMPLES.values() for line in text.splitlines()[1:]]
+    assert len(lines) >= 10
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[0] == "symdiff"
+        status, _, err = call(capsys, *argv[1:])
+        assert status == 0, f"{line}: {err}"
+    assert (tmp_path / "grad.dot").read_text().startswith("digraph symdiff {")
