@@ -1,0 +1,218 @@
+"""symdiff's benchmark suite: compile times and call times against hand-written code
+and peer libraries, written to docs/performance.md.
+
+    python benchmarks/run.py                 # everything (about 10 minutes on 2 cores)
+    python benchmarks/run.py --quick         # smoke run: small problems, few repeats
+    python benchmarks/run.py --only mlp --no-peers
+
+Each (implementation, problem) pair runs in a fresh process (benchmarks/worker.py):
+its first build is a cold compile, with empty caches (SYMDIFF_CACHE_DIR, NUMBA_CACHE_DIR
+and PyTensor's compiledir point into a new temporary directory).  symdiff and PyTensor
+are then run once more in another new process with those caches filled: the warm
+compile.  Every result is checked against symdiff's NumPy reference evaluator before
+it is timed.  See docs/notes-benchmarks.md for the method and its caveats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from impls import PEERS, all_impls  # noqa: E402
+from problems import PROBLEMS, make_inputs, reference  # noqa: E402
+import report  # noqa: E402
+
+ROOT = HERE.parent
+VARIANT_ORDER = ("value_grad", "value", "hvp")  # value+grad first: its compile is the cold one
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+WARM_CAPABLE = {"symdiff": VARIANT_ORDER, "pytensor": ("value_grad",)}  # implementations with a disk cache
+
+
+def limits(impl: str, quick: bool) -> tuple:
+    """(seconds before a worker is stopped, compile seconds after which no further variant starts)."""
+    if quick:
+        return 45.0, 20.0
+    if impl == "pytensor":
+        return 150.0, 50.0
+    return 120.0, 60.0
+
+
+def run_worker(spec: dict, env: dict, timeout: float) -> dict:
+    """Run one worker; its events grouped by variant, with timeouts turned into "> N s"."""
+    command = [sys.executable, str(HERE / "worker.py"), json.dumps(spec)]
+    timed_out = False
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        stdout, stderr, code = done.stdout, done.stderr, done.returncode
+    except subprocess.TimeoutExpired as exc:
+        stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        stderr = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        code, timed_out = None, True
+    events = [json.loads(line[2:]) for line in stdout.splitlines() if line.startswith("@@")]
+    outcome = {"compile": {}, "call": {}, "notes": [], "setup_s": None}
+    pending = None
+    for event in events:
+        kind, variant = event["event"], event.get("variant")
+        if kind == "setup":
+            outcome["setup_s"] = event["seconds"]
+        elif kind == "begin":
+            pending = event
+        elif kind == "compiled":
+            pending = None
+            outcome["compile"][variant] = event["seconds"]
+            if event["mismatch"]:
+                outcome["notes"].append(f"{variant}: wrong result, not timed: {event['mismatch']}")
+                outcome["call"][variant] = "wrong"
+        elif kind == "timed":
+            outcome["call"][variant] = event
+        elif kind == "error":
+            pending = None
+            outcome["notes"].append(f"{variant}: failed: {event['error']}")
+            outcome["call"][variant] = "failed"
+        elif kind == "skipped":
+            outcome["notes"].append(f"{variant}: not compiled: {event['reason']}")
+    if timed_out:
+        if pending is not None:
+            waited = time.time() - pending["wall"]
+            outcome["compile"][pending["variant"]] = f"> {waited:.0f}"
+            outcome["notes"].append(f"{pending['variant']}: stopped after {waited:.0f} s of compiling")
+        else:
+            outcome["notes"].append(f"stopped after {timeout:.0f} s")
+    elif code != 0:
+        last = stderr.strip().splitlines()[-1:] or ["no output"]
+        outcome["notes"].append(f"worker exited with code {code}: {last[0][:300]}")
+    return outcome
+
+
+def prepare_data(problems: list, workdir: Path) -> dict:
+    """Inputs and reference results per problem, saved for the workers."""
+    paths = {}
+    for problem in problems:
+        inputs = make_inputs(problem)
+        expected = reference(problem, inputs)
+        arrays = {f"in_{k}": v for k, v in inputs.items()}
+        for variant, values in expected.items():
+            arrays[f"nref_{variant}"] = np.asarray(len(values))
+            arrays.update({f"ref_{variant}_{i}": v for i, v in enumerate(values)})
+        paths[problem.name] = workdir / f"{problem.name}.npz"
+        np.savez(paths[problem.name], **arrays)
+    return paths
+
+
+def describe(outcome: dict) -> str:
+    parts = []
+    for variant in VARIANT_ORDER:
+        seconds = outcome["compile"].get(variant)
+        call = outcome["call"].get(variant)
+        if seconds is None and call is None:
+            continue
+        text = variant
+        if seconds is not None:
+            text += f" compile {seconds if isinstance(seconds, str) else f'{seconds:.2f}'} s"
+        if isinstance(call, dict):
+            text += f" call {report.fmt_us(call['median_s'])} us"
+        elif call:
+            text += f" {call}"
+        parts.append(text)
+    return "; ".join(parts) or "nothing measured"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few repeats, small problems only (a smoke test)")
+    parser.add_argument("--only", action="append", choices=sorted(PROBLEMS), metavar="PROBLEM",
+                        help=f"run only this problem (repeatable): {', '.join(PROBLEMS)}")
+    parser.add_argument("--no-peers", action="store_true", help="skip JAX, PyTensor, PyTorch and CasADi")
+    parser.add_argument("--symdiff-backend", default="numba", choices=("numba", "numpy"),
+                        help="the sd.function backend to measure (default numba)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="cap BLAS/OpenMP threads in the workers (OPENBLAS/OMP/MKL_NUM_THREADS); default: "
+                             "each library's own default. 1 gives steadier figures on a loaded machine")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"), help="the report to write")
+    parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--render", metavar="JSON", help="measure nothing: rewrite the report from a --json file")
+    args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        problems = [PROBLEMS[name] for name in saved["results"]]
+        Path(args.output).write_text(report.render(problems, saved["results"], saved["run"]))
+        print(f"wrote {args.output} from {args.render}")
+        return
+
+    started = time.time()
+    load_before = os.getloadavg()
+    problems = [PROBLEMS[n] for n in (args.only or PROBLEMS)]
+    if args.quick and not args.only:
+        problems = [p for p in problems if p.quick]
+    impls = all_impls(args.symdiff_backend)
+    chosen = [name for name in impls if not (args.no_peers and name in PEERS)]
+    skipped = {name: "--no-peers" for name in impls if name not in chosen}
+    for name in list(chosen):
+        reason = impls[name].available()
+        if reason:
+            skipped[name] = reason
+            chosen.remove(name)
+            print(f"skipping {impls[name].label}: {reason}", flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix="symdiff-bench-"))
+    results: dict = {p.name: {} for p in problems}
+    try:
+        print(f"computing inputs and reference results for {', '.join(p.name for p in problems)}", flush=True)
+        data = prepare_data(problems, workdir)
+        for name in chosen:
+            timeout, budget = limits(name, args.quick)
+            for problem in problems:
+                variants = [v for v in VARIANT_ORDER if impls[name].applies(problem, v)]
+                if not variants:
+                    continue
+                caches = workdir / f"caches-{name}-{problem.name}"
+                env = dict(os.environ, SYMDIFF_CACHE_DIR=str(caches / "symdiff"), NUMBA_CACHE_DIR=str(caches / "numba"),
+                           PYTENSOR_FLAGS=f"compiledir={caches / 'pytensor'}", JAX_PLATFORMS="cpu")
+                if args.threads:
+                    env.update({var: str(args.threads) for var in THREAD_VARIABLES})
+                spec = {"impl": name, "problem": problem.name, "data": str(data[problem.name]), "quick": args.quick,
+                        "variants": variants, "symdiff_backend": args.symdiff_backend, "mode": "cold",
+                        "compile_budget_s": budget}
+                outcome = run_worker(spec, env, timeout)
+                print(f"{name:>9} {problem.name:<15} {describe(outcome)}", flush=True)
+                warm_variants = [v for v in WARM_CAPABLE.get(name, ()) if isinstance(outcome["compile"].get(v), float)]
+                if warm_variants:
+                    warm = run_worker(dict(spec, mode="warm", variants=warm_variants), env, timeout)
+                    outcome["warm"] = warm["compile"]
+                    outcome["notes"] += [f"warm run: {n}" for n in warm["notes"]]
+                    print(f"{'':>9} {'(warm)':<15} {describe(warm)}", flush=True)
+                for note in outcome["notes"]:
+                    print(f"{'':>9} note: {note}", flush=True)
+                results[problem.name][name] = outcome
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    run_info = {
+        "command": "python benchmarks/run.py" + "".join(" " + a for a in (argv if argv is not None else sys.argv[1:])),
+        "quick": args.quick, "started": started, "seconds": time.time() - started,
+        "load_before": load_before, "load_after": os.getloadavg(),
+        "labels": {name: impl.label for name, impl in impls.items()}, "skipped": skipped,
+        "symdiff_backend": args.symdiff_backend, "threads": args.threads,
+    }
+    text = report.render(problems, results, run_info)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"run": run_info, "results": results}, indent=1, default=str))
+    print(f"wrote {args.output} in {run_info['seconds']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
