@@ -10,7 +10,7 @@ its first build is a cold compile, with empty caches (SYMDIFF_CACHE_DIR, NUMBA_C
 and PyTensor's compiledir point into a new temporary directory).  symdiff and PyTensor
 are then run once more in another new process with those caches filled: the warm
 compile.  Every result is checked against symdiff's NumPy reference evaluator before
-it is timed.  See docs/notes-benchmarks.md for the method and its caveats.
+it is timed.  See "How the benchmarks measure" in docs/architecture.md for the method and caveats.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Graph size and build times of differentiation on deep chains.
 
-Prints two tables (the figures in docs/notes-scaling.md):
+Prints two tables (the figures in docs/architecture.md ("Graph size and deep graphs")):
 
 1. For the chain x <- sin(x) * x + cos(x) repeated n times (n = 10, 100, 1000):
    operation nodes of the forward graph, forward + gradient, forward + HVP

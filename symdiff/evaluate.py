@@ -23,6 +23,11 @@ def bind_inputs(symbols: list, values) -> dict:
     policy: a value is accepted when NumPy can cast it to the symbol's dtype
     safely (an int for a float64 scalar, float32 for float64, not float64 for
     float32); Python numbers are accepted for any dtype of their kind or wider.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x")
+    >>> bind_inputs([x], {"x": [1, 2]})[x.id]
+    array([1., 2.])
     """
     values = values or {}
     by_name: dict[str, Expr] = {}
@@ -58,7 +63,11 @@ _WEAK_KINDS = {"bool": "b", "int64": "biu", "float32": "biuf", "float64": "biuf"
 
 
 def coerce_input(name: str, want: TensorType, value) -> np.ndarray:
-    """A read-only array of ``want``'s dtype for ``value``, or a clear error."""
+    """A read-only array of ``want``'s dtype for ``value``, or a clear error.
+
+    >>> coerce_input("x", TensorType("float32", (2,)), [1.0, 2.0])
+    array([1., 2.], dtype=float32)
+    """
     if isinstance(value, Expr):
         raise InputTypeError(f"input {name!r}: expected a number or an array, got the expression {value!r}")
     try:

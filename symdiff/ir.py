@@ -322,6 +322,12 @@ def creation_note(text: Optional[str]):
     that already existed keeps its first tag, since it is the same node.  The
     block gets a handle whose ``.text`` may be changed as work moves on (cheaper
     than re-entering per node in a pass that creates many nodes).
+
+    >>> import symdiff as sd
+    >>> with creation_note("built by a doctest"):
+    ...     y = sd.exp(sd.scalar("note_demo")) + 41
+    >>> y.note
+    'built by a doctest'
     """
     stack = _local.__dict__.setdefault("notes", [])
     note = _Note(text)
@@ -337,7 +343,13 @@ def creation_note(text: Optional[str]):
 
 
 def make_node(op: Op, inputs: Sequence[Expr], attrs: dict) -> Expr:
-    """Return the unique node ``op(*inputs, **attrs)``, creating it if new."""
+    """Return the unique node ``op(*inputs, **attrs)``, creating it if new.
+
+    >>> import symdiff as sd
+    >>> a = sd.scalar("a")
+    >>> make_node(OPS["exp"], (a,), {}) is sd.exp(a)
+    True
+    """
     for x in inputs:
         if type(x) is not Expr:
             raise TypeError(f"{op.name}: expected symdiff expressions as inputs, got {type(x).__name__} {x!r}")
@@ -379,7 +391,12 @@ def _describe_failure(op: Op, inputs: Sequence[Expr], reason: str) -> str:
 
 
 def as_list(outputs) -> tuple[list[Expr], bool]:
-    """Normalise one Expr or a sequence of them; the flag says whether it was one."""
+    """Normalise one Expr or a sequence of them; the flag says whether it was one.
+
+    >>> import symdiff as sd
+    >>> as_list(sd.scalar("a"))
+    ([Expr(a : f64[])], True)
+    """
     if isinstance(outputs, Expr):
         return [outputs], True
     if isinstance(outputs, (str, bytes)) or not hasattr(outputs, "__iter__"):
@@ -392,7 +409,13 @@ def as_list(outputs) -> tuple[list[Expr], bool]:
 
 
 def toposort(outputs) -> list[Expr]:
-    """Every node needed to compute ``outputs``, inputs first (iterative, no recursion)."""
+    """Every node needed to compute ``outputs``, inputs first (iterative, no recursion).
+
+    >>> import symdiff as sd
+    >>> a = sd.scalar("a")
+    >>> [n.op.name for n in sd.toposort(sd.exp(a) * a)]
+    ['symbol', 'exp', 'mul']
+    """
     outs, _ = as_list(outputs)
     seen: dict[int, Expr] = {}
     stack = list(outs)
@@ -406,7 +429,13 @@ def toposort(outputs) -> list[Expr]:
 
 
 def symbols_of(outputs) -> list[Expr]:
-    """The symbols ``outputs`` depend on, in creation order."""
+    """The symbols ``outputs`` depend on, in creation order.
+
+    >>> import symdiff as sd
+    >>> a, b = sd.scalars("a b")
+    >>> [s.name for s in symbols_of(b * a)]
+    ['a', 'b']
+    """
     return [n for n in toposort(outputs) if n.is_symbol]
 
 

@@ -166,7 +166,7 @@ def derivative(f, x, order=1):
     nodes the previous one built, and hash-consing merges equal ones, so the graph
     grows polynomially with the order.  Repeated ``sd.grad`` gives the same values,
     but each reverse sweep re-differentiates the previous adjoint graph and its
-    size roughly doubles per order (see docs/notes-forward.md for counts).
+    size roughly doubles per order (counts in docs/architecture.md).
 
     >>> import symdiff as sd
     >>> x = sd.scalar("x")

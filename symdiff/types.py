@@ -63,7 +63,11 @@ def check_dtype(dtype) -> str:
 
 
 def dtype_of_array(value: np.ndarray) -> str:
-    """The symdiff dtype a NumPy array maps to (any int to int64, ...)."""
+    """The symdiff dtype a NumPy array maps to (any int to int64, ...).
+
+    >>> dtype_of_array(np.arange(3, dtype=np.int32))
+    'int64'
+    """
     kind = value.dtype.kind
     if kind == "b":
         return "bool"
@@ -93,7 +97,11 @@ def promote(a: str, b: str) -> str:
 
 
 def check_shape(shape) -> Shape:
-    """Validate a user shape: a tuple of non-negative ints or None."""
+    """Validate a user shape: a tuple of non-negative ints or None.
+
+    >>> check_shape((None, 3))
+    (None, 3)
+    """
     if isinstance(shape, (int, np.integer)) or shape is None:
         shape = (shape,)
     out = []
@@ -133,7 +141,11 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
 
 
 def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
-    """Axes as a sorted tuple of non-negative ints; ``None`` means all axes."""
+    """Axes as a sorted tuple of non-negative ints; ``None`` means all axes.
+
+    >>> normalize_axes(-1, 3), normalize_axes(None, 2)
+    ((2,), (0, 1))
+    """
     if axis is None:
         return tuple(range(ndim))
     if isinstance(axis, (int, np.integer)):
@@ -149,6 +161,10 @@ def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
 
 
 def fmt_shape(shape: Shape) -> str:
-    """``(None, 3)`` printed as ``(?, 3)``."""
+    """A shape for messages, unknown dims as ``?``.
+
+    >>> fmt_shape((None, 3))
+    '(?, 3)'
+    """
     inner = ", ".join("?" if d is None else str(d) for d in shape)
     return f"({inner},)" if len(shape) == 1 else f"({inner})"

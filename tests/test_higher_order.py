@@ -68,7 +68,7 @@ def test_nested_forward_mode_grows_polynomially():
     (cubic growth; 16 leaves room for lower-order terms), where growth by 2x per order would give 2**6.
 
     (Repeated reverse sweeps roughly double the graph at every order instead, since
-    each differentiates the previous adjoint graph anew; see docs/notes-forward.md.)
+    each differentiates the previous adjoint graph anew; see docs/architecture.md ("Forward mode, Jacobians, Hessians, sparsity").)
     """
     x = sd.scalar("x")
     for name, build, _ in FUNCTIONS:

@@ -11,7 +11,7 @@ fixed points, speed on a 100k-node graph (measured, not asserted) and the
 elementwise regions' contract.
 
 Run ``python tests/test_rewrite.py`` to print the table of ratios of
-docs/notes-rewrites.md (with JAX and PyTensor counts when they are installed).
+docs/architecture.md ("Graph rewrites and the verifier") (with JAX and PyTensor counts when they are installed).
 """
 
 import time

@@ -7,7 +7,7 @@ evaluate, node_count, garbage collection) is iterative, so a 100k-node graph
 works with Python's recursion limit at its default or lowered to 500.
 
 No timing asserts here (speed lives in benchmarks/); the deep test prints its
-timings, see docs/notes-scaling.md for measured figures.
+timings, see docs/architecture.md ("Graph size and deep graphs") for measured figures.
 """
 
 import gc

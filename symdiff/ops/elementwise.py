@@ -20,7 +20,13 @@ from .leaves import const
 
 
 def zeros_like(x: Expr) -> Expr:
-    """Zeros with the (run-time) shape and dtype of ``x``."""
+    """Zeros with the (run-time) shape and dtype of ``x``.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x")
+    >>> sd.evaluate(zeros_like(x), {x: [5.0, 6.0]})
+    array([0., 0.])
+    """
     return structure.BROADCAST_LIKE(const(0, x.dtype), x) if x.ndim else const(0, x.dtype)
 
 

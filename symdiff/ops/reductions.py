@@ -30,7 +30,12 @@ def _infer_numeric_reduction(types, axes, keepdims):
 
 
 def keep_axes(g: Expr, axes, keepdims) -> Expr:
-    """A reduction's result (or cotangent) with the reduced axes kept as size 1."""
+    """A reduction's result (or cotangent) with the reduced axes kept as size 1.
+
+    >>> import symdiff as sd
+    >>> keep_axes(sd.vector("g", 3), (0,), keepdims=False).type
+    f64[1,3]
+    """
     return g if keepdims or not axes else F.expand_dims(g, axes)
 
 
@@ -39,6 +44,10 @@ def unbroadcast(g: Expr, target: TensorType) -> Expr:
 
     Broadcasting is decided statically, so so is this: leading axes that ``target``
     lacks, and axes where ``target`` has size 1 and ``g`` does not.
+
+    >>> import symdiff as sd
+    >>> unbroadcast(sd.matrix("g", (2, 3)), sd.vector("b", 3).type).type
+    f64[3]
     """
     if g.type == target:
         return g
