@@ -11,6 +11,7 @@ derivatives come from the primitives they are built of.
 from __future__ import annotations
 
 import builtins
+import inspect
 import keyword
 import sys
 from functools import reduce
@@ -170,30 +171,75 @@ def _float_operand(x) -> Expr:
 # ----------------------------------------------------------- elementwise
 
 
-def _unary_float(op, doc):
-    def fn(x):
-        try:
-            x = _float_operand(x)
-        except TypeError as exc:  # name the function the bad argument was given to
-            raise type(exc)(f"{fn.__name__}: {exc}") from None
-        return op(x)
+def _elementwise_function(name, op, summary, example, result, convert):
+    """A front-end function applying ``op`` after ``convert`` (promotion), with a
+    docstring made of ``summary`` and a runnable ``example`` giving ``result``."""
 
-    fn.__name__ = fn.__qualname__ = op.name if op.name not in ("neg",) else "negative"
-    fn.__doc__ = doc
+    def fn(*args):
+        try:
+            args = convert(*args)
+        except TypeError as exc:  # name the function the bad argument was given to
+            raise type(exc)(f"{name}: {exc}") from None
+        return op(*args)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"{summary}\n\n>>> import symdiff as sd\n>>> {example}\n{result}\n"
+    arg_names = "xy"[: len(inspect.signature(convert).parameters)]
+    fn.__signature__ = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in arg_names],
+        return_annotation="Expr",
+    )
     return fn
 
 
-exp = _unary_float(E.EXP, "Elementwise e**x.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.exp(sd.constant(0.0)), {})\nnp.float64(1.0)\n")
-expm1 = _unary_float(E.EXPM1, "Elementwise exp(x) - 1, accurate near 0.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.expm1(sd.constant(0.0)), {})\nnp.float64(0.0)\n")
-log = _unary_float(E.LOG, "Elementwise natural logarithm.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.log(sd.constant(1.0)), {})\nnp.float64(0.0)\n")
-log1p = _unary_float(E.LOG1P, "Elementwise log(1 + x), accurate near 0.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.log1p(sd.constant(0.0)), {})\nnp.float64(0.0)\n")
-sqrt = _unary_float(E.SQRT, "Elementwise square root.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.sqrt(sd.constant(4.0)), {})\nnp.float64(2.0)\n")
-sin = _unary_float(E.SIN, "Elementwise sine.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.sin(sd.constant(0.0)), {})\nnp.float64(0.0)\n")
-cos = _unary_float(E.COS, "Elementwise cosine.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.cos(sd.constant(0.0)), {})\nnp.float64(1.0)\n")
-tan = _unary_float(E.TAN, "Elementwise tangent.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.tan(sd.constant(0.0)), {})\nnp.float64(0.0)\n")
-tanh = _unary_float(E.TANH, "Elementwise hyperbolic tangent.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.tanh(sd.constant(0.0)), {})\nnp.float64(0.0)\n")
-sigmoid = _unary_float(E.SIGMOID, "Elementwise 1 / (1 + exp(-x)), without overflow.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.sigmoid(sd.constant(-1000.0)), {})\nnp.float64(0.0)\n")
-softplus = _unary_float(E.SOFTPLUS, "Elementwise log(1 + exp(x)), without overflow.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.softplus(sd.constant(1000.0)), {})\nnp.float64(1000.0)\n")
+def _unary_float(name, op, summary, example, result):
+    return _elementwise_function(name, op, summary, example, result, lambda x: operands(x, to_float=True))
+
+
+exp = _unary_float(
+    "exp", E.EXP, "Elementwise e**x.",
+    "sd.evaluate(sd.exp(sd.constant(0.0)), {})", "np.float64(1.0)",
+)
+expm1 = _unary_float(
+    "expm1", E.EXPM1, "Elementwise exp(x) - 1, accurate near 0.",
+    "sd.evaluate(sd.expm1(sd.constant(0.0)), {})", "np.float64(0.0)",
+)
+log = _unary_float(
+    "log", E.LOG, "Elementwise natural logarithm.",
+    "sd.evaluate(sd.log(sd.constant(1.0)), {})", "np.float64(0.0)",
+)
+log1p = _unary_float(
+    "log1p", E.LOG1P, "Elementwise log(1 + x), accurate near 0.",
+    "sd.evaluate(sd.log1p(sd.constant(0.0)), {})", "np.float64(0.0)",
+)
+sqrt = _unary_float(
+    "sqrt", E.SQRT, "Elementwise square root.",
+    "sd.evaluate(sd.sqrt(sd.constant(4.0)), {})", "np.float64(2.0)",
+)
+sin = _unary_float(
+    "sin", E.SIN, "Elementwise sine.",
+    "sd.evaluate(sd.sin(sd.constant(0.0)), {})", "np.float64(0.0)",
+)
+cos = _unary_float(
+    "cos", E.COS, "Elementwise cosine.",
+    "sd.evaluate(sd.cos(sd.constant(0.0)), {})", "np.float64(1.0)",
+)
+tan = _unary_float(
+    "tan", E.TAN, "Elementwise tangent.",
+    "sd.evaluate(sd.tan(sd.constant(0.0)), {})", "np.float64(0.0)",
+)
+tanh = _unary_float(
+    "tanh", E.TANH, "Elementwise hyperbolic tangent.",
+    "sd.evaluate(sd.tanh(sd.constant(0.0)), {})", "np.float64(0.0)",
+)
+sigmoid = _unary_float(
+    "sigmoid", E.SIGMOID, "Elementwise 1 / (1 + exp(-x)), without overflow.",
+    "sd.evaluate(sd.sigmoid(sd.constant(-1000.0)), {})", "np.float64(0.0)",
+)
+softplus = _unary_float(
+    "softplus", E.SOFTPLUS, "Elementwise log(1 + exp(x)), without overflow.",
+    "sd.evaluate(sd.softplus(sd.constant(1000.0)), {})", "np.float64(1000.0)",
+)
 
 
 def _signed(x) -> Expr:
@@ -253,32 +299,62 @@ def relu(x) -> Expr:
     return where(x > 0, x, 0)
 
 
-def _binary(op, doc, to_float=False, name=None):
-    def fn(x, y):
-        try:
-            args = operands(x, y, to_float=to_float)
-        except TypeError as exc:  # name the function the bad argument was given to
-            raise type(exc)(f"{fn.__name__}: {exc}") from None
-        return op(*args)
-
-    fn.__name__ = fn.__qualname__ = name or op.name
-    fn.__doc__ = doc
-    return fn
+def _binary(name, op, summary, example, result, to_float=False):
+    return _elementwise_function(name, op, summary, example, result, lambda x, y: operands(x, y, to_float=to_float))
 
 
-add = _binary(E.ADD, "x + y, broadcasting.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.add(1.0, 2.0), {})\nnp.float64(3.0)\n")
-subtract = _binary(E.SUB, "x - y, broadcasting.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.subtract(1.0, 2.0), {})\nnp.float64(-1.0)\n", name="subtract")
-multiply = _binary(E.MUL, "x * y, broadcasting.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.multiply(2.0, 3.0), {})\nnp.float64(6.0)\n", name="multiply")
-divide = _binary(E.DIV, "x / y (true division), broadcasting.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.divide(1, 4), {})\nnp.float64(0.25)\n", to_float=True, name="divide")
-power = _binary(E.POW, "x ** y (computed in floating point), broadcasting.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.power(2.0, 3), {})\nnp.float64(8.0)\n", to_float=True, name="power")
-maximum = _binary(E.MAXIMUM, "Elementwise maximum; at ties each side gets half the derivative.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.maximum(1.0, 2.0), {})\nnp.float64(2.0)\n")
-minimum = _binary(E.MINIMUM, "Elementwise minimum; at ties each side gets half the derivative.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.minimum(1.0, 2.0), {})\nnp.float64(1.0)\n")
-less = _binary(E.LESS, "x < y as a bool node.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.less(1.0, 2.0), {})\nnp.True_\n")
-less_equal = _binary(E.LESS_EQUAL, "x <= y as a bool node.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.less_equal(2.0, 2.0), {})\nnp.True_\n")
-greater = _binary(E.GREATER, "x > y as a bool node.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.greater(1.0, 2.0), {})\nnp.False_\n")
-greater_equal = _binary(E.GREATER_EQUAL, "x >= y as a bool node.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.greater_equal(1.0, 2.0), {})\nnp.False_\n")
-equal = _binary(E.EQUAL, "Elementwise x == y as a bool node (Expr's own == is identity).\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.equal(2.0, 2.0), {})\nnp.True_\n")
-not_equal = _binary(E.NOT_EQUAL, "Elementwise x != y as a bool node.\n\n>>> import symdiff as sd\n>>> sd.evaluate(sd.not_equal(2.0, 2.0), {})\nnp.False_\n")
+add = _binary(
+    "add", E.ADD, "x + y, broadcasting.",
+    "sd.evaluate(sd.add(1.0, 2.0), {})", "np.float64(3.0)",
+)
+subtract = _binary(
+    "subtract", E.SUB, "x - y, broadcasting.",
+    "sd.evaluate(sd.subtract(1.0, 2.0), {})", "np.float64(-1.0)",
+)
+multiply = _binary(
+    "multiply", E.MUL, "x * y, broadcasting.",
+    "sd.evaluate(sd.multiply(2.0, 3.0), {})", "np.float64(6.0)",
+)
+divide = _binary(
+    "divide", E.DIV, "x / y (true division), broadcasting.",
+    "sd.evaluate(sd.divide(1, 4), {})", "np.float64(0.25)", to_float=True,
+)
+power = _binary(
+    "power", E.POW, "x ** y (computed in floating point), broadcasting.",
+    "sd.evaluate(sd.power(2.0, 3), {})", "np.float64(8.0)", to_float=True,
+)
+maximum = _binary(
+    "maximum", E.MAXIMUM, "Elementwise maximum; at ties each side gets half the derivative.",
+    "sd.evaluate(sd.maximum(1.0, 2.0), {})", "np.float64(2.0)",
+)
+minimum = _binary(
+    "minimum", E.MINIMUM, "Elementwise minimum; at ties each side gets half the derivative.",
+    "sd.evaluate(sd.minimum(1.0, 2.0), {})", "np.float64(1.0)",
+)
+less = _binary(
+    "less", E.LESS, "x < y as a bool node.",
+    "sd.evaluate(sd.less(1.0, 2.0), {})", "np.True_",
+)
+less_equal = _binary(
+    "less_equal", E.LESS_EQUAL, "x <= y as a bool node.",
+    "sd.evaluate(sd.less_equal(2.0, 2.0), {})", "np.True_",
+)
+greater = _binary(
+    "greater", E.GREATER, "x > y as a bool node.",
+    "sd.evaluate(sd.greater(1.0, 2.0), {})", "np.False_",
+)
+greater_equal = _binary(
+    "greater_equal", E.GREATER_EQUAL, "x >= y as a bool node.",
+    "sd.evaluate(sd.greater_equal(1.0, 2.0), {})", "np.False_",
+)
+equal = _binary(
+    "equal", E.EQUAL, "Elementwise x == y as a bool node (Expr's own == is identity).",
+    "sd.evaluate(sd.equal(2.0, 2.0), {})", "np.True_",
+)
+not_equal = _binary(
+    "not_equal", E.NOT_EQUAL, "Elementwise x != y as a bool node.",
+    "sd.evaluate(sd.not_equal(2.0, 2.0), {})", "np.False_",
+)
 
 
 def _to_bool(x) -> Expr:

@@ -424,14 +424,7 @@ class Lowering:
         base = self.values[v.base.id]
         if node.op.name == "transpose" and node.ndim == 2 and base.kind != "view" and base.array:
             return f"{base.array}.T"
-        if v.copy is None:
-            v.copy = f"c{self.p(node)}"
-            self.allocate(v.copy, node)
-            step = self.find_group(self.shape[node.id], v.avail)
-            idx = [f"i{k}" for k in range(node.ndim)]
-            step.body.append(f"{v.copy}[{_index_text(idx)}] = {self.load(node, idx)}")
-            v.avail = max(v.avail, step.index + 1)
-        return v.copy
+        return self.copy_of(node)
 
     # --- the main loop
     def run(self) -> Program:
@@ -845,7 +838,7 @@ class Lowering:
     def copy_of(self, node: Expr) -> str:
         """A C-contiguous copy of a view."""
         v = self.values[node.id]
-        if v.copy is None or v.copy.endswith(".T"):
+        if v.copy is None:
             v.copy = f"c{self.p(node)}"
             self.allocate(v.copy, node)
             step = self.find_group(self.shape[node.id], v.avail)
