@@ -153,6 +153,13 @@ reverse-over-reverse or, with `--mode fwd-rev`, forward-over-reverse:
 w(run('symdiff hvp "sum(x ** 3)" --var x:3 --at x=[1,2,3],v_x=[1,0,0]'))
 w(run('symdiff hvp "sum(x ** 3)" --var x:3 --mode fwd-rev'))
 w("""
+`jacobian` builds the whole Jacobian of a vector expression as one node, by one
+forward sweep per input element or one reverse sweep per output element
+(`--mode auto` picks the fewer).  Shapes must be static.
+
+""")
+w(run('symdiff jacobian "y = sin(x) * x" --var x:2 --at x=[0,1]'))
+w("""
 `hessian` builds every block d2f/dwi dwj (i <= j) as graph; with `--at` it also
 prints the assembled symmetric matrix.  Shapes must be static.
 

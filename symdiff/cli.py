@@ -342,6 +342,24 @@ def cmd_hvp(args) -> str:
     return _render(listing, args, problem, latex_names, columns, summary)
 
 
+def cmd_jacobian(args) -> str:
+    problem = load_problem(args, scalar_cost=False)
+    outputs = {problem.name: problem.cost}
+    latex_names = {}
+    for w in problem.wrt:
+        key = f"d{problem.name}/d{w.name}"
+        outputs[key] = sd.jacobian(problem.cost, w, mode=args.mode)
+        latex_names[key] = rf"\frac{{\partial {problem.name}}}{{\partial {w.name}}}"
+    listing = printers.Listing(outputs, optimize=not args.no_optimize)
+    columns, summary = [], ""
+    if args.at:
+        problem.values = bind_values(problem, args.at)
+        values = _evaluate_nodes(listing.nodes, problem.values)
+        columns = [("value", values)]
+        summary = _summary(listing, values)
+    return _render(listing, args, problem, latex_names, columns, summary)
+
+
 def cmd_hessian(args) -> str:
     problem = load_problem(args)
     outputs = {problem.name: problem.cost}
@@ -484,6 +502,9 @@ _EXAMPLES = {
     "hvp": """examples:
   symdiff hvp "sum(x ** 3)" --var x:3 --at x=[1,2,3],v_x=[1,0,0]
   symdiff hvp "a * a * b" --wrt a,b --mode fwd-rev""",
+    "jacobian": """examples:
+  symdiff jacobian "y = sin(x) * x" --var x:2 --at x=[0,1]
+  symdiff jacobian "W @ x" --var W:2x3 --var x:3 --wrt x --mode rev""",
     "hessian": """examples:
   symdiff hessian "a * a * b" --wrt a,b --at a=1,b=2
   symdiff hessian "sum(x ** 3)" --var x:2 --at x=[1,2]""",
@@ -496,6 +517,7 @@ _DESCRIPTIONS = {
     "grad": "The forward graph and the nodes sd.grad appended; with --at, each node's value and adjoint.",
     "jvp": "Forward mode: the graph with the tangent nodes sd.jvp appended (tangent inputs are NAME_dot).",
     "hvp": "Hessian-vector products H v (direction inputs are v_NAME); see --mode.",
+    "jacobian": "The Jacobian of a (vector) expression as graph (sd.jacobian); shapes must be static; see --mode.",
     "hessian": "The Hessian's blocks as graph (sd.hessian / sd.jacobian of the gradient); shapes must be static.",
     "explain": "Step through build_grad in reverse order: consumers, messages, and each grad-table sum.",
 }
@@ -533,13 +555,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"symdiff {sd.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands = {"grad": cmd_grad, "jvp": cmd_jvp, "hvp": cmd_hvp, "hessian": cmd_hessian, "explain": cmd_explain}
+    commands = {"grad": cmd_grad, "jvp": cmd_jvp, "hvp": cmd_hvp, "jacobian": cmd_jacobian, "hessian": cmd_hessian,
+                "explain": cmd_explain}
     for name, run in commands.items():
         p = sub.add_parser(name, parents=[common], help=_DESCRIPTIONS[name], description=_DESCRIPTIONS[name],
                            epilog=_EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
         if name == "hvp":
             p.add_argument("--mode", choices=("rev-rev", "fwd-rev"), default="rev-rev",
                            help="reverse-over-reverse or forward-over-reverse (default: rev-rev)")
+        if name == "jacobian":
+            p.add_argument("--mode", choices=("auto", "fwd", "rev"), default="auto",
+                           help="forward sweeps (one per input element), reverse sweeps (one per output "
+                                "element), or whichever is fewer (default: auto)")
         p.set_defaults(run=run)
     return parser
 

@@ -79,6 +79,7 @@ GOLDEN_RUNS = {
     "cli_jvp.txt": ["jvp", "y = sin(x) * x", "--var", "x:2", "--at", "x=[0,1],x_dot=[1,1]", "--no-optimize"],
     "cli_hvp.txt": ["hvp", "sum(x ** 3)", "--var", "x:3", "--at", "x=[1,2,3],v_x=[1,0,0]", "--no-optimize"],
     "cli_hessian.txt": ["hessian", "a * a * b", "--wrt", "a,b", "--at", "a=1,b=2", "--no-optimize"],
+    "cli_jacobian.txt": ["jacobian", "y = sin(x) * x", "--var", "x:2", "--at", "x=[0,1]"],
     "cli_latex.txt": ["grad", "x * sin(x)", "--format", "latex"],
 }
 
@@ -131,7 +132,7 @@ def call(capsys, *argv):
     return status, out, err
 
 
-@pytest.mark.parametrize("subcommand", ["grad", "jvp", "hvp", "hessian", "explain"])
+@pytest.mark.parametrize("subcommand", ["grad", "jvp", "hvp", "jacobian", "hessian", "explain"])
 def test_help_has_examples_for_every_subcommand(capsys, subcommand):
     with pytest.raises(SystemExit) as exit_info:
         main([subcommand, "--help"])
@@ -144,7 +145,7 @@ def test_main_help_lists_every_subcommand_example(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    for subcommand in ["grad", "jvp", "hvp", "hessian", "explain"]:
+    for subcommand in ["grad", "jvp", "hvp", "jacobian", "hessian", "explain"]:
         assert f"  symdiff {subcommand} " in text
 
 
@@ -165,6 +166,16 @@ def test_table_matches_the_reference_evaluator(capsys):
                           "--at", "v=[0,1],w=[3,4]")
     assert status == 0
     assert out.splitlines()[-1] == "f = 13.8731, df/dv = [ 3.     10.8731]"
+
+
+def test_jacobian_modes_agree_with_the_reference(capsys):
+    tables = []
+    for mode in ("fwd", "rev"):
+        status, out, _ = call(capsys, "jacobian", "W @ jx", "--var", "W:2x3", "--var", "jx:3", "--wrt", "jx",
+                              "--mode", mode, "--at", "W=[[1,2,3],[4,5,6]],jx=[1,1,1]")
+        assert status == 0
+        tables.append(out.splitlines()[-1])
+    assert tables[0] == tables[1] and tables[0].endswith("df/djx = [[1. 2. 3.] [4. 5. 6.]]")
 
 
 def test_hessian_of_a_vector_input(capsys):
