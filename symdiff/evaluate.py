@@ -118,11 +118,13 @@ _STRETCHING = {"broadcast_to": (0,), "broadcast_like": (0, None), "matmul": (2, 
 
 def _check_not_stretched(node: Expr, args: list, out: np.ndarray):
     """A None input dimension never broadcasts: it must have the result's size."""
-    for x, value, core in zip(node.inputs, args, _STRETCHING[node.op.name]):
+    cores = _STRETCHING[node.op.name]
+    batches = [np.shape(v)[:max(np.ndim(v) - core, 0)] for v, core in zip(args, cores) if core is not None]
+    out_batch = np.broadcast_shapes(*batches) if node.op.name == "matmul" else out.shape
+    for x, value, core in zip(node.inputs, args, cores):
         if core is None or x.ndim <= core:
             continue
         batch = x.type.shape[:x.ndim - core]
-        out_batch = out.shape[:out.ndim - core] if core else out.shape
         offset = len(out_batch) - len(batch)
         for axis, static in enumerate(batch):
             if static is None and value.shape[axis] != out_batch[offset + axis]:

@@ -266,28 +266,45 @@ class Rewriter:
         Uniform nodes are constants with identical elements (bitwise), and shape
         ops (broadcasts, reshapes, slices...) of uniform nodes.
         """
-        try:
-            return self._fills[x.id]
-        except KeyError:
-            pass
-        value = None
-        if x.op is CONSTANT:
-            array = x.params["value"].array
-            if array.size:
-                first = array.reshape(-1)[:1]
-                if array.size == 1 or array.tobytes() == first.tobytes() * array.size:
-                    value = first.reshape(())
-        elif x.op.name in _FILL_OPS:
-            value = self.fill(x.inputs[0])
-        self._fills[x.id] = value
+        # Walk down the chain of shape ops first (a loop, not recursion: chains can be deep).
+        chain = []
+        while x.id not in self._fills and x.op.name in _FILL_OPS:
+            chain.append(x)
+            x = x.inputs[0]
+        if x.id not in self._fills:
+            value = None
+            if x.op is CONSTANT:
+                array = x.params["value"].array
+                if array.size:
+                    first = array.reshape(-1)[:1]
+                    if array.size == 1 or array.tobytes() == first.tobytes() * array.size:
+                        value = first.reshape(())
+            self._fills[x.id] = value
+        value = self._fills[x.id]
+        for node in chain:
+            self._fills[node.id] = value
         return value
 
     def facts(self, x: Expr) -> int:
         """FINITE / NONNEG / NO_NEG_ZERO bits that hold for every element of ``x``."""
         known = self._facts.get(x.id)
-        if known is None:
-            known = self._facts[x.id] = _facts_of(self, x)
-        return known
+        if known is not None:
+            return known
+        # Inputs before their consumer, with an explicit stack: graphs can be deeper
+        # than Python's recursion limit.
+        stack = [x]
+        while stack:
+            node = stack[-1]
+            if node.id in self._facts:
+                stack.pop()
+                continue
+            pending = [i for i in node.inputs if i.id not in self._facts]
+            if pending:
+                stack.extend(pending)
+                continue
+            self._facts[node.id] = _facts_of(self, node)
+            stack.pop()
+        return self._facts[x.id]
 
     def never_neg_zero(self, x: Expr) -> bool:
         return self.fast_math or bool(self.facts(x) & NO_NEG_ZERO)
@@ -856,6 +873,8 @@ def elementwise_implicit_broadcast(node, rw):
         source = _broadcast_source(x)
         if source is None:
             continue
+        if x.op is S.BROADCAST_LIKE and None in x.type.shape and x.inputs[1] not in inputs:
+            continue  # dropping it would drop the run-time check that its reference's size matches
         trial = inputs[:k] + [source] + inputs[k + 1:]
         try:
             if node.op.infer(tuple(t.type for t in trial), **node.params) != node.type:

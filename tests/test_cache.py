@@ -56,7 +56,7 @@ def test_second_process_loads_from_cache_and_corrupt_entries_are_rebuilt(tmp_pat
     sources[0].write_text("garbage that is not the kernel's source\n")  # a damaged source file is rewritten
     again = _fresh_process(tmp_path)
     assert again["ok"] and again["warnings"] == []
-    assert "def kernel(x)" in sources[0].read_text()
+    assert "def kernel(in0_x)" in sources[0].read_text()
 
 
 def test_unwritable_cache_dir_falls_back_with_one_warning(tmp_path):

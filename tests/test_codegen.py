@@ -203,7 +203,7 @@ def test_generated_source_is_readable():
     r = sd.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
     f = sd.function([x], [r, sd.grad(r, x)])
     source = f.source
-    assert "def kernel(x)" in source
+    assert "def kernel(in0_x)" in source
     assert source.count("# loop") == 1  # value, sum and both slice gradients: one fused loop
     assert "scatter_slice" in source and "+=" in source  # the slice gradients are scatter-adds
     assert "np.zeros" not in source and "np.dot" not in source

@@ -266,6 +266,6 @@ def test_inputs_must_be_distinct_symbols_and_cover_the_outputs():
 
 def test_source_and_repr(seed_fns):
     f = seed_fns["numba"]
-    assert "def kernel(a, b)" in f.source and "# %" in f.source
+    assert "def kernel(in0_a, in1_b)" in f.source and "# %" in f.source
     assert "numba" in repr(f) and "(a, b)" in repr(f)
     assert "add" in seed_fns["numpy"].source

@@ -18,6 +18,7 @@ function twice reuses the loaded kernel.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -59,6 +60,20 @@ def _strip_comments(source: str) -> str:
     return "\n".join(re.sub(r"\s*#.*$", "", line) for line in source.splitlines() if line.strip())
 
 
+@functools.lru_cache(maxsize=None)
+def _backend_fingerprint() -> str:
+    """A hash of the backend's own code: IR regions and runtime helpers are compiled
+    into cached kernels without appearing in their source, so a changed backend
+    must not load kernels an older one built."""
+    digest = hashlib.sha256()
+    folder = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name), "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()[:16]
+
+
 def cache_key(source: str) -> str:
     """The hash naming a kernel: its source (comments aside) and the tool versions.
 
@@ -71,8 +86,8 @@ def cache_key(source: str) -> str:
 
     from .runtime import BLAS  # matmul is BLAS or loops depending on SciPy: different machine code
 
-    versions = (f"{CODEGEN_VERSION}|{numba.__version__}|{llvmlite.__version__}|{numpy.__version__}|"
-                f"{sys.version_info[:2]}|blas={BLAS}")
+    versions = (f"{CODEGEN_VERSION}|{_backend_fingerprint()}|{numba.__version__}|{llvmlite.__version__}|"
+                f"{numpy.__version__}|{sys.version_info[:2]}|blas={BLAS}")
     return hashlib.sha256((versions + "\n" + _strip_comments(source)).encode()).hexdigest()[:40]
 
 
@@ -159,10 +174,19 @@ def load(source: str, kernel_name: str = "kernel"):
         except OSError as exc:
             _warn_once(f"symdiff: cannot write the kernel cache in {directory!r} ({exc})")
         else:
+            from numba.core.errors import NumbaError
+
             for attempt in range(2):
                 try:
                     namespace = _import_file(path, module_name)
                     break
+                except NumbaError as exc:  # the kernel itself does not compile: not a cache problem
+                    from .lowering import LoweringError
+
+                    raise LoweringError(
+                        f"internal error: the generated kernel does not compile ({type(exc).__name__}); "
+                        f"please report it with its source, {path}"
+                    ) from exc
                 except Exception as exc:  # a corrupt or unreadable cache entry
                     _delete_entry(directory, stem)
                     if attempt == 1:

@@ -94,14 +94,23 @@ class LoweringError(SymdiffError):
     """An op the Numba backend cannot lower."""
 
 
-def scalar_code(op, params=None) -> str:
+# Spellings for one result dtype: NumPy's + and * on bools are "or" and "and"
+# (Python's would give ints), and the sign of an int is an int.
+DTYPE_SCALAR_CODE = {
+    ("add", "bool"): "({0} | {1})",
+    ("mul", "bool"): "({0} & {1})",
+    ("sign", "int64"): "(1 if {0} > 0 else (-1 if {0} < 0 else 0))",
+}
+
+
+def scalar_code(op, params=None, dtype=None) -> str:
     """The scalar spelling of an elementwise op in generated source.
 
     >>> from symdiff.ir import OPS
     >>> scalar_code(OPS["exp"]), scalar_code(OPS["cast"], {"dtype": "float32"})
     ('math.exp({0})', 'np.float32({0})')
     """
-    code = SCALAR_CODE_OVERRIDES.get(op.name, op.scalar_code)
+    code = DTYPE_SCALAR_CODE.get((op.name, dtype)) or SCALAR_CODE_OVERRIDES.get(op.name, op.scalar_code)
     if isinstance(code, dict):
         code = code[(params or {}).get("dtype", "float64")]
     if code is None:
@@ -233,7 +242,8 @@ class ScalarStatement:
 
     def python(self) -> str:
         params = self.node.params
-        code = scalar_code(self.node.op, params).format(*(text for text, _, _ in self.operands), **params)
+        code = scalar_code(self.node.op, params, self.node.dtype).format(*(text for text, _, _ in self.operands),
+                                                                        **params)
         return f"{self.out} = {code}  # {self.comment}"
 
 
@@ -304,9 +314,10 @@ class Lowering:
         self.hidden: list = []
         self.vector_math_calls = 0
         self.param_of: dict = {}
-        reserved = re.compile(r"^([a-z]\d+|np|math|range|min|max|abs|len|kernel|True|False|None)$")
+        # Parameters are always prefixed: a symbol may be named like anything the
+        # kernel's source uses (np, math, sizes_agree, a13, ...).
         for k, sym in enumerate(inputs):
-            self.param_of[sym.id] = f"in{k}_{sym.name}" if reserved.match(sym.name) else sym.name
+            self.param_of[sym.id] = f"in{k}_{sym.name}"
 
     # --- small helpers
     def p(self, node: Expr) -> int:
@@ -353,9 +364,11 @@ class Lowering:
                 return step
         return self.new_step(domain)
 
-    def allocate(self, name: str, node: Expr, zeros=False, fill=None):
+    def allocate(self, name: str, node: Expr, zeros=False, fill=None, fill_at=None):
         """An array for ``node``; filled by explicit loops (np.zeros and np.full are
-        library functions Numba compiles on each first use: seconds, not loops)."""
+        library functions Numba compiles on each first use: seconds, not loops).
+        A fill computed in the kernel goes in the prelude of step ``fill_at``, where
+        its value exists; a literal fill goes with the allocation."""
         dtype = NUMPY_NAME[node.dtype]
         lines = [f"{name} = np.empty({self.shape_text(node)}, dtype={dtype})  # {self.label(node)}"]
         if zeros:
@@ -366,6 +379,9 @@ class Lowering:
                 lines.append(f"{indent}for i{k} in range({self.dims.text(d)}):")
                 indent += "    "
             lines.append(f"{indent}{name}[{_index_text([f'i{k}' for k in range(node.ndim)])}] = {fill}")
+        if fill_at is not None:
+            self.prelude(fill_at).extend(lines[1:])
+            lines = lines[:1]
         self.allocations.append((name, lines))
 
     # --- access
@@ -411,7 +427,7 @@ class Lowering:
         v = self.values[node.id]
         if node.ndim and v.kind == "scalar" and v.array is None:
             name = f"f{self.p(node)}"
-            self.allocate(name, node, fill=v.name)
+            self.allocate(name, node, fill=v.name, fill_at=v.avail)
             v.array = v.root = name
 
     def contiguous(self, node: Expr) -> str:
@@ -724,6 +740,10 @@ class Lowering:
         for axis, entry in enumerate(index):
             n = self.dim(x, axis)
             if not isinstance(entry, tuple):
+                if not isinstance(n, int):  # the reference raises IndexError; so must the kernel
+                    need = entry + 1 if entry >= 0 else -entry
+                    self.dims.require(f"min({n}, {need})", str(need), self.dims.description(n),
+                                      f"index {entry} needs a size of at least {need}", self.context(node))
                 shape.append(1)
                 if entry >= 0:
                     starts.append(str(entry))
@@ -973,15 +993,17 @@ class Lowering:
             return v.name
         if v.kind == "scalar":
             self.fill(node)
-            return v.array
-        if v.kind == "view":
-            return self.copy_of(node)
-        self.store(node)
-        v = self.values[node.id]
-        root = self.resolve(v.root or v.array)
-        text = v.array
+            text = root = v.array
+        elif v.kind == "view":
+            text = root = self.copy_of(node)
+        else:
+            self.store(node)
+            v = self.values[node.id]
+            root = self.resolve(v.root or v.array)
+            text = v.array
+        # Outputs never alias inputs, constants or each other (the same node twice included).
         if root in returned or root in self.param_of.values() or root.startswith("k"):
-            text = f"{v.array}.copy()"
+            text = f"{text}.copy()"
         returned.add(root)
         return text
 
@@ -1184,12 +1206,12 @@ def lower(inputs: list, outputs: list, single: bool) -> Program:
     >>> import symdiff as sd
     >>> x = sd.vector("x")
     >>> print(lower([x], [sd.sum(sd.exp(x))], single=True).source.split("def ")[1])
-    kernel(x):
-        n0 = x.shape[0]  # x.shape[0]
+    kernel(in0_x):
+        n0 = in0_x.shape[0]  # x.shape[0]
         r2 = 0.0  # %2 accumulates sum
         # loop 0 over (n0): %1 %2
         for i0 in range(n0):
-            v1 = math.exp(x[i0])  # %1 = exp x
+            v1 = math.exp(in0_x[i0])  # %1 = exp x
             r2 += v1  # %2 = sum %1 [axes=(0,), keepdims=False]
         return r2
     <BLANKLINE>

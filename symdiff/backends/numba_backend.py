@@ -51,26 +51,27 @@ class NumbaFunction(CompiledFunction):
 
     def _specialised_class(self):
         """A subclass whose ``__call__`` takes exactly the inputs, by name."""
-        names = [f"in{k}_{s.name}" if s.name in ("self",) else s.name for k, s in enumerate(self.inputs)]
+        # The wrapper's own names all start with _sd_; an input named so is renamed.
+        names = [f"_sd_in{k}" if s.name.startswith("_sd_") else s.name for k, s in enumerate(self.inputs)]
         params = ", ".join(names)
         hidden = "".join(f", _sd_hidden[{k}]" for k in range(len(self._hidden)))
         guards = []
         for sym, name in zip(self.inputs, names):
             if sym.ndim == 0 and sym.dtype in ("int64", "bool"):
                 # Numba would silently truncate a float given for an integer input
-                kinds = "(bool, np.bool_)" if sym.dtype == "bool" else "(int, np.integer)"
+                kinds = "(bool, _sd_np.bool_)" if sym.dtype == "bool" else "(int, _sd_np.integer)"
                 guards.append(f"    if not isinstance({name}, {kinds}):\n"
-                              f"        return self._slow_call(None, ({params}{',' if len(names) == 1 else ''}))\n")
+                              f"        return _sd_self._slow_call(None, ({params}{',' if len(names) == 1 else ''}))\n")
         source = (
-            f"def __call__(self, {params}):\n"
+            f"def __call__(_sd_self, {params}):\n"
             + "".join(guards)
             + "    try:\n"
             + f"        return _sd_kernel({params}{hidden})\n"
-            + "    except _sd_errors as exc:\n"
-            + f"        return self._slow_call(exc, ({params}{',' if len(names) == 1 else ''}))\n"
+            + "    except _sd_errors as _sd_exc:\n"
+            + f"        return _sd_self._slow_call(_sd_exc, ({params}{',' if len(names) == 1 else ''}))\n"
         )
-        namespace = {"_sd_kernel": self.kernel, "_sd_hidden": self._hidden, "np": np,
-                     "_sd_errors": (TypeError, ValueError, KernelShapeError)}
+        namespace = {"_sd_kernel": self.kernel, "_sd_hidden": self._hidden, "_sd_np": np,
+                     "_sd_errors": (TypeError, ValueError, OverflowError, KernelShapeError)}
         exec(compile(source, f"<symdiff call wrapper {self!r}>", "exec"), namespace)
         call = namespace["__call__"]
         call.__doc__ = f"Evaluate the outputs at ({params})."
@@ -109,8 +110,10 @@ class NumbaFunction(CompiledFunction):
                      "_slice_start": runtime._slice_start.py_func}
         exec("\n".join(lines), namespace)
         values = namespace["sizes"](*args, *self._hidden)
-        for (left_size, right_size), (_, _, left, right, context) in zip(values, self.program.checks):
+        for (left_size, right_size), (left_code, _, left, right, context) in zip(values, self.program.checks):
             if left_size != right_size:
+                if left_code.startswith("min("):  # a bounds check: min(size, needed) == needed
+                    return f"index out of bounds: {left} is {left_size}, but {right} ({context})"
                 return (f"sizes do not agree: {left} is {left_size} but {right} is {right_size} "
                         f"(they must be equal for {context})")
         return "run-time sizes do not agree"

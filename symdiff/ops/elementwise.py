@@ -232,7 +232,15 @@ def _pow_dy(d, out, x, y):
     return d * (out * F.log(F.where(F.equal(x, 0), 1, x)))
 
 
-POW = elementwise("pow", np.power, (_pow_dx, _pow_dy), "({0} ** {1})",
+def _power(x, y):
+    # np.power takes a sqrt shortcut for a scalar or stride-0 exponent of 0.5, which
+    # differs from pow at -0.0 and -inf and in the last bit: make the result
+    # independent of how the exponent happens to be stored.
+    shape = np.broadcast_shapes(np.shape(x), np.shape(y))
+    return np.power(x, np.array(np.broadcast_to(y, shape)))  # a real (copied) array, 0-d kept 0-d
+
+
+POW = elementwise("pow", _power, (_pow_dx, _pow_dy), "({0} ** {1})",
                   (POSITIVE, ANYWHERE), doc="x ** y; the derivative in y is real for x >= 0.")
 
 
