@@ -342,8 +342,27 @@ def cmd_hvp(args) -> str:
     return _render(listing, args, problem, latex_names, columns, summary)
 
 
+# A dense Jacobian or Hessian is built as one sweep per input (or output) element;
+# past this many entries the command refuses instead of exhausting memory.
+MAX_DENSE_ENTRIES = 250_000
+
+
+def _check_dense_size(what: str, rows: Expr, columns) -> None:
+    entries = int(np.prod(rows.type.shape, dtype=np.int64))
+    for w in columns:
+        if None in w.type.shape:
+            return  # sd.jacobian itself explains that the shapes must be static
+        entries_w = entries * int(np.prod(w.type.shape, dtype=np.int64))
+        if entries_w > MAX_DENSE_ENTRIES:
+            raise UsageError(
+                f"the dense {what} wrt {w.name} has {entries_w:,} entries (limit {MAX_DENSE_ENTRIES:,}); "
+                f"use sd.sparse_{what}(...) from Python for large inputs"
+            )
+
+
 def cmd_jacobian(args) -> str:
     problem = load_problem(args, scalar_cost=False)
+    _check_dense_size("jacobian", problem.cost, problem.wrt)
     outputs = {problem.name: problem.cost}
     latex_names = {}
     for w in problem.wrt:
@@ -362,6 +381,8 @@ def cmd_jacobian(args) -> str:
 
 def cmd_hessian(args) -> str:
     problem = load_problem(args)
+    for w in problem.wrt:
+        _check_dense_size("hessian", w, problem.wrt)
     outputs = {problem.name: problem.cost}
     latex_names = {}
     if len(problem.wrt) == 1:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import SymdiffError
 from .ir import OPS, ConstValue, Expr, creation_note, make_node
-from .types import SHORT_DTYPE, TensorType
+from .types import SHORT_DTYPE, TensorType, check_shape
 
 __all__ = ["Listing", "to_text", "to_dot", "to_json", "from_json", "GraphFormatError"]
 
@@ -497,12 +497,14 @@ def from_json(document) -> dict:
     if document.get("version") != JSON_VERSION:
         raise GraphFormatError(f"unsupported symdiff-graph version {document.get('version')!r} (this reader: 1)")
     built: dict[int, Expr] = {}
+    if not isinstance(document.get("nodes", []), list) or not isinstance(document.get("outputs", []), list):
+        raise GraphFormatError('"nodes" and "outputs" must be lists')
     for record in document.get("nodes", []):
         try:
             built[record["id"]] = _build_record(record, built)
         except GraphFormatError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             where = f"node {record.get('id')!r}" if isinstance(record, dict) else f"entry {record!r}"
             raise GraphFormatError(f"{where}: {type(exc).__name__}: {exc}") from None
     result = {}
@@ -515,14 +517,18 @@ def from_json(document) -> dict:
 
 def _build_record(record: dict, built: dict) -> Expr:
     node_id, op_name = record["id"], record["op"]
+    if not isinstance(node_id, int) or isinstance(node_id, bool):
+        raise GraphFormatError(f"node ids must be ints, got {node_id!r}")
     if op_name not in OPS:
         raise GraphFormatError(f"node {node_id}: unknown op {op_name!r}")
+    if OPS[op_name].kind == "leaf" and record.get("inputs"):
+        raise GraphFormatError(f"node {node_id}: a {op_name} has no inputs")
     inputs = []
     for ref in record.get("inputs", []):
         if ref not in built or ref >= node_id:
             raise GraphFormatError(f"node {node_id}: input {ref!r} is not an earlier node")
         inputs.append(built[ref])
-    dtype, shape = record["dtype"], tuple(record["shape"])
+    dtype, shape = record["dtype"], check_shape(tuple(record["shape"]))
     if dtype not in SHORT_DTYPE:
         raise GraphFormatError(f"node {node_id}: unknown dtype {dtype!r}")
     if op_name == "symbol":

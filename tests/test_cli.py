@@ -333,3 +333,10 @@ def test_every_help_example_runs(capsys, tmp_path, monkeypatch):
         status, _, err = call(capsys, *argv[1:])
         assert status == 0, f"{line}: {err}"
     assert (tmp_path / "grad.dot").read_text().startswith("digraph symdiff {")
+
+
+def test_dense_derivatives_of_huge_inputs_are_refused_clearly(capsys):
+    status, _, err = call(capsys, "hessian", "sum(hx * hx)", "--var", "hx:20000")
+    assert status == 2 and "sparse_hessian" in err
+    status, _, err = call(capsys, "jacobian", "sin(jx)", "--var", "jx:1000")
+    assert status == 2 and "sparse_jacobian" in err

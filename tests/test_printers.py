@@ -269,3 +269,16 @@ def test_sympy_bridge_errors_name_the_culprit():
         sd.from_sympy(sympy.gamma(sympy.Symbol("se_y")))
     with pytest.raises(SympyConversionError, match="not a real number"):
         sd.from_sympy(sympy.I * sympy.Symbol("se_y"))
+
+
+def test_from_json_refuses_malformed_nodes():
+    document = json.loads(sd.to_json({"s": sd.sum(sd.vector("jx", 3))}, optimize=False))
+    bad_shape = json.loads(json.dumps(document))
+    bad_shape["nodes"][0]["shape"] = [-1]
+    leaf_with_inputs = json.loads(json.dumps(document))
+    leaf_with_inputs["nodes"][1]["op"] = "constant"
+    string_id = json.loads(json.dumps(document))
+    string_id["nodes"][0]["id"] = "0"
+    for broken in (bad_shape, leaf_with_inputs, string_id, dict(document, nodes=5)):
+        with pytest.raises(GraphFormatError):
+            sd.from_json(broken)
