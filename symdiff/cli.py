@@ -21,6 +21,7 @@ import sys
 import textwrap
 import traceback
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -272,6 +273,23 @@ def _forward_nodes(listing) -> list:
 # ------------------------------------------------------------------- commands
 
 
+def _list_and_evaluate(args, problem: Problem, outputs: dict, directions: Optional[dict] = None):
+    """The listing of ``outputs`` and, with ``--at``, every listed node's value (else None)."""
+    listing = printers.Listing(outputs, optimize=not args.no_optimize)
+    if not args.at:
+        return listing, None
+    problem.values = bind_values(problem, args.at, directions) if directions else bind_values(problem, args.at)
+    return listing, _evaluate_nodes(listing.nodes, problem.values)
+
+
+def _render_values(listing, args, problem: Problem, latex_names: dict, values, extra: Optional[str] = None) -> str:
+    """Render with a value column and a summary line when there are values."""
+    if values is None:
+        return _render(listing, args, problem, latex_names, [], "")
+    summary = _summary(listing, values) + (f"\n{extra}" if extra else "")
+    return _render(listing, args, problem, latex_names, [("value", values)], summary)
+
+
 def cmd_grad(args) -> str:
     problem = load_problem(args)
     grads = sd.grad(problem.cost, problem.wrt)
@@ -281,11 +299,9 @@ def cmd_grad(args) -> str:
         key = f"d{problem.name}/d{w.name}"
         outputs[key] = g
         latex_names[key] = rf"\frac{{\partial {problem.name}}}{{\partial {w.name}}}"
-    listing = printers.Listing(outputs, optimize=not args.no_optimize)
+    listing, values = _list_and_evaluate(args, problem, outputs)
     columns, summary = [], ""
-    if args.at:
-        problem.values = bind_values(problem, args.at)
-        values = _evaluate_nodes(listing.nodes, problem.values)
+    if values is not None:
         forward = [n for n in _forward_nodes(listing) if n.type.is_float]
         adjoint_nodes = sd.grad(listing.outputs[0], forward)
         adjoints = dict(zip((n.id for n in forward), sd.evaluate(adjoint_nodes, problem.values)))
@@ -310,11 +326,10 @@ def cmd_jvp(args) -> str:
     tangents = _directions(problem, "", "_dot")
     out_tangent = sd.jvp(problem.cost, problem.wrt, tangents)
     key = f"{problem.name}_dot"
-    listing = printers.Listing({problem.name: problem.cost, key: out_tangent}, optimize=not args.no_optimize)
+    listing, values = _list_and_evaluate(args, problem, {problem.name: problem.cost, key: out_tangent},
+                                         {t.name: t for t in tangents})
     columns, summary = [], ""
-    if args.at:
-        problem.values = bind_values(problem, args.at, {t.name: t for t in tangents})
-        values = _evaluate_nodes(listing.nodes, problem.values)
+    if values is not None:
         forward = [n for n in _forward_nodes(listing) if n.type.is_float]
         node_tangents = sd.jvp(forward, problem.wrt, tangents)
         tangent_values = dict(zip((n.id for n in forward), sd.evaluate(node_tangents, problem.values)))
@@ -332,14 +347,8 @@ def cmd_hvp(args) -> str:
     for w, p in zip(problem.wrt, products):
         outputs[f"Hv_{w.name}"] = p
         latex_names[f"Hv_{w.name}"] = rf"(H v)_{{{w.name}}}"
-    listing = printers.Listing(outputs, optimize=not args.no_optimize)
-    columns, summary = [], ""
-    if args.at:
-        problem.values = bind_values(problem, args.at, {v.name: v for v in vs})
-        values = _evaluate_nodes(listing.nodes, problem.values)
-        columns = [("value", values)]
-        summary = _summary(listing, values)
-    return _render(listing, args, problem, latex_names, columns, summary)
+    listing, values = _list_and_evaluate(args, problem, outputs, {v.name: v for v in vs})
+    return _render_values(listing, args, problem, latex_names, values)
 
 
 # A dense Jacobian or Hessian is built as one sweep per input (or output) element;
@@ -369,14 +378,8 @@ def cmd_jacobian(args) -> str:
         key = f"d{problem.name}/d{w.name}"
         outputs[key] = sd.jacobian(problem.cost, w, mode=args.mode)
         latex_names[key] = rf"\frac{{\partial {problem.name}}}{{\partial {w.name}}}"
-    listing = printers.Listing(outputs, optimize=not args.no_optimize)
-    columns, summary = [], ""
-    if args.at:
-        problem.values = bind_values(problem, args.at)
-        values = _evaluate_nodes(listing.nodes, problem.values)
-        columns = [("value", values)]
-        summary = _summary(listing, values)
-    return _render(listing, args, problem, latex_names, columns, summary)
+    listing, values = _list_and_evaluate(args, problem, outputs)
+    return _render_values(listing, args, problem, latex_names, values)
 
 
 def cmd_hessian(args) -> str:
@@ -401,14 +404,9 @@ def cmd_hessian(args) -> str:
         key = f"d2{problem.name}/d{wi}d{wj}"
         outputs[key] = block
         latex_names[key] = rf"\frac{{\partial^2 {problem.name}}}{{\partial {wi}\,\partial {wj}}}"
-    listing = printers.Listing(outputs, optimize=not args.no_optimize)
-    columns, summary = [], ""
-    if args.at:
-        problem.values = bind_values(problem, args.at)
-        values = _evaluate_nodes(listing.nodes, problem.values)
-        columns = [("value", values)]
-        summary = _summary(listing, values) + "\n" + _hessian_matrix(problem, blocks, listing, values)
-    return _render(listing, args, problem, latex_names, columns, summary)
+    listing, values = _list_and_evaluate(args, problem, outputs)
+    matrix = _hessian_matrix(problem, blocks, listing, values) if values is not None else None
+    return _render_values(listing, args, problem, latex_names, values, matrix)
 
 
 def _hessian_matrix(problem: Problem, blocks: dict, listing, values: dict) -> str:
