@@ -171,3 +171,15 @@ def test_optimize_keeps_the_run_time_check_of_a_broadcast_to_an_unknown_size():
     for graph in (out, sd.optimize(out)):
         with pytest.raises(sd.ShapeError):
             sd.evaluate(graph, {x: [1.0, 2.0, 3.0], y: [10.0]})
+
+
+def test_compiled_float32_scalars_are_computed_in_float32():
+    x, s = sd.vector("x", dtype="float32"), sd.scalar("s", dtype="float32")
+    e = sd.sum(sd.exp(x) * s) + sd.sin(s)
+    outputs = [e, *sd.grad(e, [x, s])]
+    point = [np.array([0.1, 0.2, 0.3], np.float32), np.float32(0.7)]
+    got = sd.function([x, s], outputs)(*point)
+    want = sd.evaluate(outputs, dict(zip([x, s], point)))
+    for g, w in zip(got, want):
+        assert np.all(np.float32(g) == g)  # a float32 value, not a float64 one
+        np.testing.assert_allclose(g, w, rtol=1e-6)

@@ -244,6 +244,8 @@ class ScalarStatement:
         params = self.node.params
         code = scalar_code(self.node.op, params, self.node.dtype).format(*(text for text, _, _ in self.operands),
                                                                         **params)
+        if self.node.dtype == "float32" and not code.startswith("np.float32("):
+            code = f"np.float32({code})"  # math.* and mixed literals compute in float64; NumPy stays float32
         return f"{self.out} = {code}  # {self.comment}"
 
 
