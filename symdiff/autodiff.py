@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 
+from . import frontend as F
 from .errors import GradientError
 from .ir import Expr, as_list, creation_note, toposort
 from .ops.elementwise import ADD, zeros_like
@@ -181,8 +182,6 @@ def vjp(outputs, wrt, cotangents):
     """
     outs, _ = as_list(outputs)
     cts = _paired(outputs, cotangents)
-    from . import frontend as F
-
     cts = [F.as_expr(c) for c in cts]
     if len(cts) != len(outs):
         raise GradientError(f"vjp: {len(outs)} outputs but {len(cts)} cotangents")
@@ -208,8 +207,6 @@ def jvp(outputs, wrt, tangents):
     >>> sd.evaluate(sd.jvp(sd.sin(x), x, 1.0), {x: 0.0})
     np.float64(1.0)
     """
-    from . import frontend as F
-
     outs, single = as_list(outputs)
     wrt_list, _ = as_list(wrt)
     tans = _paired(wrt, tangents)
@@ -256,8 +253,6 @@ def hvp(cost, wrt, v, mode="rev-rev"):
     >>> sd.evaluate(sd.hvp(f, x, v), {x: [1.0, 2.0], v: [1.0, 1.0]})
     array([ 6., 12.])
     """
-    from . import frontend as F
-
     wrt_list, single = as_list(wrt)
     vs = _paired(wrt, v)
     if len(vs) != len(wrt_list):

@@ -725,9 +725,7 @@ class Lowering:
             def transform(idx, x=x, offset=offset):
                 return ["0" if self.dim(x, k) == 1 else idx[offset + k] for k in range(x.ndim)]
         self.shape[node.id] = shape
-        if x.ndim == 0 or self.values[x.id].kind == "scalar":
-            self.ready(x)
-            self.values[node.id] = Value("scalar", name=self.values[x.id].name, avail=self.avail(x))
+        if self.same_scalar(node, x):
             return
         avail = self.ready(x)
         if node.ndim == 0:  # a single element: read it once
@@ -736,6 +734,14 @@ class Lowering:
             self.values[node.id] = Value("scalar", name=name, avail=avail)
             return
         self.values[node.id] = Value("view", base=x, transform=transform, avail=avail)
+
+    def same_scalar(self, node: Expr, x: Expr) -> bool:
+        """A view or reshape of one value (0-d, or every element equal) is that value."""
+        if x.ndim and self.values[x.id].kind != "scalar":
+            return False
+        self.ready(x)
+        self.values[node.id] = Value("scalar", name=self.values[x.id].name, avail=self.avail(x))
+        return True
 
     def slice_view(self, node: Expr, x: Expr, index):
         shape, starts, steps = [], [], []
@@ -838,9 +844,7 @@ class Lowering:
         else:
             shape = tuple(d for d in node.type.shape)
         self.shape[node.id] = shape
-        if x.ndim == 0 or self.values[x.id].kind == "scalar":
-            self.ready(x)
-            self.values[node.id] = Value("scalar", name=self.values[x.id].name, avail=self.avail(x))
+        if self.same_scalar(node, x):
             return
         array = self.contiguous(x)
         at = self.avail(x)
