@@ -137,7 +137,10 @@ def _reverse_sweep(nodes, relevant, seeds, name, trace) -> dict:
     return adjoints
 
 
-def grad(cost, wrt):
+GRAD_MODES = ("auto", "rev", "fwd")
+
+
+def grad(cost, wrt, mode="auto"):
     """The gradient of the scalar ``cost`` with respect to ``wrt``, as new graph nodes.
 
     ``wrt`` is one Expr (one gradient back) or a list (a list back); each gradient
@@ -145,12 +148,24 @@ def grad(cost, wrt):
     the cost does not depend on gets zeros.  Gradients are graph, so ``grad`` of a
     gradient gives second derivatives, and so on to any order.
 
+    ``mode="rev"`` is classic backprop: one reverse sweep for all of ``wrt``.
+    ``mode="fwd"`` runs one forward sweep per input and needs 0-d inputs.
+    ``mode="auto"`` (the default) is "fwd" for a single 0-d input and "rev"
+    otherwise: for one scalar input both cost one sweep, but the forward sweep's
+    new nodes are tangents of existing nodes, which hash-cons with the ones the
+    previous order built, so repeated ``grad`` grows polynomially with the order
+    where repeated reverse sweeps double the graph per order.
+
     >>> import symdiff as sd
     >>> a, b = sd.scalars("a b")
     >>> e = (a + b) * (b + 1)
     >>> da, db = sd.grad(e, [a, b])
     >>> sd.evaluate([e, da, db], {a: 2.0, b: 1.0})
     [np.float64(6.0), np.float64(2.0), np.float64(5.0)]
+    >>> x = sd.scalar("x")
+    >>> d5 = sd.grad(sd.grad(sd.grad(sd.grad(sd.grad(sd.tanh(x), x), x), x), x), x)
+    >>> round(float(sd.evaluate(d5, {x: 0.5})), 6)
+    -3.266686
     """
     if not isinstance(cost, Expr):
         raise TypeError(f"grad: the cost must be a symdiff expression, got {type(cost).__name__} {cost!r}")
@@ -161,11 +176,25 @@ def grad(cost, wrt):
         )
     if not cost.type.is_float:
         raise GradientError(f"grad needs a float cost, got {cost.type!r}")
+    if mode not in GRAD_MODES:
+        raise ValueError(f"grad: mode must be one of {GRAD_MODES}, got {mode!r}")
     wrt_list, single = as_list(wrt)
     _differentiable_wrt(wrt_list, "grad")
-    seed = const(1, cost.dtype)
-    adjoints = backprop([(cost, seed)], wrt_list, note_name(cost))
-    results = [_or_zeros(adjoints.get(w.id), w) for w in wrt_list]
+    if mode == "auto":
+        mode = "fwd" if len(wrt_list) == 1 and wrt_list[0].ndim == 0 else "rev"
+    name = note_name(cost)
+    if mode == "fwd":
+        results = []
+        for w in wrt_list:
+            if w.ndim != 0:
+                raise GradientError(f"grad(mode='fwd') needs 0-d inputs (one forward sweep each), got {w.label()} "
+                                    f"of shape {fmt_shape(w.type.shape)}; use mode='rev'")
+            with creation_note(f"grad of {name} wrt {w.label()} (forward sweep)"):
+                tangents = _forward_sweep([cost], {w.id: const(1, w.dtype)})
+                results.append(_or_zeros(tangents.get(cost.id), w))
+    else:
+        adjoints = backprop([(cost, const(1, cost.dtype))], wrt_list, name)
+        results = [_or_zeros(adjoints.get(w.id), w) for w in wrt_list]
     return results[0] if single else results
 
 
@@ -224,20 +253,27 @@ def jvp(outputs, wrt, tangents):
             raise GradientError(f"jvp: tangent of type {t.type!r} for {w.label()} of type {w.type!r}")
         tangent_of[w.id] = t
     with creation_note(f"jvp of {','.join(note_name(o) for o in outs)}"):
-        for node in toposort(outs):
-            if node.id in tangent_of or not node.inputs or not node.type.is_float or node.op.vjp is None:
-                continue
-            ts = tuple(tangent_of.get(x.id) for x in node.inputs)
-            if all(t is None for t in ts):
-                continue
-            if node.op.jvp is None:
-                raise GradientError(f"op {node.op.name!r} has no forward (jvp) rule")
-            t = node.op.jvp(ts, node, *node.inputs, **node.params)
-            if t is not None:
-                _check_rule_result(node, 0, t, node.type, "jvp")
-                tangent_of[node.id] = t
+        tangent_of = _forward_sweep(outs, tangent_of)
         results = [_or_zeros(tangent_of.get(o.id), o) for o in outs]
     return results[0] if single else results
+
+
+def _forward_sweep(outs: list, tangent_of: dict) -> dict:
+    """Extend ``tangent_of`` (node id -> tangent, seeded at the inputs) to every
+    node of ``outs``'s graph that depends on a seeded node, in topological order."""
+    for node in toposort(outs):
+        if node.id in tangent_of or not node.inputs or not node.type.is_float or node.op.vjp is None:
+            continue
+        ts = tuple(tangent_of.get(x.id) for x in node.inputs)
+        if all(t is None for t in ts):
+            continue
+        if node.op.jvp is None:
+            raise GradientError(f"op {node.op.name!r} has no forward (jvp) rule")
+        t = node.op.jvp(ts, node, *node.inputs, **node.params)
+        if t is not None:
+            _check_rule_result(node, 0, t, node.type, "jvp")
+            tangent_of[node.id] = t
+    return tangent_of
 
 
 def hvp(cost, wrt, v, mode="rev-rev"):
@@ -257,14 +293,14 @@ def hvp(cost, wrt, v, mode="rev-rev"):
     vs = _paired(wrt, v)
     if len(vs) != len(wrt_list):
         raise GradientError(f"hvp: {len(wrt_list)} wrt nodes but {len(vs)} vectors")
-    grads = grad(cost, wrt_list)
+    grads = grad(cost, wrt_list, mode="rev")
     if mode == "rev-rev":
         inner = None
         with creation_note(f"<grad of {note_name(cost)}, v> for hvp"):
             for g, vec in zip(grads, vs):
                 term = F.sum(g * vec)
                 inner = term if inner is None else inner + term
-        results = grad(inner, wrt_list)
+        results = grad(inner, wrt_list, mode="rev")
     elif mode == "fwd-rev":
         results = jvp(grads, wrt_list, vs)
     else:

@@ -292,7 +292,7 @@ def _render_values(listing, args, problem: Problem, latex_names: dict, values, e
 
 def cmd_grad(args) -> str:
     problem = load_problem(args)
-    grads = sd.grad(problem.cost, problem.wrt)
+    grads = sd.grad(problem.cost, problem.wrt, mode="rev")
     outputs = {problem.name: problem.cost}
     latex_names = {}
     for w, g in zip(problem.wrt, grads):
@@ -303,7 +303,7 @@ def cmd_grad(args) -> str:
     columns, summary = [], ""
     if values is not None:
         forward = [n for n in _forward_nodes(listing) if n.type.is_float]
-        adjoint_nodes = sd.grad(listing.outputs[0], forward)
+        adjoint_nodes = sd.grad(listing.outputs[0], forward, mode="rev")
         adjoints = dict(zip((n.id for n in forward), sd.evaluate(adjoint_nodes, problem.values)))
         columns = [("value", values), (f"adjoint d{problem.name}/d(node)", adjoints)]
         summary = _summary(listing, values)
@@ -393,12 +393,12 @@ def cmd_hessian(args) -> str:
         blocks = {(0, 0): sd.hessian(problem.cost, w)}
     else:
         # Blocks d/dw_j (d cost/dw_i): the gradient of a scalar gradient, else its Jacobian.
-        grads = sd.grad(problem.cost, problem.wrt)
+        grads = sd.grad(problem.cost, problem.wrt, mode="rev")
         blocks = {}
         for i, g in enumerate(grads):
             for j in range(i, len(problem.wrt)):
                 w = problem.wrt[j]
-                blocks[i, j] = sd.grad(g, w) if g.ndim == 0 else sd.jacobian(g, w)
+                blocks[i, j] = sd.grad(g, w, mode="rev") if g.ndim == 0 else sd.jacobian(g, w)
     for (i, j), block in blocks.items():
         wi, wj = problem.wrt[i].name, problem.wrt[j].name
         key = f"d2{problem.name}/d{wi}d{wj}"
@@ -435,7 +435,7 @@ def cmd_explain(args) -> str:
     grads = [adjoints.get(w.id) for w in problem.wrt]
     outputs = {problem.name: problem.cost}
     for w, g in zip(problem.wrt, grads):
-        outputs[f"d{problem.name}/d{w.name}"] = g if g is not None else sd.grad(problem.cost, w)
+        outputs[f"d{problem.name}/d{w.name}"] = g if g is not None else sd.grad(problem.cost, w, mode="rev")
     listing = printers.Listing(outputs, optimize=False)
     for node, messages, total, sent in events:  # messages that reach no result are listed too
         listing.extend([total] + [m for _, _, m in sent])

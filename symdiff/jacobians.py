@@ -154,7 +154,7 @@ def hessian(cost, x, mode="fwd-rev", sparse=False):
         raise ValueError(f"hessian: mode must be one of {HESSIAN_MODES}, got {mode!r}")
     if not isinstance(x, Expr):
         raise TypeError(f"hessian: x must be one symdiff expression, got {type(x).__name__}")
-    gradient = grad(cost, x)
+    gradient = grad(cost, x, mode="rev")
     return jacobian(gradient, x, mode="fwd" if mode == "fwd-rev" else "rev")
 
 
@@ -164,9 +164,8 @@ def derivative(f, x, order=1):
     ``f`` may have any shape (each element is differentiated).  Nested forward
     sweeps share structure across orders: every sweep only adds the tangents of
     nodes the previous one built, and hash-consing merges equal ones, so the graph
-    grows polynomially with the order.  Repeated ``sd.grad`` gives the same values,
-    but each reverse sweep re-differentiates the previous adjoint graph and its
-    size roughly doubles per order (counts in docs/architecture.md).
+    grows polynomially with the order.  Repeated ``sd.grad`` of a scalar input
+    builds the same nodes (it sweeps forward too; counts in docs/architecture.md).
 
     >>> import symdiff as sd
     >>> x = sd.scalar("x")

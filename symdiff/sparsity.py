@@ -358,7 +358,7 @@ def hessian_pattern(cost, x) -> Pattern:
            [0, 1, 0, 1],
            [0, 0, 1, 0]])
     """
-    return jacobian_pattern(grad(cost, x), x).symmetrize()
+    return jacobian_pattern(grad(cost, x, mode="rev"), x).symmetrize()
 
 
 # ------------------------------------------------------------------- colouring

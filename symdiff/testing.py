@@ -298,7 +298,7 @@ def check_grads(f, wrt=None, values=None, *, order=2, rng=0, step=None, rtol=Non
     problem = _setup(f, wrt, values, label, step, rtol, atol, rng, need_scalar=True)
     cost = problem.output
     for level in range(1, order + 1):
-        gradients = grad(cost, problem.wrt)
+        gradients = grad(cost, problem.wrt, mode="rev")
         direction = _directions(problem)
         derivative = _inner((g, constant(direction[w])) for g, w in zip(gradients, problem.wrt))
         analytic = evaluate(derivative, problem.point)
@@ -365,7 +365,7 @@ def check_hvp(f, wrt=None, values=None, *, modes=("rev-rev", "fwd-rev"), rng=0, 
     problem = _setup(f, wrt, values, label, step, rtol, atol, rng, need_scalar=True)
     direction = _directions(problem)
     vectors = [constant(direction[w]) for w in problem.wrt]
-    fd = _Differences(problem, grad(problem.output, problem.wrt), direction)
+    fd = _Differences(problem, grad(problem.output, problem.wrt, mode="rev"), direction)
     names = [f"H v, component {w.name}" for w in problem.wrt]
     results, largest = {}, 0.0
     for mode in modes:
