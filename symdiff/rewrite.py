@@ -46,6 +46,7 @@ from .ir import Expr, as_list, make_node, toposort
 from .ops import elementwise as E
 from .ops import structure as S
 from .ops.leaves import CONSTANT, const, numpy_dtype
+from .polynomials import collect_polynomials
 
 # ------------------------------------------------------------------ rule tables
 
@@ -460,7 +461,9 @@ def optimize(outputs, fast_math=False):
     """Equivalent outputs with fewer nodes (one Expr -> one Expr, a list -> a list).
 
     The original graph is not changed.  With ``fast_math=True`` rules that assume
-    finite values and ignore the sign of zero also apply (``x * 0 -> 0``).
+    finite values and ignore the sign of zero also apply (``x * 0 -> 0``), and like
+    terms of scalar polynomials are collected (``a*b + 2*b*a -> 3*(a*b)``, see
+    ``symdiff/polynomials.py``), which reassociates sums and products.
 
     >>> import symdiff as sd
     >>> a, b = sd.scalars("a b")
@@ -471,6 +474,10 @@ def optimize(outputs, fast_math=False):
     """
     outs, single = as_list(outputs)
     new = rewrite(outs, fast_math=fast_math).outputs
+    if fast_math:
+        collected = collect_polynomials(new)
+        if any(a is not b for a, b in zip(collected, new)):
+            new = rewrite(collected, fast_math=True).outputs
     return new[0] if single else new
 
 
