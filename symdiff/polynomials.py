@@ -9,14 +9,17 @@ with this pass.
 
 A *region* is a maximal set of 0-d float nodes built by add, sub, neg, mul, pow
 with a small constant integer exponent, and div by a constant.  Its *roots* are
-region nodes that are outputs or feed a node outside the region (or where an
-expansion over the bounds below cuts the region); everything a region reads that is not in it (inputs, tanh(x), other roots) is an *atom*.  Each
+region nodes that are outputs or feed a node outside the region; everything a
+region reads that is not in it (inputs, tanh(x), other roots) is an *atom*.  Each
 root is expanded into a sum of monomials over its atoms and re-emitted by
 multivariate Horner; it is replaced only when that takes fewer nodes, and the
-whole pass is dropped when the graph would not shrink.  Expansion can blow up
-(a product of sums), so a root whose polynomial exceeds ``MAX_TERMS`` terms keeps
-its graph.  Only scalars are collected: array regions would need every constant's
-broadcast tracked, and the swell this pass exists for is in scalar derivatives.
+whole pass is dropped when the graph would not shrink.  Expansion can blow up (a
+product of sums; a forward sweep's tangents multiplied through 1000 layers), so
+polynomials are bounded (terms, atoms, degree, and a work budget for the pass):
+where a node's expansion would exceed them, the region is cut below it (its
+region inputs become roots) and collection goes on piecewise.  Only scalars are
+collected: array regions would need every constant's broadcast tracked, and the
+swell this pass exists for is in scalar derivatives.
 """
 
 from __future__ import annotations
