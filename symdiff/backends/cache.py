@@ -84,10 +84,10 @@ def cache_key(source: str) -> str:
     import numba
     import numpy
 
-    from .runtime import BLAS  # matmul is BLAS or loops depending on SciPy: different machine code
+    from .runtime import BLAS_CACHE_TAG  # which gemm (NumPy's BLAS, SciPy's, loops) and its ABI: different code
 
     versions = (f"{CODEGEN_VERSION}|{_backend_fingerprint()}|{numba.__version__}|{llvmlite.__version__}|"
-                f"{numpy.__version__}|{sys.version_info[:2]}|blas={BLAS}")
+                f"{numpy.__version__}|{sys.version_info[:2]}|blas={BLAS_CACHE_TAG}")
     return hashlib.sha256((versions + "\n" + _strip_comments(source)).encode()).hexdigest()[:40]
 
 

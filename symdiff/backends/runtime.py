@@ -8,7 +8,11 @@ Python versions (``.py_func``) are used to describe sizes in error messages.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import sys
+from typing import NamedTuple
 
 from numba import njit
 
@@ -75,8 +79,197 @@ def _slice_len(n, start, stop, step):
     return max((first - last - step - 1) // (-step), 0)
 
 
-def _blas_available() -> bool:
-    """Numba's BLAS bindings need SciPy's cython_blas; without it matmul is loops."""
+# --- matmul: which BLAS ``_gemm`` calls ------------------------------------------------
+#
+# Preferred: the BLAS that NumPy's own wheels bundle (OpenBLAS in ``numpy.libs`` or
+# ``numpy/.dylibs``), or that a NumPy built from source links (found through NumPy's
+# extension module).  It is already loaded once NumPy is, so finding it costs a few
+# dlsym calls (0.2 ms); SciPy's cython_blas, which Numba's own BLAS bindings use, costs
+# an import of scipy.linalg (0.1-0.2 s; note that Numba itself still imports it when its
+# CPU target first loads, from ``numba.np.arraymath``).  The address is registered with
+# LLVM under a fixed name (``symdiff_dgemm_fortran64``...) when this module is imported,
+# and kernels call that name: cached machine code holds the name, not an address, so it
+# links in any later process (generated kernels import this module before their code loads).
+
+BLAS_ENV = "SYMDIFF_BLAS"  # "numpy" (the default), "scipy" or "loops": the first choice to try
+
+
+class BlasChoice(NamedTuple):
+    """The gemm that kernels call: ``source`` is "numpy" (NumPy's BLAS, called directly),
+    "scipy" (SciPy's cython_blas through Numba's ``numba_xxgemm``) or "loops" (no BLAS);
+    ``abi`` is "fortran" or "cblas" for NumPy's; ``int_bits`` the BLAS integer width
+    (64: ILP64, 32: LP64); ``symbols`` the exported names by precision ("d", "s")."""
+
+    source: str
+    abi: str = ""
+    int_bits: int = 0
+    library: str = ""
+    symbols: tuple = ()
+    addresses: tuple = ()
+
+
+# Name families, most specific first: (ABI, name pattern, integer width the name implies).
+# ``scipy_`` prefixes and ``64_`` suffixes are how NumPy's and SciPy's OpenBLAS builds
+# (and distributions' ILP64 OpenBLAS) rename symbols; a ``64_`` suffix always means ILP64.
+_GEMM_NAMES = (
+    ("fortran", "scipy_{x}gemm_64_", 64),
+    ("fortran", "{x}gemm_64_", 64),
+    ("fortran", "scipy_{x}gemm_", None),
+    ("fortran", "{x}gemm_", None),
+    ("cblas", "scipy_cblas_{x}gemm64_", 64),
+    ("cblas", "cblas_{x}gemm64_", 64),
+    ("cblas", "scipy_cblas_{x}gemm", None),
+    ("cblas", "cblas_{x}gemm", None),
+)
+_OPENBLAS_CONFIG_NAMES = ("scipy_openblas_get_config64_", "openblas_get_config64_", "scipy_openblas_get_config",
+                          "openblas_get_config")
+_CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS = 101, 111, 112
+
+
+def _numpy_blas_libraries() -> list:
+    """Shared libraries that may hold NumPy's BLAS, most likely first: the libraries
+    bundled with NumPy's wheels whose name mentions BLAS, then NumPy's extension
+    module itself (a symbol lookup in it also searches the libraries it links)."""
+    import numpy
+
+    package = os.path.dirname(os.path.abspath(numpy.__file__))
+    folders = (os.path.join(os.path.dirname(package), "numpy.libs"), os.path.join(package, ".dylibs"))
+    found = []
+    for folder in folders:
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for name in names:
+            lower = name.lower()
+            if "blas" in lower and (lower.endswith((".so", ".dylib", ".dll")) or ".so." in lower):
+                found.append(os.path.join(folder, name))
+    core = getattr(getattr(numpy, "_core", None), "_multiarray_umath", None)
+    if core is None:  # NumPy 1.x
+        core = getattr(getattr(numpy, "core", None), "_multiarray_umath", None)
+    if getattr(core, "__file__", None):
+        found.append(core.__file__)
+    return found
+
+
+def _numpy_config_int_bits() -> int:
+    """64 if NumPy says its BLAS is ILP64 (OpenBLAS ``USE64BITINT``, MKL ``ilp64``), else 32."""
+    try:
+        import numpy.__config__ as config
+
+        blas = config.CONFIG["Build Dependencies"]["blas"]
+    except (ImportError, AttributeError, KeyError, TypeError):
+        return 32
+    text = " ".join(str(value) for value in blas.values()).lower()
+    return 64 if "use64bitint" in text or "ilp64" in text else 32
+
+
+def _library_int_bits(library) -> int | None:
+    """The integer width an OpenBLAS build reports about itself (None if it is not OpenBLAS)."""
+    for name in _OPENBLAS_CONFIG_NAMES:
+        function = getattr(library, name, None)
+        if function is not None:
+            function.restype = ctypes.c_char_p
+            return 64 if b"USE64BITINT" in (function() or b"") else 32
+    return None
+
+
+def _gemm_int_storage_bits(choice: BlasChoice) -> int:
+    """Width of the integers the Fortran ABI receives by reference.  On a little-endian
+    machine an int64 holding a value below 2**31 reads the same as an int32, so 64-bit
+    storage is right for LP64 and ILP64 alike: a wrong guess of the width cannot turn
+    into wrong numbers or a crash (dimensions of 2**31 or more need a true ILP64 BLAS)."""
+    return 64 if sys.byteorder == "little" else choice.int_bits
+
+
+def _find_numpy_blas(abis=("fortran", "cblas"), libraries=None) -> BlasChoice | None:
+    """NumPy's BLAS gemm (double and single precision from one name family, with an
+    ABI from ``abis``), or None; ``libraries`` (paths) replaces NumPy's in tests.  The
+    Fortran ABI comes first: its integers are passed by reference, which makes a
+    wrong guess of their width harmless (see ``_gemm_int_storage_bits``)."""
+    for path in _numpy_blas_libraries() if libraries is None else libraries:
+        try:
+            library = ctypes.CDLL(path)  # already loaded by NumPy: no new load, no cost
+        except OSError:
+            continue
+        for abi, pattern, int_bits in _GEMM_NAMES:
+            if abi not in abis:
+                continue
+            names = (pattern.format(x="d"), pattern.format(x="s"))
+            functions = [getattr(library, name, None) for name in names]
+            if None in functions:
+                continue
+            if int_bits is None:
+                int_bits = _library_int_bits(library) or _numpy_config_int_bits()
+            addresses = tuple(ctypes.cast(function, ctypes.c_void_p).value for function in functions)
+            choice = BlasChoice("numpy", abi, int_bits, path, names, addresses)
+            if _gemm_self_test(choice):
+                return choice
+    return None
+
+
+def _call_gemm_ctypes(choice: BlasChoice, precision: str, a, b, transpose_a: bool, transpose_b: bool):
+    """op(a) @ op(b) through ``choice``'s gemm from Python, with exactly the argument
+    convention of the generated code (row-major operands; see ``_make_gemm``)."""
+    import numpy as np
+
+    m, k = (a.shape[1], a.shape[0]) if transpose_a else a.shape
+    n = b.shape[0] if transpose_b else b.shape[1]
+    out = np.full((m, n), np.nan, dtype=a.dtype)
+    address = choice.addresses["ds".index(precision)]
+    scalar = ctypes.c_double if precision == "d" else ctypes.c_float
+    lda, ldb = max(a.shape[1], 1), max(b.shape[1], 1)
+    if choice.abi == "fortran":
+        integer = ctypes.c_int64 if _gemm_int_storage_bits(choice) == 64 else ctypes.c_int32
+        ref = ctypes.byref
+        function = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13, ctypes.c_size_t, ctypes.c_size_t)(address)
+        function(ref(ctypes.c_char(b"t" if transpose_b else b"n")), ref(ctypes.c_char(b"t" if transpose_a else b"n")),
+                 ref(integer(n)), ref(integer(m)), ref(integer(k)), ref(scalar(1)), b.ctypes.data, ref(integer(ldb)),
+                 a.ctypes.data, ref(integer(lda)), ref(scalar(0)), out.ctypes.data, ref(integer(max(n, 1))), 1, 1)
+    else:
+        integer = ctypes.c_int64 if choice.int_bits == 64 else ctypes.c_int32
+        enum = ctypes.c_int
+        function = ctypes.CFUNCTYPE(None, enum, enum, enum, integer, integer, integer, scalar, ctypes.c_void_p,
+                                    integer, ctypes.c_void_p, integer, scalar, ctypes.c_void_p, integer)(address)
+        function(_CBLAS_ROW_MAJOR, _CBLAS_TRANS if transpose_a else _CBLAS_NO_TRANS,
+                 _CBLAS_TRANS if transpose_b else _CBLAS_NO_TRANS, m, n, k, 1, a.ctypes.data, lda, b.ctypes.data, ldb,
+                 0, out.ctypes.data, max(n, 1))
+    return out
+
+
+def _gemm_self_test(choice: BlasChoice) -> bool:
+    """Whether ``choice`` multiplies small non-square matrices right in both precisions
+    (a wrong name family or integer width shows as wrong numbers here, not in a kernel)."""
+    import numpy as np
+
+    a = np.arange(1.0, 9.0).reshape(2, 4)  # (m, k) = (2, 4); a.T is read as (4, 2)
+    b = np.arange(-6.0, 6.0).reshape(4, 3)  # (k, n) = (4, 3)
+    for dtype, precision in ((np.float64, "d"), (np.float32, "s")):
+        x, y = a.astype(dtype), b.astype(dtype)
+        for transpose_a, transpose_b in ((False, True), (True, False)):
+            left = np.ascontiguousarray(x.T) if transpose_a else x
+            right = np.ascontiguousarray(y.T) if transpose_b else y
+            if not np.array_equal(_call_gemm_ctypes(choice, precision, left, right, transpose_a, transpose_b), x @ y):
+                return False
+    return True
+
+
+def _gemm_symbol(choice: BlasChoice, precision: str) -> str:
+    """The name kernels call for NumPy's gemm; it names the ABI, so code compiled for
+    one ABI can never link against a function of another."""
+    return f"symdiff_{precision}gemm_{choice.abi}{choice.int_bits}"
+
+
+def _register_gemm_symbols(choice: BlasChoice):
+    """Make ``choice``'s gemm addresses known to LLVM's linker, for compiled and cached kernels."""
+    from llvmlite import binding
+
+    for precision, address in zip("ds", choice.addresses):
+        binding.add_symbol(_gemm_symbol(choice, precision), address)
+
+
+def _scipy_blas_available() -> bool:
+    """Numba's BLAS bindings need SciPy's cython_blas (an import of scipy.linalg)."""
     try:
         import scipy.linalg.cython_blas  # noqa: F401  (what Numba's BLAS bindings load)
     except ImportError:
@@ -84,12 +277,39 @@ def _blas_available() -> bool:
     return True
 
 
-BLAS = _blas_available()
+def _choose_blas(preference: str | None = None) -> BlasChoice:
+    """The first gemm that works, starting from ``preference`` ("numpy" when None or
+    empty, then "scipy", then "loops").
+
+    >>> _choose_blas("loops")
+    BlasChoice(source='loops', abi='', int_bits=0, library='', symbols=(), addresses=())
+    """
+    order = ("numpy", "scipy", "loops")
+    preference = (preference or "numpy").strip().lower()
+    if preference not in order:
+        raise ValueError(f"{BLAS_ENV}={preference!r}: expected one of {', '.join(order)}")
+    for source in order[order.index(preference):]:
+        if source == "numpy":
+            choice = _find_numpy_blas()
+            if choice is not None:
+                return choice
+        elif source == "scipy" and _scipy_blas_available():
+            return BlasChoice("scipy", "numba")
+    return BlasChoice("loops")
+
+
+_BLAS_CHOICE = _choose_blas(os.environ.get(BLAS_ENV))
+BLAS_SOURCE = _BLAS_CHOICE.source  # "numpy", "scipy" or "loops": which gemm kernels call
+BLAS = BLAS_SOURCE != "loops"  # whether matmul on float32/float64 is a BLAS call
+# Kernels built against one choice must not be loaded by a process that made another.
+BLAS_CACHE_TAG = f"{BLAS_SOURCE}/{_BLAS_CHOICE.abi}/{_BLAS_CHOICE.int_bits}"
+if BLAS_SOURCE == "numpy":
+    _register_gemm_symbols(_BLAS_CHOICE)
 
 
 @njit(nogil=True, error_model="numpy")
 def _gemm_loops(out, a, b, m, n, k, transpose_a, transpose_b):
-    """out (m x n) = op(a) @ op(b) by loops (int64 and bool, or no SciPy for BLAS).
+    """out (m x n) = op(a) @ op(b) by loops (int64 and bool, or when no BLAS was found).
 
     The arrays are C-contiguous with any rank (batch slices, vectors): they are read
     as flat buffers, a stored (m, k) or, transposed, (k, m); b (k, n) or (n, k).
@@ -106,48 +326,92 @@ def _gemm_loops(out, a, b, m, n, k, transpose_a, transpose_b):
                 o[i * n + j] += aip * (y[j * k + p] if transpose_b else y[p * n + j])
 
 
-def _make_gemm():
+def _make_gemm(choice: BlasChoice):
     """``_gemm(out, a, b, m, n, k, transpose_a, transpose_b)``: out = op(a) @ op(b)
-    on C-contiguous 2-d arrays, as one call to BLAS ``xgemm`` emitted inline (no
-    per-layout compilation, unlike ``np.dot``).  Row-major C = A B is column-major
-    C^T = B^T A^T, so the operands are passed swapped."""
+    on C-contiguous arrays, as one call to BLAS ``xgemm`` emitted inline (no
+    per-layout compilation, unlike ``np.dot``).  The Fortran ABI is column-major, and
+    row-major C = A B is column-major C^T = B^T A^T, so there the operands are passed
+    swapped; CBLAS is told the order is row-major and takes them as they are."""
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
     from numba.extending import intrinsic
-    from numba.np.linalg import ensure_blas, get_blas_kind
 
-    char, intp = ir.IntType(8), ir.IntType(64)
+    char, int32, int64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+    size_t = ir.IntType(8 * ctypes.sizeof(ctypes.c_size_t))
     void_p = ir.IntType(8).as_pointer()
 
     def codegen(context, builder, signature, args):
         out, a, b, m, n, k, transpose_a, transpose_b = args
         out_type, a_type, b_type = signature.args[:3]
         dtype = out_type.dtype
+        scalar = context.get_value_type(dtype)
 
         def pointer(array_type, value):
             return builder.bitcast(context.make_array(array_type)(context, builder, value).data, void_p)
 
-        one = cgutils.alloca_once_value(builder, context.get_constant(dtype, 1.0))
-        zero = cgutils.alloca_once_value(builder, context.get_constant(dtype, 0.0))
-        t, nt = ir.Constant(char, ord("t")), ir.Constant(char, ord("n"))
+        def at_least_one(value):  # BLAS wants leading dimensions >= 1 even for empty matrices
+            return builder.select(builder.icmp_signed("<", value, ir.Constant(int64, 1)), ir.Constant(int64, 1), value)
+
         flag_a = builder.icmp_unsigned("!=", transpose_a, ir.Constant(transpose_a.type, 0))
         flag_b = builder.icmp_unsigned("!=", transpose_b, ir.Constant(transpose_b.type, 0))
-        lda = builder.select(flag_a, m, k)  # the stored row length of a
-        ldb = builder.select(flag_b, k, n)
+        lda = at_least_one(builder.select(flag_a, m, k))  # the stored row length of a
+        ldb = at_least_one(builder.select(flag_b, k, n))
+        ldc = at_least_one(n)
 
-        def at_least_one(value):
-            return builder.select(builder.icmp_signed("<", value, ir.Constant(intp, 1)), ir.Constant(intp, 1), value)
+        if choice.source == "numpy" and choice.abi == "fortran":
+            integer = ir.IntType(_gemm_int_storage_bits(choice))
 
-        fnty = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp, void_p, void_p, intp, void_p,
-                                                intp, void_p, void_p, intp])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-        kind = ir.Constant(char, ord(get_blas_kind(dtype)))
-        builder.call(fn, [
-            kind, builder.select(flag_b, t, nt), builder.select(flag_a, t, nt), n, m, k,
-            builder.bitcast(one, void_p), pointer(b_type, b), at_least_one(ldb), pointer(a_type, a),
-            at_least_one(lda), builder.bitcast(zero, void_p), pointer(out_type, out), at_least_one(n),
-        ])
+            def by_reference(value, value_type=integer):
+                slot = cgutils.alloca_once(builder, value_type)
+                if value.type != value_type:
+                    value = builder.trunc(value, value_type)
+                builder.store(value, slot)
+                return builder.bitcast(slot, void_p)
+
+            def trans(flag):
+                letter = builder.select(flag, ir.Constant(char, ord("t")), ir.Constant(char, ord("n")))
+                return by_reference(letter, char)
+
+            # the two trailing arguments are the hidden lengths of the character arguments
+            # (gfortran's convention; a BLAS written in C ignores them)
+            fnty = ir.FunctionType(ir.VoidType(), [void_p] * 13 + [size_t, size_t])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, _gemm_symbol(choice, _blas_kind(dtype)))
+            builder.call(fn, [
+                trans(flag_b), trans(flag_a), by_reference(n), by_reference(m), by_reference(k),
+                by_reference(context.get_constant(dtype, 1.0), scalar), pointer(b_type, b), by_reference(ldb),
+                pointer(a_type, a), by_reference(lda), by_reference(context.get_constant(dtype, 0.0), scalar),
+                pointer(out_type, out), by_reference(ldc), ir.Constant(size_t, 1), ir.Constant(size_t, 1),
+            ])
+        elif choice.source == "numpy":
+            integer = ir.IntType(choice.int_bits)
+
+            def blas_int(value):
+                return value if value.type == integer else builder.trunc(value, integer)
+
+            def trans(flag):
+                return builder.select(flag, ir.Constant(int32, _CBLAS_TRANS), ir.Constant(int32, _CBLAS_NO_TRANS))
+
+            fnty = ir.FunctionType(ir.VoidType(), [int32, int32, int32, integer, integer, integer, scalar, void_p,
+                                                   integer, void_p, integer, scalar, void_p, integer])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, _gemm_symbol(choice, _blas_kind(dtype)))
+            builder.call(fn, [
+                ir.Constant(int32, _CBLAS_ROW_MAJOR), trans(flag_a), trans(flag_b), blas_int(m), blas_int(n),
+                blas_int(k), context.get_constant(dtype, 1.0), pointer(a_type, a), blas_int(lda), pointer(b_type, b),
+                blas_int(ldb), context.get_constant(dtype, 0.0), pointer(out_type, out), blas_int(ldc),
+            ])
+        else:  # Numba's own helper over SciPy's cython_blas
+            one = cgutils.alloca_once_value(builder, context.get_constant(dtype, 1.0))
+            zero = cgutils.alloca_once_value(builder, context.get_constant(dtype, 0.0))
+            t, nt = ir.Constant(char, ord("t")), ir.Constant(char, ord("n"))
+            fnty = ir.FunctionType(int32, [char, char, char, int64, int64, int64, void_p, void_p, int64, void_p,
+                                           int64, void_p, void_p, int64])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+            builder.call(fn, [
+                ir.Constant(char, ord(_blas_kind(dtype))), builder.select(flag_b, t, nt), builder.select(flag_a, t, nt),
+                n, m, k, builder.bitcast(one, void_p), pointer(b_type, b), ldb, pointer(a_type, a), lda,
+                builder.bitcast(zero, void_p), pointer(out_type, out), ldc,
+            ])
         return context.get_dummy_value()
 
     @intrinsic
@@ -156,14 +420,64 @@ def _make_gemm():
             return None
         if out.dtype not in (types.float32, types.float64):
             return None
-        ensure_blas()
+        if choice.source == "scipy":
+            from numba.np.linalg import ensure_blas
+
+            ensure_blas()  # loads SciPy's cython_blas into Numba's helper table
         return types.none(out, a, b, types.int64, types.int64, types.int64, types.int64, types.int64), codegen
 
     return _gemm
 
 
-if BLAS:
-    _gemm = _make_gemm()
-else:
-    _gemm = _gemm_loops
-__all__ += ["_gemm", "_gemm_loops", "BLAS"]
+def _blas_kind(dtype) -> str:
+    """BLAS's precision letter for a Numba float type."""
+    return "d" if str(dtype) == "float64" else "s"
+
+
+_gemm = _make_gemm(_BLAS_CHOICE) if BLAS else _gemm_loops
+__all__ += ["_gemm", "_gemm_loops", "BLAS", "BLAS_SOURCE"]
+
+
+def _load_numba_array_math_without_scipy_linalg():
+    """Import ``numba.np.arraymath`` now, without the import of scipy.linalg it does.
+
+    Loading any cached kernel makes Numba import ``numba.np.arraymath``, whose module
+    body runs ``_HAVE_BLAS = _check_blas()``, i.e. ``import scipy.linalg.cython_blas``:
+    0.1-0.2 s, the largest part of a warm start (build to first result with the cache
+    filled) once our own gemm comes from NumPy's BLAS.  The flag only says whether
+    SciPy's BLAS can be imported, so for that one import ``ensure_blas`` is replaced by
+    a check that finds the module without executing it; the real function is restored
+    right after, so ``np.dot`` in any Numba code still loads SciPy's BLAS when typed.
+    Anything unexpected (another Numba layout) leaves Numba to import it its own way.
+    """
+    if "numba.np.arraymath" in sys.modules or BLAS_SOURCE != "numpy":
+        return
+    try:
+        import importlib.util
+
+        import numba.np.linalg as numba_linalg
+
+        real_ensure_blas = numba_linalg.ensure_blas
+    except (ImportError, AttributeError):
+        return
+
+    def ensure_blas_without_import():
+        try:
+            found = importlib.util.find_spec("scipy.linalg") is not None  # imports scipy (already), not scipy.linalg
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ImportError("scipy.linalg is not installed")
+
+    numba_linalg.ensure_blas = ensure_blas_without_import
+    try:
+        import numba.np.arraymath as array_math
+    except ImportError:
+        return
+    finally:
+        numba_linalg.ensure_blas = real_ensure_blas
+    if getattr(array_math, "ensure_blas", None) is ensure_blas_without_import:
+        array_math.ensure_blas = real_ensure_blas
+
+
+_load_numba_array_math_without_scipy_linalg()
