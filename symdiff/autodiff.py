@@ -10,11 +10,9 @@ topological order; each node's adjoint is the sum of the messages its consumers'
 
 from __future__ import annotations
 
-import gc
-
 from . import frontend as F
 from .errors import GradientError
-from .ir import Expr, as_list, creation_note, toposort
+from .ir import Expr, as_list, creation_note, gc_paused, toposort
 from .ops.elementwise import ADD, zeros_like
 from .ops.leaves import const
 from .types import TensorType, fmt_shape
@@ -86,15 +84,8 @@ def backprop(seeds: list, wrt: list, name: str, trace=None) -> dict:
                     relevant.add(node.id)
                     break
 
-    # Nodes hold no reference cycles, so the cyclic collector only costs time
-    # here (a quarter to a third of a large sweep): pause it for the sweep.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _reverse_sweep(nodes, relevant, seeds, name, trace)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _reverse_sweep(nodes, relevant, seeds, name, trace) -> dict:
@@ -190,8 +181,10 @@ def grad(cost, wrt, mode="auto"):
                 raise GradientError(f"grad(mode='fwd') needs 0-d inputs (one forward sweep each), got {w.label()} "
                                     f"of shape {fmt_shape(w.type.shape)}; use mode='rev'")
             with creation_note(f"grad of {name} wrt {w.label()} (forward sweep)"):
-                tangents = _forward_sweep([cost], {w.id: const(1, w.dtype)})
-                results.append(_or_zeros(tangents.get(cost.id), w))
+                tangent = _forward_sweep([cost], {w.id: const(1, w.dtype)}).get(cost.id)
+                if tangent is not None and tangent.dtype != w.dtype:
+                    tangent = F.astype(tangent, w.dtype)  # a gradient has its input's dtype, as in reverse mode
+                results.append(_or_zeros(tangent, w))
     else:
         adjoints = backprop([(cost, const(1, cost.dtype))], wrt_list, name)
         results = [_or_zeros(adjoints.get(w.id), w) for w in wrt_list]
@@ -261,7 +254,12 @@ def jvp(outputs, wrt, tangents):
 def _forward_sweep(outs: list, tangent_of: dict) -> dict:
     """Extend ``tangent_of`` (node id -> tangent, seeded at the inputs) to every
     node of ``outs``'s graph that depends on a seeded node, in topological order."""
-    for node in toposort(outs):
+    with gc_paused():
+        return _extend_tangents(toposort(outs), tangent_of)
+
+
+def _extend_tangents(nodes: list, tangent_of: dict) -> dict:
+    for node in nodes:
         if node.id in tangent_of or not node.inputs or not node.type.is_float or node.op.vjp is None:
             continue
         ts = tuple(tangent_of.get(x.id) for x in node.inputs)

@@ -18,6 +18,7 @@ one such record (see ``symdiff/ops/``).
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import os
 import sys
@@ -340,6 +341,20 @@ def creation_note(text: Optional[str]):
     finally:
         stack.pop()
         _local.origin = outer_origin
+
+
+@contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector for a pass over the graph.  Nodes hold no
+    reference cycles, so the collector's repeated scans of the many nodes a pass
+    allocates only cost time (a quarter to a third of a large sweep)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def make_node(op: Op, inputs: Sequence[Expr], attrs: dict) -> Expr:

@@ -24,6 +24,7 @@ swell this pass exists for is in scalar derivatives.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Optional
 
@@ -32,13 +33,14 @@ import numpy as np
 from . import ir
 from .ir import Expr, make_node, node_count, toposort
 from .ops import elementwise as E
-from .ops.leaves import CONSTANT, const
+from .ops.leaves import CONSTANT, const, numpy_dtype
 
 MAX_TERMS = 128  # per polynomial
 MAX_ATOMS = 16  # distinct atoms per polynomial
 MAX_DEGREE = 64  # total degree of a monomial
 MAX_POWER = 16  # the largest constant exponent of pow expanded
-WORK_BUDGET = 2_000_000  # monomial products per pass: bounds the time on any graph
+WORK_BUDGET = 500_000  # monomial products per pass (about 0.5 s): bounds the time on any graph
+EMISSION_COST = 20  # products' worth of work per monomial factor a root's emission handles
 
 Monomial = tuple  # ((atom id, power), ...) sorted by atom id
 Polynomial = dict  # Monomial -> float coefficient
@@ -58,10 +60,10 @@ def _in_region(node: Expr) -> bool:
         return True
     if name == "pow":
         exponent = _scalar_constant(node.inputs[1])
-        return exponent is not None and exponent == int(exponent) and 0 <= exponent <= MAX_POWER
+        return exponent is not None and exponent in range(MAX_POWER + 1)
     if name == "div":
         divisor = _scalar_constant(node.inputs[1])
-        return divisor is not None and divisor != 0 and np.isfinite(divisor)
+        return divisor is not None and divisor != 0 and math.isfinite(1.0 / divisor)  # no subnormal divisors
     return False
 
 
@@ -80,11 +82,15 @@ def _mul(p: Polynomial, q: Polynomial) -> Optional[Polynomial]:
     out: Polynomial = {}
     for m1, c1 in p.items():
         for m2, c2 in q.items():
-            powers = Counter(dict(m1))
-            powers.update(dict(m2))
-            if sum(powers.values()) > MAX_DEGREE:
-                return None
-            monomial = tuple(sorted(powers.items()))
+            if not m1 or not m2:
+                monomial = m1 or m2
+            else:
+                powers = dict(m1)
+                for atom, power in m2:
+                    powers[atom] = powers.get(atom, 0) + power
+                if sum(powers.values()) > MAX_DEGREE:
+                    return None
+                monomial = tuple(sorted(powers.items()))
             total = out.get(monomial, 0.0) + c1 * c2
             if total == 0.0:
                 out.pop(monomial, None)
@@ -133,7 +139,7 @@ class _Expander:
     def _combine(self, node: Expr, args: list, affordable: bool) -> Optional[Polynomial]:
         if any(a is None for a in args) or not affordable:
             return None
-        self.budget -= len(args[0]) * (len(args[1]) if len(args) > 1 else 1) + 1
+        self.budget -= 1 + sum(len(a) for a in args)
         name = node.op.name
         if name == "add":
             result = _add(args[0], args[1])
@@ -142,17 +148,22 @@ class _Expander:
         elif name == "neg":
             result = _add({}, args[0], -1.0)
         elif name == "mul":
-            result = _mul(args[0], args[1])
+            result = self.mul(args[0], args[1])
         elif name == "div":
             result = _add({}, args[0], 1.0 / _scalar_constant(node.inputs[1]))
         else:  # pow with a constant integer exponent
             result = {(): 1.0}
             for _ in range(int(_scalar_constant(node.inputs[1]))):
-                result = _mul(result, args[0]) if result is not None else None
-        if result is not None and (len(result) > MAX_TERMS or
-                                   len({atom for monomial in result for atom, _ in monomial}) > MAX_ATOMS):
+                result = self.mul(result, args[0]) if result is not None else None
+        if result is None or len(result) > MAX_TERMS or not all(math.isfinite(c) for c in result.values()):
+            return None
+        if len({atom for monomial in result for atom, _ in monomial}) > MAX_ATOMS:
             return None
         return result
+
+    def mul(self, p: Polynomial, q: Polynomial) -> Optional[Polynomial]:
+        self.budget -= len(p) * len(q)
+        return _mul(p, q) if self.budget > 0 else None
 
 
 def _horner(poly: Polynomial, atoms: dict, dtype: str) -> Expr:
@@ -219,8 +230,11 @@ def collect_polynomials(outputs: list) -> list:
     for node in nodes:
         poly = expander.memo.get(node.id)
         # A root whose inputs are all outside the region is one operation already.
-        if node.id in roots and poly is not None and any(x.id in region and x.id not in roots for x in node.inputs):
-            emitted = _smaller_emission(node, poly, expander.atoms, rebuilt)
+        worth_trying = poly is not None and any(x.id in region and x.id not in roots for x in node.inputs)
+        if node.id in roots and worth_trying and expander.budget > 0:
+            # Emitting and comparing one root costs about what EMISSION_COST products do.
+            expander.budget -= EMISSION_COST * (len(poly) + sum(len(monomial) for monomial in poly))
+            emitted = _smaller_emission(node, poly, expander, rebuilt)
             if emitted is not None:
                 rebuilt[node.id] = emitted
                 continue
@@ -234,19 +248,24 @@ def collect_polynomials(outputs: list) -> list:
     return new_outputs if node_count(new_outputs) < node_count(outputs) else list(outputs)
 
 
-def _smaller_emission(root: Expr, poly: Polynomial, atoms: dict, rebuilt: dict) -> Optional[Expr]:
-    """``poly`` by Horner's rule over the new graph's atoms, if that takes fewer nodes than ``root``'s region."""
-    atom_ids = {atom for monomial in poly for atom, _ in monomial}
-    region_size = len(_nodes_above(root, atom_ids))
+def _smaller_emission(root: Expr, poly: Polynomial, expander: _Expander, rebuilt: dict) -> Optional[Expr]:
+    """``poly`` by Horner's rule over the new graph's atoms, if that takes fewer operations
+    than ``root``'s region and its coefficients fit the root's dtype."""
+    if max((abs(c) for c in poly.values()), default=0.0) > float(np.finfo(numpy_dtype(root.dtype)).max):
+        return None  # a coefficient folded from float32 constants overflows float32
+    region_size = len(_operations_above(root, lambda n: n is root or (
+        n.id in expander.region and n.id not in expander.roots)))
     # Any emission adds its terms and multiplies at least once for a product of atoms.
     fewest = len(poly) - 1 + any(sum(p for _, p in monomial) > 1 for monomial in poly)
     if region_size <= fewest:
         return None
     # Atoms precede the root in topological order, so their new nodes exist.
-    new_atoms = {a: rebuilt.get(a, atoms[a]) for a in atom_ids}
+    atom_ids = {atom for monomial in poly for atom, _ in monomial}
+    new_atoms = {a: rebuilt.get(a, expander.atoms[a]) for a in atom_ids}
+    new_atom_ids = {x.id for x in new_atoms.values()}
     first_new_id = next(ir._next_id)
     emitted = _horner(poly, new_atoms, root.dtype)
-    new_nodes = _nodes_above(emitted, {x.id for x in new_atoms.values()})
+    new_nodes = _operations_above(emitted, lambda n: n.id not in new_atom_ids)
     if len(new_nodes) >= region_size:
         return None
     for created in new_nodes:
@@ -262,12 +281,13 @@ def _made_like(old: Expr, new: Expr, first_new_id: int) -> Expr:
     return new
 
 
-def _nodes_above(top: Expr, stop_ids: set) -> list:
-    """The distinct nodes reachable from ``top`` without entering a node in ``stop_ids``."""
+def _operations_above(top: Expr, inside) -> list:
+    """The distinct operations (non-leaf nodes) reachable from ``top`` through nodes for
+    which ``inside(node)`` holds; the walk never leaves them, so it costs their number."""
     seen, found, stack = set(), [], [top]
     while stack:
         node = stack.pop()
-        if node.id in seen or node.id in stop_ids:
+        if node.id in seen or not node.inputs or not inside(node):
             continue
         seen.add(node.id)
         found.append(node)

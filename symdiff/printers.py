@@ -235,7 +235,8 @@ def to_text(outputs, optimize: bool = True) -> str:
     >>> import symdiff as sd
     >>> a, b = sd.scalars("a b")
     >>> e = (a + b) * (b + 1)
-    >>> print(sd.to_text({"e": e, "de/db": sd.grad(e, b)}, optimize=False))
+    >>> de_da, de_db = sd.grad(e, [a, b])
+    >>> print(sd.to_text({"e": e, "de/db": de_db}, optimize=False))
     a = input                : f64[]
     b = input                : f64[]
     %2 = add a b             : f64[]

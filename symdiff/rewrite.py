@@ -30,11 +30,9 @@ records in ``RewriteResult.rejected``) any result of another type.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import math
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -432,7 +430,7 @@ def rewrite(outputs, passes=PASSES, fast_math=False, after_sweep=None) -> Rewrit
     result = RewriteResult(outputs=outs)
     for _ in range(MAX_SWEEPS):
         rw = Rewriter(rules_by_op, fast_math, result)
-        with _gc_paused():
+        with ir.gc_paused():
             for node in toposort(result.outputs):
                 rw.rebuild(node)
         result.outputs = [rw.memo[o.id] for o in result.outputs]
@@ -442,19 +440,6 @@ def rewrite(outputs, passes=PASSES, fast_math=False, after_sweep=None) -> Rewrit
         if not rw.unfinished:
             break
     return result
-
-
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector: a sweep allocates many acyclic nodes and
-    the collector's repeated scans of them cost about as much as the sweep."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def optimize(outputs, fast_math=False):

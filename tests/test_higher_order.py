@@ -150,3 +150,11 @@ def test_hessian_of_a_hessian_entry_and_jacobian_of_a_jacobian():
         e = np.eye(3)[j]
         numeric = _fd(lambda p: sd.evaluate(H, {x: p}), point, e)
         np.testing.assert_allclose(t[:, :, j], numeric, rtol=1e-6, atol=1e-7)
+
+
+def test_forward_sweep_gradients_have_their_inputs_dtype():
+    f = sd.scalar("f", dtype="float32")
+    x = sd.scalar("x")
+    for mode in ("auto", "fwd", "rev"):
+        assert sd.grad(sd.astype(f, "float64") ** 2, f, mode=mode).dtype == "float32"
+        assert sd.grad(sd.astype(x, "float32") ** 2, x, mode=mode).dtype == "float64"

@@ -121,3 +121,20 @@ def test_vectors_and_notes():
     fast = sd.optimize(d3, fast_math=True)
     assert sd.node_count(fast) < sd.node_count(sd.optimize(d3))
     assert all(n.note for n in sd.ir.toposort([fast]) if n.inputs and n.op.name not in ("sin", "cos", "exp"))
+
+
+def test_constants_the_pass_cannot_fold_stay_out():
+    """Review findings: exponents that are not small integers, divisors whose reciprocal
+    overflows, and coefficients that overflow the node's dtype keep their graph."""
+    x, y = sd.scalars("x y")
+    for exponent in (float("nan"), float("inf"), -1.0, 2.5, 17.0):
+        e = x ** exponent + x * y + x * y
+        got = sd.evaluate(sd.optimize(e, fast_math=True), {x: 1.5, y: 2.0})
+        np.testing.assert_allclose(got, sd.evaluate(e, {x: 1.5, y: 2.0}), rtol=1e-12)
+    subnormal = (x / 1e-310) * y + (x / 1e-310) * y  # 1 / 1e-310 overflows
+    assert float(sd.evaluate(sd.optimize(subnormal, fast_math=True), {x: 1e-300, y: 1.0})) == pytest.approx(2e10)
+    f, g = sd.scalars("f g", dtype="float32")
+    big = sd.constant(np.float32(1e30))
+    e = (f * big) * big * g  # the folded coefficient 1e60 is not a float32
+    value = sd.evaluate(sd.optimize(e, fast_math=True), {f: np.float32(1e-30), g: np.float32(1e-30)})
+    assert value == pytest.approx(1.0, rel=1e-5)
