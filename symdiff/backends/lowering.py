@@ -12,7 +12,10 @@ order, greedily:
 - a reduction accumulates inside the loop nest that produces its input;
 - ``scatter_slice`` (the adjoint of slicing) is a scatter-add inside the loop nest
   that produces the cotangent, and a sum of such scatters shares one buffer, so the
-  gradient of ``x[1:]`` and ``x[:-1]`` is two ``+=`` in the forward loop;
+  gradient of ``x[1:]`` and ``x[:-1]`` is two ``+=`` in the forward loop; when every
+  write into such a buffer is a unit-step, constant-offset scatter in one 1-d loop,
+  the buffer is written once per element instead (``plan_carries``: pending sums in
+  scalar "carries", no zero-fill, no read-modify-write);
 - slices with static offsets, transposes, expand/squeeze and broadcasts are *views*:
   index arithmetic on the array they read, never copies;
 - matmul is one BLAS ``gemm`` call (transposed operands are read in place);
@@ -256,6 +259,25 @@ class Step:
     body: list = field(default_factory=list)
     loop: bool = True
     labels: list = field(default_factory=list)
+    before: list = field(default_factory=list)  # lines right before the loop nest (after the prelude)
+    after: list = field(default_factory=list)  # lines right after it
+
+
+@dataclass
+class ScatterWrite:
+    """One ``buffer[i + offset] += value`` line of a scatter, recorded so that the
+    buffer's writes can be re-planned as carries (see ``Lowering.plan_carries``).
+
+    ``offset`` is the constant start of a unit-step slice of a 1-d buffer, or None
+    for any other scatter (which keeps the buffer on the general code).
+    """
+
+    step: int
+    position: int  # in the step's body
+    offset: Optional[int]
+    length: object  # the slice's length (a dim)
+    value: str
+    comment: str
 
 
 @dataclass
@@ -273,6 +295,13 @@ class Program:
 
 def _index_text(idx) -> str:
     return ", ".join(idx)
+
+
+def _plus(dim, k: int):
+    """A dim (a static int or a size local) plus a constant: an int or source text."""
+    if isinstance(dim, int):
+        return dim + k
+    return f"{dim} + {k}" if k else dim
 
 
 def _affine(i: str, start, step) -> str:
@@ -315,6 +344,9 @@ class Lowering:
         self.dropped: set = set()
         self.hidden: list = []
         self.vector_math_calls = 0
+        self.scatter_writes: dict = {}  # buffer -> [ScatterWrite]
+        self.scatter_nodes: dict = {}  # buffer -> the scatter_slice node it was allocated for
+        self.added_into: set = set()  # buffers that also receive a plain ``+=`` (not a scatter)
         self.param_of: dict = {}
         # Parameters are always prefixed: a symbol may be named like anything the
         # kernel's source uses (np, math, sizes_agree, a13, ...).
@@ -623,6 +655,7 @@ class Lowering:
             else:
                 step = self.find_group(self.shape[node.id], self.ready(b))
             text, _, _ = self.operand(b, idx, step.index)
+            self.added_into.add(va.array)
             step.body.append(f"{va.array}[{_index_text(idx)}] += {text}  # {self.comment(node)}")
             step.labels.append(self.label(node))
             avail = max(va.avail, step.index + 1)
@@ -811,17 +844,110 @@ class Lowering:
         name = f"a{self.p(node)}"
         self.allocate(name, node, zeros=True)
         vc = self.values[cotangent.id]
-        if vc.kind == "fused" and vc.array is None:
+        # A cotangent of size 1 on an axis the slice is longer on is broadcast: loop over the slice.
+        domain = tuple(self.dims.find(d) for d in slice_shape[:cotangent.ndim])
+        broadcast = domain != self.dims_of(cotangent)
+        if vc.kind == "fused" and vc.array is None and not broadcast:
             step = self.steps[vc.group]
         else:
-            step = self.find_group(self.shape[cotangent.id], self.ready(cotangent))
-        self.current_domain = self.dims_of(cotangent)
+            step = self.find_group(domain if broadcast else self.shape[cotangent.id], self.ready(cotangent))
+        self.current_domain = domain if broadcast else self.dims_of(cotangent)
         idx = [f"i{k}" for k in range(cotangent.ndim)]
         text, _, _ = self.operand(cotangent, idx, step.index)
+        # A unit-step slice with a constant start, in a 1-d loop, may become carries (plan_carries).
+        offset = None
+        index = node.params["index"]
+        unit_step = ref.ndim == 1 and len(index) == 1 and isinstance(index[0], tuple) and index[0][2] == 1
+        if unit_step and len(step.domain) == 1 and node.dtype in ("float32", "float64"):
+            start = transform(["0"])[0]
+            offset = int(start) if start.isdigit() else None
+        self.scatter_nodes[name] = node
+        self.scatter_writes.setdefault(name, []).append(
+            ScatterWrite(step.index, len(step.body), offset, slice_shape[0], text, self.comment(node)))
         step.body.append(f"{name}[{_index_text(transform(idx))}] += {text}  # {self.comment(node)}")
         step.labels.append(self.label(node))
         self.values[node.id] = Value("array", name=name, array=name, avail=step.index + 1, root=name,
                                      accumulator=True)
+
+    def plan_carries(self):
+        """Scatter buffers written once per element instead of zero-filled and ``+=``.
+
+        Applies to a buffer whose every write is a scatter of a unit-step slice with a
+        constant start into a 1-d buffer, all in one 1-d loop (the gradient of
+        ``x[1:]``, ``x[:-1]``, ``x[2:]``...): anything else (other steps or starts, a
+        plain ``+=`` from a sum, writes in two loops) keeps the general code.
+
+        With offsets m (smallest) to M (largest), iteration i gives element i + m its
+        last term, so it is stored then; the pending sums of elements i + m + 1 ..
+        i + M ride in scalar locals (``<buffer>_carry<d>``, one per offset gap).  One
+        pass over the buffer instead of three (fill, read, write), and no
+        store-to-load dependency between iterations.  Each element adds the same
+        terms in the same order as the ``+=`` lines did, from the same 0.0: the
+        results are bitwise equal.  Elements no iteration reaches (before m, past the
+        loop's reach) are zeroed before or after the loop.
+        """
+        groups: dict = {}
+        for name, writes in self.scatter_writes.items():
+            groups.setdefault(self.resolve(name), []).extend(writes)
+        added_into = {self.resolve(name) for name in self.added_into}
+        edits: dict = {}  # step index -> {body position: replacement lines}
+        for root, writes in groups.items():
+            if root in added_into or root not in self.scatter_nodes or root in self.dropped:
+                continue
+            if any(w.offset is None for w in writes) or len({w.step for w in writes}) != 1:
+                continue
+            step = self.steps[writes[0].step]
+            length = self.dims.find(step.domain[0])
+            if any(self.dims.find(w.length) != length for w in writes):
+                continue  # the loop must run over every slice exactly (lower_scatter makes it so)
+            node = self.scatter_nodes[root]
+            size = self.dims.find(self.shape[node.id][0])
+            writes = sorted(writes, key=lambda w: w.position)
+            low = min(w.offset for w in writes)
+            span = max(w.offset for w in writes) - low
+            zero = literal(0, node.dtype)
+            carry = [f"{root}_carry{d}" for d in range(span + 1)]
+            replaced = edits.setdefault(step.index, {})
+            fresh = False
+            for w in writes:
+                d = w.offset - low
+                if d == span and not fresh:  # element i + M: its first term, onto the 0.0 the fill gave
+                    replaced[w.position] = [f"{carry[d]} = {zero} + {w.value}  # {w.comment}"]
+                    fresh = True
+                else:
+                    replaced[w.position] = [f"{carry[d]} += {w.value}  # {w.comment}"]
+            last = replaced[writes[-1].position]
+            last.append(f"{root}[{_affine('i0', low, 1)}] = {carry[0]}  # complete: stored once")
+            last.extend(f"{carry[d]} = {carry[d + 1]}" for d in range(span))
+            step.before.append(f"# {self.label(node)}: each element stored once; pending sums in {root}_carry*")
+            if low:
+                head = min(low, size) if isinstance(size, int) else f"min({low}, {size})"
+                if head != 0:
+                    step.before += [f"for i0 in range({head}):", f"    {root}[i0] = {zero}"]
+            step.before += [f"{carry[d]} = {zero}" for d in range(span)]
+            for d in range(span):  # the carries hold the last elements the loop reached
+                element = _plus(length, low + d)
+                if isinstance(element, int) and isinstance(size, int):
+                    if element < size:
+                        step.after.append(f"{root}[{element}] = {carry[d]}")
+                else:
+                    step.after += [f"if {element} < {size}:", f"    {root}[{element}] = {carry[d]}"]
+            tail = _plus(length, low + span)  # elements past the loop's reach
+            static_past_end = isinstance(tail, int) and isinstance(size, int) and tail >= size
+            if not static_past_end and self.shortened_by(length, size) not in range(low + span + 1):
+                step.after += [f"for i0 in range({tail}, {size}):", f"    {root}[i0] = {zero}"]
+            # the allocation without its zero-fill loop
+            self.allocations = [(name, code[:1] if name == root else code) for name, code in self.allocations]
+        for index, replaced in edits.items():
+            step = self.steps[index]
+            step.body = [line for k, item in enumerate(step.body) for line in replaced.get(k, [item])]
+
+    def shortened_by(self, length, size) -> Optional[int]:
+        """k when the run-time ``length`` is ``max(size - k, 0)`` (a slice like x[1:] of x)."""
+        for key, name in self.dims.memo.items():
+            if key[0] == "minus" and self.dims.find(name) == length and self.dims.find(key[1]) == size:
+                return key[2]
+        return None
 
     # --- data movement that needs a real array
     def lower_reshape(self, node: Expr):
@@ -1022,6 +1148,7 @@ class Lowering:
     def render(self) -> Program:
         returned: set = set()
         results = [self.output_text(o, returned) for o in self.outputs]
+        self.plan_carries()  # after the outputs: copying one may add writes to a loop
         params = [self.param_of[s.id] for s in self.inputs] + [name for name, _, _ in self.hidden]
         sig_types = []
         for s in self.inputs:
@@ -1061,12 +1188,14 @@ class Lowering:
             loops = [f"for i{k} in range({self.dims.text(d)}):" for k, d in enumerate(step.domain)]
             shape = ", ".join(self.dims.text(d) for d in step.domain)
             labels = " ".join(step.labels)
+            body.extend(step.before)
             body.append(f"# loop {index} over ({shape}): {labels}")
             indent = ""
             for loop in loops:
                 body.append(indent + loop)
                 indent += "    "
             body.extend(indent + line for line in regions.lines(step.body, self))
+            body.extend(step.after)
         if len(results) == 1 and self.single_output:
             ret = results[0]
         else:
