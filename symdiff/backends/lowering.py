@@ -43,7 +43,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import SymdiffError
+from ..errors import ShapeError, SymdiffError
 from ..ir import OPS, Expr, toposort
 
 SLICE_NONE = 1 << 62  # same value as runtime.SLICE_NONE (the runtime module imports Numba)
@@ -55,9 +55,9 @@ NUMPY_NAME = {"float64": "np.float64", "float32": "np.float32", "int64": "np.int
 # for maximum/minimum/sign, and Numba builtins instead of helper functions (each
 # jitted helper costs a separate compilation on first use).
 SCALAR_CODE_OVERRIDES = {
-    "maximum": "({0} if {0} >= {1} or {0} != {0} else {1})",
-    "minimum": "({0} if {0} <= {1} or {0} != {0} else {1})",
-    "sign": "(math.copysign(1, {0}) if {0} != 0 and {0} == {0} else {0})",
+    "maximum": "({0} if {0} > {1} or {0} != {0} else {1})",  # a tie (0.0, -0.0) gives the second, as NumPy
+    "minimum": "({0} if {0} < {1} or {0} != {0} else {1})",
+    "sign": "(math.copysign(1, {0}) if {0} != 0 and {0} == {0} else {0} + 0)",  # sign(-0.0) is +0.0
     "cast": {"float64": "np.float64({0})", "float32": "np.float32({0})", "int64": "np.int64({0})",
              "bool": "({0} != 0)"},
 }
@@ -677,6 +677,15 @@ class Lowering:
             else:
                 self.values[node.id] = Value("view", base=x, transform=lambda idx: idx, avail=self.ready(x))
             return
+        op = node.op.name
+        if op in ("max", "min"):  # like NumPy: no identity, so an empty axis is an error, not +-inf
+            for a in axes:
+                n = self.dims.find(xd[a])
+                if not isinstance(n, int):
+                    self.dims.require(f"min({n}, 1)", "1", self.dims.description(n),
+                                      f"{op} over it needs at least one element", self.context(node))
+                elif n == 0:
+                    raise ShapeError(f"{op} over an empty axis has no identity: {self.context(node)}")
         vx = self.values[x.id]
         if vx.kind == "fused" and vx.array is None:
             step = self.steps[vx.group]
@@ -685,7 +694,6 @@ class Lowering:
         self.current_domain = self.dims_of(x)
         idx = [f"i{k}" for k in range(x.ndim)]
         value, _, _ = self.operand(x, idx, step.index)
-        op = node.op.name
         if op in ("sum", "prod"):
             init = literal(0 if op == "sum" else 1, node.dtype)
         elif node.dtype == "bool":

@@ -112,8 +112,8 @@ class NumbaFunction(CompiledFunction):
         values = namespace["sizes"](*args, *self._hidden)
         for (left_size, right_size), (left_code, _, left, right, context) in zip(values, self.program.checks):
             if left_size != right_size:
-                if left_code.startswith("min("):  # a bounds check: min(size, needed) == needed
-                    return f"index out of bounds: {left} is {left_size}, but {right} ({context})"
+                if left_code.startswith("min("):  # a lower bound: min(size, needed) == needed
+                    return f"size too small: {left} is {left_size}, but {right} ({context})"
                 return (f"sizes do not agree: {left} is {left_size} but {right} is {right_size} "
                         f"(they must be equal for {context})")
         return "run-time sizes do not agree"

@@ -75,8 +75,9 @@ def _abs(b, args, dtypes, out, cast_to):
 def _sign(b, args, dtypes, out, cast_to):
     (x,) = args
     zero, one, minus = _const(out, 0), _const(out, 1), _const(out, -1)
-    if out in FLOATS:  # 0 -> 0 and NaN -> NaN: both are "x itself"
-        return b.select(b.fcmp_ordered(">", x, zero), one, b.select(b.fcmp_ordered("<", x, zero), minus, x))
+    if out in FLOATS:  # NaN -> NaN ("x itself"); -0.0 -> +0.0 as in NumPy (x + 0.0)
+        tie = b.fadd(x, zero)
+        return b.select(b.fcmp_ordered(">", x, zero), one, b.select(b.fcmp_ordered("<", x, zero), minus, tie))
     return b.select(b.icmp_signed(">", x, zero), one, b.select(b.icmp_signed("<", x, zero), minus, zero))
 
 
@@ -102,7 +103,7 @@ def _softplus(b, args, dtypes, out, cast_to):
 def _extremum(float_op, int_op):
     def emit(b, args, dtypes, out, cast_to):
         x, y = args
-        if out in FLOATS:  # x wins when it is the extremum or NaN; else y (NaN in y included)
+        if out in FLOATS:  # x wins when it is strictly the extremum or NaN; else y (ties and NaN in y), as NumPy
             wins = b.or_(b.fcmp_ordered(float_op, x, y), b.fcmp_unordered("uno", x, x))
         else:
             wins = b.icmp_signed(int_op, x, y)
@@ -170,8 +171,8 @@ IR_OPS = {
     "mul": _arith("fmul", "mul"),
     "div": _arith("fdiv", "sdiv"),
     "pow": lambda b, args, dtypes, out, cast_to: _intrinsic(b, "llvm.pow", LLVM_TYPE[out], args),
-    "maximum": _extremum(">=", ">="),
-    "minimum": _extremum("<=", "<="),
+    "maximum": _extremum(">", ">="),
+    "minimum": _extremum("<", "<="),
     "less": _compare("<"),
     "less_equal": _compare("<="),
     "greater": _compare(">"),
