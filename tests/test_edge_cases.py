@@ -209,12 +209,15 @@ def test_compiled_sign_maximum_minimum_follow_numpy_on_signed_zeros_and_nan():
     filler = v
     for _ in range(20):
         filler = sd.sin(filler) * filler + sd.cos(filler)
-    edge = [sd.sign(v), sd.maximum(v, w), sd.minimum(v, w), sd.maximum(w, v), sd.minimum(w, v)]
+    edge = [sd.sign(v), sd.maximum(v, w), sd.minimum(v, w), sd.maximum(w, v), sd.minimum(w, v),
+            sd.max(v), sd.min(v), sd.max(w), sd.min(w)]  # reductions: the later of tied zeros, as np.max
     a = np.array([-0.0, 0.0, np.nan, 1.0, 5.0, -2.0, -0.0])
     b = np.array([0.0, -0.0, 1.0, np.nan, 5.0, 3.0, -0.0])
+    ties = (np.array([-0.0, 0.0]), np.array([0.0, -0.0]))
     for outputs, in_region in ((edge, False), (edge + [filler], True)):
         f = sd.function([v, w], outputs)
         assert (f.program.regions >= 1) == in_region
-        for got, want in zip(f(a, b), sd.evaluate(outputs, {v: a, w: b})):
-            np.testing.assert_array_equal(got, want)
-            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        for x, y in ((a, b), ties):
+            for got, want in zip(f(x, y), sd.evaluate(outputs, {v: x, w: y})):
+                np.testing.assert_array_equal(got, want)
+                np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

@@ -712,8 +712,8 @@ class Lowering:
             target = f"{name}[{_index_text(out_idx)}]"
         if op in ("sum", "prod"):
             step.body.append(f"{target} {'+' if op == 'sum' else '*'}= {value}  # {self.comment(node)}")
-        else:  # like np.max/np.min: a NaN, once seen, stays
-            compare = ">" if op == "max" else "<"
+        else:  # like np.max/np.min: a NaN, once seen, stays; of tied values (0.0, -0.0) the later one
+            compare = ">=" if op == "max" else "<="
             temp = f"t{self.p(node)}"
             step.body.append(f"{temp} = {value}  # {self.comment(node)}")
             step.body.append(f"if {temp} {compare} {target} or {temp} != {temp}:")
@@ -887,7 +887,7 @@ class Lowering:
 
         With offsets m (smallest) to M (largest), iteration i gives element i + m its
         last term, so it is stored then; the pending sums of elements i + m + 1 ..
-        i + M ride in scalar locals (``<buffer>_carry<d>``, one per offset gap).  One
+        i + M ride in scalar locals (``<buffer>_carry<d>``, d = 0 .. M - m).  One
         pass over the buffer instead of three (fill, read, write), and no
         store-to-load dependency between iterations.  Each element adds the same
         terms in the same order as the ``+=`` lines did, from the same 0.0: the

@@ -85,8 +85,8 @@ def _slice_len(n, start, stop, step):
 # ``numpy/.dylibs``), or that a NumPy built from source links (found through NumPy's
 # extension module).  It is already loaded once NumPy is, so finding it costs a few
 # dlsym calls (0.2 ms); SciPy's cython_blas, which Numba's own BLAS bindings use, costs
-# an import of scipy.linalg (0.1-0.2 s; note that Numba itself still imports it when its
-# CPU target first loads, from ``numba.np.arraymath``).  The address is registered with
+# an import of scipy.linalg (0.1-0.2 s; Numba itself would import it when its CPU target
+# first loads, from ``numba.np.arraymath``: see ``_load_numba_array_math_without_scipy_linalg``).  The address is registered with
 # LLVM under a fixed name (``symdiff_dgemm_fortran64``...) when this module is imported,
 # and kernels call that name: cached machine code holds the name, not an address, so it
 # links in any later process (generated kernels import this module before their code loads).
@@ -448,9 +448,10 @@ def _load_numba_array_math_without_scipy_linalg():
     SciPy's BLAS can be imported, so for that one import ``ensure_blas`` is replaced by
     a check that finds the module without executing it; the real function is restored
     right after, so ``np.dot`` in any Numba code still loads SciPy's BLAS when typed.
-    Anything unexpected (another Numba layout) leaves Numba to import it its own way.
+    Anything unexpected (another Numba layout) leaves Numba to import it its own way;
+    when kernels use SciPy's BLAS themselves there is nothing to save.
     """
-    if "numba.np.arraymath" in sys.modules or BLAS_SOURCE != "numpy":
+    if "numba.np.arraymath" in sys.modules or BLAS_SOURCE == "scipy":  # SciPy's BLAS: imported anyway
         return
     try:
         import importlib.util
