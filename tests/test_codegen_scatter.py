@@ -119,22 +119,32 @@ def test_the_rule_applies_exactly_where_it_should(stencils):
             assert _general(f.source, buffer), label
 
 
-def test_summation_order_is_the_one_of_the_scatter_adds(stencils):
-    """Element e adds a[e-2], b[e-1], c[e] onto 0.0 in that order (the iterations'
-    order), as ``+=`` into a zero-filled buffer did: bitwise, signed zeros included."""
+def test_summation_order_and_signed_zeros(stencils):
+    """Element e adds a[e-2], b[e-1], c[e] in that order (the iterations' order).  Zeros
+    as in the reference (each scatter is zeros with its slice assigned, then they are
+    added): an element all three slices reach is the sum of its terms alone, so three
+    -0.0 give -0.0; an element some slice misses has a +0.0 among its terms.  Bitwise."""
     symbols, outputs, f = stencils
     rng = np.random.default_rng(5)
     n = 1000
+    L = n - 2  # the loop's length
     x, xs, xe = rng.normal(size=n), rng.normal(size=7), rng.normal(size=2)
-    a, b, c = (rng.choice([-1.0, 1.0], n - 2) * 10.0 ** rng.uniform(-8, 8, n - 2) for _ in range(3))
+    a, b, c = (rng.choice([-1.0, 1.0], L) * 10.0 ** rng.uniform(-8, 8, L) for _ in range(3))
     a[10 - 2], b[10 - 1], c[10] = -0.0, -0.0, -0.0  # element 10: only negative zeros
-    got = f(x, xs, xe, a, b, c)[list(CASES).index("bitwise order a x[2:] + b x[1:-1] + c x[:-2]")]
-    want = np.zeros(n)
-    want[2:] += a
-    want[1:-1] += b
-    want[:-2] += c
+    c[0] = -0.0  # element 0: only c reaches it
+    a[L - 1] = -0.0  # element n - 1: only a reaches it
+    index = list(CASES).index("bitwise order a x[2:] + b x[1:-1] + c x[:-2]")
+    got = f(x, xs, xe, a, b, c)[index]
+    want = np.empty(n)
+    want[0] = 0.0 + c[0]
+    want[1] = (0.0 + b[0]) + c[1]
+    want[2:L] = (a[:L - 2] + b[1:L - 1]) + c[2:L]
+    want[L] = 0.0 + (a[L - 2] + b[L - 1])
+    want[L + 1] = 0.0 + a[L - 1]
     assert np.array_equal(got.view(np.int64), want.view(np.int64))
-    assert got[10] == 0.0 and not np.signbit(got[10])  # 0.0 + -0.0 + ... is +0.0
+    reference = sd.evaluate(outputs[index], dict(zip(symbols, (x, xs, xe, a, b, c))))
+    for e, negative in ((10, True), (0, False), (n - 1, False)):
+        assert got[e] == 0.0 and np.signbit(got[e]) == negative == np.signbit(reference[e]), e
     other_order = np.zeros(n)
     other_order[:-2] += c
     other_order[1:-1] += b

@@ -889,10 +889,15 @@ class Lowering:
         last term, so it is stored then; the pending sums of elements i + m + 1 ..
         i + M ride in scalar locals (``<buffer>_carry<d>``, d = 0 .. M - m).  One
         pass over the buffer instead of three (fill, read, write), and no
-        store-to-load dependency between iterations.  Each element adds the same
-        terms in the same order as the ``+=`` lines did, from the same 0.0: the
-        results are bitwise equal.  Elements no iteration reaches (before m, past the
-        loop's reach) are zeroed before or after the loop.
+        store-to-load dependency between iterations.  Each element adds its terms in
+        the iterations' order, as the ``+=`` lines did.  Zeros follow the reference,
+        where each scatter is zeros with its slice assigned and the scatters are
+        added: an element every slice reaches is the sum of its terms alone (so
+        sign(-0.0 + -0.0) stays negative, and ``+= `` onto a zero-filled buffer would
+        have made it +0.0), and an element some slice misses has a +0.0 among its
+        terms: the carries start at 0.0 before the loop, and the ones stored after it
+        (never reached by the offset-m slice) get ``0.0 +``.  Elements no iteration
+        reaches (before m, past the loop's reach) are zeroed before or after the loop.
         """
         groups: dict = {}
         for name, writes in self.scatter_writes.items():
@@ -919,8 +924,8 @@ class Lowering:
             fresh = False
             for w in writes:
                 d = w.offset - low
-                if d == span and not fresh:  # element i + M: its first term, onto the 0.0 the fill gave
-                    replaced[w.position] = [f"{carry[d]} = {zero} + {w.value}  # {w.comment}"]
+                if d == span and not fresh:  # element i + M: its first term (see the docstring on zeros)
+                    replaced[w.position] = [f"{carry[d]} = {w.value}  # {w.comment}"]
                     fresh = True
                 else:
                     replaced[w.position] = [f"{carry[d]} += {w.value}  # {w.comment}"]
@@ -935,11 +940,12 @@ class Lowering:
             step.before += [f"{carry[d]} = {zero}" for d in range(span)]
             for d in range(span):  # the carries hold the last elements the loop reached
                 element = _plus(length, low + d)
+                store = f"{root}[{element}] = {zero} + {carry[d]}"  # not reached by the offset-m slice
                 if isinstance(element, int) and isinstance(size, int):
                     if element < size:
-                        step.after.append(f"{root}[{element}] = {carry[d]}")
+                        step.after.append(store)
                 else:
-                    step.after += [f"if {element} < {size}:", f"    {root}[{element}] = {carry[d]}"]
+                    step.after += [f"if {element} < {size}:", f"    {store}"]
             tail = _plus(length, low + span)  # elements past the loop's reach
             static_past_end = isinstance(tail, int) and isinstance(size, int) and tail >= size
             if not static_past_end and self.shortened_by(length, size) not in range(low + span + 1):
