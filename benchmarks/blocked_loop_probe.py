@@ -5,7 +5,9 @@ each block with a reassociating helper and applying the carries in a second loop
 
     python benchmarks/blocked_loop_probe.py
 """
-import numpy as np, time
+import time
+
+import numpy as np
 from numba import njit
 @njit(fastmath={"reassoc"}, nogil=True)
 def block_sum(buf, n):
@@ -54,12 +56,17 @@ def current(x):
     if n1 < n0:
         a22[n1] = 0.0 + a22_carry0
     return r13, a22
-x = np.random.default_rng(0).normal(size=1_000_000)
-r1, g1 = blocked(x); r2, g2 = current(x)
-print(np.array_equal(g1, g2), r1, r2, abs(r1-r2)/abs(r2))
-for rep in range(3):
-    for name, f in [("current", current), ("blocked", blocked)]:
-        ts=[]
-        for _ in range(21):
-            t=time.perf_counter(); f(x); ts.append(time.perf_counter()-t)
-        print(name, f"{np.median(ts)*1e6:.0f} us")
+def main():
+    x = np.random.default_rng(0).normal(size=1_000_000)
+    r1, g1 = blocked(x); r2, g2 = current(x)
+    print("gradients bitwise equal:", np.array_equal(g1, g2), "; sums differ by", abs(r1 - r2) / abs(r2))
+    for rep in range(3):
+        for name, f in [("current", current), ("blocked", blocked)]:
+            ts=[]
+            for _ in range(21):
+                t=time.perf_counter(); f(x); ts.append(time.perf_counter()-t)
+            print(name, f"{np.median(ts)*1e6:.0f} us")
+
+
+if __name__ == "__main__":
+    main()
