@@ -698,6 +698,38 @@ def mul_minus_one(node, rw):
     return None
 
 
+def _power_of_two_above_one(value) -> bool:
+    """``value`` (a 0-d float array) is 2, 4, 8, ...: multiplying by it is exact unless it overflows."""
+    if value is None or value.dtype.kind != "f" or not np.isfinite(value) or value < 2:
+        return False
+    mantissa, _ = math.frexp(float(value))
+    return mantissa == 0.5
+
+
+@rule("algebra", "c * (x * 2^k) -> (c * 2^k) * x   if k >= 1, |c| >= 1 and c * 2^k is finite", "mul")
+def fold_power_of_two_scaling(node, rw):
+    # Exact: x * 2^k is x scaled without rounding unless it overflows, and then
+    # |c * 2^k * x| >= |x * 2^k| overflows too, to the same signed inf.  Gradients
+    # make these chains (d(c * x**2) = c * (x * 2)).
+    if node.dtype not in ("float32", "float64"):
+        return None
+    for outer, inner in node.inputs, node.inputs[::-1]:
+        c = rw.fill(outer)
+        if c is None or inner.op is not E.MUL or not np.isfinite(c) or abs(c) < 1:
+            continue
+        for scale, x in inner.inputs, inner.inputs[::-1]:
+            two_k = rw.fill(scale)
+            if not _power_of_two_above_one(two_k):
+                continue
+            with np.errstate(over="ignore"):
+                folded = np.multiply(c, two_k, dtype=c.dtype)
+            if not np.isfinite(folded):
+                continue
+            product = rw.make(E.MUL, const(folded, node.dtype), x)
+            return None if product is None else rw.widen(product, node, [outer, inner, x])
+    return None
+
+
 @rule("algebra", "(-x) * (-y) -> x * y;  (-x) / (-y) -> x / y", "mul", "div")
 def neg_times_neg(node, rw):
     x, y = node.inputs

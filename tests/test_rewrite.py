@@ -158,6 +158,8 @@ CASES = [
     ("mul_one", lambda: [x * 1.0, 1.0 * X, a * fill(1.0, (2, 3)), sd.broadcast_like(1.0, XR) * a], False, "exact"),
     ("mul_minus_one", lambda: [x * -1.0, -1.0 * a, sd.vector("k", 3, "int64") * -1], False, "exact"),
     ("neg_times_neg", lambda: [(-x) * (-y), (-x) / (-a)], False, "exact"),
+    ("fold_power_of_two_scaling", lambda: [100.0 * (x * 2.0), (4.0 * X) * -1.5, a * fill(3.0, (2, 3)) * 8.0,
+                                           1e308 * (x * 2.0)], False, "exact"),
     ("div_one", lambda: [x / 1.0, X / -1.0, a / fill(1.0, (3,))], False, "exact"),
     ("neg_neg", lambda: [-(-x), -(-(-a))], False, "exact"),
     ("pow_one", lambda: [x ** 1.0], False, "exact"),
@@ -211,6 +213,13 @@ CASES = [
                          ids=[f"{case[0]}{'-fast' if case[2] else ''}" for case in CASES])
 def test_rule_fires_and_preserves_values(rule_name, build, fast_math, compare):
     check_rewrite(build(), fast_math=fast_math, expect=[rule_name], compare=compare)
+
+
+def test_power_of_two_scaling_stays_when_it_would_change_an_overflow():
+    """0.5 * (x * 2) is inf at x = 1e308 but x is not; 0.5 * 0.5 and 3 are not 2^k; c * 2^k overflowing."""
+    outputs = [0.5 * (x * 2.0), (x * 0.5) * 4.0, (x * 3.0) * 4.0, 1e308 * (x * 4.0)]
+    result = check_rewrite(outputs, compare="exact")
+    assert not result.fired["fold_power_of_two_scaling"]
 
 
 def test_every_rule_has_a_case():
