@@ -1,5 +1,6 @@
 """Differentiation passes: reverse mode (``grad``, ``vjp``), forward mode (``jvp``)
 and Hessian-vector products.  Each appends nodes to the graph and returns them.
+(``grad`` of a single scalar input sweeps forward by default; see its docstring.)
 
 ``backprop`` is the classic algorithm and knows no calculus: it restricts the
 graph to nodes that are ancestors of the outputs and descendants of ``wrt``, seeds
