@@ -343,6 +343,20 @@ def creation_note(text: Optional[str]):
         _local.origin = outer_origin
 
 
+def new_node_mark() -> int:
+    """An id below that of every node created from now on (a consumed id is harmless:
+    ids only need to increase), so a pass can tell the nodes it made."""
+    return next(_next_id)
+
+
+def inherit_provenance(node: Expr, like: Expr, mark: int) -> Expr:
+    """Give ``node``, if it was created after ``mark``, the origin and note of ``like``,
+    the node a rewrite replaces with it: printed graphs still say where it came from."""
+    if node.id >= mark:
+        node.origin, node.note = like.origin, like.note
+    return node
+
+
 @contextmanager
 def gc_paused():
     """Pause the cyclic garbage collector for a pass over the graph.  Nodes hold no

@@ -225,7 +225,7 @@ def collect_polynomials(outputs: list) -> list:
     for node in nodes:  # first expand everything: expanding may add roots (cuts)
         if node.id in region:
             expander.expand(node)
-    first_new_id = next(ir._next_id)  # nodes from here on were made by this pass
+    first_new_id = ir.new_node_mark()  # nodes from here on were made by this pass
     rebuilt: dict[int, Expr] = {}  # old node id -> its node in the new graph
     for node in nodes:
         poly = expander.memo.get(node.id)
@@ -240,7 +240,7 @@ def collect_polynomials(outputs: list) -> list:
                 continue
         inputs = tuple(rebuilt.get(x.id, x) for x in node.inputs)
         if any(a is not b for a, b in zip(inputs, node.inputs)):
-            rebuilt[node.id] = _made_like(node, make_node(node.op, inputs, node.params), first_new_id)
+            rebuilt[node.id] = ir.inherit_provenance(make_node(node.op, inputs, node.params), node, first_new_id)
     new_outputs = [rebuilt.get(o.id, o) for o in outputs]
     if all(a is b for a, b in zip(new_outputs, outputs)):
         return list(outputs)
@@ -263,22 +263,14 @@ def _smaller_emission(root: Expr, poly: Polynomial, expander: _Expander, rebuilt
     atom_ids = {atom for monomial in poly for atom, _ in monomial}
     new_atoms = {a: rebuilt.get(a, expander.atoms[a]) for a in atom_ids}
     new_atom_ids = {x.id for x in new_atoms.values()}
-    first_new_id = next(ir._next_id)
+    first_new_id = ir.new_node_mark()
     emitted = _horner(poly, new_atoms, root.dtype)
     new_nodes = _operations_above(emitted, lambda n: n.id not in new_atom_ids)
     if len(new_nodes) >= region_size:
         return None
     for created in new_nodes:
-        _made_like(root, created, first_new_id)
+        ir.inherit_provenance(created, root, first_new_id)
     return emitted
-
-
-def _made_like(old: Expr, new: Expr, first_new_id: int) -> Expr:
-    """Give ``new``, if this pass created it, the origin and note of the node it replaces
-    (as rewrite rules do), so printed graphs still say where each node came from."""
-    if new.id >= first_new_id:
-        new.origin, new.note = old.origin, old.note
-    return new
 
 
 def _operations_above(top: Expr, inside) -> list:

@@ -183,16 +183,13 @@ class Rewriter:
         self._context: list[Expr] = []
         self.unordered: dict[tuple, Expr] = {}  # (op, id, id) -> first node seen, for commutative ops
         self.unfinished = 0
-        # Ids at or above this belong to nodes created from now on (a consumed id
-        # is harmless: ids only need to increase).
-        self.first_new_id = next(ir._next_id)
+        self.first_new_id = ir.new_node_mark()
 
     # --- building
     def _adopt(self, node: Expr, like: Optional[Expr]):
         """Give a node this rewrite created the origin and note of the node it replaces."""
-        if like is not None and node.id >= self.first_new_id and node.id not in self.memo:
-            node.origin = like.origin
-            node.note = like.note
+        if like is not None and node.id not in self.memo:
+            ir.inherit_provenance(node, like, self.first_new_id)
 
     def make(self, op, *inputs, **attrs) -> Optional[Expr]:
         """The rewritten node ``op(*inputs, **attrs)``, or None if that node is invalid."""

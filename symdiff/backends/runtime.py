@@ -14,6 +14,7 @@ import os
 import sys
 from typing import NamedTuple
 
+import numpy as np
 from numba import njit
 
 __all__ = ["KernelShapeError", "SLICE_NONE", "_sigmoid", "_softplus", "_slice_len", "_slice_start"]
@@ -86,8 +87,8 @@ def _slice_len(n, start, stop, step):
 # extension module).  It is already loaded once NumPy is, so finding it costs a few
 # dlsym calls (0.2 ms); SciPy's cython_blas, which Numba's own BLAS bindings use, costs
 # an import of scipy.linalg (0.1-0.2 s; Numba itself would import it when its CPU target
-# first loads, from ``numba.np.arraymath``: see ``_load_numba_array_math_without_scipy_linalg``).  The address is registered with
-# LLVM under a fixed name (``symdiff_dgemm_fortran64``...) when this module is imported,
+# first loads, from ``numba.np.arraymath``: see ``_load_numba_array_math_without_scipy_linalg``).
+# The address is registered with LLVM under a fixed name (``symdiff_dgemm_fortran64``...) when this module is imported,
 # and kernels call that name: cached machine code holds the name, not an address, so it
 # links in any later process (generated kernels import this module before their code loads).
 
@@ -130,9 +131,7 @@ def _numpy_blas_libraries() -> list:
     """Shared libraries that may hold NumPy's BLAS, most likely first: the libraries
     bundled with NumPy's wheels whose name mentions BLAS, then NumPy's extension
     module itself (a symbol lookup in it also searches the libraries it links)."""
-    import numpy
-
-    package = os.path.dirname(os.path.abspath(numpy.__file__))
+    package = os.path.dirname(os.path.abspath(np.__file__))
     folders = (os.path.join(os.path.dirname(package), "numpy.libs"), os.path.join(package, ".dylibs"))
     found = []
     for folder in folders:
@@ -144,9 +143,9 @@ def _numpy_blas_libraries() -> list:
             lower = name.lower()
             if "blas" in lower and (lower.endswith((".so", ".dylib", ".dll")) or ".so." in lower):
                 found.append(os.path.join(folder, name))
-    core = getattr(getattr(numpy, "_core", None), "_multiarray_umath", None)
+    core = getattr(getattr(np, "_core", None), "_multiarray_umath", None)
     if core is None:  # NumPy 1.x
-        core = getattr(getattr(numpy, "core", None), "_multiarray_umath", None)
+        core = getattr(getattr(np, "core", None), "_multiarray_umath", None)
     if getattr(core, "__file__", None):
         found.append(core.__file__)
     return found
@@ -211,8 +210,6 @@ def _find_numpy_blas(abis=("fortran", "cblas"), libraries=None) -> BlasChoice | 
 def _call_gemm_ctypes(choice: BlasChoice, precision: str, a, b, transpose_a: bool, transpose_b: bool):
     """op(a) @ op(b) through ``choice``'s gemm from Python, with exactly the argument
     convention of the generated code (row-major operands; see ``_make_gemm``)."""
-    import numpy as np
-
     m, k = (a.shape[1], a.shape[0]) if transpose_a else a.shape
     n = b.shape[0] if transpose_b else b.shape[1]
     out = np.full((m, n), np.nan, dtype=a.dtype)
@@ -240,8 +237,6 @@ def _call_gemm_ctypes(choice: BlasChoice, precision: str, a, b, transpose_a: boo
 def _gemm_self_test(choice: BlasChoice) -> bool:
     """Whether ``choice`` multiplies small non-square matrices right in both precisions
     (a wrong name family or integer width shows as wrong numbers here, not in a kernel)."""
-    import numpy as np
-
     a = np.arange(1.0, 9.0).reshape(2, 4)  # (m, k) = (2, 4); a.T is read as (4, 2)
     b = np.arange(-6.0, 6.0).reshape(4, 3)  # (k, n) = (4, 3)
     for dtype, precision in ((np.float64, "d"), (np.float32, "s")):
