@@ -38,4 +38,13 @@ from .sparsity import (
 from .printers import from_json, to_dot, to_json, to_text
 from .sympy_bridge import from_sympy, to_latex, to_sympy
 
+# issue 10: NumPy vocabulary (each family's front end is a module of symdiff.frontend)
+# issue 10: elementwise math and special functions
+# issue 10: indexing, gathers and scatters
+# issue 10: cumulative and ordering
+# issue 10: structure, constructors, statistics
+# issue 10: convolution
+# issue 15: hardening
+# issue 16: distributed
+
 __version__ = "0.1.0"

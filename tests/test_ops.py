@@ -80,6 +80,11 @@ OP_TABLE = {
     "scatter_slice": RULES, "broadcast_to": RULES, "broadcast_like": RULES, "concatenate": RULES, "dim": NONE,
     # linear algebra
     "matmul": RULES,
+    # issue 10: elementwise math and special functions
+    # issue 10: indexing, gathers and scatters
+    # issue 10: cumulative and ordering
+    # issue 10: structure, constructors, statistics
+    # issue 10: convolution
 }
 
 

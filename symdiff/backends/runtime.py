@@ -477,3 +477,16 @@ def _load_numba_array_math_without_scipy_linalg():
 
 
 _load_numba_array_math_without_scipy_linalg()
+
+
+def _export(module_name: str):
+    """Make an op family's jitted helpers (its module's ``__all__``) visible to kernels,
+    which import this module's ``__all__``."""
+    import importlib
+
+    module = importlib.import_module(module_name, __package__)
+    globals().update({name: getattr(module, name) for name in module.__all__})
+    __all__.extend(module.__all__)
+
+
+# The op families' jitted helpers, one line each:
