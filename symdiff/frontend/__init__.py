@@ -18,15 +18,15 @@ from functools import reduce
 
 import numpy as np
 
-from . import ir
-from .errors import DTypeError, ShapeError
-from .ir import Expr, make_node
-from .ops import elementwise as E
-from .ops import linalg as L
-from .ops import reductions as R
-from .ops import structure as S
-from .ops.leaves import CONSTANT, SYMBOL, const, constant_value  # noqa: F401  (re-exported)
-from .types import FLOAT_DTYPES, TensorType, check_dtype, check_shape, dtype_of_array, normalize_axes, promote
+from .. import ir
+from ..errors import DTypeError, ShapeError
+from ..ir import Expr, make_node
+from ..ops import elementwise as E
+from ..ops import linalg as L
+from ..ops import reductions as R
+from ..ops import structure as S
+from ..ops.leaves import CONSTANT, SYMBOL, const, constant_value  # noqa: F401  (re-exported)
+from ..types import FLOAT_DTYPES, TensorType, check_dtype, check_shape, dtype_of_array, normalize_axes, promote
 
 # ------------------------------------------------------------------ creation
 
