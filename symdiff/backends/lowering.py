@@ -1,4 +1,10 @@
-"""Lower a graph to the source of ONE Numba kernel.
+"""Lower a graph to the source of ONE Numba kernel: the driver.
+
+This module schedules nodes into loop nests, fuses elementwise work and manages
+buffers and sizes.  How each non-elementwise op becomes code lives beside its kin,
+one module per op family (``FAMILIES``: ``leaves``, ``reductions``, ``views``,
+``linalg``, ...), registered by op name with ``@lowers``; elementwise ops are spelled
+by ``elementwise.scalar_code``.
 
 The program is a sequence of *steps*; each step is either a loop nest over one
 domain (a shape) or a few statements (a BLAS call, a reshape).  Before each step
@@ -36,6 +42,7 @@ by node id, so the same function built in another process gives the same source
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -51,74 +58,49 @@ SLICE_NONE = 1 << 62  # same value as runtime.SLICE_NONE (the runtime module imp
 NUMBA_SCALAR = {"float64": "float64", "float32": "float32", "int64": "int64", "bool": "boolean"}
 NUMPY_NAME = {"float64": "np.float64", "float32": "np.float32", "int64": "np.int64", "bool": "np.bool_"}
 
-# Scalar spellings that differ from the op records' ``scalar_code``: NumPy's NaN rules
-# for maximum/minimum/sign, and Numba builtins instead of helper functions (each
-# jitted helper costs a separate compilation on first use).
-SCALAR_CODE_OVERRIDES = {
-    "maximum": "({0} if {0} > {1} or {0} != {0} else {1})",  # a tie (0.0, -0.0) gives the second, as NumPy
-    "minimum": "({0} if {0} < {1} or {0} != {0} else {1})",
-    "sign": "(math.copysign(1, {0}) if {0} != 0 and {0} == {0} else {0} + 0)",  # sign(-0.0) is +0.0
-    "cast": {"float64": "np.float64({0})", "float32": "np.float32({0})", "int64": "np.int64({0})",
-             "bool": "({0} != 0)"},
-}
+# Lowerings of non-elementwise ops, by op name: ``fn(lowering, node)``.  Each op family
+# registers its own in a module of this package (``@lowers``), listed in FAMILIES.
+LOWERINGS: dict = {}
 
-# Non-elementwise ops: how each is lowered (the method of ``Lowering`` it names).
-LOWERINGS = {
-    "symbol": "lower_symbol",
-    "constant": "lower_constant",
-    "sum": "lower_reduction",
-    "max": "lower_reduction",
-    "min": "lower_reduction",
-    "prod": "lower_reduction",
-    "slice": "lower_view",
-    "expand_dims": "lower_view",
-    "squeeze": "lower_view",
-    "transpose": "lower_view",
-    "broadcast_to": "lower_view",
-    "broadcast_like": "lower_view",
-    "reshape": "lower_reshape",
-    "scatter_slice": "lower_scatter",
-    "concatenate": "lower_concatenate",
-    "dim": "lower_dim",
-    "matmul": "lower_matmul",
-}
+# Passes over the whole program after the outputs are placed (``@finishing_pass``).
+FINISHING_PASSES: list = []
+
+# The modules of symdiff.backends that register lowerings, one op family each.
+# Elementwise ops need none: their scalar spellings fuse into loops (``elementwise``).
+FAMILIES = (
+    "elementwise",
+    "leaves",
+    "reductions",
+    "views",
+    "linalg",
+    # issue 10 families:
+)
+
+
+def lowers(*op_names):
+    """Register the decorated ``fn(lowering, node)`` as the lowering of ``op_names``."""
+
+    def register(fn):
+        for name in op_names:
+            if name in LOWERINGS:
+                raise LoweringError(f"op {name!r} has two lowerings: {LOWERINGS[name].__module__} and {fn.__module__}")
+            LOWERINGS[name] = fn
+        return fn
+
+    return register
+
+
+def finishing_pass(fn):
+    """Register ``fn(lowering)`` to run once every node is placed, before rendering."""
+    FINISHING_PASSES.append(fn)
+    return fn
+
 
 REGION_MIN_STATEMENTS = 48  # shorter runs of scalar statements stay Python source
-
-# Transcendental ops computed by NumPy (SIMD) on big arrays, inside an object-mode block.
-VECTOR_MATH = {"tanh": "np.tanh", "exp": "np.exp", "log": "np.log", "sin": "np.sin", "cos": "np.cos",
-               "tan": "np.tan", "expm1": "np.expm1", "log1p": "np.log1p"}
-VECTOR_MATH_MIN_STATIC = 64  # static elements per batch row, for shapes with a None dim
-VECTOR_MATH_MIN_SIZE = 4096  # elements, for fully static shapes
-VECTOR_MATH_MAX_CALLS = 4  # per kernel (each block is compiled in object mode)
 
 
 class LoweringError(SymdiffError):
     """An op the Numba backend cannot lower."""
-
-
-# Spellings for one result dtype: NumPy's + and * on bools are "or" and "and"
-# (Python's would give ints), and the sign of an int is an int.
-DTYPE_SCALAR_CODE = {
-    ("add", "bool"): "({0} | {1})",
-    ("mul", "bool"): "({0} & {1})",
-    ("sign", "int64"): "(1 if {0} > 0 else (-1 if {0} < 0 else 0))",
-}
-
-
-def scalar_code(op, params=None, dtype=None) -> str:
-    """The scalar spelling of an elementwise op in generated source.
-
-    >>> from symdiff.ir import OPS
-    >>> scalar_code(OPS["exp"]), scalar_code(OPS["cast"], {"dtype": "float32"})
-    ('math.exp({0})', 'np.float32({0})')
-    """
-    code = DTYPE_SCALAR_CODE.get((op.name, dtype)) or SCALAR_CODE_OVERRIDES.get(op.name, op.scalar_code)
-    if isinstance(code, dict):
-        code = code[(params or {}).get("dtype", "float64")]
-    if code is None:
-        raise LoweringError(f"op {op.name!r} has no scalar spelling for the Numba backend")
-    return code
 
 
 def unsupported_ops() -> list:
@@ -129,7 +111,7 @@ def unsupported_ops() -> list:
     """
     return sorted(
         name for name, op in OPS.items()
-        if name not in LOWERINGS and not (op.kind == "elementwise" and scalar_code(op))
+        if name not in LOWERINGS and not (op.kind == "elementwise" and elementwise.scalar_code(op))
     )
 
 
@@ -245,7 +227,7 @@ class ScalarStatement:
 
     def python(self) -> str:
         params = self.node.params
-        code = scalar_code(self.node.op, params, self.node.dtype).format(*(text for text, _, _ in self.operands),
+        code = elementwise.scalar_code(self.node.op, params, self.node.dtype).format(*(text for text, _, _ in self.operands),
                                                                         **params)
         if self.node.dtype == "float32" and not code.startswith("np.float32("):
             code = f"np.float32({code})"  # math.* and mixed literals compute in float64; NumPy stays float32
@@ -261,23 +243,6 @@ class Step:
     labels: list = field(default_factory=list)
     before: list = field(default_factory=list)  # lines right before the loop nest (after the prelude)
     after: list = field(default_factory=list)  # lines right after it
-
-
-@dataclass
-class ScatterWrite:
-    """One ``buffer[i + offset] += value`` line of a scatter, recorded so that the
-    buffer's writes can be re-planned as carries (see ``Lowering.plan_carries``).
-
-    ``offset`` is the constant start of a unit-step slice of a 1-d buffer, or None
-    for any other scatter (which keeps the buffer on the general code).
-    """
-
-    step: int
-    position: int  # in the step's body
-    offset: Optional[int]
-    length: object  # the slice's length (a dim)
-    value: str
-    comment: str
 
 
 @dataclass
@@ -486,45 +451,13 @@ class Lowering:
                 else:
                     self.lower_elementwise(node)
             else:
-                method = LOWERINGS.get(node.op.name)
-                if method is None:
+                lower_node = LOWERINGS.get(node.op.name)
+                if lower_node is None:
                     raise LoweringError(f"the Numba backend has no lowering for op {node.op.name!r}")
-                getattr(self, method)(node)
+                lower_node(self, node)
         return self.render()
 
-    # --- leaves
-    def lower_symbol(self, node: Expr):
-        name = self.param_of[node.id]
-        shape = []
-        for k, d in enumerate(node.type.shape):
-            if d is None:
-                shape.append(self.dims.new(f"{name}.shape[{k}]", f"{node.name}.shape[{k}]"))
-            else:
-                shape.append(d)
-        self.shape[node.id] = tuple(shape)
-        kind = "scalar" if node.ndim == 0 else "array"
-        self.values[node.id] = Value(kind, name=name, array=name if node.ndim else None, root=name)
-
-    def lower_constant(self, node: Expr):
-        array = node.params["value"].array
-        self.shape[node.id] = tuple(array.shape)
-        if array.ndim == 0:
-            self.values[node.id] = Value("scalar", name=literal(array[()], node.dtype))
-            return
-        if array.size == 1 or (array.size > 0 and np.all(array == array.flat[0]) and not np.isnan(array.flat[0])):
-            # a filled constant is one scalar read at any index
-            self.values[node.id] = Value("scalar", name=literal(array.flat[0], node.dtype))
-            return
-        name = f"k{len(self.hidden)}"
-        self.hidden.append((name, array, node))
-        self.values[node.id] = Value("array", name=name, array=name, root=name)
-
-    def lower_dim(self, node: Expr):
-        (x,) = node.inputs
-        self.shape[node.id] = ()
-        self.values[node.id] = Value("scalar", name=self.dims.text(self.shape[x.id][node.params["axis"]]))
-
-    # --- elementwise
+    # --- elementwise: fusion into loop nests
     def infer_elementwise_shape(self, node: Expr):
         ndim = node.ndim
         dims = []
@@ -567,8 +500,8 @@ class Lowering:
         self.current_domain = self.dims_of(node)
         if node.op.name == "add" and self.try_accumulate_add(node):
             return
-        if self.use_vector_math(node):
-            self.lower_vector_math(node)
+        if elementwise.use_vector_math(self, node):
+            elementwise.lower_vector_math(self, node)
             return
         inline = []
         for x in node.inputs:
@@ -594,37 +527,6 @@ class Lowering:
         step.body.append(ScalarStatement(name, node, operands, self.comment(node)))
         step.labels.append(self.label(node))
         self.values[node.id] = Value("fused", name=name, group=step.index, avail=step.index + 1)
-
-    # --- big transcendental loops: NumPy's SIMD ufuncs
-    def use_vector_math(self, node: Expr) -> bool:
-        """Whether to compute ``node`` with NumPy's vectorised ufunc instead of a loop.
-
-        Numba's loops call scalar libm: tanh over 256x128 takes ~0.5 ms vs ~0.05 ms for
-        ``np.tanh``.  A NumPy call costs an object-mode block (~2 us per call, a little
-        compile time) and breaks fusion, so only big arrays qualify: at least
-        VECTOR_MATH_MIN_STATIC static elements per row of a batch (a None dimension), or
-        VECTOR_MATH_MIN_SIZE elements in all; at most VECTOR_MATH_MAX_CALLS per kernel.
-        """
-        if node.op.name not in VECTOR_MATH or node.dtype not in ("float32", "float64"):
-            return False
-        if self.vector_math_calls >= VECTOR_MATH_MAX_CALLS:
-            return False
-        static = int(np.prod([d for d in node.type.shape if d is not None], dtype=np.int64))
-        if None in node.type.shape:
-            return static >= VECTOR_MATH_MIN_STATIC
-        return static >= VECTOR_MATH_MIN_SIZE
-
-    def lower_vector_math(self, node: Expr):
-        (x,) = node.inputs
-        self.fill(x)
-        array = self.copy_or_array(x) if self.values[x.id].kind != "view" else self.copy_of(x)
-        at = self.avail(x)
-        name = f"a{self.p(node)}"
-        kind = self.numba_type(node.dtype, node.ndim)
-        self.prelude(at).append(f"with numba.objmode({name}={kind!r}):  # {self.comment(node)}: NumPy's SIMD ufunc")
-        self.prelude(at).append(f"    {name} = np.ascontiguousarray({VECTOR_MATH[node.op.name]}({array}))")
-        self.vector_math_calls += 1
-        self.values[node.id] = Value("array", name=name, array=name, avail=at, root=name)
 
     # --- accumulating sums of scatters
     def mergeable(self, x: Expr, node: Expr) -> bool:
@@ -663,119 +565,7 @@ class Lowering:
                                      accumulator=True)
         return True
 
-    # --- reductions
-    def lower_reduction(self, node: Expr):
-        (x,) = node.inputs
-        axes = node.params["axes"]
-        keep = node.params["keepdims"]
-        xd = self.shape[x.id]
-        self.shape[node.id] = tuple(1 if a in axes else d for a, d in enumerate(xd) if keep or a not in axes)
-        if x.ndim == 0 or not axes:  # nothing reduced: the value itself
-            if node.ndim == 0:
-                self.ready(x)
-                self.values[node.id] = Value("scalar", name=self.values[x.id].name, avail=self.avail(x))
-            else:
-                self.values[node.id] = Value("view", base=x, transform=lambda idx: idx, avail=self.ready(x))
-            return
-        op = node.op.name
-        if op in ("max", "min"):  # like NumPy: no identity, so an empty axis is an error, not +-inf
-            for a in axes:
-                n = self.dims.find(xd[a])
-                if not isinstance(n, int):
-                    self.dims.require(f"min({n}, 1)", "1", self.dims.description(n),
-                                      f"{op} over it needs at least one element", self.context(node))
-                elif n == 0:
-                    raise ShapeError(f"{op} over an empty axis has no identity: {self.context(node)}")
-        vx = self.values[x.id]
-        if vx.kind == "fused" and vx.array is None:
-            step = self.steps[vx.group]
-        else:
-            step = self.find_group(xd, self.ready(x))
-        self.current_domain = self.dims_of(x)
-        idx = [f"i{k}" for k in range(x.ndim)]
-        value, _, _ = self.operand(x, idx, step.index)
-        if op in ("sum", "prod"):
-            init = literal(0 if op == "sum" else 1, node.dtype)
-        elif node.dtype == "bool":
-            init = "False" if op == "max" else "True"
-        elif node.dtype == "int64":
-            init = str(-(1 << 63)) if op == "max" else str((1 << 63) - 1)
-        else:
-            init = literal(-np.inf if op == "max" else np.inf, node.dtype)
-        name = f"r{self.p(node)}"
-        if node.ndim == 0:
-            self.prelude(step.index).append(f"{name} = {init}  # {self.label(node)} accumulates {op}")
-            target = name
-        else:
-            self.allocate(name, node, fill=init if op != "sum" else None, zeros=op == "sum")
-            out_idx = ["0" if a in axes else i for a, i in enumerate(idx) if keep or a not in axes]
-            target = f"{name}[{_index_text(out_idx)}]"
-        if op in ("sum", "prod"):
-            step.body.append(f"{target} {'+' if op == 'sum' else '*'}= {value}  # {self.comment(node)}")
-        else:  # like np.max/np.min: a NaN, once seen, stays; of tied values (0.0, -0.0) the later one
-            compare = ">=" if op == "max" else "<="
-            temp = f"t{self.p(node)}"
-            step.body.append(f"{temp} = {value}  # {self.comment(node)}")
-            step.body.append(f"if {temp} {compare} {target} or {temp} != {temp}:")
-            step.body.append(f"    {target} = {temp}")
-        step.labels.append(self.label(node))
-        kind = "scalar" if node.ndim == 0 else "array"
-        self.values[node.id] = Value(kind, name=name, array=name if node.ndim else None, avail=step.index + 1,
-                                     root=name)
-
-    # --- views
-    def lower_view(self, node: Expr):
-        x = node.inputs[0]
-        op = node.op.name
-        params = node.params
-        xd = self.shape[x.id]
-        if op == "slice":
-            shape, transform = self.slice_view(node, x, params["index"])
-        elif op == "expand_dims":
-            axes = params["axes"]
-            it = iter(xd)
-            shape = tuple(1 if a in axes else next(it) for a in range(node.ndim))
-            def transform(idx, axes=axes):
-                return [i for a, i in enumerate(idx) if a not in axes]
-        elif op == "squeeze":
-            axes = params["axes"]
-            shape = tuple(d for a, d in enumerate(xd) if a not in axes)
-            def transform(idx, axes=axes, ndim=x.ndim):
-                it = iter(idx)
-                return ["0" if a in axes else next(it) for a in range(ndim)]
-        elif op == "transpose":
-            axes = params["axes"]
-            shape = tuple(xd[a] for a in axes)
-            def transform(idx, axes=axes):
-                out = [None] * len(axes)
-                for k, a in enumerate(axes):
-                    out[a] = idx[k]
-                return out
-        else:  # broadcast_to / broadcast_like
-            if op == "broadcast_to":
-                target = tuple(params["shape"])
-            else:
-                target = self.shape[node.inputs[1].id]
-            offset = len(target) - x.ndim
-            shape = list(target)
-            for k in range(x.ndim):
-                d = self.dim(x, k)
-                if d != 1:
-                    shape[offset + k] = self.dims.unify(target[offset + k], d, self.context(node))
-            shape = tuple(shape)
-            def transform(idx, x=x, offset=offset):
-                return ["0" if self.dim(x, k) == 1 else idx[offset + k] for k in range(x.ndim)]
-        self.shape[node.id] = shape
-        if self.same_scalar(node, x):
-            return
-        avail = self.ready(x)
-        if node.ndim == 0:  # a single element: read it once
-            name = f"v{self.p(node)}"
-            self.prelude(avail).append(f"{name} = {self.load(x, transform([]))}  # {self.comment(node)}")
-            self.values[node.id] = Value("scalar", name=name, avail=avail)
-            return
-        self.values[node.id] = Value("view", base=x, transform=transform, avail=avail)
-
+    # --- buffers for the op families: one value, contiguous copies
     def same_scalar(self, node: Expr, x: Expr) -> bool:
         """A view or reshape of one value (0-d, or every element equal) is that value."""
         if x.ndim and self.values[x.id].kind != "scalar":
@@ -783,223 +573,6 @@ class Lowering:
         self.ready(x)
         self.values[node.id] = Value("scalar", name=self.values[x.id].name, avail=self.avail(x))
         return True
-
-    def slice_view(self, node: Expr, x: Expr, index):
-        shape, starts, steps = [], [], []
-        for axis, entry in enumerate(index):
-            n = self.dim(x, axis)
-            if not isinstance(entry, tuple):
-                if not isinstance(n, int):  # the reference raises IndexError; so must the kernel
-                    need = entry + 1 if entry >= 0 else -entry
-                    self.dims.require(f"min({n}, {need})", str(need), self.dims.description(n),
-                                      f"index {entry} needs a size of at least {need}", self.context(node))
-                shape.append(1)
-                if entry >= 0:
-                    starts.append(str(entry))
-                else:
-                    starts.append(str(n + entry) if isinstance(n, int) else f"({n} - {-entry})")
-                steps.append(1)
-                continue
-            start, stop, step = entry
-            if isinstance(n, int):
-                first, _, _ = slice(start, stop, step).indices(n)
-                shape.append(len(range(*slice(start, stop, step).indices(n))))
-                starts.append(str(first))
-            else:
-                shape.append(self.slice_length(n, start, stop, step, x, axis))
-                if step > 0 and (start is None or start >= 0):
-                    starts.append(str(start or 0))
-                else:
-                    code = f"_slice_start({n}, {self.bound(start)}, {self.bound(stop)}, {step})"
-                    starts.append(self.dims.new(code, f"start of {x.label()}[{start}:{stop}:{step}]",
-                                                key=("start", n, start, stop, step)))
-            steps.append(step)
-
-        def transform(idx, starts=starts, steps=steps):
-            return [_affine(i, s, st) for i, s, st in zip(idx, starts, steps)]
-
-        return tuple(shape), transform
-
-    @staticmethod
-    def bound(b) -> str:
-        return "SLICE_NONE" if b is None else str(b)
-
-    def slice_length(self, n: str, start, stop, step, x: Expr, axis: int):
-        desc = self.dims.description(n)
-        if step == 1 and (start is None or start >= 0) and (stop is None or stop < 0):
-            cut = (start or 0) + (-stop if stop is not None else 0)
-            if cut == 0:
-                return n
-            return self.dims.new(f"max({n} - {cut}, 0)", f"{desc} - {cut}", key=("minus", n, cut))
-        code = f"_slice_len({n}, {self.bound(start)}, {self.bound(stop)}, {step})"
-        text = f"{'' if start is None else start}:{'' if stop is None else stop}:{step}"
-        return self.dims.new(code, f"len of [{text}] of {desc}", key=("slice", n, start, stop, step))
-
-    # --- scatter (adjoint of slice)
-    def lower_scatter(self, node: Expr):
-        cotangent, ref = node.inputs
-        self.shape[node.id] = self.shape[ref.id]
-        if ref.ndim == 0:
-            self.ready(cotangent)
-            self.values[node.id] = Value("scalar", name=self.values[cotangent.id].name, avail=self.avail(cotangent))
-            return
-        # the slice's own shape and index map, as if slicing ``ref``
-        slice_shape, transform = self.slice_view(node, ref, node.params["index"])
-        for k in range(cotangent.ndim):
-            d = self.dim(cotangent, k)
-            if d != 1 or slice_shape[k] == 1:
-                self.dims.unify(slice_shape[k], d, self.context(node))
-        name = f"a{self.p(node)}"
-        self.allocate(name, node, zeros=True)
-        vc = self.values[cotangent.id]
-        # A cotangent of size 1 on an axis the slice is longer on is broadcast: loop over the slice.
-        domain = tuple(self.dims.find(d) for d in slice_shape[:cotangent.ndim])
-        broadcast = domain != self.dims_of(cotangent)
-        if vc.kind == "fused" and vc.array is None and not broadcast:
-            step = self.steps[vc.group]
-        else:
-            step = self.find_group(domain if broadcast else self.shape[cotangent.id], self.ready(cotangent))
-        self.current_domain = domain if broadcast else self.dims_of(cotangent)
-        idx = [f"i{k}" for k in range(cotangent.ndim)]
-        text, _, _ = self.operand(cotangent, idx, step.index)
-        # A unit-step slice with a constant start, in a 1-d loop, may become carries (plan_carries).
-        offset = None
-        index = node.params["index"]
-        unit_step = ref.ndim == 1 and len(index) == 1 and isinstance(index[0], tuple) and index[0][2] == 1
-        if unit_step and len(step.domain) == 1 and node.dtype in ("float32", "float64"):
-            start = transform(["0"])[0]
-            offset = int(start) if start.isdigit() else None
-        self.scatter_nodes[name] = node
-        self.scatter_writes.setdefault(name, []).append(
-            ScatterWrite(step.index, len(step.body), offset, slice_shape[0], text, self.comment(node)))
-        step.body.append(f"{name}[{_index_text(transform(idx))}] += {text}  # {self.comment(node)}")
-        step.labels.append(self.label(node))
-        self.values[node.id] = Value("array", name=name, array=name, avail=step.index + 1, root=name,
-                                     accumulator=True)
-
-    def plan_carries(self):
-        """Scatter buffers written once per element instead of zero-filled and ``+=``.
-
-        Applies to a buffer whose every write is a scatter of a unit-step slice with a
-        constant start into a 1-d buffer, all in one 1-d loop (the gradient of
-        ``x[1:]``, ``x[:-1]``, ``x[2:]``...): anything else (other steps or starts, a
-        plain ``+=`` from a sum, writes in two loops) keeps the general code.
-
-        With offsets m (smallest) to M (largest), iteration i gives element i + m its
-        last term, so it is stored then; the pending sums of elements i + m + 1 ..
-        i + M ride in scalar locals (``<buffer>_carry<d>``, d = 0 .. M - m).  One
-        pass over the buffer instead of three (fill, read, write), and no
-        store-to-load dependency between iterations.  Each element adds its terms in
-        the iterations' order, as the ``+=`` lines did.  Zeros follow the reference,
-        where each scatter is zeros with its slice assigned and the scatters are
-        added: an element every slice reaches is the sum of its terms alone (so
-        sign(-0.0 + -0.0) stays negative, and ``+= `` onto a zero-filled buffer would
-        have made it +0.0), and an element some slice misses has a +0.0 among its
-        terms: the carries start at 0.0 before the loop, and the ones stored after it
-        (never reached by the offset-m slice) get ``0.0 +``.  Elements no iteration
-        reaches (before m, past the loop's reach) are zeroed before or after the loop.
-        """
-        groups: dict = {}
-        for name, writes in self.scatter_writes.items():
-            groups.setdefault(self.resolve(name), []).extend(writes)
-        added_into = {self.resolve(name) for name in self.added_into}
-        edits: dict = {}  # step index -> {body position: replacement lines}
-        for root, writes in groups.items():
-            if root in added_into or root not in self.scatter_nodes or root in self.dropped:
-                continue
-            if any(w.offset is None for w in writes) or len({w.step for w in writes}) != 1:
-                continue
-            step = self.steps[writes[0].step]
-            length = self.dims.find(step.domain[0])
-            if any(self.dims.find(w.length) != length for w in writes):
-                continue  # the loop must run over every slice exactly (lower_scatter makes it so)
-            node = self.scatter_nodes[root]
-            size = self.dims.find(self.shape[node.id][0])
-            writes = sorted(writes, key=lambda w: w.position)
-            low = min(w.offset for w in writes)
-            span = max(w.offset for w in writes) - low
-            zero = literal(0, node.dtype)
-            carry = [f"{root}_carry{d}" for d in range(span + 1)]
-            replaced = edits.setdefault(step.index, {})
-            fresh = False
-            for w in writes:
-                d = w.offset - low
-                if d == span and not fresh:  # element i + M: its first term (see the docstring on zeros)
-                    replaced[w.position] = [f"{carry[d]} = {w.value}  # {w.comment}"]
-                    fresh = True
-                else:
-                    replaced[w.position] = [f"{carry[d]} += {w.value}  # {w.comment}"]
-            last = replaced[writes[-1].position]
-            last.append(f"{root}[{_affine('i0', low, 1)}] = {carry[0]}  # complete: stored once")
-            last.extend(f"{carry[d]} = {carry[d + 1]}" for d in range(span))
-            step.before.append(f"# {self.label(node)}: each element stored once; pending sums in {root}_carry*")
-            if low:
-                head = min(low, size) if isinstance(size, int) else f"min({low}, {size})"
-                if head != 0:
-                    step.before += [f"for i0 in range({head}):", f"    {root}[i0] = {zero}"]
-            step.before += [f"{carry[d]} = {zero}" for d in range(span)]
-            for d in range(span):  # the carries hold the last elements the loop reached
-                element = _plus(length, low + d)
-                store = f"{root}[{element}] = {zero} + {carry[d]}"  # not reached by the offset-m slice
-                if isinstance(element, int) and isinstance(size, int):
-                    if element < size:
-                        step.after.append(store)
-                else:
-                    step.after += [f"if {element} < {size}:", f"    {store}"]
-            tail = _plus(length, low + span)  # elements past the loop's reach
-            static_past_end = isinstance(tail, int) and isinstance(size, int) and tail >= size
-            if not static_past_end and self.shortened_by(length, size) not in range(low + span + 1):
-                step.after += [f"for i0 in range({tail}, {size}):", f"    {root}[i0] = {zero}"]
-            # the allocation without its zero-fill loop
-            self.allocations = [(name, code[:1] if name == root else code) for name, code in self.allocations]
-        for index, replaced in edits.items():
-            step = self.steps[index]
-            step.body = [line for k, item in enumerate(step.body) for line in replaced.get(k, [item])]
-
-    def shortened_by(self, length, size) -> Optional[int]:
-        """k when the run-time ``length`` is ``max(size - k, 0)`` (a slice like x[1:] of x)."""
-        for key, name in self.dims.memo.items():
-            if key[0] == "minus" and self.dims.find(name) == length and self.dims.find(key[1]) == size:
-                return key[2]
-        return None
-
-    # --- data movement that needs a real array
-    def lower_reshape(self, node: Expr):
-        (x,) = node.inputs
-        target = node.params["shape"]
-        xdims = self.dims_of(x)
-        if None in x.type.shape and -1 in target:
-            known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
-            statics = int(np.prod([d for d in xdims if isinstance(d, int)], dtype=np.int64))
-            variables = [d for d in xdims if isinstance(d, str)]
-            if len(variables) == 1 and statics == known:
-                free = variables[0]  # (n, 3) -> (-1, 3): the same n
-            else:
-                total = self.dims.product(xdims)
-                free = self.dims.new(f"({total}) // {known}", f"size of {x.label()} / {known}",
-                                     key=("reshape", xdims, known))
-                self.dims.require(f"{free} * {known}", total, f"{known} * ({self.dims.description(free)})",
-                                  f"the size of {x.label()}", self.context(node))
-            shape = tuple(free if d == -1 else d for d in target)
-        else:
-            shape = tuple(d for d in node.type.shape)
-        self.shape[node.id] = shape
-        if self.same_scalar(node, x):
-            return
-        array = self.contiguous(x)
-        at = self.avail(x)
-        if node.ndim == 0:
-            name = f"v{self.p(node)}"
-            self.prelude(at).append(f"{name} = {array}[{', '.join(['0'] * x.ndim)}]  # {self.comment(node)}")
-            self.values[node.id] = Value("scalar", name=name, avail=at)
-            return
-        if array.endswith(".T"):
-            array = self.copy_of(x)
-            at = self.avail(x)
-        name = f"a{self.p(node)}"
-        self.prelude(at).append(f"{name} = {array}.reshape({self.shape_text(node)})  # {self.comment(node)}")
-        root = self.values[x.id].root if self.values[x.id].kind != "view" else self.values[x.id].copy
-        self.values[node.id] = Value("array", name=name, array=name, avail=at, root=root)
 
     def copy_of(self, node: Expr) -> str:
         """A C-contiguous copy of a view."""
@@ -1012,119 +585,6 @@ class Lowering:
             step.body.append(f"{v.copy}[{_index_text(idx)}] = {self.load(node, idx)}")
             v.avail = max(v.avail, step.index + 1)
         return v.copy
-
-    def lower_concatenate(self, node: Expr):
-        axis = node.params["axis"]
-        parts = node.inputs
-        first = parts[0]
-        shape = []
-        for a in range(node.ndim):
-            if a == axis:
-                dims = [self.dim(x, a) for x in parts]
-                statics = sum(d for d in dims if isinstance(d, int))
-                names = [d for d in dims if isinstance(d, str)]
-                if not names:
-                    shape.append(statics)
-                else:
-                    code = " + ".join(names + ([str(statics)] if statics else []))
-                    shape.append(self.dims.new(code, f"total length of the concatenation at {self.context(node)}",
-                                               key=("concat", tuple(dims))))
-            else:
-                d = self.dim(first, a)
-                for x in parts[1:]:
-                    d = self.dims.unify(d, self.dim(x, a), self.context(node))
-                shape.append(d)
-        self.shape[node.id] = tuple(shape)
-        name = f"a{self.p(node)}"
-        self.allocate(name, node)
-        offset = []
-        avail = 0
-        for x in parts:
-            vx = self.values[x.id]
-            if x.ndim and vx.kind == "fused" and vx.array is None:
-                step = self.steps[vx.group]
-            else:
-                step = self.find_group(self.shape[x.id], self.ready(x))
-            self.current_domain = self.dims_of(x)
-            idx = [f"i{k}" for k in range(x.ndim)]
-            text, _, _ = self.operand(x, idx, step.index)
-            start = " + ".join(offset) if offset else "0"
-            out_idx = [_affine(i, start, 1) if a == axis else i for a, i in enumerate(idx)]
-            step.body.append(f"{name}[{_index_text(out_idx)}] = {text}  # part of {self.comment(node)}")
-            step.labels.append(self.label(node))
-            avail = max(avail, step.index + 1)
-            d = self.dim(x, axis)
-            offset.append(str(d))
-        self.values[node.id] = Value("array", name=name, array=name, avail=avail, root=name)
-
-    def lower_matmul(self, node: Expr):
-        a, b = node.inputs
-        ad, bd = self.shape[a.id], self.shape[b.id]
-        context = self.context(node)
-        k_a = ad[-1]
-        k_b = bd[-2] if b.ndim > 1 else bd[0]
-        self.dims.unify(k_a, k_b, context)
-        batch_a = ad[:-2] if a.ndim > 2 else ()
-        batch_b = bd[:-2] if b.ndim > 2 else ()
-        nb = max(len(batch_a), len(batch_b))
-        batch = []
-        for k in range(nb):
-            da = batch_a[k - (nb - len(batch_a))] if k >= nb - len(batch_a) else 1
-            db = batch_b[k - (nb - len(batch_b))] if k >= nb - len(batch_b) else 1
-            da, db = self.dims.find(da), self.dims.find(db)
-            batch.append(db if da == 1 else da if db == 1 else self.dims.unify(da, db, context))
-        rows = (ad[-2],) if a.ndim > 1 else ()
-        cols = (bd[-1],) if b.ndim > 1 else ()
-        self.shape[node.id] = tuple(batch) + rows + cols
-        self.ready(a)
-        self.ready(b)
-        x, transpose_a = self.gemm_operand(a)
-        y, transpose_b = self.gemm_operand(b)
-        at = max(self.avail(a), self.avail(b))
-        m = self.dims.text(ad[-2]) if a.ndim > 1 else "1"
-        k = self.dims.text(k_a)
-        n = self.dims.text(bd[-1]) if b.ndim > 1 else "1"
-        blas = node.dtype in ("float32", "float64")
-        lines = [f"# {self.comment(node)}"]
-        name = f"a{self.p(node)}"
-        if node.ndim == 0:
-            lines.append(f"{name} = np.empty((1,), dtype={NUMPY_NAME[node.dtype]})")
-        else:
-            self.allocate(name, node)
-        bidx = [f"b{j}" for j in range(nb)]
-        indent = ""
-        for j in range(nb):
-            lines.append(f"{indent}for b{j} in range({self.dims.text(batch[j])}):")
-            indent += "    "
-
-        def batch_part(array, dims, nd):
-            lead = nd - 2 if nd > 2 else 0
-            if not lead:
-                return array
-            picks = ["0" if self.dims.find(dims[j]) == 1 else bidx[nb - lead + j] for j in range(lead)]
-            return f"{array}[{_index_text(picks)}]"
-
-        xa, yb = batch_part(x, ad, a.ndim), batch_part(y, bd, b.ndim)
-        out = f"{name}[{_index_text(bidx)}]" if nb else name
-        gemm = "_gemm" if blas else "_gemm_loops"  # BLAS takes float32/float64 only
-        lines.append(f"{indent}{gemm}({out}, {xa}, {yb}, {m}, {n}, {k}, {transpose_a}, {transpose_b})")
-        if node.ndim == 0:
-            scalar = f"v{self.p(node)}"
-            lines.append(f"{scalar} = {name}[0]")
-            self.values[node.id] = Value("scalar", name=scalar, avail=at)
-        else:
-            self.values[node.id] = Value("array", name=name, array=name, avail=at, root=name)
-        self.prelude(at).extend(lines)
-
-    def gemm_operand(self, node: Expr):
-        """(C-contiguous array, 1 if it is to be read transposed) for a matmul operand."""
-        v = self.values[node.id]
-        self.fill(node)
-        if v.kind == "view" and node.op.name == "transpose" and node.ndim == 2:
-            base = self.values[v.base.id]
-            if base.kind != "view" and base.array:
-                return base.array, 1
-        return self.copy_or_array(node), 0
 
     def copy_or_array(self, node: Expr) -> str:
         v = self.values[node.id]
@@ -1162,7 +622,8 @@ class Lowering:
     def render(self) -> Program:
         returned: set = set()
         results = [self.output_text(o, returned) for o in self.outputs]
-        self.plan_carries()  # after the outputs: copying one may add writes to a loop
+        for finish in FINISHING_PASSES:  # after the outputs: copying one may add writes to a loop
+            finish(self)
         params = [self.param_of[s.id] for s in self.inputs] + [name for name, _, _ in self.hidden]
         sig_types = []
         for s in self.inputs:
@@ -1368,3 +829,9 @@ def lower(inputs: list, outputs: list, single: bool) -> Program:
     lowering = Lowering(inputs, outputs)
     lowering.single_output = single
     return lowering.run()
+
+
+# The op families register their lowerings (they import this module: keep this last).
+for _family in FAMILIES:
+    importlib.import_module(f".{_family}", __package__)
+from . import elementwise  # noqa: E402  (scalar spellings, used by ScalarStatement)

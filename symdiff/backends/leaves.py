@@ -1,0 +1,46 @@
+"""Lowering of leaves: symbols (kernel parameters), constants (literals or hidden
+arrays passed after the inputs) and ``dim`` (a run-time size, a kernel local)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Expr
+from .lowering import Value, literal, lowers
+
+
+@lowers('symbol')
+def lower_symbol(L, node: Expr):
+    name = L.param_of[node.id]
+    shape = []
+    for k, d in enumerate(node.type.shape):
+        if d is None:
+            shape.append(L.dims.new(f"{name}.shape[{k}]", f"{node.name}.shape[{k}]"))
+        else:
+            shape.append(d)
+    L.shape[node.id] = tuple(shape)
+    kind = "scalar" if node.ndim == 0 else "array"
+    L.values[node.id] = Value(kind, name=name, array=name if node.ndim else None, root=name)
+
+
+@lowers('constant')
+def lower_constant(L, node: Expr):
+    array = node.params["value"].array
+    L.shape[node.id] = tuple(array.shape)
+    if array.ndim == 0:
+        L.values[node.id] = Value("scalar", name=literal(array[()], node.dtype))
+        return
+    if array.size == 1 or (array.size > 0 and np.all(array == array.flat[0]) and not np.isnan(array.flat[0])):
+        # a filled constant is one scalar read at any index
+        L.values[node.id] = Value("scalar", name=literal(array.flat[0], node.dtype))
+        return
+    name = f"k{len(L.hidden)}"
+    L.hidden.append((name, array, node))
+    L.values[node.id] = Value("array", name=name, array=name, root=name)
+
+
+@lowers('dim')
+def lower_dim(L, node: Expr):
+    (x,) = node.inputs
+    L.shape[node.id] = ()
+    L.values[node.id] = Value("scalar", name=L.dims.text(L.shape[x.id][node.params["axis"]]))
