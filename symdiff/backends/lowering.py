@@ -74,6 +74,7 @@ FAMILIES = (
     "views",
     "linalg",
     # issue 10 families:
+    "creation",
 )
 
 
