@@ -83,7 +83,6 @@ OP_TABLE = {
     # issue 10: elementwise math and special functions
     # issue 10: indexing, gathers and scatters
     # issue 10: cumulative and ordering
-    "linear_recurrence": RULES, "argmax": NONE, "argsort": NONE,
     # issue 10: structure, constructors, statistics
     "iota": NONE,
     # issue 10: convolution
