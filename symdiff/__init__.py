@@ -42,8 +42,11 @@ from .sympy_bridge import from_sympy, to_latex, to_sympy
 # issue 10: elementwise math and special functions
 # issue 10: indexing, gathers and scatters
 # issue 10: cumulative and ordering
+from .frontend.ordering import argmax, argmin, argsort, cumprod, cumsum, diff, flip, roll
 # issue 10: structure, constructors, statistics
 # issue 10: convolution
+# issue 13: custom ops and derivative overrides
+from .custom import custom_jvp, custom_op, custom_vjp
 # issue 15: hardening
 # issue 16: distributed
 

@@ -42,6 +42,15 @@ OPS: dict[str, "Op"] = {}
 """The registry: every primitive by name.  Tests are generated from it."""
 
 
+def builtin_ops() -> dict:
+    """The registry without users' ops (``sd.custom_op``): what symdiff ships and tests.
+
+    >>> "exp" in builtin_ops()
+    True
+    """
+    return {name: op for name, op in OPS.items() if not op.user}
+
+
 @dataclass(eq=False)
 class Op:
     """The record of one primitive operation.
@@ -67,6 +76,10 @@ class Op:
     samples(rng) -> list of (input arrays, attrs)
         Valid inputs for the registry-generated tests, inside the op's domain
         and away from kinks, on scalars, vectors, matrices and broadcasting.
+    user
+        True for ops registered by users (``sd.custom_op``, ``sd.custom_vjp``):
+        rewrites treat them as opaque, and the built-in registry's tests skip them
+        (users test theirs with ``symdiff.testing.check_op``).
     """
 
     name: str
@@ -78,6 +91,7 @@ class Op:
     scalar_code: Optional[str] = None
     samples: Optional[Callable] = None
     doc: str = ""
+    user: bool = False
 
     def __post_init__(self):
         if self.name in OPS:

@@ -521,7 +521,8 @@ def _build_record(record: dict, built: dict) -> Expr:
     if not isinstance(node_id, int) or isinstance(node_id, bool):
         raise GraphFormatError(f"node ids must be ints, got {node_id!r}")
     if op_name not in OPS:
-        raise GraphFormatError(f"node {node_id}: unknown op {op_name!r}")
+        raise GraphFormatError(f"node {node_id}: unknown op {op_name!r}; if it is a custom op, it is not registered "
+                               f"in this process: run the sd.custom_op (or custom_vjp) definition first")
     if OPS[op_name].kind == "leaf" and record.get("inputs"):
         raise GraphFormatError(f"node {node_id}: a {op_name} has no inputs")
     inputs = []

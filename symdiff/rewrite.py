@@ -99,6 +99,8 @@ def rule(pass_name: str, math_text: str, *op_names: str, tier: str = EXACT):
 
 
 def _selects(entry: Rule, op) -> bool:
+    if op.user:  # a user's op is opaque: no rule may evaluate, reorder or drop it
+        return False
     return op.name in entry.ops or (op.kind != "leaf" and ANY_OP in entry.ops) or (
         op.kind == "elementwise" and ELEMENTWISE in entry.ops)
 

@@ -35,7 +35,7 @@ from .ir import Expr, as_list, symbols_of, toposort
 from .ops.leaves import numpy_dtype
 from .types import dtype_of_array
 
-__all__ = ["GradCheckError", "check_grads", "check_hvp", "check_jvp"]
+__all__ = ["GradCheckError", "check_grads", "check_hvp", "check_jvp", "check_op"]
 
 # Per precision: the finite-difference step (relative to max(1, |x|)) and rtol.
 # The step balances the h**4 truncation error of Richardson extrapolation
@@ -382,3 +382,66 @@ def check_hvp(f, wrt=None, values=None, *, modes=("rev-rev", "fwd-rev"), rng=0, 
             if not np.allclose(b, a, rtol=problem.rtol, atol=floor):
                 _fail(problem, f"Hessian-vector product ({mode} against {first})", name, b, a, direction,
                       f"the {mode} and {first} modes disagree", labels=(mode, first))
+
+
+def check_op(op, *, order=2, rng=0, compiled=True, rtol=None, atol=0.0):
+    """Run the built-in registry's checks on one op, on every sample its record gives.
+
+    ``op`` is what ``sd.custom_op`` returned (or an ``ir.Op``).  For each sample:
+    the type rule against what ``impl`` returns (also with every size unknown
+    until run time); for a differentiable op, reverse mode, forward mode and
+    Hessian-vector products (both modes) of sum(out * W) against finite
+    differences up to ``order``, with respect to every float input; and, with
+    ``compiled``, one Numba kernel computing every sample's value and gradient,
+    against the reference evaluator.  Raises AssertionError (GradCheckError for
+    derivatives) naming the op and the sample.
+
+    >>> import numpy as np, symdiff as sd
+    >>> cube = sd.custom_op("doc_cube", lambda x: x ** 3, elementwise=True,
+    ...                     vjp=lambda g, out, x: g * 3 * x * x,
+    ...                     samples=lambda rng: [((rng.normal(size=3),), {})])
+    >>> check_op(cube, compiled=False)
+    """
+    from .ir import make_node
+    from .types import TensorType
+
+    record = getattr(op, "op", op)
+    if record.samples is None:
+        raise ValueError(f"op {record.name!r} has no samples: give samples=(rng) -> [(arrays, attrs), ...]")
+    generator = np.random.default_rng(rng)
+    to_compile, inputs, values = [], [], {}
+    for k, (arrays, attrs) in enumerate(record.samples(generator)):
+        label = f"op {record.name!r}, sample {k}"
+        arrays = [np.asarray(a) for a in arrays]
+        symbols = [tensor(f"{record.name}_{k}_{i}", a.shape, dtype_of_array(a)) for i, a in enumerate(arrays)]
+        point = dict(zip(symbols, arrays))
+        out = make_node(record, symbols, dict(attrs))
+        value = np.asarray(evaluate(out, point))
+        assert TensorType(dtype_of_array(value), value.shape) == out.type, (
+            f"{label}: the type rule says {out.type!r}, impl returned {value.dtype} of shape {value.shape}")
+        unknown = [tensor(s.name, (None,) * s.ndim, s.dtype) for s in symbols]
+        loose = make_node(record, unknown, dict(attrs)).type
+        assert loose.dtype == out.type.dtype and len(loose.shape) == value.ndim and all(
+            d is None or d == v for d, v in zip(loose.shape, value.shape)), (
+            f"{label}: with sizes unknown until run time the type rule says {loose!r}, impl gave {value.shape}")
+        wrt = [s for s in symbols if s.type.is_float]
+        outputs = [out]
+        if record.vjp is not None and wrt and out.type.is_float:
+            weights = constant(np.random.default_rng(k).normal(size=value.shape).astype(value.dtype))
+            cost = sd_sum(out * weights)
+            check_grads(cost, wrt, point, order=order, rng=rng, rtol=rtol, atol=atol, label=label)
+            check_jvp(out, wrt, point, order=order, rng=rng, rtol=rtol, atol=atol, label=label)
+            check_hvp(cost, wrt, point, rng=rng, rtol=rtol, atol=atol, label=label)
+            outputs += grad(cost, wrt, mode="rev")
+        to_compile += outputs
+        inputs += symbols
+        values.update(point)
+    if compiled and to_compile:
+        from .function import function
+
+        got = function(inputs, to_compile)(*[values[s] for s in inputs])
+        want = evaluate(to_compile, values)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-12 if rtol is None else rtol,
+                                       atol=1e-12 if not atol else atol,
+                                       err_msg=f"op {record.name!r}: compiled kernel against the reference")

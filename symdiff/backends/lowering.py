@@ -73,6 +73,7 @@ FAMILIES = (
     "reductions",
     "views",
     "linalg",
+    "custom",
     # issue 10 families:
     "creation",
 )
@@ -89,6 +90,12 @@ def lowers(*op_names):
         return fn
 
     return register
+
+
+def lowering_of(op):
+    """The lowering registered for ``op``: by its name, else for its whole kind
+    (``"kind:custom"``: users' ops), else None."""
+    return LOWERINGS.get(op.name) or LOWERINGS.get(f"kind:{op.kind}")
 
 
 def finishing_pass(fn):
@@ -112,7 +119,7 @@ def unsupported_ops() -> list:
     """
     return sorted(
         name for name, op in OPS.items()
-        if name not in LOWERINGS and not (op.kind == "elementwise" and elementwise.scalar_code(op))
+        if lowering_of(op) is None and not (op.kind == "elementwise" and elementwise.scalar_code(op))
     )
 
 
@@ -310,6 +317,7 @@ class Lowering:
         self.dropped: set = set()
         self.hidden: list = []
         self.vector_math_calls = 0
+        self.module_lines: dict = {}  # name -> a module-level definition the kernel needs (users' functions)
         self.scatter_writes: dict = {}  # buffer -> [ScatterWrite]
         self.scatter_nodes: dict = {}  # buffer -> the scatter_slice node it was allocated for
         self.added_into: set = set()  # buffers that also receive a plain ``+=`` (not a scatter)
@@ -452,7 +460,7 @@ class Lowering:
                 else:
                     self.lower_elementwise(node)
             else:
-                lower_node = LOWERINGS.get(node.op.name)
+                lower_node = lowering_of(node.op)
                 if lower_node is None:
                     raise LoweringError(f"the Numba backend has no lowering for op {node.op.name!r}")
                 lower_node(self, node)
@@ -687,6 +695,7 @@ class Lowering:
             "from numba.types import boolean, float32, float64, int64",
             "from symdiff.backends.runtime import *",
         ]
+        header.extend(self.module_lines.values())
         if regions.definitions:
             header.append("from symdiff.backends.scalar_ir import make_region")
             header.append("")

@@ -1,0 +1,176 @@
+"""Lowering of users' ops (``sd.custom_op``; see ``symdiff.custom``).
+
+A kernel calls a user's function through a module-level name its source defines,
+``_sd_custom_<op> = user_function("<op>", "<code hash>", mode)``: the hash makes the
+kernel's cache key change when the user's code changes, and a kernel built for other
+code refuses to load rather than run stale code.  Elementwise ops with a ``numba=``
+scalar function are fused into loops like built-in ones (their record's
+``scalar_code`` calls the jitted function); any other user op is one call per
+evaluation on whole arrays: the ``numba=`` array function with a preallocated
+output, or, without one, ``impl`` from an object-mode block.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from ..custom import CUSTOM_OPS, CustomOpError, CustomOpWarning
+from ..ir import Expr
+from .lowering import NUMBA_SCALAR, Value, finishing_pass, lowers
+
+_JITTED: dict = {}  # (op name, code hash) -> the Numba dispatcher of its numba= function
+_WARNED: set = set()
+_IMPORT = "from symdiff.backends.custom import user_function as _sd_user_function"
+
+
+def user_function(name: str, code_hash: str, mode: str):
+    """The function a kernel calls for custom op ``name``: its jitted ``numba=``
+    function (mode "numba") or its checked ``impl`` (mode "impl")."""
+    record = CUSTOM_OPS.get(name)
+    if record is None:
+        raise CustomOpError(f"a compiled kernel calls custom op {name!r}, which is not registered in this process "
+                            f"(run the sd.custom_op call that defines it first)")
+    if record.code_hash != code_hash:
+        raise CustomOpError(f"a compiled kernel was built for other code of custom op {name!r}; build the "
+                            f"function again")
+    if mode == "impl":
+        return record.op.impl
+    return _jitted(record)
+
+
+def _jitted(record):
+    key = (record.op.name, record.code_hash)
+    if key not in _JITTED:
+        from numba import njit
+
+        fn = record.numba
+        _JITTED[key] = fn if hasattr(fn, "py_func") else njit(nogil=True, error_model="numpy")(fn)
+    return _JITTED[key]
+
+
+def _define(L, node: Expr, mode: str) -> str:
+    """The kernel-level name of ``node``'s user function (defined once per kernel)."""
+    record = CUSTOM_OPS[node.op.name]
+    name = f"_sd_custom_{node.op.name}" if mode == "numba" else f"_sd_custom_impl_{node.op.name}"
+    L.module_lines.setdefault("_sd_user_function", _IMPORT)
+    L.module_lines.setdefault(name, f"{name} = _sd_user_function({node.op.name!r}, {record.code_hash!r}, {mode!r})")
+    return name
+
+
+def _compile_check(node: Expr, signature: tuple, what: str):
+    """Compile the user's numba= function now, so a function that does not compile is
+    an error naming the op instead of an error deep in the kernel's compilation."""
+    from numba.core.errors import NumbaError
+
+    record = CUSTOM_OPS[node.op.name]
+    try:
+        _jitted(record).compile(signature)
+    except NumbaError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CustomOpError(f"custom op {node.op.name!r}: its numba= {what} does not compile for "
+                            f"({', '.join(str(t) for t in signature)}): {first}") from None
+
+
+@finishing_pass
+def define_elementwise_functions(L):
+    """Elementwise user ops are fused like built-in ones: define the functions their
+    scalar spellings call, compiled for the dtypes they meet."""
+    from numba import types
+
+    for node in L.nodes:
+        if node.op.user and node.op.kind == "elementwise":
+            _define(L, node, "numba")
+            signature = tuple(getattr(types, NUMBA_SCALAR[x.dtype]) for x in node.inputs)
+            _compile_check(node, signature, "scalar function")
+
+
+def _output_dims(L, node: Expr) -> tuple:
+    """The kernel's sizes of ``node``'s result, found by running its type rule with each
+    run-time input size replaced by a distinct stand-in: a result size equal to a
+    stand-in is that input size."""
+    from ..types import TensorType
+
+    stand_in = {}
+    types = []
+    for x in node.inputs:
+        dims = []
+        for k in range(x.ndim):
+            d = L.dim(x, k)
+            if not isinstance(d, int):
+                d = stand_in.setdefault(d, 1_000_003 + 2 * len(stand_in))
+            dims.append(d)
+        types.append(TensorType(x.dtype, tuple(dims)))
+    by_value = {v: d for d, v in stand_in.items()}
+    out = node.op.infer(tuple(types), **node.params)
+    dims = []
+    for static, found in zip(node.type.shape, out.shape):
+        if found in by_value:
+            dims.append(by_value[found])
+        elif static is not None:
+            dims.append(static)
+        else:
+            raise CustomOpError(f"custom op {node.op.name!r} at {node.where() or '?'}: the compiled kernel cannot "
+                                f"tell its result's size {out.shape} from its inputs' sizes at run time; declare "
+                                f"the inputs with static sizes")
+    return tuple(dims)
+
+
+def _argument(L, x: Expr) -> str:
+    if x.ndim == 0:
+        L.ready(x)
+        return L.values[x.id].name
+    return L.copy_or_array(x)
+
+
+@lowers("kind:custom")
+def lower_custom(L, node: Expr):
+    record = CUSTOM_OPS[node.op.name]
+    L.shape[node.id] = _output_dims(L, node)
+    args = [_argument(L, x) for x in node.inputs]
+    at = max([L.avail(x) for x in node.inputs], default=0)
+    attrs = "".join(f", {k}={v!r}" for k, v in node.params.items())
+    name = f"a{L.p(node)}"
+    lines = [f"# {L.comment(node)}: custom op"]
+    if record.numba is None:
+        if node.op.name not in _WARNED:
+            _WARNED.add(node.op.name)
+            warnings.warn(f"custom op {node.op.name!r} has no numba= implementation: the compiled kernel calls its "
+                          f"impl from an object-mode block (about 2 us per call plus NumPy's own time)",
+                          CustomOpWarning, stacklevel=4)
+        impl = _define(L, node, "impl")
+        call = f"{impl}({', '.join(args)}{attrs})"
+        kind = L.numba_type(node.dtype, node.ndim)
+        lines.append(f"with numba.objmode({name}={kind!r}):")
+        lines.append(f"    {name} = {call}.item()" if node.ndim == 0 else f"    {name} = np.ascontiguousarray({call})")
+        if node.ndim == 0:
+            L.values[node.id] = Value("scalar", name=name, avail=at)
+        else:
+            L.values[node.id] = Value("array", name=name, array=name, avail=at, root=name)
+        L.prelude(at).extend(lines)
+        return
+    fn = _define(L, node, "numba")
+    if not node.params:
+        from numba import types
+
+        signature = [types.Array(getattr(types, NUMBA_SCALAR[x.dtype]), x.ndim, "C") if x.ndim
+                     else getattr(types, NUMBA_SCALAR[x.dtype]) for x in node.inputs]
+        signature.append(types.Array(getattr(types, NUMBA_SCALAR[node.dtype]), node.ndim, "C"))
+        _compile_check(node, tuple(signature), "array function")
+    L.allocate(name, node)
+    lines.append(f"{fn}({', '.join(args + [name])}{attrs})")
+    if node.ndim == 0:
+        scalar = f"v{L.p(node)}"
+        lines.append(f"{scalar} = {name}[()]")
+        L.values[node.id] = Value("scalar", name=scalar, avail=at)
+    else:
+        L.values[node.id] = Value("array", name=name, array=name, avail=at, root=name)
+    L.prelude(at).extend(lines)
+
+
+@lowers("kind:custom_derivative")
+def lower_custom_derivative(L, node: Expr):
+    """``custom_vjp``/``custom_jvp`` nodes pass their body's value on unchanged."""
+    body = node.inputs[0]
+    L.shape[node.id] = L.shape[body.id]
+    L.ready(body)
+    L.values[node.id] = L.values[body.id]

@@ -1,0 +1,290 @@
+"""Users' ops (``sd.custom_op``) and derivative overrides (``sd.custom_vjp``,
+``sd.custom_jvp``): the same guarantees as built-in ops (derivatives of every order,
+both HVP modes, compiled kernels, printers, JSON, clear errors, a cache key that
+follows the user's code).
+
+Op names are unique per test: the registry is process-wide.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+from symdiff.custom import CustomOpError, CustomOpWarning, code_hash
+from symdiff.printers import GraphFormatError
+from symdiff.testing import GradCheckError, check_grads, check_hvp, check_jvp, check_op
+
+pytest.importorskip("numba")
+
+
+def _softplus_scalar(x):
+    if x > 0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+def _softplus_samples(rng):
+    return [((rng.normal(size=()),), {}), ((rng.normal(size=(4,)) * 3,), {}), ((rng.normal(size=(2, 3)),), {})]
+
+
+my_softplus = sd.custom_op(
+    "test_softplus", lambda x: np.logaddexp(0, x), elementwise=True,
+    vjp=lambda g, out, x: g * sd.sigmoid(x), numba=_softplus_scalar, samples=_softplus_samples)
+
+
+def _cumsum_numba(x, out):
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += x[i]
+        out[i] = total
+
+
+def _reverse_cumsum(g):
+    return my_cumsum(g[::-1])[::-1]
+
+
+my_cumsum = sd.custom_op(
+    "test_cumsum", lambda x: np.cumsum(x), infer=lambda t: t,
+    vjp=lambda g, out, x: _reverse_cumsum(g), jvp=lambda ts, out, x: my_cumsum(ts[0]),
+    numba=_cumsum_numba, samples=lambda rng: [((rng.normal(size=5),), {})])
+
+# No numba=: compiled kernels call impl from object mode.
+slow_square = sd.custom_op("test_slow_square", lambda x: x * x, elementwise=True,
+                           vjp=lambda g, out, x: g * 2 * x,
+                           samples=lambda rng: [((rng.normal(size=(3,)),), {})])
+
+
+def test_check_op_runs_the_registry_checks_on_user_ops():
+    check_op(my_softplus)
+    check_op(my_cumsum)
+    check_op(slow_square, compiled=False)  # compiled below, where its warning is checked
+
+
+def test_an_elementwise_user_op_fuses_into_the_loop_and_matches_the_builtin():
+    x = sd.vector("x")
+    ours, builtin = sd.sum(my_softplus(x) ** 2), sd.sum(sd.softplus(x) ** 2)
+    outputs = [ours, sd.grad(ours, x), builtin, sd.grad(builtin, x), sd.hvp(ours, [x], [x])[0]]
+    f = sd.function([x], outputs)
+    assert "_sd_custom_test_softplus(" in f.source and "objmode" not in f.source
+    point = np.linspace(-40, 40, 101)
+    got = f(point)
+    np.testing.assert_allclose(got[0], got[2], rtol=1e-14)
+    np.testing.assert_allclose(got[1], got[3], rtol=1e-14, atol=0)
+    reference = sd.evaluate(outputs, {x: point})
+    for g, w in zip(got, reference):
+        np.testing.assert_allclose(g, w, rtol=1e-13)
+
+
+def test_a_user_op_with_unknown_sizes_preallocates_from_its_type_rule():
+    x = sd.vector("x")
+    y = sd.sum(my_cumsum(x) ** 2)
+    f = sd.function([x], [y, sd.grad(y, x)])
+    for n in (1, 7):
+        point = np.arange(n, dtype=float) - 2.5
+        value, gradient = f(point)
+        want = np.cumsum(point)
+        assert value == pytest.approx(np.sum(want ** 2))
+        np.testing.assert_allclose(gradient, np.cumsum((2 * want)[::-1])[::-1])
+
+
+def test_without_numba_the_kernel_calls_impl_and_warns_once():
+    x = sd.vector("x")
+    with pytest.warns(CustomOpWarning, match="test_slow_square.*object-mode"):
+        f = sd.function([x], [slow_square(x), sd.grad(sd.sum(slow_square(x)), x)])
+    value, gradient = f(np.array([1.0, -2.0]))
+    np.testing.assert_array_equal(value, [1.0, 4.0])
+    np.testing.assert_array_equal(gradient, [2.0, -4.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CustomOpWarning)
+        sd.function([x], [slow_square(x) + 1])  # the same op: no second warning
+
+
+def test_forward_mode_and_both_hvp_modes_come_from_a_vjp_rule_alone():
+    lse = sd.custom_op("test_lse_vjp_only", lambda x: np.log(np.sum(np.exp(x))),
+                       infer=lambda t: sd.TensorType(t.dtype, ()),
+                       vjp=lambda g, out, x: g * sd.exp(x - out))
+    x = sd.vector("x", 4)
+    point = {x: np.array([0.3, -1.0, 2.0, 0.5])}
+    check_grads(lse(x), x, point, order=3)
+    check_jvp(lse(x), x, point, order=2)
+    check_hvp(lse(x), x, point)
+    hessian = sd.evaluate(sd.hessian(lse(x), x), point)
+    np.testing.assert_allclose(hessian, sd.evaluate(sd.hessian(sd.logsumexp(x), x), point), rtol=1e-13)
+
+
+def test_reverse_mode_comes_from_a_jvp_rule_alone():
+    cube = sd.custom_op("test_cube_jvp_only", lambda x: x ** 3, elementwise=True,
+                        jvp=lambda ts, out, x: ts[0] * 3 * x * x)
+    x = sd.vector("x", 3)
+    check_grads(sd.sum(cube(x)), x, {x: [0.5, -1.0, 2.0]}, order=3)
+    check_hvp(sd.sum(cube(x) * x), x, {x: [0.5, -1.0, 2.0]})
+
+
+def test_custom_vjp_replaces_the_derivative_of_its_body():
+    @sd.custom_vjp
+    def stable_log1pexp(x):
+        return sd.log(1 + sd.exp(x))  # overflows at large x; its derivative would be nan
+
+    stable_log1pexp.defvjp(lambda g, out, x: (g * sd.sigmoid(x),))
+    x = sd.vector("x")
+    y = sd.sum(stable_log1pexp(x))
+    point = np.array([-3.0, 0.0, 800.0])
+    gradient = sd.evaluate(sd.grad(y, x), {x: point})
+    np.testing.assert_allclose(gradient, 1 / (1 + np.exp(-point)))
+    # forward mode without a jvp rule, and its second derivative, against the rule's own derivative
+    small = np.array([-1.0, 0.5])
+    tangent = sd.evaluate(sd.jvp(stable_log1pexp(x), x, np.ones(2)), {x: small})
+    np.testing.assert_allclose(tangent, 1 / (1 + np.exp(-small)), rtol=1e-15)
+    check_hvp(y, x, {x: small})
+    compiled = sd.function([x], sd.grad(y, x))(point)
+    np.testing.assert_allclose(compiled, gradient, rtol=1e-15)
+
+
+def test_custom_vjp_rules_may_ignore_some_inputs_and_stop_nothing_else():
+    @sd.custom_vjp
+    def scaled(x, s):
+        return x * s
+
+    scaled.defvjp(lambda g, out, x, s: (g * s, None))  # s treated as a constant
+    x, s = sd.vector("x", 2), sd.scalar("s")
+    dx, ds = sd.grad(sd.sum(scaled(x, s) * x), [x, s])
+    got = sd.evaluate([dx, ds], {x: [1.0, 2.0], s: 3.0})
+    np.testing.assert_allclose(got[0], [3.0 * 1 + 3.0, 3.0 * 2 + 6.0])  # s * x from the rule, + x * s directly
+    assert got[1] == 0.0
+
+
+def test_a_rule_that_is_not_linear_in_the_cotangent_is_linearised_at_zero_in_forward_mode():
+    @sd.custom_vjp
+    def clip_gradient(x):
+        return x + 0.0
+
+    clip_gradient.defvjp(lambda g, out, x: (sd.clip(g, -1.0, 1.0),))
+    x = sd.vector("x", 2)
+    point = {x: [1.0, 2.0]}
+    assert np.all(sd.evaluate(sd.grad(sd.sum(clip_gradient(x) * 5.0), x), point) == 1.0)  # reverse: clipped
+    np.testing.assert_array_equal(sd.evaluate(sd.jvp(clip_gradient(x) * 5.0, x, [1.0, 1.0]), point), [5.0, 5.0])
+
+
+def test_custom_jvp_gives_a_safe_derivative_at_a_kink():
+    @sd.custom_jvp
+    def safe_norm(x):
+        return sd.sqrt(sd.sum(x * x))
+
+    safe_norm.defjvp(lambda ts, out, x: sd.sum(x * ts[0]) / sd.maximum(out, 1e-300))
+    x = sd.vector("x", 3)
+    np.testing.assert_array_equal(sd.evaluate(sd.grad(safe_norm(x), x), {x: np.zeros(3)}), np.zeros(3))
+    point = {x: [1.0, -2.0, 0.5]}
+    check_grads(safe_norm(x), x, point, order=2)
+    check_hvp(safe_norm(x), x, point)
+
+
+def test_a_wrong_rule_is_caught_by_check_op():
+    wrong = sd.custom_op("test_wrong_rule", lambda x: np.sin(x), elementwise=True,
+                         vjp=lambda g, out, x: g * sd.cos(x) * 1.001,
+                         samples=lambda rng: [((rng.uniform(0.1, 1.0, size=3),), {})])
+    with pytest.raises(GradCheckError, match="test_wrong_rule"):
+        check_op(wrong, compiled=False)
+
+
+def test_bad_definitions_are_clear_errors_naming_the_op():
+    with pytest.raises(CustomOpError, match="'exp'.*already registered.*built-in"):
+        sd.custom_op("exp", np.exp, elementwise=True)
+    sd.custom_op("test_twice", np.exp, elementwise=True)
+    with pytest.raises(CustomOpError, match="'test_twice'.*already registered"):
+        sd.custom_op("test_twice", np.exp, elementwise=True)
+    with pytest.raises(CustomOpError, match="'test_no_type'.*infer="):
+        sd.custom_op("test_no_type", np.exp)
+
+
+def test_a_rule_of_the_wrong_shape_names_the_op():
+    bad = sd.custom_op("test_bad_shape", lambda x: np.sum(x), infer=lambda t: sd.TensorType(t.dtype, ()),
+                       vjp=lambda g, out, x: g)  # should be broadcast to x's shape
+    x = sd.vector("x", 3)
+    with pytest.raises(sd.GradientError, match="test_bad_shape.*f64\\[\\]"):
+        sd.grad(bad(x), x)
+
+
+def test_an_impl_of_the_wrong_dtype_is_an_error_in_both_backends():
+    bad = sd.custom_op("test_bad_dtype", lambda x: (x * 2).astype(np.float32), elementwise=True)
+    x = sd.vector("x")
+    with pytest.raises(CustomOpError, match="test_bad_dtype.*float32.*float64"):
+        sd.evaluate(bad(x), {x: [1.0, 2.0]})
+    with pytest.warns(CustomOpWarning):
+        f = sd.function([x], bad(x) + 1)
+    with pytest.raises(CustomOpError, match="test_bad_dtype.*float32.*float64"):
+        f(np.array([1.0, 2.0]))
+
+
+def test_a_numba_function_that_does_not_compile_names_the_op():
+    def broken(x):
+        return x.no_such_attribute
+
+    bad = sd.custom_op("test_broken_numba", np.exp, elementwise=True, numba=broken)
+    x = sd.vector("x")
+    with pytest.raises(CustomOpError, match="test_broken_numba.*does not compile.*float64"):
+        sd.function([x], bad(x))
+
+
+def test_differentiating_an_op_without_rules_is_an_error_naming_it():
+    plain = sd.custom_op("test_no_rules", np.exp, elementwise=True)
+    x = sd.vector("x", 2)
+    for build in (lambda: sd.grad(sd.sum(plain(x)), x), lambda: sd.jvp(plain(x), x, [1.0, 1.0])):
+        with pytest.raises(sd.GradientError, match="test_no_rules.*no derivative rule"):
+            build()
+
+
+def test_printers_show_user_ops_and_json_needs_them_registered():
+    x = sd.vector("x", 3)
+    y = my_softplus(x)
+    assert "test_softplus x" in sd.to_text(y)
+    (again,) = sd.from_json(sd.to_json(y)).values()
+    assert again is y
+    document = json.loads(sd.to_json(y))
+    for record in document["nodes"]:
+        if record["op"] == "test_softplus":
+            record["op"] = "test_never_registered"
+    with pytest.raises(GraphFormatError, match="test_never_registered.*not registered.*custom_op"):
+        sd.from_json(json.dumps(document))
+
+
+def test_rewrites_treat_user_ops_as_opaque():
+    folded = sd.optimize(sd.exp(sd.constant(1.0)))
+    kept = sd.optimize(my_softplus(sd.constant(1.0)))
+    assert folded.op.name == "constant" and kept.op.name == "test_softplus"
+
+
+def test_the_cache_key_follows_the_users_code():
+    def helper(x):
+        return x + 1.0
+
+    def first(x):
+        return helper(x) * 2.0
+
+    before = code_hash(first)
+
+    def helper(x):  # noqa: F811  (the user edits a function that ``first`` calls)
+        return x + 2.0
+
+    assert code_hash(first) != before
+    edited = sd.custom_op("test_hash_a", lambda x: x + 1, elementwise=True, numba=lambda x: x + 1.0)
+    other = sd.custom_op("test_hash_b", lambda x: x + 1, elementwise=True, numba=lambda x: x + 2.0)
+    x = sd.vector("x")
+    a = sd.function([x], edited(x)).source
+    b = sd.function([x], other(x)).source
+    assert edited.record.code_hash in a and other.record.code_hash in b
+    assert edited.record.code_hash != other.record.code_hash
+
+
+def test_a_kernel_built_for_other_code_refuses_to_run_it():
+    from symdiff.backends.custom import user_function
+
+    with pytest.raises(CustomOpError, match="other code of custom op .test_softplus"):
+        user_function("test_softplus", "0" * 16, "numba")
+    with pytest.raises(CustomOpError, match="test_gone.*not registered"):
+        user_function("test_gone", "0" * 16, "numba")
