@@ -288,3 +288,17 @@ def test_a_kernel_built_for_other_code_refuses_to_run_it():
         user_function("test_softplus", "0" * 16, "numba")
     with pytest.raises(CustomOpError, match="test_gone.*not registered"):
         user_function("test_gone", "0" * 16, "numba")
+
+
+def test_the_custom_op_example_fits_and_prints_the_kernel():
+    import pathlib
+    import subprocess
+    import sys
+
+    example = pathlib.Path(__file__).resolve().parent.parent / "examples" / "custom_op.py"
+    result = subprocess.run([sys.executable, str(example), "20000"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "check_op(log1mexp): passed" in result.stdout
+    rate = float(result.stdout.split("fitted rate ")[1].split()[0])
+    assert abs(rate - 0.35) < 0.02
+    assert "_sd_custom_log1mexp(" in result.stdout

@@ -1,0 +1,73 @@
+"""Custom ops against built-in ones (issue 13's targets), one run, medians.
+
+1. softplus re-implemented as ``sd.custom_op(..., numba=scalar)`` against the
+   built-in softplus, each as sum(softplus(x)) with its gradient, fused, on 1e6
+   elements, sizes static and None.  Target: at most 1.1x the built-in.
+2. The object-mode fallback (no ``numba=``): the kernel's time above NumPy's own
+   time for the same impl on a small array.  Target: at most 2 us per call.
+
+Run: python benchmarks/custom_ops.py
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import symdiff as sd  # noqa: E402
+from timing import FULL, measure  # noqa: E402
+
+
+def softplus_scalar(x):
+    if x > 0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+def main():
+    custom_softplus = sd.custom_op("bench_softplus", lambda x: np.logaddexp(0, x), elementwise=True,
+                                   vjp=lambda g, out, x: g * sd.sigmoid(x), numba=softplus_scalar)
+    rng = np.random.default_rng(0)
+    x_value = rng.normal(size=1_000_000) * 3
+    print("| problem | sizes | built-in (us) | custom op (us) | ratio |")
+    print("|---|---|---|---|---|")
+    for sizes in ("static", "None"):
+        x = sd.vector("x", x_value.size if sizes == "static" else None)
+        times = []
+        for softplus in (sd.softplus, custom_softplus):
+            y = sd.sum(softplus(x))
+            f = sd.function([x], [y, sd.grad(y, x)])
+            times.append(measure(f, (x_value,), FULL)["median_s"] * 1e6)
+        print(f"| sum(softplus(x)) + gradient, n = 1e6 | {sizes} | {times[0]:.0f} | {times[1]:.0f} | "
+              f"{times[1] / times[0]:.3f} |")
+
+    def impl(v):
+        return np.sqrt(v * v + 1.0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fallback = sd.custom_op("bench_fallback", impl, elementwise=True)
+        x = sd.vector("x")
+        f = sd.function([x], fallback(x))
+    small = rng.normal(size=16)
+    plain = sd.function([x], x + 1.0)  # the cost of calling any kernel, for reference
+    kernel_s = measure(f, (small,), FULL)["median_s"]
+    plain_s = measure(plain, (small,), FULL)["median_s"]
+    bare_s = measure(impl, (small,), FULL)["median_s"]
+    print()
+    print("| object-mode fallback, 16 elements | us per call |")
+    print("|---|---|")
+    print(f"| compiled kernel calling impl | {kernel_s * 1e6:.2f} |")
+    print(f"| the user's NumPy function alone | {bare_s * 1e6:.2f} |")
+    print(f"| a kernel computing x + 1 (call overhead) | {plain_s * 1e6:.2f} |")
+    print(f"| fallback cost above NumPy's own time | {(kernel_s - bare_s) * 1e6:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
