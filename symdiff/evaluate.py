@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError, InputTypeError, ShapeError
+from .errors import IndexOutOfBoundsError, InputError, InputTypeError, ShapeError
 from .ir import Expr, as_list, toposort
 from .ops.leaves import numpy_dtype
 from .types import TensorType, fmt_shape
@@ -19,10 +19,8 @@ from .types import TensorType, fmt_shape
 def bind_inputs(symbols: list, values) -> dict:
     """Check user values against the symbols' types; {symbol id: read-only array}.
 
-    ``values`` maps symbols (or their names) to numbers or arrays.  Casting
-    policy: a value is accepted when NumPy can cast it to the symbol's dtype
-    safely (an int for a float64 scalar, float32 for float64, not float64 for
-    float32); Python numbers are accepted for any dtype of their kind or wider.
+    ``values`` maps symbols (or their names) to numbers or arrays, accepted by the
+    casting policy of :func:`coerce_input`.
 
     >>> import symdiff as sd
     >>> x = sd.vector("x")
@@ -60,34 +58,106 @@ def bind_inputs(symbols: list, values) -> dict:
 # Kinds a Python number (or a list of them) may have for each symbol dtype: Python
 # numbers carry no precision of their own, so a float list is fine for float32.
 _WEAK_KINDS = {"bool": "b", "int64": "biu", "float32": "biuf", "float64": "biuf"}
+_INT64 = np.iinfo(np.int64)
+
+
+def is_python_data(value) -> bool:
+    """Python numbers and lists/tuples of them: "weak" values, whose dtype NumPy guesses."""
+    return isinstance(value, (bool, int, float, list, tuple)) and not isinstance(value, np.generic)
+
+
+def _weak_array(name: str, want: TensorType, value) -> np.ndarray:
+    """A Python number or list as an array of ``want``'s dtype: any value of a kind the
+    dtype holds is accepted (rounding a float or a large int is fine), but never one
+    the dtype cannot hold (an int outside int64, a float that overflows float32),
+    which NumPy would wrap or turn into inf without a word."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # ragged lists
+        array = None
+    if want.dtype == "int64" and (array is None or array.dtype.kind in "fuO"):
+        _check_python_ints_fit(name, want, value)  # NumPy turns [1, 2**63] into float64
+    if array is not None and array.dtype.kind in "biuf":
+        if array.dtype.kind not in _WEAK_KINDS[want.dtype]:
+            raise InputTypeError(
+                f"input {name!r} has type {want!r} but the value's dtype is {array.dtype} (from a Python "
+                f"{type(value).__name__}), which does not cast safely to {want.dtype}; convert it explicitly "
+                f"(e.g. .astype({want.dtype!r}))"
+            )
+    if want.dtype in ("float32", "float64"):
+        try:  # Python ints beyond uint64 (an object array) still convert, unless they overflow float64
+            wide = np.asarray(value, dtype=np.float64) if array is None or array.dtype.kind == "O" else array
+        except OverflowError:
+            raise InputTypeError(f"input {name!r} of type {want!r}: a Python int in the value is too large "
+                                 "for float64") from None
+        except (ValueError, TypeError):
+            wide = None
+        if wide is not None and wide.dtype.kind in "biuf":
+            if want.dtype == "float32" and wide.dtype.kind == "f":
+                with np.errstate(over="ignore"):
+                    narrow = wide.astype(np.float32)
+                overflow = np.isfinite(wide) & ~np.isfinite(narrow)
+                if np.any(overflow):
+                    raise InputTypeError(f"input {name!r} of type {want!r}: the value {_largest(wide[overflow])} "
+                                         "overflows float32 (at most 3.4028235e+38)")
+            return wide
+    if array is None or array.dtype.kind not in "biuf":
+        got = type(value).__name__ if array is None else f"{type(value).__name__} of dtype {array.dtype}"
+        raise InputTypeError(f"input {name!r} of type {want!r}: expected a number or a numeric array, got {got}")
+    return array
+
+
+def _check_python_ints_fit(name: str, want: TensorType, value):
+    """An int64 input given Python ints: each must fit int64 (NumPy would wrap or round)."""
+    try:
+        items = np.array(value, dtype=object).ravel().tolist()
+    except ValueError:  # ragged: reported by the caller
+        return
+    for item in items:
+        if isinstance(item, int) and not _INT64.min <= item <= _INT64.max:
+            raise InputTypeError(f"input {name!r} of type {want!r}: the value {item} does not fit int64 "
+                                 f"(from {_INT64.min} to {_INT64.max})")
+
+
+def _largest(array: np.ndarray):
+    flat = np.asarray(array).ravel()
+    return flat[np.argmax(np.abs(flat.astype(np.float64)))].item()
 
 
 def coerce_input(name: str, want: TensorType, value) -> np.ndarray:
     """A read-only array of ``want``'s dtype for ``value``, or a clear error.
 
+    The casting policy, the same for the NumPy and Numba backends: a NumPy array or
+    scalar is accepted when NumPy casts its dtype to ``want``'s safely (int32 or
+    float32 for float64; not float64 for float32, not uint64 for int64).  Python
+    numbers, and lists of them, are accepted for any dtype of their kind or wider (an
+    int for float32, a float for float32, rounded), as long as the dtype can hold the
+    value: an int must fit int64 for an int64 input, and nothing may overflow to inf.
+
     >>> coerce_input("x", TensorType("float32", (2,)), [1.0, 2.0])
     array([1., 2.], dtype=float32)
+    >>> coerce_input("k", TensorType("int64", ()), 2**64 - 1)
+    Traceback (most recent call last):
+    ...
+    symdiff.errors.InputTypeError: input 'k' of type i64[]: the value 18446744073709551615 does not fit int64 ...
     """
     if isinstance(value, Expr):
         raise InputTypeError(f"input {name!r}: expected a number or an array, got the expression {value!r}")
-    try:
-        array = np.asarray(value)
-    except Exception:
-        array = None
-    if array is None or array.dtype.kind not in "biuf":
-        got = type(value).__name__ if array is None else f"{type(value).__name__} of dtype {array.dtype}"
-        raise InputTypeError(f"input {name!r} of type {want!r}: expected a number or a numeric array, got {got}")
-    if isinstance(value, (bool, int, float, list, tuple)):
-        ok = array.dtype.kind in _WEAK_KINDS[want.dtype]
-        kind = f"{array.dtype} (from a Python {type(value).__name__})"
+    if is_python_data(value):
+        array = _weak_array(name, want, value)
     else:
-        ok = np.can_cast(array.dtype, numpy_dtype(want.dtype), "safe")
-        kind = str(array.dtype)
-    if not ok:
-        raise InputTypeError(
-            f"input {name!r} has type {want!r} but the value's dtype is {kind}, which does not cast "
-            f"safely to {want.dtype}; convert it explicitly (e.g. .astype({want.dtype!r}))"
-        )
+        try:
+            array = np.asarray(value)
+        except Exception:
+            array = None
+        if array is None or array.dtype.kind not in "biuf":
+            got = type(value).__name__ if array is None else f"{type(value).__name__} of dtype {array.dtype}"
+            raise InputTypeError(f"input {name!r} of type {want!r}: expected a number or a numeric array, got {got}")
+        if not np.can_cast(array.dtype, numpy_dtype(want.dtype), "safe"):
+            raise InputTypeError(
+                f"input {name!r} has type {want!r} but the value's dtype is {array.dtype}, which does not cast "
+                f"safely to {want.dtype}; convert it explicitly (e.g. .astype({want.dtype!r}))"
+            )
     shape = array.shape
     if len(shape) != len(want.shape) or any(w is not None and w != s for w, s in zip(want.shape, shape)):
         raise ShapeError(f"input {name!r} has type {want!r} but the value has shape {fmt_shape(shape)}")
@@ -152,6 +222,9 @@ def run(nodes: list, values: dict) -> dict:
                 _check_broadcast(node, args)
             try:
                 out = node.op.impl(*args, **node.params)
+            except IndexOutOfBoundsError as exc:  # an index value out of range: name the node, keep the type
+                raise IndexOutOfBoundsError(f"{node.op.name}{' at ' + node.where() if node.origin else ''}: {exc}") \
+                    from None
             except (IndexError, ValueError) as exc:
                 _runtime_shape_error(node, args, str(exc))
             out = np.asarray(out)

@@ -10,12 +10,13 @@ path: each value is checked and converted by the reference evaluator's rules
 (``symdiff.evaluate.coerce_input``), which raises TypeError/ValueError naming the
 input; disagreeing run-time sizes raise a ShapeError naming the inputs and sizes.
 
-Casting policy (the same as the NumPy backend's): a value is accepted when NumPy
-can cast it safely to the input's dtype (an int or float32 array for a float64
-input, not float64 for float32); Python numbers are accepted for any input of
-their kind or wider (an int for a float64 scalar).  One exception, to keep scalar
-calls cheap: a NumPy float64 scalar passed for a float32 scalar input is rounded
-to float32 rather than refused.
+Casting policy: the NumPy backend's, enforced by the same function
+(``symdiff.evaluate.coerce_input``).  Numba's dispatcher would convert a scalar it
+is handed to the kernel's type whatever it is (``np.uint64(3)`` or ``2**64 - 1`` for
+an int64 input wraps, ``np.float64`` or ``1e300`` for a float32 input rounds or
+overflows), so a scalar input takes the fast path only when its type is one the
+policy accepts unchanged (checked in the wrapper, a few type tests); anything else
+takes the slow path and the shared rules.
 """
 
 from __future__ import annotations
@@ -29,6 +30,21 @@ from ..ops.leaves import numpy_dtype
 from . import cache
 from .lowering import lower
 from .runtime import KernelShapeError
+
+
+# Scalar values a kernel may receive as they are, by input dtype: exactly what the casting
+# policy accepts without converting, and that Numba's conversion keeps exact (an int64
+# int becomes a float64 by rounding, as the policy allows; a float32 input takes a Python
+# float only below float32's largest value, so nothing overflows to inf).
+_SCALAR_FAST_PATH = {
+    "float64": "type({x}) is float or type({x}) is _sd_np.float64 "
+               "or (type({x}) is int and -9223372036854775808 <= {x} <= 9223372036854775807)",
+    "float32": "type({x}) is _sd_np.float32 or (type({x}) is float and -3.4028234663852886e38 <= {x} "
+               "<= 3.4028234663852886e38)",
+    "int64": "(type({x}) is int and -9223372036854775808 <= {x} <= 9223372036854775807) "
+             "or type({x}) is _sd_np.int64",
+    "bool": "type({x}) is bool or type({x}) is _sd_np.bool_",
+}
 
 
 class NumbaFunction(CompiledFunction):
@@ -57,10 +73,8 @@ class NumbaFunction(CompiledFunction):
         hidden = "".join(f", _sd_hidden[{k}]" for k in range(len(self._hidden)))
         guards = []
         for sym, name in zip(self.inputs, names):
-            if sym.ndim == 0 and sym.dtype in ("int64", "bool"):
-                # Numba would silently truncate a float given for an integer input
-                kinds = "(bool, _sd_np.bool_)" if sym.dtype == "bool" else "(int, _sd_np.integer)"
-                guards.append(f"    if not isinstance({name}, {kinds}):\n"
+            if sym.ndim == 0:
+                guards.append(f"    if not ({_SCALAR_FAST_PATH[sym.dtype].format(x=name)}):\n"
                               f"        return _sd_self._slow_call(None, ({params}{',' if len(names) == 1 else ''}))\n")
         source = (
             f"def __call__(_sd_self, {params}):\n"

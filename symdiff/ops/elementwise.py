@@ -178,8 +178,17 @@ def _sigmoid(x):
 
 
 # sigmoid and softplus are primitives rather than composites: one stable libm-level
-# formula each, and derivatives (out * (1 - out), sigmoid) that cannot overflow.
-SIGMOID = elementwise("sigmoid", _sigmoid, (lambda d, out, x: d * (out * (1 - out)),), "_sigmoid({0})", (ANYWHERE,),
+# formula each, and derivatives that cannot overflow.  sigmoid' is sigmoid(x) * sigmoid(-x),
+# not out * (1 - out): 1 - out cancels to exactly 0 once out rounds to 1 (x >= 37 in
+# float64, 17 in float32) while the true value, about exp(-x), is representable down to
+# x = 745.  Both factors keep relative accuracy, so the product does, and so do the
+# derivatives built from it (softplus'' is sigmoid'; sigmoid'' is
+# sigmoid' * (sigmoid(-x) - sigmoid(x)), which cancels only near 0, where it is small).
+def _sigmoid_dx(d, out, x):
+    return d * (out * F.sigmoid(-x))
+
+
+SIGMOID = elementwise("sigmoid", _sigmoid, (_sigmoid_dx,), "_sigmoid({0})", (ANYWHERE,),
                       doc="1 / (1 + exp(-x)), evaluated without overflow.")
 SOFTPLUS = elementwise("softplus", lambda x: np.logaddexp(0, x), (lambda d, out, x: d * F.sigmoid(x),),
                        "_softplus({0})", (ANYWHERE,), doc="log(1 + exp(x)), evaluated without overflow.")

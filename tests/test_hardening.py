@@ -1,0 +1,164 @@
+"""Regression tests for issue 15: wrong numbers at large logits and in the sigmoid's
+tails, integers that wrapped, one casting policy for both backends, and the rough
+edges a new user hits first.  Each test failed on the code before its fix.
+
+Compiled checks share one kernel per concern (compiles are slow).
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+import symdiff as sd
+from symdiff.errors import InputTypeError
+
+pytestmark = pytest.mark.filterwarnings("ignore:Code running in object mode")
+
+
+def _both(inputs, outputs, values):
+    """(compiled, reference) results of ``outputs`` at ``values`` (given in inputs order)."""
+    compiled = sd.function(inputs, outputs)(*values)
+    reference = sd.evaluate(outputs, dict(zip(inputs, values)))
+    return compiled, reference
+
+
+def _relative_error(got, want):
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    return np.max(np.abs(got - want) / np.abs(want))
+
+
+# ------------------------------------------------------------ 1: large logits
+
+
+def test_softmax_and_log_softmax_do_not_cancel_at_large_logits():
+    x32, x64 = sd.vector("x32", 2, dtype="float32"), sd.vector("x64", 2)
+    outputs = [sd.softmax(x32), sd.log_softmax(x32), sd.logsumexp(x32),
+               sd.softmax(x64), sd.log_softmax(x64), sd.logsumexp(x64)]
+    for big32, big64 in ((1e7, 1e15), (1e8, 1e300), (-3e38, -1e308)):
+        values = (np.array([big32, big32], np.float32), np.array([big64, big64]))
+        for results in _both([x32, x64], outputs, values):
+            p32, logp32, lse32, p64, logp64, lse64 = results
+            np.testing.assert_array_equal(p32, np.float32([0.5, 0.5]))
+            np.testing.assert_array_equal(p64, [0.5, 0.5])
+            np.testing.assert_allclose(logp32, np.float32([-np.log(2)] * 2), rtol=1e-7)
+            np.testing.assert_allclose(logp64, [-np.log(2)] * 2, rtol=1e-15)
+            assert lse32 == np.float32(big32) + np.float32(np.log(2)) and lse64 == big64 + np.log(2)
+
+
+def test_softmax_tail_has_relative_accuracy():
+    x = sd.vector("x", 3)
+    point = np.array([0.0, -700.0, -30.0])
+    compiled, reference = _both([x], [sd.softmax(x), sd.log_softmax(x)], (point,))
+    with mpmath.workdps(50):
+        exps = [mpmath.exp(mpmath.mpf(v)) for v in point]
+        want = [float(e / mpmath.fsum(exps)) for e in exps]
+        want_log = [float(mpmath.log(e / mpmath.fsum(exps))) for e in exps]
+    for p, logp in (compiled, reference):
+        assert _relative_error(p, want) < 4e-16
+        assert _relative_error(logp, want_log) < 4e-16
+
+
+def test_logsumexp_hessian_keeps_relative_accuracy():
+    """The diagonal of the Hessian at the dominant logit is p (1 - p) with p ~ 1: it was 0."""
+    x, v = sd.vector("x", 2), sd.vector("v", 2)
+    cost = sd.logsumexp(x)
+    outputs = [sd.hvp(cost, x, v, mode="rev-rev"), sd.hvp(cost, x, v, mode="fwd-rev"), sd.hessian(cost, x),
+               sd.hessian(sd.sum(sd.log_softmax(x) * sd.constant([1.0, 0.0])), x)]
+    with mpmath.workdps(50):
+        p0 = 1 / (1 + mpmath.exp(-60))
+        curvature = float(p0 * (1 - p0))  # 8.756e-27
+    want_h = np.array([[curvature, -curvature], [-curvature, curvature]])
+    for results in _both([x, v], outputs, (np.array([30.0, -30.0]), np.array([1.0, -2.0]))):
+        hv_rev, hv_fwd, hessian, hessian_log_softmax = results
+        for hv in (hv_rev, hv_fwd):
+            assert _relative_error(hv, [3 * curvature, -3 * curvature]) < 1e-14
+        assert _relative_error(hessian, want_h) < 1e-14
+        assert _relative_error(hessian_log_softmax, -want_h) < 1e-14
+
+
+# ----------------------------------------------------- 3: the sigmoid's tails
+
+
+def test_sigmoid_derivatives_keep_relative_accuracy_in_the_tails():
+    t64, t32 = sd.scalar("t64"), sd.scalar("t32", "float32")
+    outputs = []
+    for t in (t64, t32):
+        d1 = sd.grad(sd.sigmoid(t), t)
+        outputs += [d1, sd.grad(d1, t), sd.grad(sd.grad(sd.softplus(t), t), t)]
+    points = ((40.0, np.float32(17.0)), (-700.0, np.float32(-80.0)), (700.0, np.float32(20.0)))
+    for x64, x32 in points:
+        with mpmath.workdps(60):
+            def sigmoid_derivatives(x):  # in terms of e = exp(-x): no 1 - s to cancel
+                e = mpmath.exp(-mpmath.mpf(float(x)))
+                first = e / (1 + e) ** 2
+                return first, first * (e - 1) / (e + 1)
+            d64, dd64 = sigmoid_derivatives(x64)
+            d32, dd32 = sigmoid_derivatives(x32)
+        want = [float(d64), float(dd64), float(d64), float(d32), float(dd32), float(d32)]
+        compiled, reference = _both([t64, t32], outputs, (x64, x32))
+        for k, (c, r, w) in enumerate(zip(compiled, reference, want)):
+            tolerance = 1e-14 if k < 3 else 2e-6
+            assert _relative_error(c, w) < tolerance, (x64, x32, k, c, w)
+            assert _relative_error(r, w) < tolerance, (x64, x32, k, r, w)
+
+
+# ------------------------------------------- 2 and 14: one casting policy
+
+
+@pytest.fixture(scope="module")
+def casting_fns():
+    i, f, g, b = sd.scalar("i", "int64"), sd.scalar("f"), sd.scalar("g", "float32"), sd.scalar("b", "bool")
+    v = sd.vector("v", dtype="int64")
+    inputs, outputs = [i, f, g, b, v], [i + 0, f * 1, g * 1, sd.logical_not(b), sd.sum(v)]
+    return [sd.function(inputs, outputs, backend=backend) for backend in ("numba", "numpy")], inputs, outputs
+
+
+GOOD = (3, 1.5, np.float32(2.0), True, [1, 2])
+REFUSED = [  # (argument position, value): what the policy refuses, and why
+    (0, 2**64 - 1), (0, 2**63), (0, -2**63 - 1), (0, np.uint64(3)), (0, 2.0), (0, np.float64(2.0)),
+    (1, 10**400), (1, np.complex128(1)), (1, "1.0"),
+    (2, np.float64(2.5)), (2, np.int64(3)), (2, 1e300), (2, 10**39), (2, -1e39),
+    (3, 1), (3, np.int64(1)),
+    (4, [1, 2**64 - 1]), (4, [1, 2**63]), (4, np.array([1, 2], np.uint64)), (4, [1.0, 2.0]),
+]
+ACCEPTED = [  # (argument position, value, result)
+    (0, 2**63 - 1, 2**63 - 1), (0, np.int32(-4), -4), (0, True, 1),
+    (1, 2**70, 2.0**70), (1, 2**64 - 1, 2.0**64), (1, np.float32(0.5), 0.5), (1, np.uint64(3), 3.0),
+    (1, np.int64(2**62), 2.0**62),
+    (2, 3, 3.0), (2, 0.1, np.float32(0.1)), (2, 3.4028235e38, np.float32(3.4028235e38)), (2, float("inf"), np.inf),
+    (3, np.bool_(False), True),
+    (4, [2**62, 2**62 - 1], 2**63 - 1), (4, np.array([1, 2], np.int32), 3),
+]
+
+
+@pytest.mark.parametrize("position, value", REFUSED, ids=repr)
+def test_both_backends_refuse_what_the_policy_refuses(casting_fns, position, value):
+    functions, inputs, _ = casting_fns
+    args = list(GOOD)
+    args[position] = value
+    for fn in functions:
+        with pytest.raises(InputTypeError, match=repr(inputs[position].name)):
+            fn(*args)
+    with pytest.raises(InputTypeError):
+        sd.evaluate(casting_fns[2][position], {s: a for s, a in zip(inputs, args)})
+
+
+@pytest.mark.parametrize("position, value, want", ACCEPTED, ids=repr)
+def test_both_backends_accept_what_the_policy_accepts(casting_fns, position, value, want):
+    functions, inputs, _ = casting_fns
+    args = list(GOOD)
+    args[position] = value
+    compiled, reference = [fn(*args)[position] for fn in functions]
+    assert reference == want and reference.dtype == np.dtype(inputs[position].dtype), (reference, want)
+    assert compiled == want, (compiled, want)  # 0-d results of the compiled backend are Python scalars
+
+
+def test_huge_python_ints_never_wrap():
+    """2**64 - 1 arrived as -1 in all three paths."""
+    k = sd.scalar("k", "int64")
+    for call in (lambda: sd.evaluate(k * 1, {k: 2**64 - 1}), lambda: sd.function([k], k * 1)(2**64 - 1),
+                 lambda: sd.function([k], k * 1, backend="numpy")(2**64 - 1)):
+        with pytest.raises(InputTypeError, match="does not fit int64"):
+            call()
