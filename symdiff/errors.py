@@ -16,6 +16,10 @@ class ShapeError(SymdiffError, ValueError):
     """Shapes that cannot be combined, at build time or when values arrive."""
 
 
+class IndexOutOfBoundsError(SymdiffError, IndexError):
+    """An index value outside its axis (a gather or scatter), found when values arrive."""
+
+
 class DTypeError(SymdiffError, TypeError):
     """A dtype an op or a symbol cannot take."""
 

@@ -82,6 +82,8 @@ OP_TABLE = {
     "matmul": RULES,
     # issue 10: elementwise math and special functions
     # issue 10: indexing, gathers and scatters
+    "gather": RULES, "scatter_add": RULES, "scatter_set": RULES, "scatter_mul": RULES, "scatter_max": RULES,
+    "scatter_min": RULES,
     # issue 10: cumulative and ordering
     "linear_recurrence": RULES, "argmax": NONE, "argsort": NONE,
     # issue 10: structure, constructors, statistics

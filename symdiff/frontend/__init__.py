@@ -504,24 +504,68 @@ def prod(x, axis=None, keepdims=False) -> Expr:
     return _reduce(R.PROD, x, axis, keepdims)
 
 
-def max(x, axis=None, keepdims=False) -> Expr:  # noqa: A001
+def max(x, axis=None, keepdims=False, initial=None) -> Expr:  # noqa: A001
     """Maximum over ``axis``, as np.max; tied maxima share the derivative.
+
+    ``initial`` (a static number, cast to x's dtype as NumPy does) takes part in
+    the maximum, so an empty axis gives it instead of an error.
 
     >>> import symdiff as sd
     >>> sd.evaluate(sd.max(sd.constant([1.0, 3.0, 2.0])), {})
     np.float64(3.0)
+    >>> x = sd.vector("x")
+    >>> sd.evaluate(sd.max(x, initial=0.0), {x: []})
+    np.float64(0.0)
     """
+    if initial is not None:
+        return _extremum_with_initial("max", R.MAX, maximum, x, axis, keepdims, initial)
     return _reduce(R.MAX, x, axis, keepdims, numeric=False)
 
 
-def min(x, axis=None, keepdims=False) -> Expr:  # noqa: A001
+def min(x, axis=None, keepdims=False, initial=None) -> Expr:  # noqa: A001
     """Minimum over ``axis``, as np.min; tied minima share the derivative.
+
+    ``initial`` (a static number, cast to x's dtype as NumPy does) takes part in
+    the minimum, so an empty axis gives it instead of an error.
 
     >>> import symdiff as sd
     >>> sd.evaluate(sd.min(sd.constant([1.0, 3.0, 2.0])), {})
     np.float64(1.0)
+    >>> x = sd.vector("x")
+    >>> sd.evaluate(sd.min(x, initial=0.0), {x: [1.0, 2.0]})
+    np.float64(0.0)
     """
+    if initial is not None:
+        return _extremum_with_initial("min", R.MIN, minimum, x, axis, keepdims, initial)
     return _reduce(R.MIN, x, axis, keepdims, numeric=False)
+
+
+def _extremum_with_initial(name, op, pairwise, x, axis, keepdims, initial) -> Expr:
+    """op(x) combined with ``initial``, which also stands in for an empty axis.
+
+    Static sizes: ``pairwise(op(x), initial)``, or ``initial`` broadcast when an axis is
+    statically empty.  An axis whose size is known only at run time (maybe 0) gets one
+    block of ``initial`` joined to it, so the reduction never sees an empty axis.
+    """
+    from ..ops.leaves import numpy_dtype
+    from .ordering import _slab  # the module builds on this one
+
+    (x,) = operands(x)
+    if isinstance(initial, Expr) or np.ndim(initial) != 0:
+        raise TypeError(f"{name}: initial must be a static number, got {type(initial).__name__} {initial!r}")
+    with np.errstate(all="ignore"):  # NumPy casts initial to the array's dtype, unsafely
+        init = const(np.asarray(initial).astype(numpy_dtype(x.dtype)), x.dtype)
+    axes = normalize_axes(axis, x.ndim)
+    sizes = [x.type.shape[a] for a in axes]
+    if 0 in sizes:
+        shape_ref = R.SUM(astype(x, "int64") if x.dtype == "bool" else x, axes=axes, keepdims=bool(keepdims))
+        return broadcast_like(init, shape_ref)
+    if None in sizes:
+        for a in axes:
+            if x.type.shape[a] is None:
+                x = S.CONCATENATE(x, _slab("initial", init, x, a), axis=a)
+        return op(x, axes=axes, keepdims=bool(keepdims))
+    return pairwise(op(x, axes=axes, keepdims=bool(keepdims)), init)
 
 
 def _count(x: Expr, axes) -> Expr | int:
