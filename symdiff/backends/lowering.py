@@ -75,6 +75,7 @@ FAMILIES = (
     "linalg",
     "custom",
     # issue 10 families:
+    "ordering",
     "creation",
 )
 

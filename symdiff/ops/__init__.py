@@ -4,6 +4,7 @@ Importing this package registers all primitives in ``symdiff.ir.OPS``.
 """
 
 from . import elementwise, leaves, linalg, reductions, structure  # noqa: F401  (registers the ops)
+from . import ordering  # noqa: F401
 from . import creation  # noqa: F401
 from . import indexing  # noqa: F401
 from ..ir import OPS  # noqa: F401
