@@ -41,6 +41,8 @@ from .sympy_bridge import from_sympy, to_latex, to_sympy
 # issue 10: NumPy vocabulary (each family's front end is a module of symdiff.frontend)
 # issue 10: elementwise math and special functions
 # issue 10: indexing, gathers and scatters
+from .errors import IndexOutOfBoundsError
+from .frontend.indexing import IndexDTypeError, take, take_along_axis  # also installs Expr.at
 # issue 10: cumulative and ordering
 from .frontend.ordering import argmax, argmin, argsort, cumprod, cumsum, diff, flip, roll
 # issue 10: structure, constructors, statistics

@@ -839,14 +839,23 @@ def _static_int(value, what):
 
 
 def getitem(x: Expr, index) -> Expr:
-    """NumPy basic indexing: static ints, slices (negative, stepped), None and ``...``.
+    """NumPy indexing: static ints, slices (negative, stepped), None and ``...`` are basic
+    indexing (views); index arrays (NumPy integer arrays or lists, int64 expressions,
+    constant boolean masks) are NumPy's advanced indexing (see ``symdiff.frontend.indexing``).
 
     >>> import symdiff as sd
     >>> x = sd.vector("x", 5)
     >>> x[1:].type, x[::-2].type, x[None, -1].type
     (f64[4], f64[3], f64[1])
+    >>> k = sd.vector("k", dtype="int64")
+    >>> x[k].type, x[[0, -1]].type
+    (f64[?], f64[2])
     """
+    from . import indexing as _indexing  # the module builds on this one
+
     items = list(index) if isinstance(index, tuple) else [index]
+    if builtins.any(_indexing.is_advanced(item) for item in items):  # index arrays, masks: a gather
+        return _indexing.advanced_getitem(x, index)
     for item in items:  # reject arrays, lists and Exprs before anything compares them
         if item is not None and item is not Ellipsis and not isinstance(item, slice):
             _static_int(item, "an index")

@@ -182,7 +182,8 @@ def _impl_scatter_set(x, updates, *index, axes):
     if keep.size < np.size(index[0]):  # repeated targets: keep the last update of each, so the result
         at = index_position(axes)       # does not depend on NumPy's unspecified assignment order
         rank = np.ndim(index[0])
-        updates = np.reshape(updates, np.shape(updates)[:at] + (-1,) + np.shape(updates)[at + rank:])
+        block = (int(np.size(index[0])),)
+        updates = np.reshape(updates, np.shape(updates)[:at] + block + np.shape(updates)[at + rank:])
         updates = updates[(slice(None),) * at + (keep,)]
         index = [np.ravel(i)[keep] for i in index]
     out[numpy_index(index, axes, x.ndim)] = updates
