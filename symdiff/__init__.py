@@ -44,7 +44,9 @@ from .sympy_bridge import from_sympy, to_latex, to_sympy
 from .errors import IndexOutOfBoundsError
 from .frontend.indexing import IndexDTypeError, take, take_along_axis  # also installs Expr.at
 # issue 10: cumulative and ordering
-from .frontend.ordering import argmax, argmin, argsort, cumprod, cumsum, diff, flip, roll
+from .frontend.ordering import (
+    argmax, argmin, argsort, cumprod, cumsum, diff, flip, median, percentile, quantile, roll, sort,
+)
 # issue 10: structure, constructors, statistics
 # issue 10: convolution
 # issue 13: custom ops and derivative overrides

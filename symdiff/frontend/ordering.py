@@ -11,22 +11,28 @@ the sorted array, so their derivatives flow through sort's gather.
 
 from __future__ import annotations
 
-import builtins
 import operator
 
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from ..ir import Expr
+from ..ops import creation as C
+from ..ops import indexing as I
 from ..ops import ordering as O
 from ..ops import reductions as R
 from ..ops import structure as S
 from ..ops.elementwise import NEG
 from ..ops.leaves import const
-from ..types import FLOAT_DTYPES, fmt_shape, normalize_axes
-from . import as_expr, astype, broadcast_like, broadcast_to, concatenate, not_equal, operands, reshape, subtract
+from ..types import FLOAT_DTYPES, normalize_axes
+from . import (
+    as_expr, astype, broadcast_like, broadcast_to, concatenate, equal, greater_equal, minimum, not_equal, reshape,
+    subtract, where,
+)
 
-__all__ = ["argmax", "argmin", "argsort", "cumprod", "cumsum", "diff", "flip", "roll"]
+__all__ = [
+    "argmax", "argmin", "argsort", "cumprod", "cumsum", "diff", "flip", "median", "percentile", "quantile", "roll", "sort",
+]
 
 
 # ------------------------------------------------------------------- helpers
@@ -54,6 +60,13 @@ def _numeric(x, dtype=None) -> Expr:
     if dtype is not None:
         return astype(x, dtype)
     return astype(x, "int64") if x.dtype == "bool" else x
+
+
+def _size_one_along(x: Expr, axis: int) -> Expr:
+    """Zeros with x's run-time shape but size 1 along ``axis``, for any length of it (even 0):
+    a keepdims sum over the empty slice x[0:0], so no work is done on x's values."""
+    numeric = astype(x, "int64") if x.dtype == "bool" else x
+    return R.SUM(_take(numeric, axis, slice(0, 0)), axes=(axis,), keepdims=True)
 
 
 def _take(x: Expr, axis: int, index) -> Expr:
@@ -119,10 +132,7 @@ def _slab(name: str, value, x: Expr, axis: int) -> Expr:
         shape = tuple(1 if k == axis else d for k, d in enumerate(x.type.shape))
         if None not in shape:
             return broadcast_to(v, shape)
-        # A size known only at run time: broadcast like a keepdims sum of x, which has
-        # exactly that shape even when x is empty along the axis.
-        ref = R.SUM(astype(x, "int64") if x.dtype == "bool" else x, axes=(axis,), keepdims=True)
-        return broadcast_like(v, ref)
+        return broadcast_like(v, _size_one_along(x, axis))
     if v.ndim != x.ndim:
         raise ShapeError(f"diff: {name} of type {v.type!r} must be a scalar or have the {x.ndim} dimensions of "
                          f"the input {x.type!r}")
@@ -293,3 +303,267 @@ def _check_sort_arguments(name, kind, order, stable):
         raise ValueError(f"{name}: order= applies to structured arrays, which symdiff does not have")
     if stable is not None and not isinstance(stable, bool):
         raise TypeError(f"{name}: stable must be a bool or None, got {stable!r}")
+
+
+def _take_along(x: Expr, index: Expr, axis: int) -> Expr:
+    """np.take_along_axis(x, index, axis) for an int64 ``index`` of x's (run-time) shape: a
+    gather whose index arrays on the other axes are the positions along them, broadcast
+    like ``index`` (``sd.take_along_axis`` does not yet broadcast them over run-time sizes)."""
+    if x.ndim == 1:
+        return I.GATHER(x, index, axes=(0,))
+    arrays = []
+    for k in range(x.ndim):
+        if k == axis:
+            arrays.append(index)
+            continue
+        size = x.type.shape[k]
+        positions = C.IOTA(x, axis=k) if size is None else const(np.arange(size), "int64")
+        positions = S.EXPAND_DIMS(positions, axes=tuple(a for a in range(x.ndim) if a != k))
+        arrays.append(broadcast_like(positions, index))
+    return I.GATHER(x, *arrays, axes=tuple(range(x.ndim)))
+
+
+def sort(a, axis=-1, kind=None, order=None, *, stable=None) -> Expr:
+    """A sorted copy of ``a`` along ``axis`` (None: the flattened input), as np.sort: NaN
+    last, ties in their original order.  It is ``a`` gathered through ``argsort(a)``, so
+    its derivative moves each cotangent back to the element it came from.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x")
+    >>> sd.evaluate(sd.sort(x), {x: [3.0, 1.0, 2.0]})
+    array([1., 2., 3.])
+    >>> sd.evaluate(sd.grad(sd.sort(x)[0], x), {x: [3.0, 1.0, 2.0]})
+    array([0., 1., 0.])
+    """
+    _check_sort_arguments("sort", kind, order, stable)
+    x, axis = _flat_or_axis("sort", as_expr(a), axis)
+    if x.ndim == 0:
+        raise ShapeError("sort: axis -1 is out of bounds for a 0-d input; use axis=None")
+    return _take_along(x, O.ARGSORT(x, axis=axis), axis)
+
+
+# -------------------------------------------------------- order statistics
+
+
+def _merged(name: str, x: Expr, axis):
+    """(y, ax, axes): x with the reduced ``axes`` as the single axis ``ax`` of y, the other
+    axes in their order (what a reduction over ``axes`` keeps)."""
+    if axis is None:
+        return (x if x.ndim == 1 else reshape(x, (-1,))), 0, tuple(range(x.ndim))
+    axes = normalize_axes(axis, x.ndim)
+    if len(axes) == 1:
+        return x, axes[0], axes
+    kept = [a for a in range(x.ndim) if a not in axes]
+    moved = x if kept + list(axes) == list(range(x.ndim)) else S.TRANSPOSE(x, axes=tuple(kept + list(axes)))
+    target = [x.type.shape[a] for a in kept]
+    merged = [x.type.shape[a] for a in axes]
+    target.append(None if None in merged else int(np.prod(merged, dtype=np.int64)))
+    if target.count(None) > 1:
+        raise ShapeError(f"{name}: reducing axes {axes} of {x.type!r} merges them with a reshape, which can infer "
+                         "only one size known at run time; declare more of the sizes")
+    return S.RESHAPE(moved, shape=tuple(-1 if d is None else d for d in target)), len(kept), axes
+
+
+def _keepdims(result: Expr, axes, lead: int) -> Expr:
+    """The reduced ``axes`` back as size-1 axes, after ``lead`` leading (q) axes."""
+    return S.EXPAND_DIMS(result, axes=tuple(lead + a for a in axes))
+
+
+def _picked(s: Expr, ax: int, index: Expr) -> Expr:
+    """s[..., index, ...] along ``ax`` with the index's axes moved to the front."""
+    out = I.GATHER(s, index, axes=(ax,))
+    lead = index.ndim
+    if lead == 0 or ax == 0:
+        return out
+    order = tuple(range(ax, ax + lead)) + tuple(range(ax)) + tuple(range(ax + lead, out.ndim))
+    return S.TRANSPOSE(out, axes=order)
+
+
+def _last(s: Expr, ax: int) -> Expr:
+    return _take(s, ax, -1)
+
+
+def _nan_where_last_is_nan(result: Expr, s: Expr, ax: int) -> Expr:
+    """As NumPy: a slice holding a NaN sorts it last, and its result is that NaN."""
+    if s.dtype not in FLOAT_DTYPES:
+        return result
+    last = _last(s, ax)
+    return where(not_equal(last, last), last, result)
+
+
+def _count(y: Expr, ax: int) -> Expr:
+    return S.DIM(y, axis=ax)
+
+
+def median(a, axis=None, out=None, overwrite_input=False, keepdims=False) -> Expr:
+    """The median along ``axis`` (int, tuple or None for all), as np.median: the middle
+    element of the sorted slice, or the mean of the middle two; NaN where a slice holds a
+    NaN, NaN for an empty slice.  Its derivative goes to the middle element(s).
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x")
+    >>> sd.evaluate(sd.median(x), {x: [3.0, 1.0, 4.0, 2.0]})
+    np.float64(2.5)
+    """
+    _no_output_arguments("median", out)
+    x = as_expr(a)
+    y, ax, axes = _merged("median", x, axis)
+    dtype = x.dtype if x.dtype in FLOAT_DTYPES else "float64"  # np.mean of ints and bools is float64
+    n = y.type.shape[ax]
+    if n == 0:
+        numeric = astype(y, "int64") if y.dtype == "bool" else y
+        result = broadcast_like(const(np.nan, dtype), R.SUM(numeric, axes=(ax,), keepdims=False))
+    else:
+        s = sort(y, axis=ax)
+        if s.dtype != dtype:
+            s = astype(s, dtype)
+        if n is not None:
+            middle = _take(s, ax, (n - 1) // 2)
+            result = middle if n % 2 else (_take(s, ax, n // 2 - 1) + _take(s, ax, n // 2)) / 2
+        else:
+            # Positions (n-1)//2 and n//2 of [nan] + sorted: the NaN block answers an empty slice.
+            padded = S.CONCATENATE(broadcast_like(const(np.nan, dtype), _size_one_along(s, ax)), s, axis=ax)
+            # (n-1)//2 + 1 and n//2 + 1 (n//2 + 1 > n only for n = 0); n / 2 >= 0 truncates to its floor
+            count = _count(y, ax)
+            low = astype((astype(count, "float64") + 1) / 2, "int64")
+            high = minimum(astype(astype(count, "float64") / 2, "int64") + 1, count)
+            lower, upper = _picked(padded, ax, low), _picked(padded, ax, high)
+            result = where(equal(low, high), lower, (lower + upper) / 2)
+            s = padded  # its last element is the slice's last, or the NaN block's
+        result = _nan_where_last_is_nan(result, s, ax)
+    return _keepdims(result, axes, 0) if keepdims else result
+
+
+def _no_output_arguments(name, out, overwrite_input=False):
+    if out is not None:
+        raise TypeError(f"{name}: out= is not supported (symdiff results are new arrays)")
+
+
+def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False) -> Expr:
+    """The q-th quantiles along ``axis``, as np.quantile with ``method="linear"``: the
+    sorted slice interpolated at position (n-1)*q, with NumPy's rounding and dtypes; the
+    dimensions of ``q`` (a static number or array in [0, 1]) come first.  NaN where a slice
+    holds a NaN.  Its derivative goes to the two neighbouring elements, weighted.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x")
+    >>> sd.evaluate(sd.quantile(x, [0.25, 0.5]), {x: [4.0, 1.0, 3.0, 2.0]})
+    array([1.75, 2.5 ])
+    """
+    weak = type(q) in (int, float)
+    q = _static_q("quantile", q)
+    if not _valid_fraction(q):
+        raise ValueError("quantile: Quantiles must be in the range [0, 1]")
+    return _quantile("quantile", a, q, weak, axis, out, method, keepdims)
+
+
+def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False) -> Expr:
+    """The q-th percentiles along ``axis``: ``quantile(a, q / 100, ...)``, as np.percentile.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x")
+    >>> sd.evaluate(sd.percentile(x, 50), {x: [4.0, 1.0, 3.0, 2.0]})
+    np.float64(2.5)
+    """
+    weak = type(q) in (int, float)
+    q = np.true_divide(_static_q("percentile", q), 100)
+    if not _valid_fraction(q):
+        raise ValueError("percentile: Percentiles must be in the range [0, 100]")
+    return _quantile("percentile", a, q, weak, axis, out, method, keepdims)
+
+
+def _static_q(name, q) -> np.ndarray:
+    if isinstance(q, Expr):
+        raise TypeError(f"{name}: q must be a static number or array (it picks the positions to interpolate "
+                        "between), not an expression")
+    q = np.asanyarray(q)
+    if q.dtype.kind not in "biuf" or q.dtype.kind == "b":
+        raise TypeError(f"{name}: q must be numbers, got dtype {q.dtype}")
+    if q.ndim > 2:
+        raise ValueError(f"{name}: q must be a scalar or 1d")
+    return q
+
+
+def _valid_fraction(q: np.ndarray) -> bool:
+    return bool(q.size == 0 or (np.min(q) >= 0 and np.max(q) <= 1))
+
+
+def _quantile(name, a, q, weak, axis, out, method, keepdims) -> Expr:
+    _no_output_arguments(name, out)
+    if method != "linear":
+        raise ValueError(f"{name}: only method='linear' (NumPy's default) is supported, got {method!r}")
+    x = as_expr(a)
+    if x.dtype == "bool":
+        raise TypeError(f"{name}: bool input is not supported (NumPy's linear interpolation subtracts bools)")
+    y, ax, axes = _merged(name, x, axis)
+    n = y.type.shape[ax]
+    if n == 0:
+        raise IndexError(f"{name}: axis {ax} of {y.type!r} is empty (NumPy raises IndexError too)")
+    s = sort(y, axis=ax)
+    q_dtype = "float32" if q.dtype == np.float32 else "float64"
+    if q.dtype.kind in "iu":  # integer positions: no interpolation, the values keep their dtype (NumPy)
+        if n is not None:
+            index = const((n - 1) * q.astype(np.int64), "int64")
+        else:
+            index = (_count(y, ax) - 1) * const(q.astype(np.int64), "int64")
+        result = _picked(s, ax, index)
+    elif n is not None:
+        result = _static_lerp(s, ax, n, q, weak)
+    else:
+        result = _run_time_lerp(s, y, ax, q, q_dtype, weak)
+    result = _nan_where_last_is_nan(result, s, ax)
+    return _keepdims(result, axes, q.ndim) if keepdims else result
+
+
+def _static_lerp(s: Expr, ax: int, n: int, q: np.ndarray, weak: bool) -> Expr:
+    """NumPy's linear method with a static slice length: positions and weights are numbers."""
+    virtual = (n - 1) * q
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= n - 1
+    previous = np.where(above, -1, previous)  # NumPy takes the last element twice there, with
+    following = np.where(above, -1, following)  # weight virtual - (-1): an exact 0 times (b - a)
+    gamma = np.asarray(virtual - previous, dtype=virtual.dtype)
+    lower = _picked(s, ax, const(previous.astype(np.int64), "int64"))
+    upper = _picked(s, ax, const(following.astype(np.int64), "int64"))
+    if weak:  # NumPy passes a Python float: it takes the dtype of the values
+        t = float(gamma)
+        return _lerp(lower, upper, t, 1 - t, t >= 0.5)
+    shape = gamma.shape + (1,) * (lower.ndim - gamma.ndim)
+    dtype = "float32" if gamma.dtype == np.float32 else "float64"
+    t = const(gamma.reshape(shape), dtype)
+    one_minus_t = const((1 - gamma).reshape(shape), dtype)
+    upper_half = gamma.reshape(shape) >= 0.5
+    if upper_half.all() or not upper_half.any():
+        return _lerp(lower, upper, t, one_minus_t, bool(upper_half.all()))
+    return _lerp(lower, upper, t, one_minus_t, const(upper_half, "bool"))
+
+
+def _run_time_lerp(s: Expr, y: Expr, ax: int, q: np.ndarray, q_dtype: str, weak: bool) -> Expr:
+    """NumPy's linear method when the slice length is known only at run time."""
+    last = astype(_count(y, ax) - 1, q_dtype)
+    virtual = last * const(q, q_dtype)
+    previous = astype(virtual, "int64")  # truncation is the floor: virtual >= 0 (n = 0 fails in the gather)
+    above = greater_equal(virtual, last)
+    previous = where(above, -1, previous)
+    following = where(above, -1, previous + 1)
+    gamma = virtual - astype(previous, q_dtype)
+    lower, upper = _picked(s, ax, previous), _picked(s, ax, following)
+    shape = tuple(q.shape) + (1,) * (lower.ndim - q.ndim)
+    if shape != tuple(q.shape):
+        gamma = reshape(gamma, shape)
+    one_minus_gamma = 1 - gamma
+    if weak:  # a Python float in NumPy: rounded to the values' dtype
+        dtype = lower.dtype if lower.dtype in FLOAT_DTYPES else "float64"
+        gamma, one_minus_gamma = astype(gamma, dtype), astype(one_minus_gamma, dtype)
+    return _lerp(lower, upper, gamma, one_minus_gamma, greater_equal(gamma, 0.5))
+
+
+def _lerp(a: Expr, b: Expr, t, one_minus_t, upper_half) -> Expr:
+    """NumPy's _lerp: a + (b - a) * t, or b - (b - a) * (1 - t) where t >= 0.5 (static bool or mask)."""
+    difference = b - a
+    if upper_half is True:
+        return b - difference * one_minus_t
+    if upper_half is False:
+        return a + difference * t
+    return where(upper_half, b - difference * one_minus_t, a + difference * t)
