@@ -49,6 +49,8 @@ from .frontend.ordering import (
 )
 # issue 10: structure, constructors, statistics
 # issue 10: convolution
+from . import signal  # noqa: F401  (sd.signal: SciPy's names)
+from .frontend.convolution import conv2d, convolve, correlate
 # issue 13: custom ops and derivative overrides
 from .custom import custom_jvp, custom_op, custom_vjp
 # issue 15: hardening

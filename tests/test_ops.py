@@ -89,6 +89,7 @@ OP_TABLE = {
     # issue 10: structure, constructors, statistics
     "iota": NONE,
     # issue 10: convolution
+    "conv": RULES,
 }
 
 

@@ -77,6 +77,7 @@ FAMILIES = (
     # issue 10 families:
     "ordering",
     "creation",
+    "convolution",
 )
 
 

@@ -7,4 +7,5 @@ from . import elementwise, leaves, linalg, reductions, structure  # noqa: F401  
 from . import ordering  # noqa: F401
 from . import creation  # noqa: F401
 from . import indexing  # noqa: F401
+from . import convolution  # noqa: F401
 from ..ir import OPS  # noqa: F401
