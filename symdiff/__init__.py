@@ -48,6 +48,13 @@ from .frontend.ordering import (
     argmax, argmin, argsort, cumprod, cumsum, diff, flip, median, percentile, quantile, roll, sort,
 )
 # issue 10: structure, constructors, statistics
+from .frontend.structure import (  # noqa: E402
+    arange, array_split, atleast_1d, atleast_2d, column_stack, diag, diagonal, eye, full, full_like, hstack, inner, kron,
+    linspace, moveaxis, ones, ones_like, outer, pad, ravel, repeat, split, swapaxes, tensordot, tile, trace, tril, triu,
+    vstack, zeros, zeros_like,
+)
+from .frontend.einsum import einsum  # noqa: E402
+from .frontend.statistics import average, corrcoef, cov, std, var  # noqa: E402
 # issue 10: convolution
 from . import signal  # noqa: F401  (sd.signal: SciPy's names)
 from .frontend.convolution import conv2d, convolve, correlate
