@@ -40,6 +40,12 @@ from .sympy_bridge import from_sympy, to_latex, to_sympy
 
 # issue 10: NumPy vocabulary (each family's front end is a module of symdiff.frontend)
 # issue 10: elementwise math and special functions
+from .frontend.math import (  # noqa: E402
+    arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, around, cbrt, ceil, copysign, cosh, exp2, fix, floor,
+    floor_divide, fmod, heaviside, hypot, isfinite, isinf, isnan, log10, log2, logaddexp, logaddexp2, mod, nan_to_num,
+    reciprocal, remainder, rint, round, sinh, trunc,
+)
+from . import special  # noqa: F401,E402  (sd.special: SciPy's names)
 # issue 10: indexing, gathers and scatters
 from .errors import IndexOutOfBoundsError
 from .frontend.indexing import IndexDTypeError, take, take_along_axis  # also installs Expr.at

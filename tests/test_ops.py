@@ -81,6 +81,12 @@ OP_TABLE = {
     # linear algebra
     "matmul": RULES,
     # issue 10: elementwise math and special functions
+    "arcsin": RULES, "arccos": RULES, "arctan": RULES, "arctan2": RULES, "sinh": RULES, "cosh": RULES,
+    "arcsinh": RULES, "arccosh": RULES, "arctanh": RULES, "hypot": RULES, "log2": RULES, "log10": RULES,
+    "cbrt": RULES, "logaddexp": RULES, "logaddexp2": RULES, "floor": NONE, "ceil": NONE, "trunc": NONE,
+    "rint": NONE, "floor_divide": NONE, "mod": RULES, "fmod": RULES, "copysign": RULES,
+    "erf": RULES, "erfc": RULES, "erfinv": RULES, "gammaln": RULES, "polygamma": RULES, "ndtr": RULES,
+    "log_ndtr": RULES, "log_ndtr_prime": RULES,
     # issue 10: indexing, gathers and scatters
     "gather": RULES, "scatter_add": RULES, "scatter_set": RULES, "scatter_mul": RULES, "scatter_max": RULES,
     "scatter_min": RULES,

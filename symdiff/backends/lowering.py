@@ -78,6 +78,7 @@ FAMILIES = (
     "ordering",
     "creation",
     "convolution",
+    "indexing",
 )
 
 

@@ -29,7 +29,8 @@ from ..function import CompiledFunction
 from ..ops.leaves import numpy_dtype
 from . import cache
 from .lowering import lower
-from .runtime import KernelShapeError
+from .indexing import raise_index_error
+from .runtime import KernelIndexError, KernelShapeError  # KernelIndexError: from index_runtime, via _export
 
 
 # Scalar values a kernel may receive as they are, by input dtype: exactly what the casting
@@ -96,6 +97,8 @@ class NumbaFunction(CompiledFunction):
         args = [self._convert(sym, value) for sym, value in zip(self.inputs, values)]
         try:
             return self.kernel(*args, *self._hidden)
+        except KernelIndexError:  # an index out of range: the reference evaluator names the node and index
+            raise_index_error(self, args)
         except KernelShapeError:
             raise ShapeError(self._describe_size_error(args)) from None
         except TypeError as exc:  # cannot happen for converted values; keep the cause visible

@@ -4,6 +4,8 @@ Importing this package registers all primitives in ``symdiff.ir.OPS``.
 """
 
 from . import elementwise, leaves, linalg, reductions, structure  # noqa: F401  (registers the ops)
+from . import math  # noqa: F401
+from . import special  # noqa: F401
 from . import ordering  # noqa: F401
 from . import creation  # noqa: F401
 from . import indexing  # noqa: F401
