@@ -491,3 +491,4 @@ def _export(module_name: str):
 
 # The op families' jitted helpers, one line each:
 _export(".index_runtime")
+_export(".special_math")

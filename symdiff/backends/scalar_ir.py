@@ -151,6 +151,94 @@ def _cast(b, args, dtypes, out, cast_to):
     return convert(b, args[0], dtypes[0], out)
 
 
+def _intrinsic_of(name, arity):
+    """An LLVM intrinsic of ``arity`` operands of the result's type (floor, copysign...)."""
+
+    def emit(b, args, dtypes, out, cast_to):
+        ty = LLVM_TYPE[out]
+        fn = b.module.declare_intrinsic(name, [ty], ir.FunctionType(ty, [ty] * arity))
+        return b.call(fn, args)
+
+    return emit
+
+
+def _libm_in_double(name):
+    """A libm function computed in float64 even for float32 (then rounded), as the
+    NumPy reference of erf, erfc and gammaln computes it."""
+
+    def emit(b, args, dtypes, out, cast_to):
+        if out == "float64":
+            return _libm(b, name, F64, args)
+        return b.fptrunc(_libm(b, name, F64, [b.fpext(a, F64) for a in args]), F32)
+
+    return emit
+
+
+def _logaddexp(exp_name, log_scale, tie_add):
+    """NumPy's npy_logaddexp (and logaddexp2): the larger argument plus log1p of the
+    exponential of minus the difference; x + tie_add at ties (so inf and -inf ties are
+    exact); NaN when the difference is NaN."""
+
+    def emit(b, args, dtypes, out, cast_to):
+        x, y = args
+        ty = LLVM_TYPE[out]
+        difference = b.fsub(x, y)
+        minus = b.fsub(_const(out, -0.0), difference)
+
+        def log1p_exp(t):
+            value = _libm(b, "log1p", ty, [_libm(b, exp_name, ty, [t])])
+            return value if log_scale == 1.0 else b.fmul(value, _const(out, log_scale))
+
+        above = b.fadd(x, log1p_exp(minus))
+        below = b.fadd(y, log1p_exp(difference))
+        result = b.select(b.fcmp_ordered(">", difference, _const(out, 0.0)), above,
+                          b.select(b.fcmp_ordered("<=", difference, _const(out, 0.0)), below, difference))
+        return b.select(b.fcmp_ordered("==", x, y), b.fadd(x, _const(out, tie_add)), result)
+
+    return emit
+
+
+def _copysign(b, value, sign_of, ty):
+    fn = b.module.declare_intrinsic("llvm.copysign", [ty], ir.FunctionType(ty, [ty, ty]))
+    return b.call(fn, [value, sign_of])
+
+
+def _float_mod(b, args, dtypes, out, cast_to):
+    """NumPy's npy_remainder: fmod moved to the divisor's sign; a zero takes y's sign."""
+    x, y = args
+    ty = LLVM_TYPE[out]
+    zero = _const(out, 0.0)
+    mod = b.frem(x, y)
+    differ = b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", mod, zero))
+    moved = b.select(differ, b.fadd(mod, y), mod)
+    return b.select(b.fcmp_unordered("!=", mod, zero), moved, _copysign(b, zero, y, ty))
+
+
+def _float_floor_divide(b, args, dtypes, out, cast_to):
+    """NumPy's npy_floor_divide: (x - fmod(x, y)) / y, one less where the remainder moves,
+    snapped to the nearest integer; x / y when y is 0."""
+    x, y = args
+    ty = LLVM_TYPE[out]
+    zero, one, half = _const(out, 0.0), _const(out, 1.0), _const(out, 0.5)
+    mod = b.frem(x, y)
+    div = b.fdiv(b.fsub(x, mod), y)
+    differ = b.and_(b.fcmp_unordered("!=", mod, zero),
+                    b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", mod, zero)))
+    div = b.select(differ, b.fsub(div, one), div)
+    floor = b.call(b.module.declare_intrinsic("llvm.floor", [ty], ir.FunctionType(ty, [ty])), [div])
+    snapped = b.select(b.fcmp_ordered(">", b.fsub(div, floor), half), b.fadd(floor, one), floor)
+    quotient = b.fdiv(x, y)
+    result = b.select(b.fcmp_unordered("!=", div, zero), snapped, _copysign(b, zero, quotient, ty))
+    return b.select(b.fcmp_ordered("==", y, zero), quotient, result)
+
+
+def _binary_libm(name):
+    def emit(b, args, dtypes, out, cast_to):
+        return _libm(b, name, LLVM_TYPE[out], args)
+
+    return emit
+
+
 IR_OPS = {
     "neg": _neg,
     "exp": _unary_intrinsic("llvm.exp"),
@@ -185,7 +273,45 @@ IR_OPS = {
     "where": _where,
     "cast": _cast,
     "stop_gradient": lambda b, args, dtypes, out, cast_to: args[0],
+    # elementwise math (symdiff.ops.math)
+    "arcsin": _unary_libm("asin"),
+    "arccos": _unary_libm("acos"),
+    "arctan": _unary_libm("atan"),
+    "arctan2": _binary_libm("atan2"),
+    "sinh": _unary_libm("sinh"),
+    "cosh": _unary_libm("cosh"),
+    "arcsinh": _unary_libm("asinh"),
+    "arccosh": _unary_libm("acosh"),
+    "arctanh": _unary_libm("atanh"),
+    "hypot": _binary_libm("hypot"),
+    "log2": _unary_libm("log2"),
+    "log10": _unary_libm("log10"),
+    "cbrt": _unary_libm("cbrt"),
+    "logaddexp": _logaddexp("exp", 1.0, float(np.log(2.0))),
+    "logaddexp2": _logaddexp("exp2", float(np.log2(np.e)), 1.0),
+    "floor": _intrinsic_of("llvm.floor", 1),
+    "ceil": _intrinsic_of("llvm.ceil", 1),
+    "trunc": _intrinsic_of("llvm.trunc", 1),
+    "rint": _intrinsic_of("llvm.rint", 1),
+    "copysign": _intrinsic_of("llvm.copysign", 2),
+    "fmod": lambda b, args, dtypes, out, cast_to: b.frem(*args),
+    "mod": _float_mod,
+    "floor_divide": _float_floor_divide,
+    # special functions (symdiff.ops.special) that libm has
+    "erf": _libm_in_double("erf"),
+    "erfc": _libm_in_double("erfc"),
+    "gammaln": _libm_in_double("lgamma"),
 }
+
+# Elementwise ops that have no LLVM spelling: their scalar code calls a jitted helper
+# (``symdiff.backends.special_math``), which an IR region cannot call, so they end a
+# region and run as Python statements in the kernel.  The guard test accepts an op
+# listed here instead of one in IR_OPS.
+PYTHON_STATEMENT_OPS = frozenset({"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime"})
+
+# Integer versions stay Python statements: LLVM's sdiv/srem are undefined at 0 and at
+# INT_MIN / -1, where NumPy and Numba give 0.
+_FLOAT_ONLY = {"mod", "floor_divide"}
 
 _ARITHMETIC = {"neg", "abs", "sign", "add", "sub", "mul", "maximum", "minimum"}
 
@@ -202,6 +328,8 @@ def supported(node) -> bool:
         return False
     if name in _ARITHMETIC:
         return node.dtype != "bool"  # NumPy's bool arithmetic stays in Python
+    if name in _FLOAT_ONLY:
+        return node.dtype in FLOATS
     return True
 
 

@@ -1,0 +1,60 @@
+"""Jitted scalar helpers for the special functions the C math library lacks.
+
+The algorithms live in ``symdiff.ops.special_scalar`` as plain Python, which the NumPy
+reference evaluator runs element by element; here the same functions are compiled by
+Numba for the generated kernels (their inner helpers are made callable from jitted
+code with ``register_jitable``), so both backends run one algorithm.  The kernels call
+them from the ops' ``scalar_code`` (``_erfinv(x)``, ``_polygamma(n, x)``...); they
+cannot be spelled as LLVM IR, so these ops end an IR region
+(``scalar_ir.PYTHON_STATEMENT_OPS``).  Like the other runtime helpers they compile on
+first use and are stored with the kernels that call them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numba.extending import register_jitable
+
+from ..ops import special_scalar as _scalar
+
+for _helper in (_scalar._central, _scalar._tail_ratio, _scalar._half_square, _scalar._exp_half_square,
+                _scalar._is_integer, _scalar._cot_pi, _scalar._digamma_root_series, _scalar._digamma_positive,
+                _scalar.digamma, _scalar._scaled_hurwitz_zeta, _scalar._cot_derivative,
+                _scalar._polygamma_positive, _scalar.ndtr, _scalar.log_ndtr, _scalar.log_ndtr_prime,
+                _scalar.erfinv, _scalar.polygamma):
+    register_jitable(_helper)
+
+_ndtr_scalar, _log_ndtr_scalar, _log_ndtr_prime_scalar = _scalar.ndtr, _scalar.log_ndtr, _scalar.log_ndtr_prime
+_erfinv_scalar, _polygamma_scalar = _scalar.erfinv, _scalar.polygamma
+
+
+# The entry points convert to float64 before the call, so a float32 argument is computed
+# exactly as the reference computes it (in float64, rounded by the caller).  Not float():
+# Numba types float(float32) as float32.
+@njit(nogil=True, error_model="numpy")
+def _ndtr(x):
+    return _ndtr_scalar(np.float64(x))
+
+
+@njit(nogil=True, error_model="numpy")
+def _log_ndtr(x):
+    return _log_ndtr_scalar(np.float64(x))
+
+
+@njit(nogil=True, error_model="numpy")
+def _log_ndtr_prime(x):
+    return _log_ndtr_prime_scalar(np.float64(x))
+
+
+@njit(nogil=True, error_model="numpy")
+def _erfinv(x):
+    return _erfinv_scalar(np.float64(x))
+
+
+@njit(nogil=True, error_model="numpy")
+def _polygamma(n, x):
+    return _polygamma_scalar(n, np.float64(x))
+
+
+__all__ = ["_ndtr", "_log_ndtr", "_log_ndtr_prime", "_erfinv", "_polygamma"]

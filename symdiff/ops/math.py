@@ -1,0 +1,190 @@
+"""Elementwise math beyond the basic set: inverse trigonometric and hyperbolic functions,
+other logarithm bases, rounding, remainders, logaddexp.
+
+Each op here is a primitive because no composite of the basic ops is as good; the
+reasons, one per group:
+
+- ``arcsin arccos arctan arctan2 sinh cosh arcsinh arccosh arctanh hypot cbrt``: one
+  libm call each.  Composites through exp/log/sqrt cancel or overflow where libm does
+  not (``(exp(x) - exp(-x))/2`` is 0 for |x| < 1e-17 and inf from 710; ``log(x +
+  sqrt(x*x + 1))`` is inf from 1.3e154; ``x ** (1/3)`` is nan below 0).
+- ``log2 log10``: exact at powers of 2 (resp. 10) as NumPy; ``log(x) / log(2)`` is not
+  (log(2**k)/log(2) differs from k for some k; log10 misses 332 of 10**-300..10**299).
+- ``floor ceil rint trunc floor_divide``: nothing else computes them.  Their derivative
+  is zero wherever it exists, so they have none (``vjp=None``): no derivative flows.
+- ``mod fmod``: NumPy's remainders (Python's and C's sign conventions), exact, where
+  ``x - y * floor(x / y)`` is not.  d/dx = 1, d/dy = -(the integer quotient).
+- ``copysign``: the sign bit (of -0.0 and of NaN) is invisible to comparisons.
+- ``logaddexp logaddexp2``: NumPy's overflow-free form, and derivatives that are
+  sigmoids of the difference, smooth at x == y.  A composite ``max + log1p(exp(-|x -
+  y|))`` has the right first derivative but a zero second derivative at ties (0.25 is
+  right), since max and abs are kinked there.  logaddexp2 via ``logaddexp(x ln2, y ln2)
+  / ln2`` rounds its arguments: 256 ulp worst (54 at the 99th percentile) against
+  NumPy's own 83 (2.4) on 1200 random pairs.
+
+Composites, in ``symdiff.frontend.math``: exp2 (``2.0 ** x``: pow is exact at
+integers), reciprocal, round (NumPy's own multiply, rint, divide), isnan, isinf,
+isfinite (comparisons), nan_to_num, heaviside (``where``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import frontend as F
+from .elementwise import ANYWHERE, POSITIVE, elementwise, no_bool
+from .leaves import const
+
+LN2 = math.log(2.0)
+LN10 = math.log(10.0)
+INSIDE_ONE = ((-0.85, 0.85),)  # arcsin, arccos, arctanh: away from the singular ends
+
+
+def _one(x):
+    return const(1, x.dtype)
+
+
+# ------------------------------------------------------- inverse trigonometric
+
+
+def _one_minus_square(x):
+    return (1 - x) * (1 + x)  # no cancellation near |x| = 1, unlike 1 - x * x
+
+
+ARCSIN = elementwise("arcsin", np.arcsin, (lambda d, out, x: d / F.sqrt(_one_minus_square(x)),),
+                     "math.asin({0})", (INSIDE_ONE,))
+ARCCOS = elementwise("arccos", np.arccos, (lambda d, out, x: -(d / F.sqrt(_one_minus_square(x))),),
+                     "math.acos({0})", (INSIDE_ONE,))
+# 1/(1 + x*x) underflows to 0 from |x| = 1.3e154 on, where the true value is below 6e-309
+ARCTAN = elementwise("arctan", np.arctan, (lambda d, out, x: d / (x * x + 1),), "math.atan({0})", (ANYWHERE,))
+
+
+def _over_hypot_squared(numerator, y, x):
+    # numerator / (x*x + y*y) as (numerator / h) / h with h = hypot(x, y): no overflow
+    h = HYPOT(y, x)
+    return (numerator / h) / h
+
+
+ARCTAN2 = elementwise(
+    "arctan2", np.arctan2,
+    (lambda d, out, y, x: d * _over_hypot_squared(x, y, x), lambda d, out, y, x: -(d * _over_hypot_squared(y, y, x))),
+    "math.atan2({0}, {1})", (ANYWHERE, ANYWHERE),
+    doc="arctan2(y, x): the angle of the point (x, y); derivatives x/r^2 and -y/r^2 (nan at the origin).",
+)
+
+# ------------------------------------------------------------------- hyperbolic
+
+SINH = elementwise("sinh", np.sinh, (lambda d, out, x: d * COSH(x),), "math.sinh({0})", (ANYWHERE,))
+COSH = elementwise("cosh", np.cosh, (lambda d, out, x: d * SINH(x),), "math.cosh({0})", (ANYWHERE,))
+# 1/sqrt(x*x + 1) would be 0 from |x| = 1.3e154; 1/hypot(x, 1) is 1/|x| there, as it should
+ARCSINH = elementwise("arcsinh", np.arcsinh, (lambda d, out, x: d / HYPOT(x, _one(x)),), "math.asinh({0})",
+                      (ANYWHERE,))
+ARCCOSH = elementwise("arccosh", np.arccosh, (lambda d, out, x: d / (F.sqrt(x - 1) * F.sqrt(x + 1)),),
+                      "math.acosh({0})", (((1.2, 3.0),),))
+ARCTANH = elementwise("arctanh", np.arctanh, (lambda d, out, x: d / _one_minus_square(x),), "math.atanh({0})",
+                      (INSIDE_ONE,))
+
+
+def _hypot_derivative(which):
+    def derivative(d, out, x, y):
+        # x / hypot: 0 at the origin (as d|x|/dx = sign(0) = 0 here), never 0/0
+        return d * ((x, y)[which] / F.where(F.equal(out, 0), 1, out))
+
+    return derivative
+
+
+HYPOT = elementwise("hypot", np.hypot, (_hypot_derivative(0), _hypot_derivative(1)), "math.hypot({0}, {1})",
+                    (ANYWHERE, ANYWHERE), doc="sqrt(x*x + y*y) without overflow or underflow.")
+
+# ------------------------------------------------------------- logs and roots
+
+LOG2 = elementwise("log2", np.log2, (lambda d, out, x: d / (x * LN2),), "math.log2({0})", (POSITIVE,),
+                   doc="Base-2 logarithm, exact at powers of 2.")
+LOG10 = elementwise("log10", np.log10, (lambda d, out, x: d / (x * LN10),), "math.log10({0})", (POSITIVE,),
+                    doc="Base-10 logarithm, exact at powers of 10.")
+CBRT = elementwise("cbrt", np.cbrt, (lambda d, out, x: d / (out * out * 3),), "np.cbrt({0})", (ANYWHERE,),
+                   doc="The real cube root (negative for negative x).")
+
+
+def _logaddexp_dx(d, out, x, y):
+    return d * F.sigmoid(x - y)
+
+
+def _logaddexp2_dx(d, out, x, y):
+    return d * F.sigmoid((x - y) * LN2)
+
+
+# np.logaddexp is x + log1p(exp(y - x)) for the larger x, x + log(2) at ties (inf included)
+LOGADDEXP = elementwise(
+    "logaddexp", np.logaddexp, (_logaddexp_dx, lambda d, out, x, y: _logaddexp_dx(d, out, y, x)),
+    "np.logaddexp({0}, {1})", (ANYWHERE, ANYWHERE),
+    doc="log(exp(x) + exp(y)) without overflow; derivatives sigmoid(x - y) and sigmoid(y - x).",
+)
+LOGADDEXP2 = elementwise(
+    "logaddexp2", np.logaddexp2, (_logaddexp2_dx, lambda d, out, x, y: _logaddexp2_dx(d, out, y, x)),
+    "np.logaddexp2({0}, {1})", (ANYWHERE, ANYWHERE),
+    doc="log2(2**x + 2**y) without overflow; derivatives sigmoid((x - y) ln 2) and sigmoid((y - x) ln 2).",
+)
+
+# --------------------------------------------------------------------- rounding
+
+_NO_DERIVATIVE = "Its derivative is zero wherever it exists, so no derivative flows through it."
+FLOOR = elementwise("floor", np.floor, None, "np.floor({0})", (ANYWHERE,), doc="Round down. " + _NO_DERIVATIVE)
+CEIL = elementwise("ceil", np.ceil, None, "np.ceil({0})", (ANYWHERE,), doc="Round up. " + _NO_DERIVATIVE)
+TRUNC = elementwise("trunc", np.trunc, None, "np.trunc({0})", (ANYWHERE,), doc="Round toward 0. " + _NO_DERIVATIVE)
+RINT = elementwise("rint", np.rint, None, "np.rint({0})", (ANYWHERE,),
+                   doc="Round to the nearest integer, ties to even. " + _NO_DERIVATIVE)
+
+# ------------------------------------------------------------------- remainders
+
+
+def _away_from_jumps(samples, gap=0.1):
+    """Per sample, redraw until every x / y is ``gap`` away from an integer: the remainders
+    jump there, and finite differences must not step across."""
+
+    def fine(inputs):
+        q = np.divide(*inputs)
+        return np.min(np.abs(q - np.round(q))) > gap
+
+    def draw(rng):
+        chosen = [None] * len(samples(rng))
+        while None in chosen:
+            for k, case in enumerate(samples(rng)):
+                if chosen[k] is None and fine(case[0]):
+                    chosen[k] = case
+        return chosen
+
+    return draw
+
+
+def _integer_quotient(x, y, out):
+    # (x - remainder) / y is within rounding of an integer; rint makes it one
+    return RINT((x - out) / y)
+
+
+FLOOR_DIVIDE = elementwise("floor_divide", np.floor_divide, None, "({0} // {1})", (ANYWHERE, ANYWHERE),
+                           dtype_rule=no_bool, doc="floor(x / y) as NumPy computes it. " + _NO_DERIVATIVE)
+MOD = elementwise(
+    "mod", np.remainder,
+    (lambda d, out, x, y: d, lambda d, out, x, y: -(d * _integer_quotient(x, y, out))),
+    "({0} % {1})", (ANYWHERE, ANYWHERE), dtype_rule=no_bool,
+    doc="x - floor(x / y) * y with the sign of y (Python's %, np.mod); d/dy = -floor(x / y).",
+)
+FMOD = elementwise(
+    "fmod", np.fmod,
+    (lambda d, out, x, y: d, lambda d, out, x, y: -(d * _integer_quotient(x, y, out))),
+    "np.fmod({0}, {1})", (ANYWHERE, ANYWHERE),
+    doc="x - trunc(x / y) * y with the sign of x (C's fmod); d/dy = -trunc(x / y).",
+)
+MOD.samples = _away_from_jumps(MOD.samples)
+FMOD.samples = _away_from_jumps(FMOD.samples)
+
+# ------------------------------------------------------------------------ signs
+
+COPYSIGN = elementwise(
+    "copysign", np.copysign, (lambda d, out, x, y: d * (F.sign(x) * COPYSIGN(_one(x), y)), None),
+    "math.copysign({0}, {1})", (ANYWHERE, ANYWHERE),
+    doc="|x| with the sign bit of y; d/dx = sign(x) * (the sign of y), 0 at x = 0 as |x|'s; none in y.",
+)
