@@ -45,6 +45,7 @@ from .autodiff import grad, hvp, jvp, vjp
 from .errors import GradientError
 from .ir import Expr, creation_note, toposort
 from .jacobians import static_size
+from .ops import indexing as indexing_ops
 from .ops.leaves import const
 from .ops.structure import _index_to_numpy
 
@@ -310,6 +311,7 @@ PATTERN_RULES = {
     "matmul": _rule_matmul,
 }
 """Sparsity rules by op name; elementwise ops share one rule, other ops fall back to dense."""
+PATTERN_RULES.update(indexing_ops.PATTERN_RULES)  # issue 10: gathers and scatters, beside their ops
 
 
 def jacobian_pattern(y, x) -> Pattern:

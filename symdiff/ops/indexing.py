@@ -504,3 +504,57 @@ SCATTER_MIN = Op(
 SCATTERS = {"add": SCATTER_ADD, "set": SCATTER_SET, "multiply": SCATTER_MUL, "max": SCATTER_MAX,
             "min": SCATTER_MIN}
 """The ``.at[index].<mode>(updates)`` methods and their ops."""
+
+
+# ---------------------------------------------------------------- sparsity
+
+
+def _constant_positions(node: Expr, x: Expr, index) -> np.ndarray | None:
+    """For constant indices and a static x: the flat position in x of each element of
+    ``gather(x, *index)``, in its layout; None otherwise (the pattern is then dense)."""
+    values = static_index_values(index)
+    if values is None or None in x.type.shape:
+        return None
+    positions = np.arange(int(np.prod(x.type.shape, dtype=np.int64)), dtype=np.int64).reshape(x.type.shape)
+    return _impl_gather(positions, *values, axes=node.params["axes"]).ravel()
+
+
+def _gather_pattern(node, patterns, n):
+    from ..sparsity import _rule_dense
+
+    positions = _constant_positions(node, node.inputs[0], node.inputs[1:])
+    if positions is None:
+        return _rule_dense(node, patterns, n)
+    return None if patterns[0] is None else patterns[0].gather_rows(positions)
+
+
+def _scatter_pattern(node, patterns, n):
+    """Element t of the result depends on x[t] and on every update aimed at t (for
+    ``scatter_set``: on x[t] only where nothing lands, else on the winning update)."""
+    from ..sparsity import Pattern, _rule_dense, union
+
+    x, updates, *index = node.inputs
+    targets = _constant_positions(node, x, index)
+    if targets is None:
+        return _rule_dense(node, patterns, n)
+    size = int(np.prod(x.type.shape, dtype=np.int64))
+    from_x, from_updates = patterns[0], patterns[1]
+    if node.op is SCATTER_SET:
+        keep = np.unique(targets[::-1], return_index=True)[1]
+        winners = np.zeros(targets.size, dtype=bool)
+        winners[targets.size - 1 - keep] = True
+        if from_x is not None:
+            untouched = ~np.isin(from_x.rows, targets)
+            from_x = Pattern(from_x.rows[untouched], from_x.cols[untouched], from_x.shape, presorted=True)
+        if from_updates is not None:
+            chosen = winners[from_updates.rows]
+            from_updates = Pattern(from_updates.rows[chosen], from_updates.cols[chosen], from_updates.shape,
+                                   presorted=True)
+    parts = [] if from_x is None else [from_x]
+    if from_updates is not None:
+        parts.append(from_updates.merge_rows(targets, size))
+    return union(parts, (size, n))
+
+
+PATTERN_RULES = {"gather": _gather_pattern, **{op.name: _scatter_pattern for op in SCATTERS.values()}}
+"""Sparsity rules (see ``symdiff.sparsity``): exact for constant indices, dense otherwise."""
