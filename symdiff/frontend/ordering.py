@@ -192,8 +192,8 @@ def roll(a, shift, axis=None) -> Expr:
     """Shift elements along ``axis`` cyclically, as np.roll (axis=None: of the flattened
     input, reshaped back; ``shift`` and ``axis`` may be tuples, broadcast together).
 
-    A size known only at run time cannot take a nonzero shift: the shift modulo the
-    size picks slice bounds, which must be static.
+    Along a static size it is two slices joined; along a size known only at run time, a
+    gather (the shift modulo the size is computed when the values arrive).
 
     >>> import symdiff as sd
     >>> x = sd.vector("x", 5)
@@ -204,15 +204,11 @@ def roll(a, shift, axis=None) -> Expr:
     if axis is None:
         if x.ndim == 1:
             return roll(x, shift, 0)
+        if x.type.shape.count(None) > 1:  # no reshape back: gather at the unravelled positions
+            return _roll_flat_run_time(x, int(np.sum(_static_ints("roll", shift))))
         flat = roll(reshape(x, (-1,)), shift, 0)
-        if x.type.shape.count(None) > 1:
-            raise ShapeError(f"roll: with axis=None the flattened result is reshaped back to {x.type!r}, which has "
-                             "more than one size known only at run time; give axis")
         return reshape(flat, tuple(-1 if d is None else d for d in x.type.shape))
-    shifts = np.atleast_1d(np.asarray(shift))
-    axes = np.atleast_1d(np.asarray(axis))
-    if shifts.dtype.kind not in "iu" or axes.dtype.kind not in "iu" or shifts.ndim > 1 or axes.ndim > 1:
-        raise TypeError(f"roll: shift and axis must be static ints or sequences of ints, got {shift!r} and {axis!r}")
+    shifts, axes = _static_ints("roll", shift), _static_ints("roll", axis)
     try:
         shifts, axes = np.broadcast_arrays(shifts, axes)
     except ValueError:
@@ -225,14 +221,59 @@ def roll(a, shift, axis=None) -> Expr:
     for ax, s in sorted(totals.items()):
         size = x.type.shape[ax]
         if size is None:
-            if s == 0:
-                continue
-            raise ShapeError(f"roll: axis {ax} of {x.type!r} has a size known only at run time, so the shift {s} "
-                             "modulo it cannot pick static slice bounds; declare that size")
+            x = _roll_run_time(x, s, ax) if s else x
+            continue
         k = s % size if size else 0
         if k:
             x = S.CONCATENATE(_take(x, ax, slice(size - k, None)), _take(x, ax, slice(None, size - k)), axis=ax)
     return x
+
+
+def _static_ints(name, value) -> np.ndarray:
+    ints = np.atleast_1d(np.asarray(value))
+    if ints.dtype.kind not in "iu" or ints.ndim > 1:
+        raise TypeError(f"{name}: shift and axis must be static ints or sequences of ints, got {value!r}")
+    return ints
+
+
+def _divmod(a: Expr, n: Expr):
+    """(a // n, a % n) for int64 nodes, n > 0 (no integer division op): a truncated float
+    quotient, exact for |a| < 2**52 up to its rounding, which one correction each way removes."""
+    quotient = astype(astype(a, "float64") / astype(n, "float64"), "int64")
+    remainder = a - quotient * n
+    low = remainder < 0
+    quotient, remainder = where(low, quotient - 1, quotient), where(low, remainder + n, remainder)
+    high = greater_equal(remainder, n)
+    return where(high, quotient + 1, quotient), where(high, remainder - n, remainder)
+
+
+def _roll_run_time(x: Expr, shift: int, ax: int) -> Expr:
+    """roll along an axis of run-time length n: a gather at (i - shift) mod n, since the
+    slice bounds of the static case would depend on n."""
+    n = S.DIM(x, axis=ax)
+    _, k = _divmod(const(shift, "int64"), n)
+    index = C.IOTA(x, axis=ax) - k
+    return I.GATHER(x, where(index < 0, index + n, index), axes=(ax,))
+
+
+def _roll_flat_run_time(x: Expr, shift: int) -> Expr:
+    """roll of the flattened x, reshaped back, for a shape with several run-time sizes: each
+    element reads flat position (p - shift) mod size, unravelled into one index per axis."""
+    if shift == 0:
+        return x
+    sizes = [S.DIM(x, axis=k) if d is None else const(d, "int64") for k, d in enumerate(x.type.shape)]
+    total = sizes[0]
+    for size in sizes[1:]:
+        total = total * size
+    _, k = _divmod(const(shift, "int64"), total)
+    source = I.flat_positions(x) - k
+    source = where(source < 0, source + total, source)
+    index = []
+    for size in reversed(sizes[1:]):
+        source, position = _divmod(source, size)
+        index.append(position)
+    index.append(source)
+    return I.GATHER(x, *reversed(index), axes=tuple(range(x.ndim)))
 
 
 # ----------------------------------------------------------- argmax, argmin
@@ -291,8 +332,6 @@ def argsort(a, axis=-1, kind=None, order=None, *, stable=None) -> Expr:
     """
     _check_sort_arguments("argsort", kind, order, stable)
     x, axis = _flat_or_axis("argsort", as_expr(a), axis)
-    if x.ndim == 0:
-        raise ShapeError("argsort: axis -1 is out of bounds for a 0-d input; use axis=None")
     return O.ARGSORT(x, axis=axis)
 
 
@@ -337,8 +376,6 @@ def sort(a, axis=-1, kind=None, order=None, *, stable=None) -> Expr:
     """
     _check_sort_arguments("sort", kind, order, stable)
     x, axis = _flat_or_axis("sort", as_expr(a), axis)
-    if x.ndim == 0:
-        raise ShapeError("sort: axis -1 is out of bounds for a 0-d input; use axis=None")
     return _take_along(x, O.ARGSORT(x, axis=axis), axis)
 
 
