@@ -68,5 +68,6 @@ from .frontend.convolution import conv2d, convolve, correlate
 from .custom import custom_jvp, custom_op, custom_vjp
 # issue 15: hardening
 # issue 16: distributed
+from . import distributed  # noqa: F401  (sd.distributed.Objective; Dask is imported only when one is built)
 
 __version__ = "0.1.0"

@@ -1,0 +1,255 @@
+"""The worker side of ``sd.distributed``: what runs inside each Dask worker process.
+
+The client calls :func:`evaluate` on every worker with ``Client.run`` (one call per
+evaluation, answered directly by the worker; no task goes through the scheduler's
+task graph).  A call carries only the objective's token, the parameters (and the
+HVP direction), the hash of the kernel and the version of the block placement.
+The worker keeps, between calls:
+
+- ``_FUNCTIONS``: compiled functions by graph hash.  A function is rebuilt from the
+  graph's JSON (``sd.from_json``) the first time, and its kernel is loaded from the
+  on-disk cache the client filled when they share one, under a file lock so that
+  several workers compiling the same kernel for the first time take turns
+  (Numba's cache is not safe against concurrent writers: numba#4807).
+- ``_PLACEMENTS``: for each objective, the version of the placement it last received
+  and its own share of it: ``[(block index, Dask key), ...]``.
+
+When either is missing the worker answers ``("need", what)`` and the client sends it
+again; the blocks themselves are read from the worker's own memory
+(``dask_worker.data``), so they never travel.
+
+This module imports no Dask (the worker already has it loaded) and no Numba until a
+kernel is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = ["evaluate", "forget", "build_function", "file_lock"]
+
+_FUNCTIONS: dict = {}  # graph hash -> (compiled function, how its kernel was obtained)
+_PLACEMENTS: dict = {}  # objective token -> (placement version, [(block index, key), ...])
+_BUILD_LOCK = threading.Lock()  # one build at a time in this process
+_EXECUTORS: dict = {}  # thread count -> executor running the kernels off the event loop
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    # Kernels release the GIL (nogil=True), so a worker with n threads runs n blocks at once;
+    # they run off the worker's event loop so heartbeats and data transfers go on meanwhile.
+    pool = _EXECUTORS.get(threads)
+    if pool is None:
+        pool = _EXECUTORS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="symdiff-kernel")
+    return pool
+
+
+@contextlib.contextmanager
+def file_lock(path: str, timeout: float = 600.0):
+    """Hold an exclusive lock on ``path`` (created if needed) across processes.
+
+    If the lock file cannot be created (a read-only cache directory, where nothing
+    will be written either), the block runs without it.
+
+    >>> import tempfile, os
+    >>> with file_lock(os.path.join(tempfile.mkdtemp(), "demo.lock")):
+    ...     print("held")
+    held
+    """
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        handle = open(path, "a+b")
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows: msvcrt locks a byte range instead
+            import msvcrt
+
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"symdiff.distributed: could not lock {path} in {timeout} s") from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+def graph_hash(document: str, inputs: list, outputs: list) -> str:
+    """The key a compiled function is known by on every worker.
+
+    >>> graph_hash("{}", [("x", "float64", (None,))], ["out0"]) == graph_hash("{}", [("x", "float64", (None,))], ["out0"])
+    True
+    """
+    text = repr((document, [tuple(map(str, spec)) for spec in inputs], list(outputs)))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def build_function(spec: dict):
+    """The compiled function a kernel spec describes, rebuilt from its JSON graph.
+
+    ``spec``: ``{"hash", "graph" (sd.to_json text), "inputs" [(name, dtype, shape)],
+    "outputs" [output names in the graph]}``.  The function is built exactly as the
+    client built it (``sd.function(inputs, outputs)``), so its generated source, and
+    therefore its cache key, is the client's: a shared cache directory makes this a
+    load rather than a compile.  Returns ``(function, cache status)``.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x")
+    >>> doc = sd.to_json({"out0": sd.sum(x * x)}, optimize=False)
+    >>> spec = {"hash": "demo", "graph": doc, "inputs": [("x", "float64", (None,))], "outputs": ["out0"]}
+    >>> f, status = build_function(spec)
+    >>> f([1.0, 2.0]), status in ("hit", "miss", "memory", "uncached")
+    ((5.0,), True)
+    """
+    import symdiff as sd
+    from symdiff.backends.cache import cache_dir
+
+    with _BUILD_LOCK:
+        known = _FUNCTIONS.get(spec["hash"])
+        if known is not None:
+            return known[0], "memory"
+        outputs = _rebuild(spec["graph"], spec["outputs"])
+        inputs = [sd.tensor(name, tuple(shape), dtype) for name, dtype, shape in spec["inputs"]]
+        with file_lock(os.path.join(cache_dir(), f".distributed-{spec['hash']}.lock")):
+            function = sd.function(inputs, outputs)
+        _FUNCTIONS[spec["hash"]] = (function, function.cache_status)
+        return function, function.cache_status
+
+
+def _rebuild(document: str, names: list) -> list:
+    """The outputs ``names`` of a graph document, every node given the client's origin.
+
+    The kernel's comments quote each node's origin (the user's file:line); with the
+    client's origins the generated source is byte for byte the client's, so the
+    cached kernel file the client wrote is not rewritten, and Numba's cache entry,
+    stamped with a hash of that file, stays valid.
+    """
+    import json
+
+    import symdiff as sd
+
+    document = json.loads(document)
+    records = document["nodes"]
+    position = {entry["name"]: entry["node"] for entry in document["outputs"]}
+    document["outputs"] = [{"name": str(record["id"]), "node": record["id"]} for record in records]
+    built = sd.from_json(document)  # every node by its record, so origins pair up exactly
+    for record in records:
+        if "origin" in record:
+            built[str(record["id"])].origin = (record["origin"][0], record["origin"][1])
+    return [built[str(position[name])] for name in names]
+
+
+def _run_blocks(function, head: tuple, blocks: list) -> tuple:
+    """Each block's outputs (as a tuple), and the seconds the loop took."""
+    start = time.perf_counter()
+    results = []
+    for index, bundle in blocks:
+        out = function(*head, *bundle)
+        results.append((index, out if isinstance(out, tuple) else (out,)))
+    return results, time.perf_counter() - start
+
+
+async def evaluate(request: dict, dask_worker=None):
+    """Run one evaluation over this worker's resident blocks (called through ``Client.run``).
+
+    ``request``: ``{"token", "version", "placement" (or None), "kernel" (hash),
+    "spec" (or None), "head" (parameter values, then HVP directions)}``.
+    Answers ``("ok", [(block index, outputs)], kernel seconds, cache status)``,
+    ``("need", ["placement" and/or "spec"])``, ``("missing", [block indices])`` when
+    blocks it was told it holds are not in its memory, or ``("idle",)`` when the
+    placement gives it no block.
+    """
+    address = dask_worker.address
+    token = request["token"]
+    need = []
+    if request.get("placement") is not None:
+        _PLACEMENTS[token] = (request["version"], request["placement"].get(address, []))
+    known = _PLACEMENTS.get(token)
+    if known is None or known[0] != request["version"]:
+        need.append("placement")
+    spec = request.get("spec")
+    if request["kernel"] not in _FUNCTIONS and spec is None:
+        need.append("spec")
+    if need:
+        return ("need", need)
+    mine = known[1]
+    if request.get("only") is not None:  # a retry: only the blocks still missing
+        wanted = set(request["only"])
+        mine = [(index, key) for index, key in mine if index in wanted]
+    if not mine:
+        return ("idle",)
+    # Read the blocks on the event loop (the worker's data store is not thread-safe), run off it.
+    data = dask_worker.data
+    missing = [index for index, key in mine if key not in data]
+    if missing:
+        return ("missing", missing)
+    blocks = [(index, data[key]) for index, key in mine]
+    loop = asyncio.get_running_loop()
+    threads = max(1, min(getattr(dask_worker.state, "nthreads", 1), len(blocks)))
+    pool = _executor(threads)
+    if request["kernel"] in _FUNCTIONS:
+        function, status = _FUNCTIONS[request["kernel"]][0], "memory"
+    else:
+        function, status = await loop.run_in_executor(pool, build_function, spec)
+    head = tuple(request["head"])
+    start = time.perf_counter()
+    if threads == 1:
+        results, _ = await loop.run_in_executor(pool, _run_blocks, function, head, blocks)
+    else:
+        shares = [blocks[k::threads] for k in range(threads)]
+        parts = await asyncio.gather(*(loop.run_in_executor(pool, _run_blocks, function, head, share)
+                                       for share in shares))
+        results = sorted((item for part, _ in parts for item in part), key=lambda item: item[0])
+    seconds = time.perf_counter() - start
+    return ("ok", results, seconds, status)
+
+
+def forget(token: str, dask_worker=None):
+    """Drop an objective's placement (its kernels stay: other objectives may share them)."""
+    _PLACEMENTS.pop(token, None)
+    return True
+
+
+def head_rows(bundle: tuple, rows: int) -> tuple:
+    """The first ``rows`` rows of every array of a block (a task, for the row-sum check)."""
+    return tuple(np.array(array[:rows]) for array in bundle)
+
+
+def bundle_rows(bundle: tuple) -> int:
+    """How many rows a block has (a task, for Dask arrays with unknown chunk sizes)."""
+    return int(bundle[0].shape[0])
+
+
+def make_bundle(dtypes: tuple, *blocks) -> tuple:
+    """One block of every data array as C-contiguous arrays of the symbols' dtypes (a task)."""
+    return tuple(np.ascontiguousarray(block, dtype=dtype) for block, dtype in zip(blocks, dtypes))
+
+
+def same_bundle(bundle: tuple) -> tuple:
+    """A block unchanged: run where it should live, this task moves it there."""
+    return bundle
