@@ -96,6 +96,9 @@ OP_TABLE = {
     "iota": NONE,
     # issue 10: convolution
     "conv": RULES,
+    # issue 11: linear algebra
+    "diag_part": RULES, "cholesky": RULES, "solve_triangular": RULES, "cho_solve": RULES, "solve": RULES,
+    "slogdet": RULES, "eigh": RULES, "svd": RULES, "qr": RULES, "pinv": RULES, "expm": RULES,
 }
 
 

@@ -10,4 +10,5 @@ from . import ordering  # noqa: F401
 from . import creation  # noqa: F401
 from . import indexing  # noqa: F401
 from . import convolution  # noqa: F401
+from . import decompositions  # noqa: F401
 from ..ir import OPS  # noqa: F401

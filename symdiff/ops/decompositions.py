@@ -1,0 +1,976 @@
+"""Matrix factorisations and solves: Cholesky, triangular and LU solves, log-determinants,
+symmetric eigendecomposition, SVD, QR, pseudo-inverse and the matrix exponential; and two
+structural ops their rules need (triangle masks, diagonals).
+
+Every matrix input has its matrix in the last two axes; leading (batch) axes must agree
+(the front end, ``symdiff.linalg``, broadcasts them first, so the evaluator's None-never-
+broadcasts check sees every stretch).  Right-hand sides are matrices (..., n, k): the
+front end turns a vector into one column.
+
+Factorisations with several results (eigh's w and V, svd's U, s and Vh, qr's Q and R,
+slogdet's sign and log|det|) are one op with a static ``part`` attribute: ``eigh(A,
+part="w")`` and ``eigh(A, part="v")`` are two nodes whose rules use each other (hash-
+consing makes them the nodes the user built), and the compiled backend computes every
+part the graph uses from one LAPACK call.  The IR has no tuple values; this keeps it so.
+
+Derivative rules are written with symdiff expressions, so they differentiate again.
+Conventions (stated in ``symdiff.linalg``'s docstrings):
+
+- ``cholesky`` and ``eigh`` act on the symmetric part (A + A^T)/2, as JAX does: for a
+  symmetric A the result is NumPy's, and derivatives are those of the function of A they
+  compute (symmetric gradients, correct along any direction).
+- eigenvector and singular-vector derivatives use F_ij = 1/(w_j - w_i) (1/(s_j^2 - s_i^2)),
+  set to 0 where two eigen/singular values are exactly equal: such a pair's rotation
+  within its eigenspace is arbitrary, and the derivative keeps none of it (as JAX).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import numpy as np
+
+from .. import frontend as F
+from ..errors import DTypeError, GradientError
+from ..ir import Expr, Op, fail_shape
+from ..types import FLOAT_DTYPES, TensorType, fmt_shape
+from .elementwise import zeros_like
+from .leaves import const
+from .linalg import MATMUL
+from .reductions import SUM
+from .structure import BROADCAST_LIKE, CONCATENATE, EXPAND_DIMS, SLICE, TRANSPOSE
+
+LinAlgError = np.linalg.LinAlgError
+
+# ------------------------------------------------------------------ shape rules
+
+
+def _merge(a, b, what: str):
+    """Two static sizes that must agree (None: known at run time)."""
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    fail_shape(f"{what}: {a} != {b}")
+
+
+def _float_matrix(t: TensorType, what: str = "input"):
+    if t.dtype not in FLOAT_DTYPES:
+        raise DTypeError(f"needs float32 or float64 matrices, got {t.dtype} (symdiff.linalg converts ints)")
+    if t.ndim < 2:
+        fail_shape(f"the {what} must have at least 2 dimensions (a matrix), got {t.ndim}")
+
+
+def _square(t: TensorType, what: str = "input"):
+    _float_matrix(t, what)
+    return _merge(t.shape[-2], t.shape[-1], f"the {what} must be square, got {fmt_shape(t.shape[-2:])}")
+
+
+def _batch(*types) -> tuple:
+    """The common leading (batch) shape; the front end has broadcast them already."""
+    ndims = {t.ndim for t in types}
+    if len(ndims) != 1:
+        fail_shape(f"batch dimensions differ: {' and '.join(fmt_shape(t.shape) for t in types)}")
+    batch = types[0].shape[:-2]
+    for t in types[1:]:
+        batch = tuple(_merge(a, b, "batch dimensions differ") for a, b in zip(batch, t.shape[:-2]))
+    return batch
+
+
+def _same_dtype(*types):
+    if len({t.dtype for t in types}) != 1:
+        raise DTypeError(f"inputs must share one dtype, got {[t.dtype for t in types]}")
+
+
+def _infer_solve_like(types, what="matrix", **attrs):
+    a, b = types
+    n = _square(a, what)
+    _float_matrix(b, "right-hand side")
+    _same_dtype(a, b)
+    rows = _merge(n, b.shape[-2], f"the right-hand side has {b.shape[-2]} rows for a {n}x{n} matrix")
+    return TensorType(a.dtype, _batch(a, b) + (rows, b.shape[-1]))
+
+
+def _part(attrs_part, allowed, op):
+    if attrs_part not in allowed:
+        fail_shape(f"{op} part must be one of {allowed}, got {attrs_part!r}")
+
+
+# ------------------------------------------------------------------ vocabulary
+
+
+def mT(x: Expr) -> Expr:
+    """Swap the last two axes (the matrix transpose of a batch of matrices)."""
+    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return TRANSPOSE(x, axes=axes)
+
+
+def sym(x: Expr) -> Expr:
+    """(x + x^T) / 2."""
+    return (x + mT(x)) * 0.5
+
+
+def tril(x: Expr, k: int = 0) -> Expr:
+    from ..frontend.structure import tril as _tril  # late: the front end builds on the ops
+
+    return _tril(x, k)
+
+
+def triu(x: Expr, k: int = 0) -> Expr:
+    from ..frontend.structure import triu as _triu
+
+    return _triu(x, k)
+
+
+def _eye(x: Expr, dtype: str) -> Expr:
+    """The (n, n) identity for the square matrices x (n may be a run-time size)."""
+    from ..frontend.structure import eye
+
+    n = x.type.shape[-1]
+    return eye(n if n is not None else F.dim(x, x.ndim - 1), dtype=dtype)
+
+
+# Nodes known to be diagonal matrices (made by diag_embed): cholesky's rule treats such
+# cotangent terms without a matrix product.  A fact about the node's value, so hash-consing
+# cannot make it wrong; a graph loaded from JSON just takes the general path.
+_DIAGONAL = weakref.WeakSet()
+
+
+def diag_embed(d: Expr, like: Expr) -> Expr:
+    """The square matrices (shaped like ``like``) with ``d`` on the diagonal, 0 elsewhere."""
+    out = F.where(_eye(like, "bool"), BROADCAST_LIKE(EXPAND_DIMS(d, axes=(d.ndim,)), like), 0)
+    _DIAGONAL.add(out)
+    return out
+
+
+def eye_like(x: Expr) -> Expr:
+    """Identity matrices shaped like the square matrices ``x`` (sizes may be run-time)."""
+    eye = _eye(x, x.dtype)
+    return eye if eye.type.shape == x.type.shape else BROADCAST_LIKE(eye, x)
+
+
+def _row(v: Expr) -> Expr:  # (..., k) -> (..., 1, k): scales columns when multiplied
+    return EXPAND_DIMS(v, axes=(v.ndim - 1,))
+
+
+def _col(v: Expr) -> Expr:  # (..., k) -> (..., k, 1): scales rows
+    return EXPAND_DIMS(v, axes=(v.ndim,))
+
+
+def _safe_inverse(d: Expr) -> Expr:
+    """1/d where d != 0, and 0 where d == 0 exactly (no inf, also in d's own derivative)."""
+    zero = F.equal(d, 0)
+    return F.where(zero, 0, 1 / F.where(zero, 1, d))
+
+
+# ---------------------------------------------------------------- diag_part
+
+
+def _infer_diag(types):
+    (x,) = types
+    if x.ndim < 2:
+        fail_shape(f"needs at least 2 dimensions, got {x.ndim}")
+    n = _merge(x.shape[-2], x.shape[-1], f"needs square matrices, got {fmt_shape(x.shape[-2:])}")
+    return TensorType(x.dtype, x.shape[:-2] + (n,))
+
+
+def _impl_diag(x):
+    if x.shape[-2] != x.shape[-1]:
+        raise ValueError(f"diag_part needs square matrices, got shape {x.shape}")
+    return np.diagonal(x, axis1=-2, axis2=-1).copy()
+
+
+DIAG_PART = Op(
+    "diag_part",
+    infer=_infer_diag,
+    impl=_impl_diag,
+    vjp=(lambda g, out, x: diag_embed(g, x),),
+    jvp=lambda ts, out, x: DIAG_PART(ts[0]),
+    kind="linalg",
+    samples=lambda rng: [((rng.normal(size=(3, 3)),), {}), ((rng.normal(size=(2, 4, 4)),), {})],
+    doc="The main diagonal of square matrices (np.diagonal over the last two axes).",
+)
+
+# ----------------------------------------------------------- test matrices
+
+
+def spd(rng, n, batch=()):
+    """Well-conditioned symmetric positive definite matrices."""
+    x = rng.normal(size=batch + (n, n))
+    return x @ np.swapaxes(x, -1, -2) / n + np.eye(n)
+
+
+def _distinct_spectrum(rng, n, batch=(), gap=0.7):
+    """Symmetric matrices with eigenvalues at least ``gap`` apart."""
+    q, _ = np.linalg.qr(rng.normal(size=batch + (n, n)))
+    w = np.cumsum(rng.uniform(gap, gap + 1.0, size=batch + (n,)), axis=-1) - n * (gap + 0.5) / 2
+    return (q * w[..., None, :]) @ np.swapaxes(q, -1, -2)
+
+
+def _stable(draw, impl, rng, tries=50):
+    """A sample ``draw(rng)`` whose factor ``impl`` moves continuously under perturbations
+    the size of the tests' float32 finite-difference steps: LAPACK picks each singular or
+    eigenvector's sign, and that choice jumps across surfaces a sample must stay away from."""
+    for _ in range(tries):
+        x = draw(rng)
+        base = impl(x)
+        steps = [rng.uniform(-1, 1, size=x.shape) * 0.03 * np.maximum(1, np.abs(x)) for _ in range(4)]
+        if all(np.max(np.abs(impl(x + d) - base)) < 0.3 for d in steps):
+            return x
+    raise AssertionError("no stable sample found")
+
+
+def _well_conditioned(rng, shape):
+    """Matrices with singular values in [1, 2.6] and at least 0.3 apart (distinct: SVD
+    samples), not symmetric."""
+    m, n = shape[-2:]
+    k = min(m, n)
+    u, _ = np.linalg.qr(rng.normal(size=shape[:-2] + (m, m)))
+    v, _ = np.linalg.qr(rng.normal(size=shape[:-2] + (n, n)))
+    s = 1.0 + 0.4 * np.arange(k)[::-1] + rng.uniform(0, 0.1, size=shape[:-2] + (k,))
+    return (u[..., :, :k] * s[..., None, :]) @ np.swapaxes(v[..., :, :k], -1, -2)
+
+
+# ---------------------------------------------------------------- cholesky
+
+
+def _impl_cholesky(a):
+    # (a + a^T) * 0.5 is exactly a for a symmetric a, so NumPy's value is kept bitwise.
+    return np.linalg.cholesky((a + np.swapaxes(a, -1, -2)) * 0.5)
+
+
+def _infer_cholesky(types):
+    (a,) = types
+    _square(a)
+    return a
+
+
+def _phi(x: Expr) -> Expr:
+    """The lower triangle with its diagonal halved (Murray 2016's Phi)."""
+    return tril(x) - F.where(_eye(x, "bool"), x * 0.5, 0)
+
+
+def _cholesky_sandwich(L: Expr, P: Expr) -> Expr:
+    """L^-T P L^-1 by two triangular solves."""
+    Y = SOLVE_TRIANGULAR(L, P, lower=True, trans=True, unit_diagonal=False)  # L^-T P
+    return mT(SOLVE_TRIANGULAR(L, mT(Y), lower=True, trans=True, unit_diagonal=False))  # (L^-T Y^T)^T = Y L^-1
+
+
+def _sum_terms(cotangent: Expr, out: Expr) -> list:
+    """The cotangent as a list of terms whose sum it is (it is linear, so a rule may
+    treat each kind of term its own way); ADD nodes of the output's type are opened."""
+    terms, stack = [], [cotangent]
+    while stack and len(terms) < 64:
+        t = stack.pop()
+        if t.op.name == "add" and all(x.type == out.type for x in t.inputs):
+            stack.extend(t.inputs)
+        else:
+            terms.append(t)
+    return terms + stack
+
+
+# Cotangents cho_solve sends a lower factor L: node -> (u, x, L) with the node equal to
+# tril((u x^T + x u^T) L).  Cholesky's rule turns such a term into sym(u x^T) directly.
+_CHO_SOLVE_TERMS = weakref.WeakKeyDictionary()
+
+
+def _cho_solve_term(t: Expr, out: Expr):
+    found = _CHO_SOLVE_TERMS.get(t)
+    if found is None or found[2] is not out:
+        return None
+    return found[:2]
+
+
+def _vjp_cholesky(g, out, a):
+    """d(sym A) = dL L^T + L dL^T gives Abar = sym(L^-T Phi(L^T Lbar) L^-1).  The rule is
+    linear in Lbar; it sorts Lbar's terms: a diagonal term D (from diag(L), e.g. a log-
+    determinant) needs no product, Phi(L^T D) = diag(diag(L) * diag(D)) / 2; a term
+    tril(G L) with symmetric G (what cho_solve sends) is exactly G / 2 with no O(n^3)
+    work; the rest take the general formula (one matmul, two triangular solves)."""
+    L = out
+    general, diagonal, direct = [], [], []
+    for t in _sum_terms(g, out):
+        pair = _cho_solve_term(t, out)
+        if pair is not None:
+            u, v = pair
+            direct.append(sym(MATMUL(u, mT(v))))  # (u v^T + v u^T) / 2
+        elif t in _DIAGONAL:
+            diagonal.append(t)
+        else:
+            general.append(t)
+    parts = []
+    if general:
+        total = general[0]
+        for t in general[1:]:
+            total = total + t
+        parts.append(sym(_cholesky_sandwich(L, _phi(MATMUL(mT(L), total)))))
+    if diagonal:
+        total = diagonal[0]
+        for t in diagonal[1:]:
+            total = total + t
+        w = DIAG_PART(L) * DIAG_PART(total) * 0.5
+        parts.append(sym(_cholesky_sandwich(L, diag_embed(w, L))))
+    parts.extend(direct)
+    result = parts[0]
+    for p in parts[1:]:
+        result = result + p
+    return result
+
+
+def _jvp_cholesky(tangents, out, a):
+    (da,) = tangents
+    L = out
+    X = SOLVE_TRIANGULAR(L, sym(da), lower=True, trans=False, unit_diagonal=False)  # L^-1 dS
+    Y = SOLVE_TRIANGULAR(L, mT(X), lower=True, trans=False, unit_diagonal=False)  # L^-1 dS L^-T
+    return MATMUL(L, _phi(Y))
+
+
+CHOLESKY = Op(
+    "cholesky",
+    infer=_infer_cholesky,
+    impl=_impl_cholesky,
+    vjp=(_vjp_cholesky,),
+    jvp=_jvp_cholesky,
+    kind="linalg",
+    samples=lambda rng: [((spd(rng, 3),), {}), ((spd(rng, 4, (2,)),), {}), ((spd(rng, 1),), {})],
+    doc="Lower Cholesky factor of the symmetric part (A + A^T)/2 (LAPACK potrf).",
+)
+
+# ------------------------------------------------------- triangular solves
+
+
+def _triangle(a, lower: bool, unit: bool):
+    t = np.tril(a) if lower else np.triu(a)
+    if unit:
+        n = a.shape[-1]
+        t = t.copy()
+        t[..., np.arange(n), np.arange(n)] = 1
+    return t
+
+
+def tri_solve(t, b, lower: bool):
+    """Solve t x = b for triangular t (..., n, n) and b (..., n, k) by substitution
+    (the NumPy reference for what LAPACK's trsm computes)."""
+    n = t.shape[-1]
+    dtype = np.result_type(t, b)
+    x = np.array(b, dtype=dtype, copy=True)
+    diag = np.diagonal(t, axis1=-2, axis2=-1)
+    if np.any(diag == 0):
+        raise LinAlgError("Singular matrix: a zero on the diagonal of a triangular matrix")
+    for i in (range(n) if lower else range(n - 1, -1, -1)):
+        if lower:
+            acc = (t[..., i:i + 1, :i] @ x[..., :i, :])[..., 0, :] if i else 0
+        else:
+            acc = (t[..., i:i + 1, i + 1:] @ x[..., i + 1:, :])[..., 0, :] if i < n - 1 else 0
+        x[..., i, :] = (b[..., i, :] - acc) / diag[..., i, None]
+    return x
+
+
+def _impl_solve_triangular(a, b, lower, trans, unit_diagonal):
+    if a.shape[-1] != a.shape[-2] or a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"solve_triangular: shapes {a.shape} and {b.shape} do not fit")
+    t = _triangle(a, lower, unit_diagonal)
+    if trans:
+        t, lower = np.swapaxes(t, -1, -2), not lower
+    return tri_solve(t, b, lower)
+
+
+def _triangle_mask(x, lower, unit):
+    if lower:
+        return tril(x, -1 if unit else 0)
+    return triu(x, 1 if unit else 0)
+
+
+def _vjp_trisolve_b(g, out, a, b, lower, trans, unit_diagonal):
+    return SOLVE_TRIANGULAR(a, g, lower=lower, trans=not trans, unit_diagonal=unit_diagonal)
+
+
+def _vjp_trisolve_a(g, out, a, b, lower, trans, unit_diagonal):
+    bbar = _vjp_trisolve_b(g, out, a, b, lower, trans, unit_diagonal)
+    tbar = MATMUL(out, mT(bbar)) if trans else MATMUL(bbar, mT(out))
+    return -_triangle_mask(tbar, lower, unit_diagonal)
+
+
+def _jvp_trisolve(tangents, out, a, b, lower, trans, unit_diagonal):
+    da, db = tangents
+    rhs = db
+    if da is not None:
+        dt = _triangle_mask(da, lower, unit_diagonal)
+        term = MATMUL(mT(dt) if trans else dt, out)
+        rhs = -term if rhs is None else rhs - term
+    return SOLVE_TRIANGULAR(a, rhs, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+
+
+def _trisolve_samples(rng):
+    def tri(n, batch=()):
+        return np.linalg.cholesky(spd(rng, n, batch)) + rng.normal(size=batch + (n, n)) * 0.3
+
+    return [((tri(3), rng.normal(size=(3, 2))), {"lower": True, "trans": False, "unit_diagonal": False}),
+            ((tri(3), rng.normal(size=(3, 1))), {"lower": False, "trans": True, "unit_diagonal": False}),
+            ((tri(4, (2,)), rng.normal(size=(2, 4, 3))), {"lower": True, "trans": True, "unit_diagonal": False}),
+            ((tri(3), rng.normal(size=(3, 2))), {"lower": False, "trans": False, "unit_diagonal": True})]
+
+
+SOLVE_TRIANGULAR = Op(
+    "solve_triangular",
+    infer=lambda types, **attrs: _infer_solve_like(types, "triangular matrix"),
+    impl=_impl_solve_triangular,
+    vjp=(_vjp_trisolve_a, _vjp_trisolve_b),
+    jvp=_jvp_trisolve,
+    kind="linalg",
+    samples=_trisolve_samples,
+    doc="X with op(T) X = B, T the lower or upper triangle of A (unit diagonal if asked), op(T) = T or T^T "
+        "(LAPACK trsm); a zero on T's diagonal raises LinAlgError.",
+)
+
+# --------------------------------------------------------------- cho_solve
+
+
+def _factor_lower(c, lower):
+    return np.tril(c) if lower else np.swapaxes(np.triu(c), -1, -2)
+
+
+def _impl_cho_solve(c, b, lower):
+    if c.shape[-1] != c.shape[-2] or c.shape[-1] != b.shape[-2] or c.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"cho_solve: shapes {c.shape} and {b.shape} do not fit")
+    L = _factor_lower(c, lower)
+    return tri_solve(np.swapaxes(L, -1, -2), tri_solve(L, b, True), False)
+
+
+def _vjp_cho_solve_b(g, out, c, b, lower):
+    return CHO_SOLVE(c, g, lower=lower)
+
+
+def _vjp_cho_solve_c(g, out, c, b, lower):
+    """With K = L L^T and Kbar = -(Bbar X^T + X Bbar^T)/2: Lbar = -tril((Bbar X^T + X Bbar^T) L),
+    built as tril(u (X^T L) + X (u^T L)) with u = -Bbar, the form cholesky's rule recognises
+    (and then never computes: it needs only u and X)."""
+    u = -_vjp_cho_solve_b(g, out, c, b, lower)
+    x = out
+    if lower:
+        f = tril(c)  # only the factor's triangle is read
+        term = tril(MATMUL(u, MATMUL(mT(x), f)) + MATMUL(x, MATMUL(mT(u), f)))
+        if c.op is CHOLESKY:
+            _CHO_SOLVE_TERMS[term] = (u, x, c)
+        return term
+    # K = U^T U: Ubar = -triu(U (Bbar X^T + X Bbar^T))
+    f = triu(c)
+    return triu(MATMUL(MATMUL(f, u), mT(x)) + MATMUL(MATMUL(f, x), mT(u)))
+
+
+def _jvp_cho_solve(tangents, out, c, b, lower):
+    dc, db = tangents
+    rhs = db
+    if dc is not None:
+        x = out
+        if lower:
+            f, df = tril(c), tril(dc)  # dK X = dL (L^T X) + L (dL^T X)
+            term = MATMUL(df, MATMUL(mT(f), x)) + MATMUL(f, MATMUL(mT(df), x))
+        else:
+            f, df = triu(c), triu(dc)  # dK X = dU^T (U X) + U^T (dU X)
+            term = MATMUL(mT(df), MATMUL(f, x)) + MATMUL(mT(f), MATMUL(df, x))
+        rhs = -term if rhs is None else rhs - term
+    return CHO_SOLVE(c, rhs, lower=lower)
+
+
+def _cho_solve_samples(rng):
+    L3 = np.linalg.cholesky(spd(rng, 3))
+    L4 = np.linalg.cholesky(spd(rng, 4, (2,)))
+    return [((L3, rng.normal(size=(3, 2))), {"lower": True}),
+            ((np.swapaxes(L4, -1, -2), rng.normal(size=(2, 4, 1))), {"lower": False})]
+
+
+CHO_SOLVE = Op(
+    "cho_solve",
+    infer=lambda types, **attrs: _infer_solve_like(types, "Cholesky factor"),
+    impl=_impl_cho_solve,
+    vjp=(_vjp_cho_solve_c, _vjp_cho_solve_b),
+    jvp=_jvp_cho_solve,
+    kind="linalg",
+    samples=_cho_solve_samples,
+    doc="X with (L L^T) X = B from a Cholesky factor (lower=True: L = tril(c); else c's upper triangle is "
+        "L^T) (LAPACK potrs).  Its own op so its factor's gradient reaches cholesky as tril(G L), which "
+        "costs cholesky's rule nothing.",
+)
+
+# ------------------------------------------------------------------ LU solve
+
+
+def _impl_solve(a, b, trans):
+    if a.shape[-1] != a.shape[-2] or a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"solve: shapes {a.shape} and {b.shape} do not fit")
+    return np.linalg.solve(np.swapaxes(a, -1, -2) if trans else a, b)
+
+
+def _vjp_solve_b(g, out, a, b, trans):
+    return SOLVE(a, g, trans=not trans)
+
+
+def _vjp_solve_a(g, out, a, b, trans):
+    bbar = _vjp_solve_b(g, out, a, b, trans)
+    return -(MATMUL(out, mT(bbar)) if trans else MATMUL(bbar, mT(out)))
+
+
+def _jvp_solve(tangents, out, a, b, trans):
+    da, db = tangents
+    rhs = db
+    if da is not None:
+        term = MATMUL(mT(da) if trans else da, out)
+        rhs = -term if rhs is None else rhs - term
+    return SOLVE(a, rhs, trans=trans)
+
+
+SOLVE = Op(
+    "solve",
+    infer=lambda types, **attrs: _infer_solve_like(types),
+    impl=_impl_solve,
+    vjp=(_vjp_solve_a, _vjp_solve_b),
+    jvp=_jvp_solve,
+    kind="linalg",
+    samples=lambda rng: [((_well_conditioned(rng, (3, 3)), rng.normal(size=(3, 2))), {"trans": False}),
+                         ((_well_conditioned(rng, (2, 4, 4)), rng.normal(size=(2, 4, 1))), {"trans": True})],
+    doc="X with A X = B (trans: A^T X = B) by LU with partial pivoting (LAPACK getrf/getrs); the compiled "
+        "backend factors each A once for every solve with it (the gradient's A^T solve included).",
+)
+
+# ------------------------------------------------------------------ slogdet
+
+
+def _infer_slogdet(types, part):
+    (a,) = types
+    _square(a)
+    _part(part, ("sign", "logabsdet"), "slogdet")
+    return TensorType(a.dtype, a.shape[:-2])
+
+
+def _impl_slogdet(a, part):
+    sign, logabsdet = np.linalg.slogdet(a)
+    return sign if part == "sign" else logabsdet
+
+
+def inverse_transpose(a: Expr) -> Expr:
+    """A^-T, as the solve A^T X = I (which shares A's LU factors with solve(A, .))."""
+    return SOLVE(a, eye_like(a), trans=True)
+
+
+def _vjp_slogdet(g, out, a, part):
+    if part == "sign":
+        return zeros_like(a)
+    return _col(_col(g)) * inverse_transpose(a)
+
+
+def _jvp_slogdet(tangents, out, a, part):
+    (da,) = tangents
+    if part == "sign":
+        return None
+    return SUM(inverse_transpose(a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
+
+
+SLOGDET = Op(
+    "slogdet",
+    infer=_infer_slogdet,
+    impl=_impl_slogdet,
+    vjp=(_vjp_slogdet,),
+    jvp=_jvp_slogdet,
+    kind="linalg",
+    samples=lambda rng: [((_well_conditioned(rng, (3, 3)),), {"part": "logabsdet"}),
+                         ((_well_conditioned(rng, (2, 4, 4)) * -1,), {"part": "logabsdet"}),
+                         ((_well_conditioned(rng, (3, 3)),), {"part": "sign"})],
+    doc="np.linalg.slogdet's sign or log|det| (LAPACK getrf); d log|det A| = tr(A^-1 dA), through a solve.",
+)
+
+# --------------------------------------------------------------------- eigh
+
+
+def _infer_eigh(types, part):
+    (a,) = types
+    n = _square(a)
+    _part(part, ("w", "v"), "eigh")
+    return TensorType(a.dtype, a.shape[:-2] + ((n,) if part == "w" else (n, n)))
+
+
+def _impl_eigh(a, part):
+    s = (a + np.swapaxes(a, -1, -2)) * 0.5
+    if part == "w":
+        return np.linalg.eigvalsh(s)
+    return np.linalg.eigh(s)[1]
+
+
+def _eigh_parts(a):
+    return EIGH(a, part="w"), EIGH(a, part="v")
+
+
+def _gaps(w: Expr) -> Expr:
+    """F[i, j] = 1 / (w[j] - w[i]), 0 on the diagonal and for exactly equal values."""
+    return _safe_inverse(_row(w) - _col(w))
+
+
+def _vjp_eigh(g, out, a, part):
+    w, v = _eigh_parts(a)
+    if part == "w":
+        return MATMUL(v * _row(g), mT(v))  # V diag(wbar) V^T: symmetric already
+    return sym(MATMUL(MATMUL(v, _gaps(w) * MATMUL(mT(v), g)), mT(v)))
+
+
+def _jvp_eigh(tangents, out, a, part):
+    (da,) = tangents
+    w, v = _eigh_parts(a)
+    c = MATMUL(MATMUL(mT(v), sym(da)), v)
+    if part == "w":
+        return DIAG_PART(c)
+    return MATMUL(v, _gaps(w) * c)
+
+
+EIGH = Op(
+    "eigh",
+    infer=_infer_eigh,
+    impl=_impl_eigh,
+    vjp=(_vjp_eigh,),
+    jvp=_jvp_eigh,
+    kind="linalg",
+    samples=lambda rng: [
+        ((_stable(lambda r: _distinct_spectrum(r, n, batch), lambda a: _impl_eigh(a, part), rng),), {"part": part})
+        for n, batch, part in ((3, (), "w"), (3, (), "v"), (4, (2,), "v"))],
+    doc="Eigenvalues (part 'w', ascending) or eigenvectors (part 'v', columns) of the symmetric part of A "
+        "(LAPACK syevd).",
+)
+
+# ---------------------------------------------------------------------- svd
+
+
+def _infer_svd(types, part, full_matrices):
+    (a,) = types
+    _float_matrix(a)
+    _part(part, ("u", "s", "vh"), "svd")
+    m, n = a.shape[-2:]
+    k = min(m, n) if m is not None and n is not None else (0 if 0 in (m, n) else None)
+    batch = a.shape[:-2]
+    if part == "s":
+        return TensorType(a.dtype, batch + (k,))
+    if part == "u":
+        return TensorType(a.dtype, batch + (m, m if full_matrices else k))
+    return TensorType(a.dtype, batch + (n if full_matrices else k, n))
+
+
+def _impl_svd(a, part, full_matrices):
+    if part == "s":
+        return np.linalg.svd(a, compute_uv=False)
+    u, _, vh = np.linalg.svd(a, full_matrices=full_matrices)
+    return u if part == "u" else vh
+
+
+def _svd_parts(a, full_matrices):
+    m, n = a.type.shape[-2:]
+    if full_matrices and m is not None and n is not None and m != n:
+        raise GradientError(
+            f"svd at {a.where() or '?'}: with full_matrices=True and a {m}x{n} matrix the extra columns of "
+            "U or V are arbitrary and have no derivative; use full_matrices=False")
+    return (SVD(a, part="u", full_matrices=full_matrices), SVD(a, part="s", full_matrices=full_matrices),
+            SVD(a, part="vh", full_matrices=full_matrices))
+
+
+def _svd_gaps(s: Expr) -> Expr:
+    """F[i, j] = 1 / (s[j]^2 - s[i]^2), 0 where equal."""
+    return _safe_inverse((_row(s) + _col(s)) * (_row(s) - _col(s)))
+
+
+def _vjp_svd(g, out, a, part, full_matrices):
+    u, s, vh = _svd_parts(a, full_matrices)
+    if part == "s":
+        return MATMUL(u * _row(g), vh)
+    f = _svd_gaps(s)
+    inv_s = 1 / s
+    if part == "u":
+        j = MATMUL(mT(u), g)
+        inner = MATMUL(u, (f * (j - mT(j))) * _row(s)) + (g - MATMUL(u, j)) * _row(inv_s)
+        return MATMUL(inner, vh)
+    k = MATMUL(vh, mT(g))  # V^T Vbar
+    inner = (f * (k - mT(k))) * _col(s)
+    rest = (g - MATMUL(mT(k), vh)) * _col(inv_s)
+    return MATMUL(u, MATMUL(inner, vh) + rest)
+
+
+def _jvp_svd(tangents, out, a, part, full_matrices):
+    (da,) = tangents
+    u, s, vh = _svd_parts(a, full_matrices)
+    v = mT(vh)
+    ds = MATMUL(MATMUL(mT(u), da), v)
+    if part == "s":
+        return DIAG_PART(ds)
+    f = _svd_gaps(s)
+    inv_s = _row(1 / s)
+    if part == "u":
+        dss = ds * _row(s)
+        return MATMUL(u, f * (dss + mT(dss))) + (MATMUL(da, v) - MATMUL(u, ds)) * inv_s
+    sds = ds * _col(s)
+    dv = MATMUL(v, f * (sds + mT(sds))) + (MATMUL(mT(da), u) - MATMUL(v, mT(ds))) * inv_s
+    return mT(dv)
+
+
+SVD = Op(
+    "svd",
+    infer=_infer_svd,
+    impl=_impl_svd,
+    vjp=(_vjp_svd,),
+    jvp=_jvp_svd,
+    kind="linalg",
+    samples=lambda rng: [
+        ((_stable(lambda r: _well_conditioned(r, shape), lambda a: _impl_svd(a, part, full), rng),),
+         {"part": part, "full_matrices": full})
+        for shape, part, full in (((3, 3), "s", False), ((4, 3), "u", False), ((3, 4), "vh", False),
+                                  ((2, 3, 3), "u", True), ((3, 4), "u", False), ((4, 3), "vh", False))],
+    doc="np.linalg.svd's U, s or Vh (LAPACK gesdd).",
+)
+
+# ----------------------------------------------------------------------- qr
+
+
+def _infer_qr(types, part):
+    (a,) = types
+    _float_matrix(a)
+    _part(part, ("q", "r"), "qr")
+    m, n = a.shape[-2:]
+    k = min(m, n) if m is not None and n is not None else (0 if 0 in (m, n) else None)
+    return TensorType(a.dtype, a.shape[:-2] + ((m, k) if part == "q" else (k, n)))
+
+
+def _impl_qr(a, part):
+    q, r = np.linalg.qr(a)
+    return q if part == "q" else r
+
+
+def _qr_parts(a):
+    m, n = a.type.shape[-2:]
+    if m is not None and n is not None and m < n:
+        raise GradientError(f"qr at {a.where() or '?'}: the derivative of the primitive needs m >= n, got {m}x{n} "
+                            "(symdiff.linalg.qr splits wider matrices)")
+    return QR(a, part="q"), QR(a, part="r")
+
+
+def _times_r_inverse_transpose(w: Expr, r: Expr) -> Expr:
+    """W R^-T (R upper triangular): Y R^T = W is R Y^T = W^T."""
+    return mT(SOLVE_TRIANGULAR(r, mT(w), lower=False, trans=False, unit_diagonal=False))
+
+
+def _copy_upper(x: Expr) -> Expr:
+    """The upper triangle mirrored into the lower one."""
+    return triu(x) + mT(triu(x, 1))
+
+
+def _vjp_qr(g, out, a, part):
+    # Abar = (Qbar - Q copyutl(Q^T Qbar - Rbar R^T)) R^-T, split between the parts.
+    q, r = _qr_parts(a)
+    if part == "q":
+        return _times_r_inverse_transpose(g - MATMUL(q, _copy_upper(MATMUL(mT(q), g))), r)
+    return _times_r_inverse_transpose(MATMUL(q, _copy_upper(MATMUL(g, mT(r)))), r)
+
+
+def _jvp_qr(tangents, out, a, part):
+    (da,) = tangents
+    q, r = _qr_parts(a)
+    x = mT(SOLVE_TRIANGULAR(r, mT(da), lower=False, trans=True, unit_diagonal=False))  # dA R^-1
+    c = MATMUL(mT(q), x)
+    lower = tril(c, -1)
+    omega = lower - mT(lower)
+    if part == "q":
+        return MATMUL(q, omega - c) + x
+    return MATMUL(c - omega, r)
+
+
+QR = Op(
+    "qr",
+    infer=_infer_qr,
+    impl=_impl_qr,
+    vjp=(_vjp_qr,),
+    jvp=_jvp_qr,
+    kind="linalg",
+    samples=lambda rng: [
+        ((_stable(lambda r: _well_conditioned(r, shape), lambda a: _impl_qr(a, part), rng),), {"part": part})
+        for shape, part in (((4, 3), "q"), ((4, 3), "r"), ((2, 3, 3), "q"), ((3, 3), "r"))],
+    doc="np.linalg.qr's (reduced) Q or R (LAPACK geqrf/orgqr); derivatives for m >= n.",
+)
+
+# --------------------------------------------------------------------- pinv
+
+
+def _infer_pinv(types, rcond):
+    (a,) = types
+    _float_matrix(a)
+    return TensorType(a.dtype, a.shape[:-2] + (a.shape[-1], a.shape[-2]))
+
+
+def _impl_pinv(a, rcond):
+    return np.linalg.pinv(a, rcond=rcond)
+
+
+def _vjp_pinv(g, out, a, rcond):
+    """Golub and Pereyra: dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P
+    (exact while the rank is constant), transposed."""
+    p = out
+    w = MATMUL(mT(g), MATMUL(p, mT(p)))  # Pbar^T P P^T
+    z = MATMUL(MATMUL(mT(p), p), mT(g))  # P^T P Pbar^T
+    return -MATMUL(MATMUL(mT(p), g), mT(p)) + (w - MATMUL(a, MATMUL(p, w))) + (z - MATMUL(MATMUL(z, p), a))
+
+
+def _jvp_pinv(tangents, out, a, rcond):
+    (da,) = tangents
+    p = out
+    dat = mT(da)
+    first = -MATMUL(MATMUL(p, da), p)
+    second = MATMUL(MATMUL(p, mT(p)), dat - MATMUL(MATMUL(dat, a), p))
+    third = MATMUL(dat, MATMUL(mT(p), p)) - MATMUL(p, MATMUL(a, MATMUL(dat, MATMUL(mT(p), p))))
+    return first + second + third
+
+
+PINV = Op(
+    "pinv",
+    infer=_infer_pinv,
+    impl=_impl_pinv,
+    vjp=(_vjp_pinv,),
+    jvp=_jvp_pinv,
+    kind="linalg",
+    samples=lambda rng: [((_well_conditioned(rng, (4, 3)),), {"rcond": 1e-15}),
+                         ((_well_conditioned(rng, (2, 3, 4)),), {"rcond": 1e-15})],
+    doc="Moore-Penrose pseudo-inverse (np.linalg.pinv: SVD, singular values <= rcond * max dropped); its "
+        "own op because the rule in P itself is exact wherever the rank is constant, where the rule of a "
+        "composite through the SVD is wrong at repeated singular values (an orthogonal A, the identity).",
+)
+
+# --------------------------------------------------------------------- expm
+#
+# expm acts on matrices over the algebra of "multi-dual" numbers R[e_1..e_k]/(e_i^2): the
+# input has shape (..., 2**k, n, n), coefficient b (a bitmask of generators) at index b.
+# exp of A + e D has A's exponential and its Frechet derivative L(A, D) as coefficients,
+# so derivatives of any order are expm of a larger algebra: no block slicing with run-time
+# sizes, and rules that differentiate again.
+
+_PADE = {
+    3: (120.0, 60.0, 12.0, 1.0),
+    5: (30240.0, 15120.0, 3360.0, 420.0, 30.0, 1.0),
+    7: (17297280.0, 8648640.0, 1995840.0, 277200.0, 25200.0, 1512.0, 56.0, 1.0),
+    9: (17643225600.0, 8821612800.0, 2075673600.0, 302702400.0, 30270240.0, 2162160.0, 110880.0, 3960.0, 90.0,
+        1.0),
+    13: (64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353796428800.0, 129060195264000.0,
+         10559470521600.0, 670442572800.0, 33522128640.0, 1323241920.0, 40840800.0, 960960.0, 16380.0, 182.0, 1.0),
+}
+PADE_THETA = ((3, 1.495585217958292e-2), (5, 2.539398330063230e-1), (7, 9.504178996162932e-1),
+              (9, 2.097847961257068e0), (13, 5.371920351148152e0))
+
+
+def expm_matrix(a: np.ndarray) -> np.ndarray:
+    """exp of one float64 matrix by Pade approximation with scaling and squaring
+    (Higham 2005, the algorithm of scipy.linalg.expm before 1.9)."""
+    n = a.shape[0]
+    norm = np.max(np.sum(np.abs(a), axis=0)) if n else 0.0
+    if not np.isfinite(norm):
+        return np.full_like(a, np.nan)
+    ident = np.eye(n)
+    s = 0
+    for m, theta in PADE_THETA:
+        if norm <= theta or m == 13:
+            break
+    if m == 13 and norm > theta:
+        s = max(0, int(math.ceil(math.log2(norm / theta))))
+        a = a / 2.0 ** s
+    b = _PADE[m]
+    a2 = a @ a
+    if m == 13:
+        a4 = a2 @ a2
+        a6 = a4 @ a2
+        u = a @ (a6 @ (b[13] * a6 + b[11] * a4 + b[9] * a2) + b[7] * a6 + b[5] * a4 + b[3] * a2 + b[1] * ident)
+        v = a6 @ (b[12] * a6 + b[10] * a4 + b[8] * a2) + b[6] * a6 + b[4] * a4 + b[2] * a2 + b[0] * ident
+    else:
+        powers = [ident, a2]
+        for _ in range(2, (m + 1) // 2):
+            powers.append(powers[-1] @ a2)
+        u = a @ sum(b[2 * j + 1] * powers[j] for j in range(len(powers)))
+        v = sum(b[2 * j] * powers[j] for j in range(len(powers)))
+    r = np.linalg.solve(v - u, v + u)
+    for _ in range(s):
+        r = r @ r
+    return r
+
+
+def dual_block(c: np.ndarray) -> np.ndarray:
+    """The (2**k n)-square block matrix of multiplication by the multi-dual matrix c
+    (2**k, n, n): block (U, T) is c[U - T] when T is a subset of U (bitmasks)."""
+    parts, n = c.shape[0], c.shape[-1]
+    m = np.zeros((parts * n, parts * n), dtype=c.dtype)
+    for u in range(parts):
+        t = u
+        while True:  # every subset t of u
+            m[u * n:(u + 1) * n, t * n:(t + 1) * n] = c[u & ~t]
+            if t == 0:
+                break
+            t = (t - 1) & u
+    return m
+
+
+def _impl_expm(c, order):
+    parts, n = c.shape[-3], c.shape[-1]
+    if parts != 2 ** order or c.shape[-2] != n:
+        raise ValueError(f"expm of order {order} needs (..., {2 ** order}, n, n) coefficients, got shape {c.shape}")
+    flat = np.asarray(c, dtype=np.float64).reshape((-1, parts, n, n))
+    out = np.empty_like(flat)
+    for i in range(flat.shape[0]):
+        e = expm_matrix(dual_block(flat[i]))
+        out[i] = e[:, :n].reshape(parts, n, n)
+    return out.reshape(c.shape).astype(c.dtype)
+
+
+def _infer_expm(types, order):
+    (c,) = types
+    n = _square(c)
+    parts = c.shape[-3] if c.ndim >= 3 else 0
+    if c.ndim < 3 or not isinstance(order, int) or order < 0 or parts not in (None, 2 ** order):
+        fail_shape(f"expects (..., 2**order, n, n) multi-dual coefficients with order={order!r}, got "
+                   f"{fmt_shape(c.shape)}")
+    return TensorType(c.dtype, c.shape[:-2] + (n, n))
+
+
+def _new_generator_part(c: Expr, d: Expr, order: int) -> Expr:
+    """The coefficients of a new generator in exp(c + e d): the Frechet derivative of exp at c along d."""
+    joined = CONCATENATE(c, d, axis=c.ndim - 3)
+    index = tuple((2 ** order, None, 1) if ax == c.ndim - 3 else (None, None, 1) for ax in range(c.ndim))
+    return SLICE(EXPM(joined, order=order + 1), index=index)
+
+
+def _reverse_parts(x: Expr) -> Expr:
+    """Coefficient b -> coefficient (2**k - 1) - b: the complementary subset of generators."""
+    index = tuple((None, None, -1) if ax == x.ndim - 3 else (None, None, 1) for ax in range(x.ndim))
+    return SLICE(x, index=index)
+
+
+def _vjp_expm(g, out, c, order):
+    # <L_X(D), G> = <D, rev L_{X^T}(rev G)>: trace duality of the Frechet derivative, with the
+    # pairing of coefficients written as the top coefficient of a product.
+    return _reverse_parts(_new_generator_part(mT(c), _reverse_parts(g), order))
+
+
+def _jvp_expm(tangents, out, c, order):
+    return _new_generator_part(c, tangents[0], order)
+
+
+def _expm_samples(rng):
+    def small(shape, scale):
+        return rng.normal(size=shape) * scale
+
+    return [((small((1, 3, 3), 0.4),), {"order": 0}), ((small((2, 2, 2), 0.3),), {"order": 1}),
+            ((small((2, 1, 3, 3), 1.2),), {"order": 0}), ((small((1, 2, 2), 0.01),), {"order": 0})]
+
+
+EXPM = Op(
+    "expm",
+    infer=_infer_expm,
+    impl=_impl_expm,
+    vjp=(_vjp_expm,),
+    jvp=_jvp_expm,
+    kind="linalg",
+    samples=_expm_samples,
+    doc="exp of matrices over multi-dual numbers, input (..., 2**order, n, n): order 0 is scipy.linalg.expm "
+        "(Pade 13 with scaling and squaring); derivatives are expm with one more generator.",
+)
+
+__all__ = ["CHOLESKY", "CHO_SOLVE", "DIAG_PART", "EIGH", "EXPM", "PINV", "QR", "SLOGDET", "SOLVE",
+           "SOLVE_TRIANGULAR", "SVD", "diag_embed", "eye_like", "mT", "spd", "sym", "tril", "triu"]
