@@ -323,8 +323,8 @@ def _cot_derivative(n, c):
             new[j - 1] -= term
             new[j + 1] -= term
         coefficients = new
-    total = 0.0
-    for j in range(n + 1, -1, -1):
+    total = coefficients[n + 1]  # (not 0.0 * c: c is inf next to a pole)
+    for j in range(n, -1, -1):
         total = total * c + coefficients[j]
     return total
 
