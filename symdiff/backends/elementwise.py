@@ -1,5 +1,5 @@
 """The elementwise family: scalar spellings of elementwise ops in generated source, and
-NumPy's SIMD ufuncs for big transcendental arrays.
+vector-math passes (glibc's libmvec, see ``vector_math``) for transcendental arrays.
 
 Elementwise ops need no lowering function: the driver fuses each into a loop nest as
 one scalar statement, spelled by ``scalar_code`` (the op record's ``scalar_code``
@@ -48,59 +48,38 @@ def scalar_code(op, params=None, dtype=None) -> str:
     return code
 
 
-
-
-def scalar_code(op, params=None, dtype=None) -> str:
-    """The scalar spelling of an elementwise op in generated source.
-
-    >>> from symdiff.ir import OPS
-    >>> scalar_code(OPS["exp"]), scalar_code(OPS["cast"], {"dtype": "float32"})
-    ('math.exp({0})', 'np.float32({0})')
-    """
-    code = DTYPE_SCALAR_CODE.get((op.name, dtype)) or SCALAR_CODE_OVERRIDES.get(op.name, op.scalar_code)
-    if isinstance(code, dict):
-        code = code[(params or {}).get("dtype", "float64")]
-    if code is None:
-        raise LoweringError(f"op {op.name!r} has no scalar spelling for the Numba backend")
-    return code
-
-
-# Transcendental ops computed by NumPy (SIMD) on big arrays, inside an object-mode block.
-VECTOR_MATH = {"tanh": "np.tanh", "exp": "np.exp", "log": "np.log", "sin": "np.sin", "cos": "np.cos",
-               "tan": "np.tan", "expm1": "np.expm1", "log1p": "np.log1p"}
-VECTOR_MATH_MIN_STATIC = 64  # static elements per batch row, for shapes with a None dim
-VECTOR_MATH_MIN_SIZE = 4096  # elements, for fully static shapes
-VECTOR_MATH_MAX_CALLS = 4  # per kernel (each block is compiled in object mode)
-
+# A transcendental op over an array of at least this many static elements (or with a
+# size known only at run time) is one vector-math pass (``vector_math``: libmvec,
+# 8 doubles per call with AVX-512) instead of scalar libm calls in the fused loop.
+# The pass breaks fusion (a temporary array, one more sweep over memory, about
+# 1 ns per element), which even exp (3 ns per element as scalar libm, 0.6 as
+# vectors) repays; tiny static arrays stay fused.
+VECTOR_MATH_MIN_SIZE = 16
 
 
 def use_vector_math(L, node: Expr) -> bool:
-    """Whether to compute ``node`` with NumPy's vectorised ufunc instead of a loop.
+    """Whether to compute ``node`` with a vector-math pass instead of in a loop."""
+    from . import vector_math
 
-    Numba's loops call scalar libm: tanh over 256x128 takes ~0.5 ms vs ~0.05 ms for
-    ``np.tanh``.  A NumPy call costs an object-mode block (~2 us per call, a little
-    compile time) and breaks fusion, so only big arrays qualify: at least
-    VECTOR_MATH_MIN_STATIC static elements per row of a batch (a None dimension), or
-    VECTOR_MATH_MIN_SIZE elements in all; at most VECTOR_MATH_MAX_CALLS per kernel.
-    """
-    if node.op.name not in VECTOR_MATH or node.dtype not in ("float32", "float64"):
+    if node.op.name not in vector_math.LIBM_NAME or node.dtype not in ("float32", "float64"):
         return False
-    if L.vector_math_calls >= VECTOR_MATH_MAX_CALLS:
+    if not vector_math.available():
         return False
-    static = int(np.prod([d for d in node.type.shape if d is not None], dtype=np.int64))
     if None in node.type.shape:
-        return static >= VECTOR_MATH_MIN_STATIC
-    return static >= VECTOR_MATH_MIN_SIZE
+        return True
+    return int(np.prod(node.type.shape, dtype=np.int64)) >= VECTOR_MATH_MIN_SIZE
 
 
 def lower_vector_math(L, node: Expr):
+    from . import vector_math
+
     (x,) = node.inputs
     L.fill(x)
-    array = L.copy_or_array(x) if L.values[x.id].kind != "view" else L.copy_of(x)
+    array = L.copy_or_array(x)
     at = L.avail(x)
     name = f"a{L.p(node)}"
-    kind = L.numba_type(node.dtype, node.ndim)
-    L.prelude(at).append(f"with numba.objmode({name}={kind!r}):  # {L.comment(node)}: NumPy's SIMD ufunc")
-    L.prelude(at).append(f"    {name} = np.ascontiguousarray({VECTOR_MATH[node.op.name]}({array}))")
-    L.vector_math_calls += 1
+    L.allocate(name, node)
+    function = f"_vm_{vector_math.LIBM_NAME[node.op.name]}"
+    L.prelude(at).append(f"{function}({array}, {name})  # {L.comment(node)}: libmvec, {vector_math.CHOICE.tag}")
+    L.module_lines.setdefault("_SD_VECTOR_MATH", f"_SD_VECTOR_MATH = {vector_math.CHOICE.tag!r}  # in the cache key")
     L.values[node.id] = Value("array", name=name, array=name, avail=at, root=name)

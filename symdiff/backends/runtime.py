@@ -491,4 +491,5 @@ def _export(module_name: str):
 
 # The op families' jitted helpers, one line each:
 _export(".index_runtime")
+_export(".vector_math")
 _export(".special_math")
