@@ -29,6 +29,7 @@ from . import (
     as_expr, astype, broadcast_like, broadcast_to, concatenate, equal, greater_equal, minimum, not_equal, reshape,
     subtract, where,
 )
+from .math import floor_divide, mod
 
 __all__ = [
     "argmax", "argmin", "argsort", "cumprod", "cumsum", "diff", "flip", "median", "percentile", "quantile", "roll", "sort",
@@ -237,14 +238,8 @@ def _static_ints(name, value) -> np.ndarray:
 
 
 def _divmod(a: Expr, n: Expr):
-    """(a // n, a % n) for int64 nodes, n > 0 (no integer division op): a truncated float
-    quotient, exact for |a| < 2**52 up to its rounding, which one correction each way removes."""
-    quotient = astype(astype(a, "float64") / astype(n, "float64"), "int64")
-    remainder = a - quotient * n
-    low = remainder < 0
-    quotient, remainder = where(low, quotient - 1, quotient), where(low, remainder + n, remainder)
-    high = greater_equal(remainder, n)
-    return where(high, quotient + 1, quotient), where(high, remainder - n, remainder)
+    """(a // n, a % n) for int64 nodes (floored, as Python and NumPy)."""
+    return floor_divide(a, n), mod(a, n)
 
 
 def _roll_run_time(x: Expr, shift: int, ax: int) -> Expr:
@@ -460,10 +455,10 @@ def median(a, axis=None, out=None, overwrite_input=False, keepdims=False) -> Exp
         else:
             # Positions (n-1)//2 and n//2 of [nan] + sorted: the NaN block answers an empty slice.
             padded = S.CONCATENATE(broadcast_like(const(np.nan, dtype), _size_one_along(s, ax)), s, axis=ax)
-            # (n-1)//2 + 1 and n//2 + 1 (n//2 + 1 > n only for n = 0); n / 2 >= 0 truncates to its floor
+            # (n-1)//2 + 1 and n//2 + 1, except 0 (the NaN block) for n = 0
             count = _count(y, ax)
-            low = astype((astype(count, "float64") + 1) / 2, "int64")
-            high = minimum(astype(astype(count, "float64") / 2, "int64") + 1, count)
+            low = floor_divide(count + 1, 2)
+            high = minimum(floor_divide(count, 2) + 1, count)
             lower, upper = _picked(padded, ax, low), _picked(padded, ax, high)
             result = where(equal(low, high), lower, (lower + upper) / 2)
             s = padded  # its last element is the slice's last, or the NaN block's
