@@ -335,7 +335,7 @@ def lower_concatenate(L, node: Expr):
     L.shape[node.id] = tuple(shape)
     name = f"a{L.p(node)}"
     L.allocate(name, node)
-    offset = []
+    static_offset, size_offsets = 0, []  # where the next part starts: a number plus run-time sizes
     avail = 0
     for x in parts:
         vx = L.values[x.id]
@@ -346,11 +346,14 @@ def lower_concatenate(L, node: Expr):
         L.current_domain = L.dims_of(x)
         idx = [f"i{k}" for k in range(x.ndim)]
         text, _, _ = L.operand(x, idx, step.index)
-        start = " + ".join(offset) if offset else "0"
+        start = " + ".join(size_offsets + ([str(static_offset)] if static_offset or not size_offsets else []))
         out_idx = [_affine(i, start, 1) if a == axis else i for a, i in enumerate(idx)]
         step.body.append(f"{name}[{_index_text(out_idx)}] = {text}  # part of {L.comment(node)}")
         step.labels.append(L.label(node))
         avail = max(avail, step.index + 1)
         d = L.dim(x, axis)
-        offset.append(str(d))
+        if isinstance(d, int):
+            static_offset += d
+        else:
+            size_offsets.append(d)
     L.values[node.id] = Value("array", name=name, array=name, avail=avail, root=name)
