@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from numba import njit
 
-from .runtime import KernelShapeError
-
 __all__ = ["KernelIndexError", "_wrap_index"]
 
 
-class KernelIndexError(KernelShapeError):
-    """Raised inside a kernel by an index out of range.  A KernelShapeError, so the call
-    wrapper's error path (which re-runs the call with checked inputs) catches it."""
+class KernelIndexError(Exception):
+    """Raised inside a kernel by an index out of range (the call wrapper describes it)."""
 
 
 @njit(nogil=True, error_model="numpy")

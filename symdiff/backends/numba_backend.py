@@ -30,7 +30,8 @@ from ..ops.leaves import numpy_dtype
 from . import cache
 from .lowering import lower
 from .indexing import raise_index_error
-from .runtime import KernelIndexError, KernelShapeError  # KernelIndexError: from index_runtime, via _export
+from .index_runtime import KernelIndexError
+from .runtime import KernelShapeError
 
 
 # Scalar values a kernel may receive as they are, by input dtype: exactly what the casting
@@ -86,7 +87,7 @@ class NumbaFunction(CompiledFunction):
             + f"        return _sd_self._slow_call(_sd_exc, ({params}{',' if len(names) == 1 else ''}))\n"
         )
         namespace = {"_sd_kernel": self.kernel, "_sd_hidden": self._hidden, "_sd_np": np,
-                     "_sd_errors": (TypeError, ValueError, OverflowError, KernelShapeError)}
+                     "_sd_errors": (TypeError, ValueError, OverflowError, KernelShapeError, KernelIndexError)}
         exec(compile(source, f"<symdiff call wrapper {self!r}>", "exec"), namespace)
         call = namespace["__call__"]
         call.__doc__ = f"Evaluate the outputs at ({params})."

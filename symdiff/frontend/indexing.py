@@ -103,7 +103,7 @@ def _checked_constant(values: np.ndarray, size, axis: int, what: str, x: Expr) -
 
 def _covers(shape, target) -> bool:
     """Whether an array of ``shape`` has the (rank and) sizes of ``target`` without stretching."""
-    return len(shape) == len(target) and all(s == t or s is None or t is None for s, t in zip(shape, target))
+    return len(shape) == len(target) and all(s == t or s is None or (t is None and s != 1) for s, t in zip(shape, target))
 
 
 def broadcast_indices(indices: list, what: str) -> list:
