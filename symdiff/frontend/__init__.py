@@ -552,7 +552,9 @@ def _extremum_with_initial(name, op, pairwise, x, axis, keepdims, initial) -> Ex
 
     (x,) = operands(x)
     if isinstance(initial, Expr) or np.ndim(initial) != 0:
-        raise TypeError(f"{name}: initial must be a static number, got {type(initial).__name__} {initial!r}")
+        where = ir._user_origin()
+        at = f" (at {where[0]}:{where[1]})" if where else ""
+        raise TypeError(f"{name}: initial must be a static number, got {type(initial).__name__} {initial!r}{at}")
     with np.errstate(all="ignore"):  # NumPy casts initial to the array's dtype, unsafely
         init = const(np.asarray(initial).astype(numpy_dtype(x.dtype)), x.dtype)
     axes = normalize_axes(axis, x.ndim)

@@ -15,6 +15,7 @@ import operator
 
 import numpy as np
 
+from .. import ir
 from ..errors import DTypeError, ShapeError
 from ..ir import Expr
 from ..ops import creation as C
@@ -39,12 +40,18 @@ __all__ = [
 # ------------------------------------------------------------------- helpers
 
 
+def _at() -> str:
+    """`` (at file:line)`` of the user's code that called in, for error messages."""
+    where = ir._user_origin()
+    return f" (at {where[0]}:{where[1]})" if where else ""
+
+
 def _one_axis(name: str, x: Expr, axis) -> int:
     """A single static axis, normalised (NumPy's cumulative and ordering functions take one)."""
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"{name}: axis must be an int or None, got {type(axis).__name__} {axis!r}")
+        raise TypeError(f"{name}: axis must be an int or None, got {type(axis).__name__} {axis!r}{_at()}")
     if not -x.ndim <= axis < x.ndim:
-        raise ShapeError(f"{name}: axis {axis} is out of bounds for {x.ndim}-d input of type {x.type!r}")
+        raise ShapeError(f"{name}: axis {axis} is out of bounds for {x.ndim}-d input of type {x.type!r}{_at()}")
     return int(axis) % x.ndim
 
 
@@ -119,7 +126,7 @@ def cumprod(a, axis=None, dtype=None) -> Expr:
 
 def _check_accumulable(name: str, x: Expr):
     if x.dtype == "bool":
-        raise DTypeError(f"{name}: a bool accumulation (dtype='bool') is not supported; use an int or float dtype")
+        raise DTypeError(f"{name}: a bool accumulation (dtype='bool') is not supported; use an int or float dtype{_at()}")
 
 
 # ------------------------------------------------------------- differences
@@ -136,7 +143,7 @@ def _slab(name: str, value, x: Expr, axis: int) -> Expr:
         return broadcast_like(v, _size_one_along(x, axis))
     if v.ndim != x.ndim:
         raise ShapeError(f"diff: {name} of type {v.type!r} must be a scalar or have the {x.ndim} dimensions of "
-                         f"the input {x.type!r}")
+                         f"the input {x.type!r}{_at()}")
     return v
 
 
@@ -154,11 +161,11 @@ def diff(a, n=1, axis=-1, prepend=None, append=None) -> Expr:
     x = as_expr(a)
     n = operator.index(n)
     if n < 0:
-        raise ValueError(f"diff: order must be non-negative but got {n}")
+        raise ValueError(f"diff: order must be non-negative but got {n}{_at()}")
     if n == 0:
         return x
     if x.ndim == 0:
-        raise ValueError("diff requires input that is at least one dimensional")
+        raise ValueError(f"diff requires input that is at least one dimensional{_at()}")
     axis = _one_axis("diff", x, axis)
     if prepend is not None or append is not None:
         parts = ([_slab("prepend", prepend, x, axis)] if prepend is not None else []) + [x]
@@ -214,7 +221,7 @@ def roll(a, shift, axis=None) -> Expr:
         shifts, axes = np.broadcast_arrays(shifts, axes)
     except ValueError:
         raise ValueError(f"roll: 'shift' and 'axis' should be scalars or 1D sequences of the same length, got "
-                         f"{shift!r} and {axis!r}") from None
+                         f"{shift!r} and {axis!r}{_at()}") from None
     totals = {}
     for s, ax in zip(shifts.tolist(), axes.tolist()):
         ax = _one_axis("roll", x, ax)
@@ -233,7 +240,7 @@ def roll(a, shift, axis=None) -> Expr:
 def _static_ints(name, value) -> np.ndarray:
     ints = np.atleast_1d(np.asarray(value))
     if ints.dtype.kind not in "iu" or ints.ndim > 1:
-        raise TypeError(f"{name}: shift and axis must be static ints or sequences of ints, got {value!r}")
+        raise TypeError(f"{name}: shift and axis must be static ints or sequences of ints, got {value!r}{_at()}")
     return ints
 
 
@@ -332,11 +339,11 @@ def argsort(a, axis=-1, kind=None, order=None, *, stable=None) -> Expr:
 
 def _check_sort_arguments(name, kind, order, stable):
     if kind not in (None, "stable", "mergesort", "quicksort", "heapsort"):
-        raise ValueError(f"{name}: kind must be one of 'quicksort', 'mergesort', 'heapsort', 'stable', got {kind!r}")
+        raise ValueError(f"{name}: kind must be one of 'quicksort', 'mergesort', 'heapsort', 'stable', got {kind!r}{_at()}")
     if order is not None:
-        raise ValueError(f"{name}: order= applies to structured arrays, which symdiff does not have")
+        raise ValueError(f"{name}: order= applies to structured arrays, which symdiff does not have{_at()}")
     if stable is not None and not isinstance(stable, bool):
-        raise TypeError(f"{name}: stable must be a bool or None, got {stable!r}")
+        raise TypeError(f"{name}: stable must be a bool or None, got {stable!r}{_at()}")
 
 
 def _take_along(x: Expr, index: Expr, axis: int) -> Expr:
@@ -392,7 +399,7 @@ def _merged(name: str, x: Expr, axis):
     target.append(None if None in merged else int(np.prod(merged, dtype=np.int64)))
     if target.count(None) > 1:
         raise ShapeError(f"{name}: reducing axes {axes} of {x.type!r} merges them with a reshape, which can infer "
-                         "only one size known at run time; declare more of the sizes")
+                         f"only one size known at run time; declare more of the sizes{_at()}")
     return S.RESHAPE(moved, shape=tuple(-1 if d is None else d for d in target)), len(kept), axes
 
 
@@ -468,7 +475,7 @@ def median(a, axis=None, out=None, overwrite_input=False, keepdims=False) -> Exp
 
 def _no_output_arguments(name, out, overwrite_input=False):
     if out is not None:
-        raise TypeError(f"{name}: out= is not supported (symdiff results are new arrays)")
+        raise TypeError(f"{name}: out= is not supported (symdiff results are new arrays){_at()}")
 
 
 def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False) -> Expr:
@@ -485,7 +492,7 @@ def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear", 
     weak = type(q) in (int, float)
     q = _static_q("quantile", q)
     if not _valid_fraction(q):
-        raise ValueError("quantile: Quantiles must be in the range [0, 1]")
+        raise ValueError(f"quantile: Quantiles must be in the range [0, 1]{_at()}")
     return _quantile("quantile", a, q, weak, axis, out, method, keepdims)
 
 
@@ -500,19 +507,19 @@ def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear"
     weak = type(q) in (int, float)
     q = np.true_divide(_static_q("percentile", q), 100)
     if not _valid_fraction(q):
-        raise ValueError("percentile: Percentiles must be in the range [0, 100]")
+        raise ValueError(f"percentile: Percentiles must be in the range [0, 100]{_at()}")
     return _quantile("percentile", a, q, weak, axis, out, method, keepdims)
 
 
 def _static_q(name, q) -> np.ndarray:
     if isinstance(q, Expr):
         raise TypeError(f"{name}: q must be a static number or array (it picks the positions to interpolate "
-                        "between), not an expression")
+                        f"between), not an expression{_at()}")
     q = np.asanyarray(q)
     if q.dtype.kind not in "biuf" or q.dtype.kind == "b":
-        raise TypeError(f"{name}: q must be numbers, got dtype {q.dtype}")
+        raise TypeError(f"{name}: q must be numbers, got dtype {q.dtype}{_at()}")
     if q.ndim > 2:
-        raise ValueError(f"{name}: q must be a scalar or 1d")
+        raise ValueError(f"{name}: q must be a scalar or 1d{_at()}")
     return q
 
 
@@ -523,14 +530,14 @@ def _valid_fraction(q: np.ndarray) -> bool:
 def _quantile(name, a, q, weak, axis, out, method, keepdims) -> Expr:
     _no_output_arguments(name, out)
     if method != "linear":
-        raise ValueError(f"{name}: only method='linear' (NumPy's default) is supported, got {method!r}")
+        raise ValueError(f"{name}: only method='linear' (NumPy's default) is supported, got {method!r}{_at()}")
     x = as_expr(a)
     if x.dtype == "bool":
-        raise TypeError(f"{name}: bool input is not supported (NumPy's linear interpolation subtracts bools)")
+        raise TypeError(f"{name}: bool input is not supported (NumPy's linear interpolation subtracts bools){_at()}")
     y, ax, axes = _merged(name, x, axis)
     n = y.type.shape[ax]
     if n == 0:
-        raise IndexError(f"{name}: axis {ax} of {y.type!r} is empty (NumPy raises IndexError too)")
+        raise IndexError(f"{name}: axis {ax} of {y.type!r} is empty (NumPy raises IndexError too){_at()}")
     s = sort(y, axis=ax)
     q_dtype = "float32" if q.dtype == np.float32 else "float64"
     if q.dtype.kind in "iu":  # integer positions: no interpolation, the values keep their dtype (NumPy)
