@@ -2,11 +2,12 @@
 cumsum, cumprod, diff, flip, roll, sort, argsort, argmax, argmin, median, quantile and
 percentile (``max``/``min`` with ``initial=`` live with the other reductions).
 
-Only four primitives stand behind them (``symdiff.ops.ordering``): ``linear_recurrence``
-(cumsum, cumprod), ``sort``, ``argsort`` and ``argmax``.  The rest are composites:
-``diff``, ``flip`` and ``roll`` are slices and concatenations, ``argmin`` is ``argmax``
-of an order-reversing map, and the order statistics interpolate between elements of
-the sorted array, so their derivatives flow through sort's gather.
+Three primitives stand behind them (``symdiff.ops.ordering``): ``linear_recurrence``
+(cumsum, cumprod), ``argsort`` and ``argmax``.  The rest are composites: ``sort`` gathers
+x through ``argsort(x)``, ``diff``, ``flip`` and ``roll`` are slices and concatenations
+(a gather for a roll over a run-time length), ``argmin`` is ``argmax`` of an
+order-reversing map, and the order statistics gather and interpolate elements of the
+sorted array, so their derivatives are scatters through the sorting permutation.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from . import (
 from .math import floor_divide, mod
 
 __all__ = [
-    "argmax", "argmin", "argsort", "cumprod", "cumsum", "diff", "flip", "median", "percentile", "quantile", "roll", "sort",
+    "argmax", "argmin", "argsort", "cumprod", "cumsum", "diff", "flip", "median", "percentile", "quantile", "roll",
+    "sort",
 ]
 
 
@@ -126,7 +128,8 @@ def cumprod(a, axis=None, dtype=None) -> Expr:
 
 def _check_accumulable(name: str, x: Expr):
     if x.dtype == "bool":
-        raise DTypeError(f"{name}: a bool accumulation (dtype='bool') is not supported; use an int or float dtype{_at()}")
+        raise DTypeError(f"{name}: a bool accumulation (dtype='bool') is not supported; use an int or float "
+                         f"dtype{_at()}")
 
 
 # ------------------------------------------------------------- differences
@@ -339,7 +342,8 @@ def argsort(a, axis=-1, kind=None, order=None, *, stable=None) -> Expr:
 
 def _check_sort_arguments(name, kind, order, stable):
     if kind not in (None, "stable", "mergesort", "quicksort", "heapsort"):
-        raise ValueError(f"{name}: kind must be one of 'quicksort', 'mergesort', 'heapsort', 'stable', got {kind!r}{_at()}")
+        raise ValueError(f"{name}: kind must be one of 'quicksort', 'mergesort', 'heapsort', 'stable', "
+                         f"got {kind!r}{_at()}")
     if order is not None:
         raise ValueError(f"{name}: order= applies to structured arrays, which symdiff does not have{_at()}")
     if stable is not None and not isinstance(stable, bool):
