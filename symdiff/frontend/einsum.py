@@ -240,38 +240,32 @@ def _matmul(a, la, b, lb, batch, summed, left, right):
             out = S.RESHAPE(out, shape=tuple(-1 if d is None else d for d in target))
         return out, batch + left + right
 
-    # Extra row and column axes as broadcast batch axes; only the summed axes merge.
+    # Extra row and column axes as broadcast batch axes; only the summed axes merge.  Not
+    # for a matrix-vector product: one gemv per element of the extra axes is far slower
+    # than the fused product-and-sum loop.
+    if not nl or not nr:
+        return None
     a2 = merge_axes(a1, singles(0, nb + nl) + inner_a)
     b2 = merge_axes(b1, singles(0, nb) + inner_b + singles(nb + ns, nr))
     if a2 is None or b2 is None:
         return None
-    if not nl:
-        a2, nl_eff, left_eff = S.EXPAND_DIMS(a2, axes=(nb,)), 1, [None]
-    else:
-        nl_eff, left_eff = nl, list(left)
-    if not nr:
-        b2, nr_eff, right_eff = S.EXPAND_DIMS(b2, axes=(nb + 2,)), 1, [None]
-    else:
-        nr_eff, right_eff = nr, list(right)
     # a2: (batch, l_1..l_p, K) -> (batch, l_1..l_{p-1}, 1 * (q-1), l_p, K)
-    if nr_eff > 1:
-        a2 = S.EXPAND_DIMS(a2, axes=tuple(range(nb + nl_eff - 1, nb + nl_eff - 1 + nr_eff - 1)))
+    if nr > 1:
+        a2 = S.EXPAND_DIMS(a2, axes=tuple(range(nb + nl - 1, nb + nl + nr - 2)))
     # b2: (batch, K, r_1..r_q) -> (batch, 1 * (p-1), r_1..r_{q-1}, K, r_q)
-    b2 = transpose(b2, list(range(nb)) + list(range(nb + 1, nb + nr_eff)) + [nb, nb + nr_eff])
-    if nl_eff > 1:
-        b2 = S.EXPAND_DIMS(b2, axes=tuple(range(nb, nb + nl_eff - 1)))
-    out = L.MATMUL(a2, b2)
-    labels = batch + left_eff[:-1] + right_eff[:-1] + [left_eff[-1], right_eff[-1]]
-    drop = tuple(k for k, l in enumerate(labels) if l is None)
-    if drop:
-        out = S.SQUEEZE(out, axes=drop)
-        labels = [l for l in labels if l is not None]
-    return out, labels
+    b2 = transpose(b2, list(range(nb)) + list(range(nb + 1, nb + nr)) + [nb, nb + nr])
+    if nl > 1:
+        b2 = S.EXPAND_DIMS(b2, axes=tuple(range(nb, nb + nl - 1)))
+    return L.MATMUL(a2, b2), batch + left[:-1] + right[:-1] + [left[-1], right[-1]]
 
 
-def _pair(a, la, b, lb, keep):
+def _pair(a, la, b, lb, keep, output):
     a, la = _sum_out(a, la, {l for l in la if l not in lb and l not in keep})
     b, lb = _sum_out(b, lb, {l for l in lb if l not in la and l not in keep})
+    first = {l: k for k, l in enumerate(output)}
+    if min((first.get(l, len(output)) for l in lb if l not in la), default=len(output)) < min(
+            (first.get(l, len(output)) for l in la if l not in lb), default=len(output)):
+        a, la, b, lb = b, lb, a, la  # rows from the operand whose labels the output lists first
     batch = [l for l in la if l in lb and l in keep]
     summed = [l for l in la if l in lb and l not in keep]
     left = [l for l in la if l not in lb]
@@ -331,7 +325,7 @@ def contract(terms, output, optimize="optimal", spec=""):
         x, labels = picked[0]
         for j, (y, ly) in enumerate(picked[1:], start=1):
             keep = rest.union(*(set(ls) for _, ls in picked[j + 1:]))
-            x, labels = _pair(x, labels, y, ly, keep)
+            x, labels = _pair(x, labels, y, ly, keep, output)
         terms.append((x, labels))
     (x, labels), = terms
     x, labels = _sum_out(x, labels, {l for l in labels if l not in output})

@@ -238,6 +238,8 @@ def empty_along(x: Expr, axis: int) -> Expr:
 def merge_axes(x: Expr, groups) -> Expr | None:
     """Reshape merging each group of consecutive axes into one, or None when the
     reshape cannot be expressed (its run-time sizes fall in more than one group)."""
+    if all(len(group) == 1 for group in groups):
+        return x
     target, unknown = [], 0
     for group in groups:
         dims = [x.type.shape[a] for a in group]
@@ -246,11 +248,7 @@ def merge_axes(x: Expr, groups) -> Expr | None:
             target.append(-1)
         else:
             target.append(math.prod(dims))
-    if unknown > 1:
-        return None
-    if len(groups) == x.ndim:
-        return x
-    return S.RESHAPE(x, shape=tuple(target))
+    return None if unknown > 1 else S.RESHAPE(x, shape=tuple(target))
 
 
 def reshape_or_fail(x: Expr, target, what: str) -> Expr:
@@ -920,8 +918,10 @@ def _diagonal_last(b: Expr, offset: int) -> Expr:
         reduce_axis = sub.ndim - 2
     else:
         # Both lengths are known only at run time and their minimum is not a size the
-        # graph can express: the block must be square, which the select below checks
-        # when values arrive (its mask is rows x rows, the block rows x columns).
+        # graph can express: the plane must be square, so that the block the diagonal
+        # crosses, n - |offset| on each side, is too.  The select below checks that when
+        # values arrive (its mask is rows x rows, the block rows x columns).
+        sub = S.SLICE(b, index=full + ((r0, -c0 or None, 1), (c0, -r0 or None, 1)))
         i = j = axis_index(sub, sub.ndim - 2)
         reduce_axis = sub.ndim - 1
     mask = equal(S.EXPAND_DIMS(i, axes=(1,)), S.EXPAND_DIMS(j, axes=(0,)))
@@ -943,8 +943,8 @@ def diagonal(a, offset=0, axis1=0, axis2=1) -> Expr:
     """np.diagonal: the ``offset`` diagonal of the (axis1, axis2) planes, as the last axis.
 
     With static plane sizes it is a strided view, O(length).  With run-time sizes it is
-    a masked sum, O(rows x columns); if both sizes are run-time the plane (after the
-    offset) must be square, checked when values arrive.
+    a masked sum, O(rows x columns); if both sizes are run-time the plane must be
+    square, checked when values arrive.
 
     >>> import symdiff as sd
     >>> X = sd.matrix("X")
