@@ -456,3 +456,17 @@ def test_scatters_compiled_match_reference():
     values[i] = np.array([0, 1, 0, 4, 2])
     with pytest.raises(IndexError, match="index 4 is out of bounds for axis 0 with size 4"):
         f(*[values[s] for s in order])
+
+
+def test_compiled_gathers_whose_values_are_never_read_still_check_their_indices():
+    x = sd.vector("x")
+    i = sd.vector("i", dtype="int64")
+    k = sd.vector("k", dtype="int64")
+    shape_only = sd.broadcast_like(0.0, x[i])  # only x[i]'s shape is used
+    uniform = sd.broadcast_like(2.0, x)[k]  # every element read is the same value
+    f = sd.function([x, i, k], [shape_only, uniform])
+    good = f(np.ones(3), [0, -3], [2, 1, 1])
+    assert good[0].tolist() == [0.0, 0.0] and good[1].tolist() == [2.0, 2.0, 2.0]
+    for i_value, k_value, bad in (([0, 3], [0], 3), ([0], [1, -4], -4)):
+        with pytest.raises(sd.IndexOutOfBoundsError, match=f"index {bad} is out of bounds for axis 0 with size 3"):
+            f(np.ones(3), i_value, k_value)
