@@ -180,7 +180,7 @@ def _take_diagonals(x: Expr, labels: list):
         i = labels.index(label)
         j = labels.index(label, i + 1)
         rest = [a for a in range(x.ndim) if a not in (i, j)]
-        x = _diagonal_last(transpose(x, rest + [i, j]), 0)
+        x = _diagonal_last(transpose(x, rest + [i, j]), 0, square=True)
         labels = [labels[a] for a in rest] + [label]
     return x, labels
 

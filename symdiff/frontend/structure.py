@@ -77,7 +77,10 @@ def _rebuildable(exc) -> bool:
 
 
 def _rebuild(exc, message):
-    new = type(exc)(message)
+    try:
+        new = type(exc)(message)
+    except Exception:  # an exception class that wants other arguments: keep it as it is
+        return exc
     new.__cause__ = exc.__cause__
     return new
 
@@ -100,6 +103,10 @@ def shape_error(reason: str, *xs) -> ShapeError:
 
 
 # ------------------------------------------------------------------ helpers
+
+SMALL_CONSTANT = 1024
+"""Elements up to which a constructor's result is stored as a constant; a bigger one is
+computed from index vectors (an identity of 10^4 x 10^4 would be 800 MB in the graph)."""
 
 
 def static_int(value, what: str, minimum=None) -> int:
@@ -393,7 +400,7 @@ def eye(N, M=None, k=0, dtype=float) -> Expr:
     rows = size_arg(N, "N")
     cols = rows if M is None else size_arg(M, "M")
     k = static_int(k, "k")
-    if isinstance(rows, int) and isinstance(cols, int):
+    if isinstance(rows, int) and isinstance(cols, int) and rows * cols <= SMALL_CONSTANT:
         return const(np.eye(rows, cols, k, dtype=numpy_dtype(dtype)), dtype)
     i = S.EXPAND_DIMS(index_vector(rows), axes=(1,))
     j = S.EXPAND_DIMS(index_vector(cols), axes=(0,))
@@ -887,43 +894,47 @@ def _masked_reduce(x: Expr, mask: Expr, axes) -> Expr:
     return R.SUM(where(mask, x, zero), axes=axes, keepdims=False)
 
 
-def _diagonal_last(b: Expr, offset: int) -> Expr:
-    """The offset diagonal of the last two axes of b, as its last axis (np.diagonal)."""
+def _diagonal_last(b: Expr, offset: int, square=False) -> Expr:
+    """The offset diagonal of the last two axes of b, as its last axis (np.diagonal).
+
+    ``square``: the plane must be square (einsum's repeated subscripts), checked when
+    values arrive for sizes known only then, rather than cut to the shorter side.
+    """
     n, m = b.type.shape[-2:]
     batch = b.type.shape[:-2]
     full = ((None, None, 1),) * len(batch)
     r0, c0 = max(0, -offset), max(0, offset)
     if n is not None and m is not None:
         length = max(0, min(n - r0, m - c0))
-        if batch.count(None) <= 1:
+        if batch.count(None) == 0 or (batch.count(None) == 1 and n * m):
             # The diagonal of a C-ordered block is every (m+1)-th element of its flattening:
             # a view of a contiguous input, so O(length) rather than O(n*m).
             flat = S.RESHAPE(b, shape=tuple(-1 if d is None else d for d in batch) + (n * m,))
             start = r0 * m + c0
             index = (start, start + (length - 1) * (m + 1) + 1, m + 1) if length else (0, 0, 1)
             return S.SLICE(flat, index=full + (index,))
-        square = S.SLICE(b, index=full + ((r0, r0 + length, 1), (c0, c0 + length, 1)))
-        i = axis_index(square, square.ndim - 2)
-        mask = equal(S.EXPAND_DIMS(i, axes=(1,)), S.EXPAND_DIMS(i, axes=(0,)))
-        return _masked_reduce(square, mask, (square.ndim - 1,))
-    sub = S.SLICE(b, index=full + ((r0, None, 1), (c0, None, 1)))
-    n, m = sub.type.shape[-2:]
-    if m is not None:  # rows: at most m of them, each meets the diagonal
-        sub = S.SLICE(sub, index=full + ((None, m, 1), (None, None, 1)))
-        i, j = axis_index(sub, sub.ndim - 2), axis_index(sub, sub.ndim - 1)
-        reduce_axis = sub.ndim - 1
-    elif n is not None:  # columns: at most n of them
-        sub = S.SLICE(sub, index=full + ((None, None, 1), (None, n, 1)))
-        i, j = axis_index(sub, sub.ndim - 2), axis_index(sub, sub.ndim - 1)
-        reduce_axis = sub.ndim - 2
-    else:
-        # Both lengths are known only at run time and their minimum is not a size the
-        # graph can express: the plane must be square, so that the block the diagonal
-        # crosses, n - |offset| on each side, is too.  The select below checks that when
-        # values arrive (its mask is rows x rows, the block rows x columns).
-        sub = S.SLICE(b, index=full + ((r0, -c0 or None, 1), (c0, -r0 or None, 1)))
+        sub = S.SLICE(b, index=full + ((r0, r0 + length, 1), (c0, c0 + length, 1)))
         i = j = axis_index(sub, sub.ndim - 2)
         reduce_axis = sub.ndim - 1
+    elif square or (n is None and m is None):
+        # The plane must be square (for both sizes known only at run time, because their
+        # minimum is not a size the graph can express), and so the block the diagonal
+        # crosses, n - |offset| on each side.  The select below checks that when values
+        # arrive: its mask is indexed along one side of the block, square, the block not.
+        sub = S.SLICE(b, index=full + ((r0, -c0 or None, 1), (c0, -r0 or None, 1)))
+        side = sub.ndim - 1 if sub.type.shape[-1] is not None else sub.ndim - 2  # a static side, if any
+        i = j = axis_index(sub, side)
+        reduce_axis = sub.ndim - 1
+    else:
+        sub = S.SLICE(b, index=full + ((r0, None, 1), (c0, None, 1)))
+        n, m = sub.type.shape[-2:]
+        if m is not None:  # rows: at most m of them, each meets the diagonal
+            sub = S.SLICE(sub, index=full + ((None, m, 1), (None, None, 1)))
+            reduce_axis = sub.ndim - 1
+        else:  # columns: at most n of them
+            sub = S.SLICE(sub, index=full + ((None, None, 1), (None, n, 1)))
+            reduce_axis = sub.ndim - 2
+        i, j = axis_index(sub, sub.ndim - 2), axis_index(sub, sub.ndim - 1)
     mask = equal(S.EXPAND_DIMS(i, axes=(1,)), S.EXPAND_DIMS(j, axes=(0,)))
     return _masked_reduce(sub, mask, (reduce_axis,))
 
