@@ -212,21 +212,25 @@ def _product_and_sum(a, la, b, lb, batch, summed, left, right):
     return product, batch + left + right
 
 
+def _singles(start, count):
+    return [[k] for k in range(start, start + count)]
+
+
 def _matmul(a, la, b, lb, batch, summed, left, right):
-    """One matmul, or None when sizes known only at run time prevent merging the summed axes."""
+    """One matmul, or None when sizes known only at run time prevent merging the summed
+    axes, or would leave one matrix-vector product per element of the other axes."""
     nb, ns, nl, nr = len(batch), len(summed), len(left), len(right)
     a1 = _arrange(a, la, batch + left + summed)
     b1 = _arrange(b, lb, batch + summed + right)
     left_dims = [a1.type.shape[nb + k] for k in range(nl)]
     right_dims = [b1.type.shape[nb + ns + k] for k in range(nr)]
     batch_dims = [p if q is None else q for p, q in zip(a1.type.shape[:nb], b1.type.shape[:nb])]
-    singles = lambda start, count: [[k] for k in range(start, start + count)]  # noqa: E731
     inner_a = [list(range(nb + nl, nb + nl + ns))]
     inner_b = [list(range(nb, nb + ns))]
 
     # Rows and columns merged: one gemm per batch element.
-    a2 = merge_axes(a1, singles(0, nb) + ([list(range(nb, nb + nl))] if nl else []) + inner_a)
-    b2 = merge_axes(b1, singles(0, nb) + inner_b + ([list(range(nb + ns, nb + ns + nr))] if nr else []))
+    a2 = merge_axes(a1, _singles(0, nb) + ([list(range(nb, nb + nl))] if nl else []) + inner_a)
+    b2 = merge_axes(b1, _singles(0, nb) + inner_b + ([list(range(nb + ns, nb + ns + nr))] if nr else []))
     target = batch_dims + left_dims + right_dims
     if a2 is not None and b2 is not None and (max(nl, nr) <= 1 or target.count(None) <= 1):
         if not nl:
@@ -245,8 +249,8 @@ def _matmul(a, la, b, lb, batch, summed, left, right):
     # than the fused product-and-sum loop.
     if not nl or not nr:
         return None
-    a2 = merge_axes(a1, singles(0, nb + nl) + inner_a)
-    b2 = merge_axes(b1, singles(0, nb) + inner_b + singles(nb + ns, nr))
+    a2 = merge_axes(a1, _singles(0, nb + nl) + inner_a)
+    b2 = merge_axes(b1, _singles(0, nb) + inner_b + _singles(nb + ns, nr))
     if a2 is None or b2 is None:
         return None
     # a2: (batch, l_1..l_p, K) -> (batch, l_1..l_{p-1}, 1 * (q-1), l_p, K)

@@ -22,7 +22,9 @@ from ..ops import reductions as R
 from ..ops import structure as S
 from ..ops.leaves import const
 from ..types import FLOAT_DTYPES, check_dtype, normalize_axes, promote
-from . import _count, as_expr, astype, broadcast_like, broadcast_to, clip, maximum, operands, sqrt, transpose, where
+from . import (
+    _count, as_expr, astype, broadcast_like, broadcast_to, clip, maximum, mean, operands, sqrt, transpose, where,
+)
 from .structure import diagonal, named, shape_error
 
 __all__ = ["average", "corrcoef", "cov", "std", "var"]
@@ -61,8 +63,8 @@ def var(a, axis=None, dtype=None, *, ddof=0, keepdims=False) -> Expr:
         raise TypeError(f"ddof must be a static number, got {ddof!r}")
     count = _count(x, axes)
     total = R.SUM(x, axes=axes, keepdims=True)
-    mean = total / (count if isinstance(count, int) else astype(count, x.dtype))
-    deviation = x - mean
+    centre = total / (count if isinstance(count, int) else astype(count, x.dtype))
+    deviation = x - centre
     squares = R.SUM(deviation * deviation, axes=axes, keepdims=bool(keepdims))
     return squares / _divisor(count, ddof, x.dtype)
 
@@ -112,7 +114,7 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
     x = as_expr(a)
     axes = normalize_axes(axis, x.ndim)
     if weights is None:
-        avg = _mean(x, axes, keepdims)
+        avg = mean(x, axes, keepdims)
         count = _count(x, axes)
         scale = const(count, avg.dtype) if isinstance(count, int) else astype(count, avg.dtype)
     else:
@@ -128,12 +130,6 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
     if scale.type.shape != avg.type.shape:
         scale = broadcast_to(scale, avg.type.shape) if None not in avg.type.shape else broadcast_like(scale, avg)
     return avg, scale
-
-
-def _mean(x, axes, keepdims):
-    x = _float(x, None)
-    count = _count(x, axes)
-    return R.SUM(x, axes=axes, keepdims=bool(keepdims)) / (count if isinstance(count, int) else astype(count, x.dtype))
 
 
 def _rows(m, dtype, rowvar, what):
@@ -199,7 +195,7 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
     aw = _frequency_weights(aweights, "aweights", n, integral=False)
     w = fw if aw is None else aw if fw is None else fw * aw
     if w is None:
-        avg = _mean(X, (1,), keepdims=True)
+        avg = mean(X, 1, keepdims=True)
         count = _count(X, (1,))
         fact = count - ddof
     else:

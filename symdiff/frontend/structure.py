@@ -181,7 +181,7 @@ def filled(value: Expr, entries) -> Expr:
         if x.ndim == ndim and builtins.all(
                 (isinstance(d, Expr) and d.params["axis"] == k) or d == x.type.shape[k] for k, d in enumerate(entries)):
             return broadcast_like(value, x)
-    ref = const(np.zeros(tuple(1 if isinstance(d, Expr) else d for d in entries), dtype=np.int64), "int64")
+    ref = broadcast_to(const(0, "int64"), tuple(1 if isinstance(d, Expr) else d for d in entries))
     for k, d in enumerate(entries):
         if isinstance(d, Expr):
             ref = ref + along(index_vector(d), k, ndim)
