@@ -76,8 +76,8 @@ def plan_placement(rows: list, holders: list, workers: list) -> list:
     ``rows[i]``: block i's row count; ``holders[i]``: the workers holding it;
     ``workers``: the live workers.  Returns one worker per block.  Blocks are taken
     largest first; each stays with its least loaded holder unless that would put
-    the holder more than half a block above an equal share, in which case it goes
-    to the least loaded worker (a move).
+    the holder more than half of that block above an equal share, in which case
+    it goes to the least loaded worker (a move).
 
     >>> plan_placement([10, 10, 10, 10], [["a"], ["a"], ["a"], ["b"]], ["a", "b"])
     ['a', 'a', 'b', 'b']
@@ -87,12 +87,11 @@ def plan_placement(rows: list, holders: list, workers: list) -> list:
     if not workers:
         raise RuntimeError("symdiff.distributed: the cluster has no workers")
     share = sum(rows) / len(workers)
-    slack = max(rows, default=0) / 2
     load = {w: 0 for w in workers}
     target = [None] * len(rows)
     for i in sorted(range(len(rows)), key=lambda k: (-rows[k], k)):
         live = sorted((w for w in holders[i] if w in load), key=lambda w: (load[w], w))
-        if live and load[live[0]] + rows[i] <= share + slack:
+        if live and load[live[0]] + rows[i] / 2 <= share:
             target[i] = live[0]
         else:
             target[i] = min(load, key=lambda w: (load[w], w))
@@ -231,6 +230,7 @@ class Objective:
         self._shapes = [s.type.shape if None not in s.type.shape else None for s in self.params]
         self.evaluations = 0
         self.last_evaluation = None
+        self.timings = []  # (mode, seconds, slowest worker's kernel seconds) per evaluation
         self._token = self._resources.token = f"symdiff-{uuid.uuid4().hex[:16]}"
         self._version = 0
         self._placement = None  # {worker: [(block, key)]}
@@ -270,8 +270,9 @@ class Objective:
         self.note = ""
         _, _, distributed = dask_modules()
         if client is None:
+            # ":0": a free port for the scheduler's HTTP server (None still takes 8787, and warns if it is busy)
             cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                               dashboard_address=None)
+                                               dashboard_address=":0")
             client = distributed.Client(cluster)
             self._resources.cluster, self._resources.owned = cluster, True
         self._resources.client = self.client = client
@@ -482,11 +483,15 @@ class Objective:
                 raise BlockLostError(f"symdiff.distributed: {self._describe_block(i)} was lost while {doing} it "
                                      "and cannot be recomputed (its data has no graph Dask could rerun)")
 
+    def _who_has(self) -> dict:
+        alive = [f for f in self._futures if f.status != "cancelled"]  # Dask refuses to locate cancelled ones
+        return dict(self.client.who_has(alive)) if alive else {}
+
     def _place(self):
         """Balance the blocks over the live workers (moving as few as possible); new placement version."""
         _, _, distributed = dask_modules()
         workers = self._workers()
-        who = self.client.who_has(self._futures)
+        who = self._who_has()
         holders = [list(who.get(f.key, ())) for f in self._futures]
         target = plan_placement(self.block_rows, holders, workers)
         moves = [i for i, w in enumerate(target) if w not in holders[i]]
@@ -499,7 +504,7 @@ class Objective:
             for i, future in moved.items():
                 self._futures[i] = future
             self._raise_for_lost(self._futures, "moving")
-            who = self.client.who_has(self._futures)
+            who = self._who_has()
             holders = [list(who.get(f.key, ())) for f in self._futures]
             target = [w if w in holders[i] else (holders[i] or [w])[0] for i, w in enumerate(target)]
         placement = {w: [] for w in workers}
@@ -586,7 +591,8 @@ class Objective:
         return [v[()] if v.ndim == 0 else np.array(v, order="C") for v in values]
 
     def _shaped(self, arrays):
-        return arrays[0] if self._single else list(arrays)
+        arrays = [a[()] if a.ndim == 0 else a for a in arrays]  # a scalar parameter's part: a NumPy scalar
+        return arrays[0] if self._single else arrays
 
     def flatten(self, p) -> np.ndarray:
         """Parameter values as one float64 vector (params order, C order within each).
@@ -614,12 +620,12 @@ class Objective:
 
     def value(self, p) -> float:
         """The loss at parameters ``p`` (a float)."""
-        return self._evaluate("value", self._values(p, "parameters"))[0]
+        return float(self._evaluate("value", self._values(p, "parameters"))[0])
 
     def value_and_grad(self, p):
         """``(loss, gradient)`` at ``p``; the gradient is shaped like ``p`` (one array or a list)."""
         value, *grads = self._evaluate("value_and_grad", self._values(p, "parameters"))
-        return value, self._shaped(grads)
+        return float(value), self._shaped(grads)
 
     def hvp(self, p, v):
         """The Hessian of the loss at ``p`` times ``v`` (shaped like ``p``)."""
@@ -629,7 +635,7 @@ class Objective:
     def fun(self, x):
         """``(loss, flat gradient)`` at the flat vector ``x``: ``scipy.optimize.minimize(fun, x0, jac=True)``."""
         value, *grads = self._evaluate("value_and_grad", self._values(self.unflatten(x), "parameters"))
-        return value, np.concatenate([g.ravel() for g in grads])
+        return float(value), np.concatenate([g.ravel() for g in grads])
 
     def hessp(self, x, v) -> np.ndarray:
         """The Hessian at the flat vector ``x`` times the flat vector ``v``, flat (``minimize(hessp=...)``)."""
@@ -659,9 +665,10 @@ class Objective:
         seconds = time.perf_counter() - start
         self.evaluations += 1
         self.last_evaluation = {"mode": mode, "seconds": seconds, **info}
+        self.timings.append((mode, seconds, info["kernel_seconds"]))
         if self._progress is not None:
             self._report(mode, seconds, info, totals[0])
-        return [float(t) if t.ndim == 0 else t for t in totals]
+        return totals
 
     @staticmethod
     def _as_tuple(out) -> tuple:
@@ -684,7 +691,7 @@ class Objective:
         where = "this process" if info["where"] == "local" else f"{len(info['worker_seconds'])} workers"
         extra = f", {info['recovered']} retry round(s) after losing workers" if info["recovered"] else ""
         if mode != "hvp":
-            extra += f"  f = {value:.9g}"
+            extra += f"  f = {float(value):.9g}"
         print(f"symdiff.distributed: eval {self.evaluations:>4} {mode:<14} {self.rows:,} rows in "
               f"{len(self.block_rows)} blocks on {where}: {1e3 * seconds:8.1f} ms (kernels "
               f"{1e3 * info['kernel_seconds']:.1f} ms){extra}", file=self._progress, flush=True)
@@ -765,7 +772,7 @@ class Objective:
         for address in failed:
             self._sent.pop(address, None)
         if self._originals is not None:
-            who = self.client.who_has(self._futures)
+            who = self._who_has()
             live = set(self._workers())
             lost = [i for i, f in enumerate(self._futures)
                     if f.status in ("cancelled", "lost", "error") or not (set(who.get(f.key, ())) & live)]
