@@ -308,6 +308,8 @@ def test_constant_index_out_of_range_is_an_error_when_built():
         X[:, [0, 7]]
     with pytest.raises(IndexError, match="index -4 is out of bounds for axis 0 with size 3"):
         X[[-4], 1]
+    with pytest.raises(IndexError, match="index 9 is out of bounds for axis 0 with size 3"):  # a constant node too
+        X[sd.constant([9]), 0]
     with pytest.raises(IndexError, match="take: index 5 is out of bounds for axis 1"):
         sd.take(X, [5], axis=1)
     with pytest.raises(IndexError, match="shape mismatch: indexing arrays could not be broadcast"):

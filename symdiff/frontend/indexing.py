@@ -63,6 +63,8 @@ def is_advanced(item) -> bool:
 
 def _index_array(item, what: str, x: Expr):
     """An index item as an int64 Expr, an int64 ndarray, or a bool ndarray (a mask)."""
+    if isinstance(item, Expr) and item.op is CONSTANT and item.dtype in ("int64", "bool"):
+        item = item.params["value"].array  # checked (and masks expanded) when the graph is built
     if isinstance(item, Expr):
         if item.dtype == "int64":
             return item

@@ -393,18 +393,19 @@ def _gather_samples(rng):
     ]
 
 
-def _scatter_samples(repeats=True, zeros=False):
+def _scatter_samples(inner_axis=True, zeros=False):
+    """Repeated and negative indices on a vector, an inner axis (``inner_axis``; kept for the
+    cheaper ops: compiled gradients of every sample are part of the test suite's time), two
+    non-adjacent axes, and for ``zeros`` the factors a product's derivative must get exact."""
+
     def samples(rng):
         cases = [
             ((rng.normal(size=(5,)), rng.normal(size=(6,)), np.array([1, 3, -2, 0, 3, 1])), {"axes": (0,)}),
-            ((rng.normal(size=(3, 4)), rng.normal(size=(3, 2)), np.array([-1, 2])), {"axes": (1,)}),
             ((rng.normal(size=(3, 4, 5)), rng.normal(size=(3, 4)), np.array([2, 0, 2]), np.array([4, -1, 4])),
              {"axes": (0, 2)}),
         ]
-        if not repeats:
-            cases[0] = ((rng.normal(size=(5,)), rng.normal(size=(3,)), np.array([1, 3, -1])), {"axes": (0,)})
-            cases[2] = ((rng.normal(size=(3, 4, 5)), rng.normal(size=(2, 4)), np.array([2, 0]), np.array([4, -1])),
-                        {"axes": (0, 2)})
+        if inner_axis:
+            cases.append(((rng.normal(size=(3, 4)), rng.normal(size=(3, 2)), np.array([-1, 2])), {"axes": (1,)}))
         if zeros:  # targets with one zero and a nonzero, two zeros (alone, with a nonzero), three zeros
             updates = rng.uniform(0.5, 1.5, size=(12,)) * rng.choice([-1, 1], size=12)
             updates[[1, 2, 3, 5, 6, 7, 8, 9]] = 0.0
@@ -417,7 +418,7 @@ def _scatter_samples(repeats=True, zeros=False):
 
 def _extremum_samples(rng):
     """Distinct values (no ties, so finite differences see a smooth function)."""
-    cases = _scatter_samples()(rng)
+    cases = _scatter_samples(inner_axis=False)(rng)
     out = []
     for arrays, attrs in cases:
         x, u = arrays[0], arrays[1]
@@ -473,7 +474,7 @@ SCATTER_MUL = Op(
     vjp=_scatter_mul_vjp,
     jvp=_scatter_mul_jvp,
     kind="indexing",
-    samples=_scatter_samples(zeros=True),
+    samples=_scatter_samples(inner_axis=False, zeros=True),
     doc="x.at[index].multiply(updates): repeated indices multiply; derivatives are exact at zeros.",
 )
 
