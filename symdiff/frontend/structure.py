@@ -30,6 +30,7 @@ from .. import ir
 from ..errors import ShapeError, SymdiffError
 from ..ir import Expr
 from ..ops import creation as C
+from ..ops import indexing as I
 from ..ops import reductions as R
 from ..ops import structure as S
 from ..ops.leaves import const, numpy_dtype
@@ -200,11 +201,11 @@ def take_slice(x: Expr, axis: int, start, stop, step=1) -> Expr:
     return x if (start, stop, step) == (None, None, 1) else S.SLICE(x, index=index)
 
 
-def take_one(x: Expr, axis: int, i: int) -> Expr:
-    """x[..., i:i+1, ...] with the axis kept at size 1; an out-of-range i fails (at run
-    time for a run-time length), so it doubles as a check that the axis is long enough."""
-    index = tuple(i if a == axis else (None, None, 1) for a in range(x.ndim))
-    return S.SLICE(x, index=index)
+def take_at(x: Expr, axis: int, indices) -> Expr:
+    """x at static ``indices`` along ``axis`` (one gather; negative indices count from the
+    end; an index outside the axis raises IndexError, when values arrive for a run-time
+    length), so it doubles as a check that the axis is long enough."""
+    return I.GATHER(x, const(np.asarray(indices, dtype=np.int64), "int64"), axes=(axis,))
 
 
 def size_one_along(x: Expr, axis: int) -> Expr:
@@ -797,32 +798,39 @@ def _run_piece(x, axis, first, step, length):
     return take_slice(x, axis, first, None if stop < 0 else stop, -1)
 
 
+_PAD_MAX_RUNS = 8  # slices per side; a side that reflects more often is one gather
+
+
+def _pad_side(x, axis, source):
+    runs = _runs(source)
+    if len(runs) > _PAD_MAX_RUNS:
+        return [take_at(x, axis, source)]
+    return [_run_piece(x, axis, *run) for run in runs]
+
+
 def _pad_static(x, axis, before, after, mode):
     """Pieces copying NumPy's own index map (np.pad of 0..n-1), so every mode, including
     widths beyond the axis length (reflections of reflections), is NumPy's."""
     n = x.type.shape[axis]
     source = np.pad(np.arange(n), (before, after), mode=mode)
-    head = [_run_piece(x, axis, *run) for run in _runs(source[:before])]
-    tail = [_run_piece(x, axis, *run) for run in _runs(source[before + n:])]
-    return head + [x] + tail
+    return _pad_side(x, axis, source[:before]) + [x] + _pad_side(x, axis, source[before + n:])
 
 
 def _pad_runtime(x, axis, before, after, mode):
-    """Pieces for an axis whose length n is known only at run time: single elements at
-    static positions (counted from either end), each of static length, so the gradient
-    of the concatenation knows where every piece sits, and each a check, when values
-    arrive, that n reaches it (NumPy would reflect its reflections; without n we cannot)."""
+    """Pieces for an axis whose length n is known only at run time: gathers at static
+    positions counted from either end, of static length (so the gradient of the
+    concatenation knows where every piece sits), which fail with an IndexError when
+    values arrive if n is too short (NumPy would reflect its reflections; without n we
+    cannot)."""
     if mode == "edge":
-        head = [stretch(take_one(x, axis, 0), axis, before)] if before else []
-        tail = [stretch(take_one(x, axis, -1), axis, after)] if after else []
-        return head + [x] + tail
-    if mode == "reflect":  # x[before], ..., x[1] | x | x[n-2], ..., x[n-1-after]
+        head, tail = [0] * before, [-1] * after
+    elif mode == "reflect":  # x[before], ..., x[1] | x | x[n-2], ..., x[n-1-after]
         head, tail = range(before, 0, -1), range(-2, -after - 2, -1)
     elif mode == "symmetric":  # x[before-1], ..., x[0] | x | x[n-1], ..., x[n-after]
         head, tail = range(before - 1, -1, -1), range(-1, -after - 1, -1)
     else:  # wrap: x[n-before], ..., x[n-1] | x | x[0], ..., x[after-1]
         head, tail = range(-before, 0), range(after)
-    return [take_one(x, axis, i) for i in head] + [x] + [take_one(x, axis, i) for i in tail]
+    return ([take_at(x, axis, list(head))] if before else []) + [x] + ([take_at(x, axis, list(tail))] if after else [])
 
 
 @named
@@ -830,10 +838,11 @@ def pad(array, pad_width, mode="constant", *, constant_values=None) -> Expr:
     """np.pad in modes "constant", "edge", "reflect", "symmetric" and "wrap".
 
     ``pad_width`` is NumPy's: an int, (before, after), one pair per axis, or a dict
-    {axis: width}.  ``constant_values`` (0 by default) may be numbers (per axis and side, as NumPy)
-    or a 0-d expression, which then gets the derivative.  Axes whose length is known
-    only at run time need a length greater than the width in modes reflect (at least
-    the width in symmetric and wrap, at least 1 in edge), checked when values arrive.
+    {axis: width}.  ``constant_values`` (0 by default) may be numbers (per axis and
+    side, as NumPy) or a 0-d expression, which then gets the derivative.  Axes whose
+    length is known only at run time need a length greater than the width in mode
+    reflect (at least the width in symmetric and wrap, at least 1 in edge): an
+    IndexError when values arrive otherwise.
 
     >>> import symdiff as sd
     >>> x = sd.vector("x")
@@ -897,12 +906,13 @@ def _masked_reduce(x: Expr, mask: Expr, axes) -> Expr:
 def _diagonal_last(b: Expr, offset: int, square=False) -> Expr:
     """The offset diagonal of the last two axes of b, as its last axis (np.diagonal).
 
-    ``square``: the plane must be square (einsum's repeated subscripts), checked when
-    values arrive for sizes known only then, rather than cut to the shorter side.
+    ``square`` (einsum's repeated subscripts, offset 0): the plane must be square, which
+    the gather's two index vectors, one per side, check when values arrive.
     """
     n, m = b.type.shape[-2:]
     batch = b.type.shape[:-2]
     full = ((None, None, 1),) * len(batch)
+    last = (b.ndim - 2, b.ndim - 1)
     r0, c0 = max(0, -offset), max(0, offset)
     if n is not None and m is not None:
         length = max(0, min(n - r0, m - c0))
@@ -913,30 +923,25 @@ def _diagonal_last(b: Expr, offset: int, square=False) -> Expr:
             start = r0 * m + c0
             index = (start, start + (length - 1) * (m + 1) + 1, m + 1) if length else (0, 0, 1)
             return S.SLICE(flat, index=full + (index,))
-        sub = S.SLICE(b, index=full + ((r0, r0 + length, 1), (c0, c0 + length, 1)))
-        i = j = axis_index(sub, sub.ndim - 2)
-        reduce_axis = sub.ndim - 1
-    elif square or (n is None and m is None):
-        # The plane must be square (for both sizes known only at run time, because their
-        # minimum is not a size the graph can express), and so the block the diagonal
-        # crosses, n - |offset| on each side.  The select below checks that when values
-        # arrive: its mask is indexed along one side of the block, square, the block not.
-        sub = S.SLICE(b, index=full + ((r0, -c0 or None, 1), (c0, -r0 or None, 1)))
-        side = sub.ndim - 1 if sub.type.shape[-1] is not None else sub.ndim - 2  # a static side, if any
-        i = j = axis_index(sub, side)
-        reduce_axis = sub.ndim - 1
-    else:
-        sub = S.SLICE(b, index=full + ((r0, None, 1), (c0, None, 1)))
-        n, m = sub.type.shape[-2:]
-        if m is not None:  # rows: at most m of them, each meets the diagonal
-            sub = S.SLICE(sub, index=full + ((None, m, 1), (None, None, 1)))
-            reduce_axis = sub.ndim - 1
-        else:  # columns: at most n of them
-            sub = S.SLICE(sub, index=full + ((None, None, 1), (None, n, 1)))
-            reduce_axis = sub.ndim - 2
-        i, j = axis_index(sub, sub.ndim - 2), axis_index(sub, sub.ndim - 1)
-    mask = equal(S.EXPAND_DIMS(i, axes=(1,)), S.EXPAND_DIMS(j, axes=(0,)))
-    return _masked_reduce(sub, mask, (reduce_axis,))
+        rows = const(np.arange(r0, r0 + length, dtype=np.int64), "int64")
+        cols = const(np.arange(c0, c0 + length, dtype=np.int64), "int64")
+        return I.GATHER(b, rows, cols, axes=last)
+    if square:
+        return I.GATHER(b, axis_index(b, b.ndim - 2), axis_index(b, b.ndim - 1), axes=last)
+    # The diagonal has min(n - r0, m - c0) elements, a minimum of sizes known only at run
+    # time that no slice can express: it is read along the side that is statically the
+    # shorter (cut to the other's static length), or for two run-time sizes along the
+    # rows for offset <= 0 and the columns for offset > 0, which square planes satisfy;
+    # if that side is the longer one, the gather's index check fails when values arrive.
+    sub = S.SLICE(b, index=full + ((r0, None, 1), (c0, None, 1)))
+    n, m = sub.type.shape[-2:]
+    if m is not None:
+        sub = S.SLICE(sub, index=full + ((None, m, 1), (None, None, 1)))
+    elif n is not None:
+        sub = S.SLICE(sub, index=full + ((None, None, 1), (None, n, 1)))
+    along_rows = m is not None or (n is None and offset <= 0)
+    i = axis_index(sub, sub.ndim - 2 if along_rows else sub.ndim - 1)
+    return I.GATHER(sub, i, i, axes=last)
 
 
 def _diagonal_axes(a: Expr, axis1, axis2):
@@ -953,9 +958,10 @@ def _diagonal_axes(a: Expr, axis1, axis2):
 def diagonal(a, offset=0, axis1=0, axis2=1) -> Expr:
     """np.diagonal: the ``offset`` diagonal of the (axis1, axis2) planes, as the last axis.
 
-    With static plane sizes it is a strided view, O(length).  With run-time sizes it is
-    a masked sum, O(rows x columns); if both sizes are run-time the plane must be
-    square, checked when values arrive.
+    O(length): with static plane sizes a strided view, otherwise a gather.  If both
+    plane sizes are known only at run time, the diagonal is read along the rows for
+    offset <= 0 and along the columns for offset > 0, which must then be the shorter
+    side (square planes always are): an IndexError when values arrive otherwise.
 
     >>> import symdiff as sd
     >>> X = sd.matrix("X")
@@ -982,9 +988,10 @@ def trace(a, offset=0, axis1=0, axis2=1, dtype=None) -> Expr:
         a = astype(a, "int64")
     b = _diagonal_axes(a, axis1, axis2)
     offset = static_int(offset, "offset")
-    if None not in b.type.shape[-2:]:
+    if b.type.shape[-2:] != (None, None):
         return R.SUM(_diagonal_last(b, offset), axes=(b.ndim - 2,), keepdims=False)
-    # Run-time sizes: mask the whole plane, which needs no square block.
+    # Both sizes known only at run time: mask the whole plane, O(n*m), which works for
+    # every shape (the diagonal's gather needs to know the shorter side).
     i, j = axis_index(b, b.ndim - 2), axis_index(b, b.ndim - 1)
     mask = equal(S.EXPAND_DIMS(i, axes=(1,)) + offset, S.EXPAND_DIMS(j, axes=(0,)))
     return _masked_reduce(b, mask, (b.ndim - 2, b.ndim - 1))
