@@ -193,3 +193,18 @@ def test_corrcoef_single_variable_and_constant_rows():
             warnings.simplefilter("ignore", RuntimeWarning)
             want = np.corrcoef(rows)
     np.testing.assert_array_equal(sd.evaluate(sd.corrcoef(sd.constant(rows)), {}), want)
+
+
+def test_compiled_matches_reference():
+    pytest.importorskip("numba")
+    X, w = sd.matrix("X"), sd.vector("w")
+    outs = [sd.var(X, axis=0, ddof=1), sd.std(X, axis=-1, keepdims=True), sd.average(X, axis=1, weights=w),
+            sd.cov(X), sd.corrcoef(X)]
+    cost = sd.sum(outs[0]) + sd.sum(outs[2] ** 2) + sd.sum(outs[4] * outs[3])
+    outs += sd.grad(cost, [X, w])
+    f = sd.function([X, w], outs)
+    rng = np.random.default_rng(5)
+    for n, m in [(3, 5), (4, 2)]:
+        values = [rng.normal(size=(n, m)), rng.uniform(0.5, 2, size=m)]
+        for got, want in zip(f(*values), sd.evaluate(outs, dict(zip([X, w], values)))):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
