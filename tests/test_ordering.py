@@ -413,7 +413,7 @@ def test_compiled_kernel_matches_reference():
     outputs += sd.grad(cost, [X, x])
     outputs.append(sd.hvp(sd.sum(sd.cumprod(X, axis=0) ** 2), X, sd.constant(np.ones(4)) * X))
     f = sd.function([X, x], outputs)
-    for n in (1, 4, 7):
+    for n in (1, 4, 7, 2500):  # 2500: argsort's radix path
         values = {X: RNG.normal(size=(n, 4)), x: RNG.normal(size=n)}
         values[X][0, 1] = 0.0  # cumprod through a zero
         got = f(values[X], values[x])
@@ -422,3 +422,34 @@ def test_compiled_kernel_matches_reference():
             g, w = np.asarray(g), np.asarray(w)
             assert g.shape == w.shape and g.dtype == w.dtype, f"output {k} at n={n}: {g.shape} {g.dtype}, {w.dtype}"
             np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-13, err_msg=f"output {k} at n={n}")
+
+
+@pytest.mark.parametrize("n", [0, 1, 2047, 2048, 5000])
+def test_compiled_stable_argsort_matches_numpy(n):
+    """The kernels' argsort helper (mergesort below 2048 elements, radix sort above) is
+    np.argsort(kind="stable"): NaN last (either sign), -0.0 tied with 0.0, extremes, ints."""
+    pytest.importorskip("numba")
+    from symdiff.backends.ordering_runtime import _argsort_floats, _argsort_integers
+
+    rng = np.random.default_rng(n)
+    cases = {
+        "normal": rng.normal(size=n),
+        "ties": rng.integers(-3, 4, size=n).astype(float),
+        "zeros and subnormals": rng.choice([0.0, -0.0, 1.0, -1.0, 5e-324, -5e-324], size=n),
+        "infinities": rng.choice([np.inf, -np.inf, 1e308, -1e308, 0.0], size=n),
+        "float32 with NaN": np.where(rng.random(n) < 0.2, np.float32(np.nan), rng.normal(size=n).astype(np.float32)),
+        "int64 extremes": rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, size=n, dtype=np.int64),
+        "int64 small": rng.integers(-5, 5, size=n),
+        "bool": rng.random(n) > 0.5,
+    }
+    nan = rng.normal(size=n)
+    nan[rng.random(n) < 0.3] = np.nan
+    nan[rng.random(n) < 0.1] = -np.nan
+    cases["NaN of both signs"] = nan
+    for label, values in cases.items():
+        want = np.argsort(values, kind="stable")
+        if values.dtype.kind == "f":  # kernels widen float32 to float64 and bool to int64 first
+            got = _argsort_floats(values.astype(np.float64))
+        else:
+            got = _argsort_integers(values.astype(np.int64))
+        np.testing.assert_array_equal(got, want, err_msg=f"{label}, n={n}")

@@ -1,7 +1,6 @@
 """Lowering of the cumulative and ordering ops: ``linear_recurrence`` (cumsum, cumprod:
-one running loop along the axis), ``argmax`` (one pass per slice), ``argsort`` and
-``sort`` (per slice: a contiguous copy sorted by Numba's compiled ``np.argsort`` /
-``np.sort``, never object mode).
+one running loop along the axis), ``argmax`` (one pass per slice) and ``argsort`` (per slice: a contiguous copy sorted by the compiled stable argsort of
+``ordering_runtime``, never object mode).
 
 Each is a few statements before a step (like matmul): loops over the other axes
 around a loop along the axis.  Axes after the sorted or accumulated one are the
@@ -152,8 +151,8 @@ def lower_argmax(L, node: Expr):
     L.prelude(at).extend(lines)
 
 
-def _per_slice(L, node: Expr, x: Expr, call: str):
-    """out[..., :, ...] = call(contiguous copy of x[..., :, ...]) for every slice along the axis."""
+def _per_slice(L, node: Expr, x: Expr, call: str, buffer_dtype: str):
+    """out[..., :, ...] = call(contiguous copy of x[..., :, ...] as buffer_dtype) for every slice along the axis."""
     axis = node.params["axis"]
     xd = L.shape[x.id]
     L.shape[node.id] = tuple(xd)
@@ -163,7 +162,7 @@ def _per_slice(L, node: Expr, x: Expr, call: str):
     L.allocate(name, node)
     n = L.dims.text(xd[axis])
     j = f"i{axis}"
-    lines = [f"# {L.comment(node)}", f"{buffer} = np.empty(({n},), dtype={NUMPY_NAME[x.dtype]})"]
+    lines = [f"# {L.comment(node)}", f"{buffer} = np.empty(({n},), dtype={NUMPY_NAME[buffer_dtype]})"]
     outer, indent = _loops(L, xd, [k for k in range(x.ndim) if k != axis])
     lines += outer
     lines.append(f"{indent}for {j} in range({n}):")
@@ -177,5 +176,10 @@ def _per_slice(L, node: Expr, x: Expr, call: str):
 
 @lowers("argsort")
 def lower_argsort(L, node: Expr):
-    # Numba's mergesort is stable and puts NaN last, as np.argsort(kind="stable")
-    _per_slice(L, node, node.inputs[0], 'np.argsort({}, kind="mergesort")')
+    # stable, NaN last, as np.argsort(kind="stable"): a radix sort for long slices (ordering_runtime).
+    # The slices are copied widened (exactly) to float64 or int64: two compiled helpers, not four.
+    x = node.inputs[0]
+    if x.dtype in ("float64", "float32"):
+        _per_slice(L, node, x, "_argsort_floats({})", "float64")
+    else:
+        _per_slice(L, node, x, "_argsort_integers({})", "int64")

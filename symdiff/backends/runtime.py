@@ -493,3 +493,4 @@ def _export(module_name: str):
 _export(".index_runtime")
 _export(".vector_math")
 _export(".special_math")
+_export(".ordering_runtime")
