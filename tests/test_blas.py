@@ -17,6 +17,7 @@ pytest.importorskip("numba")
 
 from numba import njit  # noqa: E402
 
+import symdiff as sd  # noqa: E402
 from symdiff.backends import runtime  # noqa: E402
 
 # (m, n, k): square, non-square, one row, one column, inner size one, and empty products
@@ -132,7 +133,27 @@ def test_numpy_openblas_is_selected_when_numpy_bundles_it():
     # the width NumPy's build reports agrees with what the library says about itself
     assert choice.int_bits == runtime._numpy_config_int_bits()
     assert runtime._library_int_bits(ctypes.CDLL(choice.library)) in (None, choice.int_bits)
-    assert runtime.BLAS_CACHE_TAG == f"numpy/fortran/{choice.int_bits}"
+    local = "/threads-local" if choice.threads_local else ""
+    assert runtime.BLAS_CACHE_TAG == f"numpy/fortran/{choice.int_bits}{local}"
+
+
+def test_small_products_run_on_the_calling_thread_and_leave_openblas_as_it_was():
+    """A kernel's small gemm sets OpenBLAS's per-thread count to 1 and restores it, so the
+    user's own NumPy calls keep OpenBLAS's threads (and a big product keeps them too)."""
+    choice = runtime._BLAS_CHOICE
+    if not choice.threads_local:
+        pytest.skip("this BLAS has no openblas_set_num_threads_local")
+    set_local = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(choice.threads_local)
+    before = set_local(3)  # a count the kernel must restore, whatever it was
+    try:
+        for n in (8, 400):  # 8^3 below SINGLE_THREAD_BELOW, 400^3 above
+            a = sd.matrix("a", (n, n))
+            f = sd.function([a], a @ a)
+            value = np.random.default_rng(n).normal(size=(n, n))
+            np.testing.assert_allclose(f(value), value @ value, rtol=1e-12, atol=1e-10)
+            assert set_local(3) == 3
+    finally:
+        set_local(before)
 
 
 def test_numpy_blas_is_found_through_numpy_extension_module_too():

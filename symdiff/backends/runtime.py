@@ -107,6 +107,7 @@ class BlasChoice(NamedTuple):
     library: str = ""
     symbols: tuple = ()
     addresses: tuple = ()
+    threads_local: int = 0  # address of OpenBLAS's openblas_set_num_threads_local, 0 if absent
 
 
 # Name families, most specific first: (ABI, name pattern, integer width the name implies).
@@ -122,6 +123,14 @@ _GEMM_NAMES = (
     ("cblas", "scipy_cblas_{x}gemm", None),
     ("cblas", "cblas_{x}gemm", None),
 )
+# OpenBLAS 0.3.27+: set the calling thread's BLAS thread count (returns the old one).
+_THREADS_LOCAL_NAMES = ("scipy_openblas_set_num_threads_local64_", "openblas_set_num_threads_local64_",
+                        "scipy_openblas_set_num_threads_local", "openblas_set_num_threads_local")
+# A gemm with fewer multiply-adds than this (m * n * k) runs on the calling thread alone.
+# OpenBLAS threads a 256x64x128 product; on a busy machine its workers wait for a core,
+# and that product took 2,700 us with 2 threads against 310 us with one (a quiet machine:
+# see docs/architecture.md).  Bigger products keep OpenBLAS's own choice.
+SINGLE_THREAD_BELOW = 1 << 24
 _OPENBLAS_CONFIG_NAMES = ("scipy_openblas_get_config64_", "openblas_get_config64_", "scipy_openblas_get_config",
                           "openblas_get_config")
 _CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS = 101, 111, 112
@@ -203,6 +212,9 @@ def _find_numpy_blas(abis=("fortran", "cblas"), libraries=None) -> BlasChoice | 
             addresses = tuple(ctypes.cast(function, ctypes.c_void_p).value for function in functions)
             choice = BlasChoice("numpy", abi, int_bits, path, names, addresses)
             if _gemm_self_test(choice):
+                local = next((getattr(library, name) for name in _THREADS_LOCAL_NAMES if hasattr(library, name)), None)
+                if local is not None:
+                    choice = choice._replace(threads_local=ctypes.cast(local, ctypes.c_void_p).value)
                 return choice
     return None
 
@@ -261,6 +273,11 @@ def _register_gemm_symbols(choice: BlasChoice):
 
     for precision, address in zip("ds", choice.addresses):
         binding.add_symbol(_gemm_symbol(choice, precision), address)
+    if choice.threads_local:
+        binding.add_symbol(_THREADS_LOCAL_SYMBOL, choice.threads_local)
+
+
+_THREADS_LOCAL_SYMBOL = "symdiff_openblas_set_num_threads_local"
 
 
 def _scipy_blas_available() -> bool:
@@ -277,7 +294,7 @@ def _choose_blas(preference: str | None = None) -> BlasChoice:
     empty, then "scipy", then "loops").
 
     >>> _choose_blas("loops")
-    BlasChoice(source='loops', abi='', int_bits=0, library='', symbols=(), addresses=())
+    BlasChoice(source='loops', abi='', int_bits=0, library='', symbols=(), addresses=(), threads_local=0)
     """
     order = ("numpy", "scipy", "loops")
     preference = (preference or "numpy").strip().lower()
@@ -297,7 +314,8 @@ _BLAS_CHOICE = _choose_blas(os.environ.get(BLAS_ENV))
 BLAS_SOURCE = _BLAS_CHOICE.source  # "numpy", "scipy" or "loops": which gemm kernels call
 BLAS = BLAS_SOURCE != "loops"  # whether matmul on float32/float64 is a BLAS call
 # Kernels built against one choice must not be loaded by a process that made another.
-BLAS_CACHE_TAG = f"{BLAS_SOURCE}/{_BLAS_CHOICE.abi}/{_BLAS_CHOICE.int_bits}"
+BLAS_CACHE_TAG = (f"{BLAS_SOURCE}/{_BLAS_CHOICE.abi}/{_BLAS_CHOICE.int_bits}"
+                  + ("/threads-local" if _BLAS_CHOICE.threads_local else ""))
 if BLAS_SOURCE == "numpy":
     _register_gemm_symbols(_BLAS_CHOICE)
 
@@ -354,6 +372,16 @@ def _make_gemm(choice: BlasChoice):
         ldb = at_least_one(builder.select(flag_b, k, n))
         ldc = at_least_one(n)
 
+        single_thread = None
+        if choice.source == "numpy" and choice.threads_local:
+            # small products on this thread alone (SINGLE_THREAD_BELOW), restored after the call
+            work = builder.mul(builder.mul(m, n), k)
+            single_thread = builder.icmp_signed("<", work, ir.Constant(work.type, SINGLE_THREAD_BELOW))
+            set_threads = cgutils.get_or_insert_function(builder.module, ir.FunctionType(int32, [int32]),
+                                                         _THREADS_LOCAL_SYMBOL)
+            previous = cgutils.alloca_once_value(builder, ir.Constant(int32, 0))
+            with builder.if_then(single_thread):
+                builder.store(builder.call(set_threads, [ir.Constant(int32, 1)]), previous)
         if choice.source == "numpy" and choice.abi == "fortran":
             integer = ir.IntType(_gemm_int_storage_bits(choice))
 
@@ -407,6 +435,9 @@ def _make_gemm(choice: BlasChoice):
                 n, m, k, builder.bitcast(one, void_p), pointer(b_type, b), ldb, pointer(a_type, a), lda,
                 builder.bitcast(zero, void_p), pointer(out_type, out), ldc,
             ])
+        if single_thread is not None:
+            with builder.if_then(single_thread):
+                builder.call(set_threads, [builder.load(previous)])
         return context.get_dummy_value()
 
     @intrinsic
@@ -494,3 +525,4 @@ _export(".index_runtime")
 _export(".vector_math")
 _export(".special_math")
 _export(".ordering_runtime")
+_export(".lapack")
