@@ -77,7 +77,7 @@ OP_TABLE = {
     "sum": RULES, "max": RULES, "min": RULES, "prod": RULES,
     # structure
     "reshape": RULES, "transpose": RULES, "expand_dims": RULES, "squeeze": RULES, "slice": RULES,
-    "scatter_slice": RULES, "broadcast_to": RULES, "broadcast_like": RULES, "concatenate": RULES, "dim": NONE,
+    "scatter_slice": RULES, "reshape_like": RULES, "broadcast_to": RULES, "broadcast_like": RULES, "concatenate": RULES, "dim": NONE,
     # linear algebra
     "matmul": RULES,
     # issue 10: elementwise math and special functions

@@ -9,7 +9,7 @@ from ..ir import Expr
 from .lowering import Value, literal, lowers
 
 
-@lowers('symbol')
+@lowers("symbol")
 def lower_symbol(L, node: Expr):
     name = L.param_of[node.id]
     shape = []
@@ -23,7 +23,7 @@ def lower_symbol(L, node: Expr):
     L.values[node.id] = Value(kind, name=name, array=name if node.ndim else None, root=name)
 
 
-@lowers('constant')
+@lowers("constant")
 def lower_constant(L, node: Expr):
     array = node.params["value"].array
     L.shape[node.id] = tuple(array.shape)
@@ -39,7 +39,7 @@ def lower_constant(L, node: Expr):
     L.values[node.id] = Value("array", name=name, array=name, root=name)
 
 
-@lowers('dim')
+@lowers("dim")
 def lower_dim(L, node: Expr):
     (x,) = node.inputs
     L.shape[node.id] = ()

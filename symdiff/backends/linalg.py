@@ -7,7 +7,7 @@ from ..ir import Expr
 from .lowering import NUMPY_NAME, Value, _index_text, lowers
 
 
-@lowers('matmul')
+@lowers("matmul")
 def lower_matmul(L, node: Expr):
     a, b = node.inputs
     ad, bd = L.shape[a.id], L.shape[b.id]

@@ -10,7 +10,7 @@ from ..ir import Expr
 from .lowering import Value, _index_text, literal, lowers
 
 
-@lowers('sum', 'max', 'min', 'prod')
+@lowers("sum", "max", "min", "prod")
 def lower_reduction(L, node: Expr):
     (x,) = node.inputs
     axes = node.params["axes"]

@@ -31,7 +31,7 @@ class ScatterWrite:
     comment: str
 
 
-@lowers('slice', 'expand_dims', 'squeeze', 'transpose', 'broadcast_to', 'broadcast_like')
+@lowers("slice", "expand_dims", "squeeze", "transpose", "broadcast_to", "broadcast_like")
 def lower_view(L, node: Expr):
     x = node.inputs[0]
     op = node.op.name
@@ -139,7 +139,7 @@ def slice_length(L, n: str, start, stop, step, x: Expr, axis: int):
     return L.dims.new(code, f"len of [{text}] of {desc}", key=("slice", n, start, stop, step))
 
 
-@lowers('scatter_slice')
+@lowers("scatter_slice")
 def lower_scatter(L, node: Expr):
     cotangent, ref = node.inputs
     L.shape[node.id] = L.shape[ref.id]
@@ -271,7 +271,7 @@ def shortened_by(L, length, size) -> Optional[int]:
     return None
 
 
-@lowers('reshape')
+@lowers("reshape")
 def lower_reshape(L, node: Expr):
     (x,) = node.inputs
     target = node.params["shape"]
@@ -310,7 +310,27 @@ def lower_reshape(L, node: Expr):
     L.values[node.id] = Value("array", name=name, array=name, avail=at, root=root)
 
 
-@lowers('concatenate')
+@lowers("reshape_like")
+def lower_reshape_like(L, node: Expr):
+    x, ref = node.inputs
+    L.shape[node.id] = L.shape[ref.id]
+    total_x, total_ref = L.dims.product(L.dims_of(x)), L.dims.product(L.dims_of(ref))
+    if total_x != total_ref:
+        L.dims.require(total_x, total_ref, f"the size of {x.label()}", f"the size of {ref.label()}", L.context(node))
+    if L.same_scalar(node, x):
+        return
+    array = L.contiguous(x)
+    at = L.avail(x)
+    if array.endswith(".T"):
+        array = L.copy_of(x)
+        at = L.avail(x)
+    name = f"a{L.p(node)}"
+    L.prelude(at).append(f"{name} = {array}.reshape({L.shape_text(node)})  # {L.comment(node)}")
+    root = L.values[x.id].root if L.values[x.id].kind != "view" else L.values[x.id].copy
+    L.values[node.id] = Value("array", name=name, array=name, avail=at, root=root)
+
+
+@lowers("concatenate")
 def lower_concatenate(L, node: Expr):
     axis = node.params["axis"]
     parts = node.inputs

@@ -34,11 +34,8 @@ def _infer_reshape(types, shape):
 
 
 def _vjp_reshape(g, out, x, shape):
-    if x.type.shape.count(None) > 1:
-        raise GradientError(
-            f"reshape at {out.where() or '?'}: the gradient needs the input shape "
-            f"{fmt_shape(x.type.shape)}, which has more than one unknown dimension"
-        )
+    if x.type.shape.count(None) > 1:  # the input's shape exists only at run time
+        return RESHAPE_LIKE(g, x)
     return RESHAPE(g, shape=tuple(-1 if d is None else d for d in x.type.shape))
 
 
@@ -51,6 +48,34 @@ RESHAPE = Op(
     kind="shape",
     samples=lambda rng: [((rng.normal(size=(2, 6)),), {"shape": (3, 4)}), ((rng.normal(size=(12,)),), {"shape": (2, -1, 3)})],
     doc="np.reshape with a static target shape (one -1 allowed).",
+)
+
+
+
+def _infer_reshape_like(types):
+    x, ref = types
+    if None not in x.shape and None not in ref.shape and int(np.prod(x.shape)) != int(np.prod(ref.shape)):
+        fail_shape(f"cannot reshape size {int(np.prod(x.shape))} into {fmt_shape(ref.shape)}")
+    return TensorType(x.dtype, ref.shape)
+
+
+def _impl_reshape_like(x, ref):
+    if x.size != ref.size:
+        raise ValueError(f"cannot reshape size {x.size} into shape {ref.shape}")
+    return np.reshape(x, ref.shape)
+
+
+RESHAPE_LIKE = Op(
+    "reshape_like",
+    infer=_infer_reshape_like,
+    impl=_impl_reshape_like,
+    vjp=(lambda g, out, x, ref: RESHAPE_LIKE(g, x), None),
+    jvp=lambda ts, out, x, ref: None if ts[0] is None else RESHAPE_LIKE(ts[0], ref),
+    kind="shape",
+    samples=lambda rng: [((rng.normal(size=(2, 6)), rng.normal(size=(3, 4))), {}),
+                         ((rng.normal(size=(12,)), rng.normal(size=(2, 3, 2))), {})],
+    doc="Reshape x to the run-time shape of ref (whose value is not used): the reverse "
+    "rule of a reshape whose input has more than one size known only at run time.",
 )
 
 # ---------------------------------------------------------------- transpose
