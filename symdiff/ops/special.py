@@ -113,7 +113,8 @@ def _polygamma_samples(rng):
 
 POLYGAMMA.samples = _polygamma_samples
 
-NDTR = elementwise("ndtr", _vectorized(scalar.ndtr), (lambda d, out, x: d * (F.exp(x * x * -0.5) * scalar.INV_SQRT_2PI),),
+NDTR = elementwise("ndtr", _vectorized(scalar.ndtr),
+                   (lambda d, out, x: d * (F.exp(x * x * -0.5) * scalar.INV_SQRT_2PI),),
                    "_ndtr({0})", (((-4.0, 4.0),),), doc="The standard normal CDF.")
 LOG_NDTR = elementwise("log_ndtr", _vectorized(scalar.log_ndtr), (lambda d, out, x: d * LOG_NDTR_PRIME(x),),
                        "_log_ndtr({0})", (((-8.0, 3.0),),), doc="log of the standard normal CDF, for any x.")
