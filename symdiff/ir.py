@@ -280,6 +280,35 @@ class Expr:
     def transpose(self, *axes): return _frontend.transpose(self, (axes[0] if len(axes) == 1 else axes) or None)
     def astype(self, dtype): return _frontend.astype(self, dtype)
     def dot(self, other): return _frontend.dot(self, other)
+    def squeeze(self, axis=None): return _frontend.squeeze(self, axis)
+    def clip(self, min=None, max=None): return _frontend.clip(self, min, max)  # noqa: A002  (NumPy's names)
+    # the methods below reach functions of the front end's family modules through the package
+    def ravel(self): return _api().ravel(self)
+    def flatten(self): return _api().ravel(self)
+    def swapaxes(self, axis1, axis2): return _api().swapaxes(self, axis1, axis2)
+    def repeat(self, repeats, axis=None): return _api().repeat(self, repeats, axis)
+    def take(self, indices, axis=None, mode="raise"): return _api().take(self, indices, axis, mode)
+    def diagonal(self, offset=0, axis1=0, axis2=1): return _api().diagonal(self, offset, axis1, axis2)
+    def trace(self, offset=0, axis1=0, axis2=1): return _api().trace(self, offset, axis1, axis2)
+    def var(self, axis=None, ddof=0, keepdims=False): return _api().var(self, axis, ddof=ddof, keepdims=keepdims)
+    def std(self, axis=None, ddof=0, keepdims=False): return _api().std(self, axis, ddof=ddof, keepdims=keepdims)
+    def cumsum(self, axis=None): return _api().cumsum(self, axis)
+    def cumprod(self, axis=None): return _api().cumprod(self, axis)
+    def argmax(self, axis=None, keepdims=False): return _api().argmax(self, axis, keepdims=keepdims)
+    def argmin(self, axis=None, keepdims=False): return _api().argmin(self, axis, keepdims=keepdims)
+    def argsort(self, axis=-1): return _api().argsort(self, axis)
+    def round(self, decimals=0): return _api().round(self, decimals)
+
+
+def _api():
+    """The ``symdiff`` package: the whole NumPy-named vocabulary, for Expr's methods.
+
+    >>> import symdiff as sd
+    >>> x = sd.vector("x", 3)
+    >>> sd.evaluate([x.cumsum(), x.var(), x.argmax()], {x: [1.0, 3.0, 2.0]})
+    [array([1., 4., 6.]), np.float64(0.6666666666666666), np.int64(1)]
+    """
+    return sys.modules["symdiff"]
 
 
 def _rebuild(op_name, inputs, attrs):
