@@ -108,6 +108,9 @@ def test_value_grad_hvp_match_one_process(client, layout):
     with Objective(loss, params, data, client=client, local_below=0) as obj:
         assert not obj.local and obj.rows == 1003
         assert len(obj._placement) == 2  # both workers hold blocks
+        obj.value_and_grad(P0)
+        # the workers loaded the kernel the client compiled (from the shared cache) or kept it in memory
+        assert set(obj.last_evaluation["cache"].values()) <= {"hit", "memory"}, obj.last_evaluation["cache"]
         check_against_one_process(obj, loss, params, X, y, Xd, yd)
         assert obj.last_evaluation["where"] == "cluster" and obj.last_evaluation["rounds"] == 1
 

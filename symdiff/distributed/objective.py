@@ -227,6 +227,7 @@ class Objective:
         self._retries = int(retries)
         self._recovery_timeout = float(recovery_timeout)
         self._functions = {}  # mode -> (compiled function, kernel spec for the workers)
+        self._graphs = self._build_graphs()
         self._shapes = [s.type.shape if None not in s.type.shape else None for s in self.params]
         self.evaluations = 0
         self.last_evaluation = None
@@ -517,38 +518,58 @@ class Objective:
 
     # ------------------------------------------------------------------ kernels
 
+    def _build_graphs(self) -> dict:
+        """{mode: (inputs, outputs)}, built in a fixed order whatever is evaluated first.
+
+        The kernel's generated names follow the order nodes were created in, and its
+        comments quote their origins; building every mode's graph here, with the
+        derivative nodes given the loss's origin, makes each kernel's source (and so
+        its cache entry) the same from one run to the next.
+        """
+        from ..autodiff import grad, hvp
+        from ..frontend import tensor
+        from ..ir import new_node_mark, toposort
+
+        mark = new_node_mark()
+        directions = []
+        taken = {s.name for s in symbols_of(self.loss)}
+        for p in self.params:
+            name = f"{p.name}_direction"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            directions.append(tensor(name, p.type.shape, p.dtype))
+        graphs = {
+            "value": ([*self.params, *self.data_symbols], [self.loss]),
+            "value_and_grad": ([*self.params, *self.data_symbols], [self.loss, *grad(self.loss, self.params)]),
+            "hvp": ([*self.params, *directions, *self.data_symbols], list(hvp(self.loss, self.params, directions))),
+        }
+        for node in toposort([out for _, outputs in graphs.values() for out in outputs]):
+            if node.id >= mark:
+                node.origin = self.loss.origin
+        return graphs
+
     def _function(self, mode: str):
         """The compiled function for ``mode`` (built on the client first) and its spec for the workers."""
         known = self._functions.get(mode)
         if known is not None:
             return known
-        from ..autodiff import grad, hvp
-        from ..frontend import tensor
         from ..function import function
 
-        directions = []
-        if mode == "value":
-            outputs = [self.loss]
-        elif mode == "value_and_grad":
-            outputs = [self.loss, *grad(self.loss, self.params)]
-        else:
-            taken = {s.name for s in symbols_of(self.loss)}
-            for p in self.params:
-                name = f"{p.name}_direction"
-                while name in taken:
-                    name += "_"
-                taken.add(name)
-                directions.append(tensor(name, p.type.shape, p.dtype))
-            outputs = list(hvp(self.loss, self.params, directions))
-        inputs = [*self.params, *directions, *self.data_symbols]
+        inputs, outputs = self._graphs[mode]
         compiled = function(inputs, outputs)  # the client compiles first: workers then load from the cache
         spec = None
         if not self.local:
+            # The workers get the graph the client lowered (after its rewrites) and lower it as it is: the
+            # same nodes in the same order give the same kernel source, so the kernel the client compiled
+            # is loaded from a shared cache.  Rewriting again on a worker could create nodes in another order.
             names = [f"out{k}" for k in range(len(outputs))]
-            document = _graph_document(dict(zip(names, outputs)))
+            document = _graph_document(dict(zip(names, compiled.lowered_outputs)))
             signature = [(s.name, s.dtype, s.type.shape) for s in inputs]
+            from ..backends.cache import cache_key
+
             spec = {"hash": worker.graph_hash(document, signature, names), "graph": document,
-                    "inputs": signature, "outputs": names}
+                    "inputs": signature, "outputs": names, "key": cache_key(compiled.source)}
         self._functions[mode] = (compiled, spec)
         return compiled, spec
 

@@ -112,22 +112,23 @@ def graph_hash(document: str, inputs: list, outputs: list) -> str:
 def build_function(spec: dict):
     """The compiled function a kernel spec describes, rebuilt from its JSON graph.
 
-    ``spec``: ``{"hash", "graph" (sd.to_json text), "inputs" [(name, dtype, shape)],
-    "outputs" [output names in the graph]}``.  The function is built exactly as the
-    client built it (``sd.function(inputs, outputs)``), so its generated source, and
-    therefore its cache key, is the client's: a shared cache directory makes this a
-    load rather than a compile.  Returns ``(function, cache status)``.
+    ``spec``: ``{"hash", "graph" (sd.to_json text of the graph the client lowered, after
+    its rewrites, nodes listed in the client's creation order), "inputs" [(name, dtype,
+    shape)], "outputs" [output names in the graph]}``.  The graph is lowered as it is
+    (no rewrites), so the generated source, and therefore the cache key, is the
+    client's: a shared cache directory makes this a load rather than a compile.
+    Returns ``(function, cache status)``.
 
     >>> import symdiff as sd
     >>> x = sd.vector("x")
     >>> doc = sd.to_json({"out0": sd.sum(x * x)}, optimize=False)
     >>> spec = {"hash": "demo", "graph": doc, "inputs": [("x", "float64", (None,))], "outputs": ["out0"]}
     >>> f, status = build_function(spec)
-    >>> f([1.0, 2.0]), status in ("hit", "miss", "memory", "uncached")
+    >>> f([1.0, 2.0]), status.split()[0] in ("hit", "miss", "memory", "uncached")
     ((5.0,), True)
     """
     import symdiff as sd
-    from symdiff.backends.cache import cache_dir
+    from symdiff.backends.cache import cache_dir, cache_key
 
     with _BUILD_LOCK:
         known = _FUNCTIONS.get(spec["hash"])
@@ -136,9 +137,14 @@ def build_function(spec: dict):
         outputs = _rebuild(spec["graph"], spec["outputs"])
         inputs = [sd.tensor(name, tuple(shape), dtype) for name, dtype, shape in spec["inputs"]]
         with file_lock(os.path.join(cache_dir(), f".distributed-{spec['hash']}.lock")):
-            function = sd.function(inputs, outputs)
-        _FUNCTIONS[spec["hash"]] = (function, function.cache_status)
-        return function, function.cache_status
+            function = sd.function(inputs, outputs, optimize=False)  # the client's rewritten graph, as it is
+        status = function.cache_status
+        if spec.get("key") not in (None, cache_key(function.source)):
+            # The same kernel under other names: the generated names follow the order this process created
+            # the nodes in, which differs when an earlier graph here already made some of them.
+            status += " (own source)"
+        _FUNCTIONS[spec["hash"]] = (function, status)
+        return function, status
 
 
 def _rebuild(document: str, names: list) -> list:
