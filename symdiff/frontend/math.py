@@ -26,7 +26,7 @@ from ..ops import math as M
 from ..types import FLOAT_DTYPES
 from . import (
     _binary, _float_operand, _unary_float, abs, astype, equal, greater, less, logical_and, not_equal, operands,
-    power, where,
+    power, stop_gradient, where,
 )
 
 __all__ = [
@@ -298,5 +298,5 @@ def heaviside(x1, x2) -> Expr:
     array([0. , 0.5, 1. ])
     """
     x1, x2 = operands(x1, x2, to_float=True)
-    inner = where(equal(x1, 0), x2, x1)  # x1 itself only where it is NaN
+    inner = where(equal(x1, 0), x2, stop_gradient(x1))  # x1 itself only where it is NaN
     return where(less(x1, 0), 0.0, where(greater(x1, 0), 1.0, inner))
