@@ -237,6 +237,8 @@ class Objective:
         self._placement = None  # {worker: [(block, key)]}
         self._sent = {}  # worker -> (placement version it holds, kernel hashes it holds)
         self._stale = False
+        self._known = set()  # the workers there were at the last placement
+        self._survey_until = 0.0  # after losing a worker, ask every worker each time: a restarted one joins soon
         self._membership_checked = time.monotonic()
 
         kind = self._data_kind(values)
@@ -277,6 +279,7 @@ class Objective:
             client = distributed.Client(cluster)
             self._resources.cluster, self._resources.owned = cluster, True
         self._resources.client = self.client = client
+        client.run(worker.preload, wait=False)  # workers import Numba while the data is placed
         if self._dask_data:
             self._originals = None  # Dask recomputes lost blocks from their graph
             self._futures = self._persist(values)
@@ -513,6 +516,9 @@ class Objective:
             placement.setdefault(w, []).append((i, self._futures[i].key))
         self._version += 1
         self._placement = {w: items for w, items in placement.items() if items}
+        if set(workers) - self._known:
+            self._survey_until = 0.0  # a worker joined since: the one expected after a loss, most likely
+        self._known = set(workers)
         self._stale = False
         self._membership_checked = time.monotonic()
 
@@ -736,7 +742,12 @@ class Objective:
         results = {}
         info = {"where": "cluster", "kernel_seconds": 0.0, "worker_seconds": {}, "rounds": 0, "recovered": 0,
                 "cache": {}}
-        targets, only = None, None  # None: every worker (newcomers answer too, so they are noticed)
+        # Now and then every worker is asked (None), so that workers which joined are noticed and given blocks.
+        now = time.monotonic()
+        survey = now - self._membership_checked >= _MEMBERSHIP_INTERVAL or now < self._survey_until
+        targets, only = (None if survey else sorted(self._placement)), None
+        if survey:
+            self._membership_checked = time.monotonic()
         while pending:
             expected = list(self._placement) if targets is None else targets
             request = self._request(spec, head, expected, only)
@@ -748,7 +759,10 @@ class Objective:
                     if not isinstance(answer, (OSError, TimeoutError)):  # not a lost connection: a real error
                         raise RuntimeError(f"symdiff.distributed: worker {address} failed: {answer!r}") from answer
                     failed.append(address)
-                elif answer[0] == "ok":
+                    continue
+                if address not in self._known:
+                    self._stale = True  # a worker that joined: give it blocks after this evaluation
+                if answer[0] == "ok":
                     for i, outputs in answer[1]:
                         if i in pending:
                             results[i] = self._as_tuple(outputs)
@@ -757,16 +771,14 @@ class Objective:
                     info["cache"][address] = answer[3]
                     kernels = set(self._sent.get(address, (None, set()))[1]) | {spec["hash"]}
                     self._sent[address] = (self._version, kernels)
-                elif answer[0] == "need":
+                elif answer[0] == "need":  # it lost what it was sent (a restart at the same address)
                     self._sent.pop(address, None)
                     if address in self._placement:
                         resend.append(address)
-                    else:
-                        self._stale = True  # a worker that joined: give it blocks after this evaluation
                 elif answer[0] == "missing":  # its blocks moved (Dask rebalanced or recomputed them elsewhere)
                     missing.append(address)
-                elif address not in self._placement:  # "idle": a newcomer
-                    self._stale = True
+                elif request["placement"] is not None:  # "idle", with the placement: no need to send it again
+                    self._sent[address] = (self._version, set(self._sent.get(address, (None, set()))[1]))
             failed += [w for w in expected if w not in answers and w in self._placement]
             if not pending:
                 break
@@ -792,6 +804,7 @@ class Objective:
             time.sleep(0.05)  # the scheduler removes a dead worker as soon as its connection drops
         for address in failed:
             self._sent.pop(address, None)
+        self._survey_until = time.monotonic() + 60.0
         if self._originals is not None:
             who = self._who_has()
             live = set(self._workers())

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["evaluate", "forget", "build_function", "file_lock"]
+__all__ = ["evaluate", "preload", "forget", "build_function", "file_lock"]
 
 _FUNCTIONS: dict = {}  # graph hash -> (compiled function, how its kernel was obtained)
 _PLACEMENTS: dict = {}  # objective token -> (placement version, [(block index, key), ...])
@@ -233,6 +233,16 @@ async def evaluate(request: dict, dask_worker=None):
         results = sorted((item for part, _ in parts for item in part), key=lambda item: item[0])
     seconds = time.perf_counter() - start
     return ("ok", results, seconds, status)
+
+
+def _import_backend():
+    import symdiff.backends.numba_backend  # noqa: F401  (Numba, llvmlite and the kernels' runtime)
+
+
+async def preload(dask_worker=None):
+    """Import the Numba backend in the background (``Client.run(..., wait=False)``), so the
+    first evaluation on this worker loads only its kernel."""
+    await asyncio.get_running_loop().run_in_executor(_executor(1), _import_backend)
 
 
 def forget(token: str, dask_worker=None):
