@@ -85,11 +85,36 @@ def backprop(seeds: list, wrt: list, name: str, trace=None) -> dict:
                     relevant.add(node.id)
                     break
 
+    # Ops with several result nodes differentiated at once (a loop's parts, ``Op.vjp_joint``):
+    # the group's rule runs at its oldest node, when every member has its adjoint.
+    groups: dict = {}
+    for node in nodes:
+        if node.id in relevant and getattr(node.op, "vjp_joint", None) is not None:
+            key = (node.op, node.inputs, tuple(kv for kv in node.attrs if kv[0] != "part"))
+            groups.setdefault(key, []).append(node)
+    joint = {min(members, key=lambda n: n.id).id: members for members in groups.values()}
     with gc_paused():
-        return _reverse_sweep(nodes, relevant, seeds, name, trace)
+        return _reverse_sweep(nodes, relevant, seeds, name, trace, joint)
 
 
-def _reverse_sweep(nodes, relevant, seeds, name, trace) -> dict:
+def _send_joint(node, members, adjoints, relevant, table, sent):
+    """The group rule of ``node``'s op for the adjoints its members received."""
+    parts = {m.params["part"]: (m, adjoints[m.id]) for m in members if m.id in adjoints}
+    if not parts:
+        return
+    shares = node.op.vjp_joint(parts, node.inputs, node.params)
+    for i, (x, message) in enumerate(zip(node.inputs, shares)):
+        if message is None or x.id not in relevant:
+            continue
+        _check_rule_result(node, i, message, x.type, "vjp")
+        table.setdefault(x.id, []).append(message)
+        if sent is not None:
+            sent.append((i, x, message))
+
+
+def _reverse_sweep(nodes, relevant, seeds, name, trace, joint=None) -> dict:
+    joint = joint or {}
+    in_group = {m.id for members in joint.values() for m in members}
     table: dict[int, list] = {}
     for out, cotangent in seeds:
         if out.id in relevant:
@@ -98,6 +123,11 @@ def _reverse_sweep(nodes, relevant, seeds, name, trace) -> dict:
     with creation_note(None) as note:  # the note is updated per node below
         for node in reversed(nodes):
             messages = table.pop(node.id, None)
+            if node.id in joint and not messages:  # its group's rule runs here even so
+                note.text = f"bprop of {node.label()} ({node.op.name}) for grad of {name}"
+                sent = [] if trace is not None else None
+                _send_joint(node, joint[node.id], adjoints, relevant, table, sent)
+                continue
             if not messages:
                 continue
             label = node.label()
@@ -112,6 +142,12 @@ def _reverse_sweep(nodes, relevant, seeds, name, trace) -> dict:
                     trace(node, messages, total, sent)
                 continue
             note.text = f"bprop of {label} ({node.op.name}) for grad of {name}"
+            if node.id in in_group:
+                if node.id in joint:
+                    _send_joint(node, joint[node.id], adjoints, relevant, table, sent)
+                if trace is not None:
+                    trace(node, messages, total, sent)
+                continue
             params = node.params
             for i, x in enumerate(node.inputs):
                 if x.id not in relevant:

@@ -8,7 +8,8 @@ from . import math  # noqa: F401
 from . import special  # noqa: F401
 from . import ordering  # noqa: F401
 from . import creation  # noqa: F401
-from . import indexing  # noqa: F401
 from . import convolution  # noqa: F401
+from . import indexing  # noqa: F401
 from . import decompositions  # noqa: F401
+from . import loops  # noqa: F401
 from ..ir import OPS  # noqa: F401

@@ -1,0 +1,581 @@
+"""Loops as single nodes: the ``loop`` op, whose attribute is its body.
+
+A loop node is ``loop(*inputs, body=Body, part=..., length=..., dynamic=..., reverse=...,
+kind=..., checkpoint=...)``.  The body is an ordinary hash-consed sub-graph over
+placeholder symbols, one per *slot*: slot 0 is the step index ``t`` (int64, the index
+into ``xs``), then one per carry, one per slice of ``xs`` and one per closed-over value
+("const").  The node's inputs are, in order: the run-time trip count (only when
+``dynamic``), the initial carries, the ``xs`` arrays (leading axis = steps), the consts.
+
+A body is *closed*: it reads nothing but its own placeholders and 0-d constants.
+Everything in it that does not depend on the step (``t``, carries, slices) is hoisted out
+when the body is built and becomes a const input, so loop-invariant work (``W @ V`` of two
+parameters) is computed once, in the forward and in every derived loop alike.
+
+The IR has no tuple values, so a loop with several results is several nodes that differ
+only in ``part`` (as the factorisations' ``part``): ``("carry", i)`` the final carry i,
+``("ys", j)`` the stacked per-step outputs j, ``("tape", i)`` carry i before each step
+(what the reverse sweep reads; stacked by step index), ``("trips", 0)`` the number of
+steps a while loop ran.  Backends and the reference evaluator run the loop once for every
+part of a group; reverse mode differentiates a group at once (``Op.vjp_joint``).
+
+Semantics, with n the trip count (static ``length``, or input 0 when ``dynamic``)::
+
+    c = init
+    for s in range(n):                      # at most n steps for a while loop
+        t = n - 1 - s if reverse else s
+        if has_cond and not cond(c): break  # cond is the body's last output
+        tape[t] = c
+        c, y = f(t, c, xs[t], consts)
+        ys[t] = y
+
+A while loop (``has_cond``) that still wants to run after n steps raises (its
+``max_steps``); without a bound (``length=None`` and not dynamic) it runs until cond fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DTypeError, GradientError, ShapeError, SymdiffError
+from ..ir import Expr, Op, make_node, toposort
+from ..types import TensorType, fmt_shape
+from .leaves import CONSTANT, SYMBOL
+
+
+class LoopError(SymdiffError, RuntimeError):
+    """A loop failed at run time (a while loop exceeded its max_steps)."""
+
+
+_local = threading.local()
+_temporaries = itertools.count()
+
+
+def depth() -> int:
+    """How many loop bodies are being traced around the caller (placeholder names use it,
+    so an inner body tells its own placeholders from those of the bodies around it)."""
+    return getattr(_local, "depth", 0)
+
+
+class tracing:
+    """Context: one level deeper in loop bodies."""
+
+    def __enter__(self):
+        _local.depth = depth() + 1
+        return _local.depth - 1
+
+    def __exit__(self, *exc):
+        _local.depth -= 1
+
+
+def placeholder(level: int, slot: int, type_: TensorType) -> Expr:
+    """The canonical placeholder of ``slot`` in a body at nesting ``level``."""
+    return make_node(SYMBOL, (), {"name": f"_sd_loop{level}_{slot}", "type": type_})
+
+
+def temporary(type_: TensorType) -> Expr:
+    """A fresh symbol (a cotangent or tangent variable while a derived body is built);
+    canonicalisation replaces it by a slot placeholder."""
+    return make_node(SYMBOL, (), {"name": f"_sd_looptmp{next(_temporaries)}", "type": type_})
+
+
+T_TYPE = TensorType("int64", ())
+
+
+class Body:
+    """A loop body: its placeholders (t, carries, slices, consts) and outputs (new
+    carries, per-step outputs, and the condition for a while loop).
+
+    Hashable by the identity of its hash-consed nodes, so two loops with the same
+    body are one node."""
+
+    __slots__ = ("placeholders", "outputs", "n_carry", "n_xs", "n_consts", "n_ys", "has_cond", "level",
+                 "_key", "_nodes")
+
+    def __init__(self, placeholders, outputs, n_carry, n_xs, n_consts, n_ys, has_cond, level):
+        self.placeholders = tuple(placeholders)
+        self.outputs = tuple(outputs)
+        self.n_carry, self.n_xs, self.n_consts, self.n_ys = n_carry, n_xs, n_consts, n_ys
+        self.has_cond = bool(has_cond)
+        self.level = level
+        self._key = (self.placeholders, self.outputs, n_carry, n_xs, n_consts, n_ys, self.has_cond, level)
+        self._nodes = None
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, Body) and self._key == other._key
+
+    def __reduce__(self):
+        return (Body, (self.placeholders, self.outputs, self.n_carry, self.n_xs, self.n_consts, self.n_ys,
+                       self.has_cond, self.level))
+
+    def __repr__(self):
+        return (f"<body: {self.n_carry} carries, {self.n_xs} xs, {self.n_consts} consts -> {self.n_ys} ys"
+                f"{', cond' if self.has_cond else ''}; {len(self.nodes)} nodes>")
+
+    # --- slots
+    @property
+    def t(self) -> Expr:
+        return self.placeholders[0]
+
+    @property
+    def carries(self) -> tuple:
+        return self.placeholders[1:1 + self.n_carry]
+
+    @property
+    def slices(self) -> tuple:
+        return self.placeholders[1 + self.n_carry:1 + self.n_carry + self.n_xs]
+
+    @property
+    def consts(self) -> tuple:
+        return self.placeholders[1 + self.n_carry + self.n_xs:]
+
+    @property
+    def carry_out(self) -> tuple:
+        return self.outputs[:self.n_carry]
+
+    @property
+    def ys(self) -> tuple:
+        return self.outputs[self.n_carry:self.n_carry + self.n_ys]
+
+    @property
+    def cond(self):
+        return self.outputs[-1] if self.has_cond else None
+
+    @property
+    def nodes(self) -> list:
+        if self._nodes is None:
+            self._nodes = toposort(list(self.outputs))
+        return self._nodes
+
+    def without_cond(self) -> "Body":
+        return Body(self.placeholders, self.outputs[:-1], self.n_carry, self.n_xs, self.n_consts, self.n_ys,
+                    False, self.level)
+
+
+# ------------------------------------------------------------ building bodies
+
+
+def _substitute(outputs: list, replacements: dict) -> list:
+    """``outputs`` rebuilt with node ids in ``replacements`` replaced (simultaneously)."""
+    new = dict(replacements)
+    for node in toposort(outputs):
+        if node.id in new or not node.inputs:
+            continue
+        inputs = [new.get(x.id, x) for x in node.inputs]
+        if any(a is not b for a, b in zip(inputs, node.inputs)):
+            new[node.id] = make_node(node.op, inputs, node.params)
+    return [new.get(o.id, o) for o in outputs]
+
+
+def _keep_inside(node: Expr) -> bool:
+    """Invariant nodes a body keeps (0-d constants are literals in generated code)."""
+    return node.op is CONSTANT and node.ndim == 0
+
+
+def make_body(level: int, t: Expr, carries: list, slices: list, outputs: list, n_ys: int, has_cond: bool,
+              const_values: dict) -> tuple:
+    """Close and canonicalise a traced body.
+
+    ``t``, ``carries``, ``slices``: the symbols the body was traced over; ``outputs``:
+    carries out, ys, [cond]; ``const_values``: {symbol id: outer Expr} for placeholders
+    that stand for outer values (a derived body's consts).  Returns (Body, consts): the
+    outer Exprs the loop node takes as its const inputs."""
+    outputs = _substitute(list(outputs), const_values) if const_values else list(outputs)
+    variant = {t.id, *(c.id for c in carries), *(x.id for x in slices)}
+    nodes = toposort(outputs)
+    depends = set(variant)
+    for node in nodes:
+        if node.id not in depends and any(x.id in depends for x in node.inputs):
+            depends.add(node.id)
+    hoisted: dict = {}
+    for node in nodes:
+        if node.id in depends and node.inputs:
+            for x in node.inputs:
+                if x.id not in depends and not _keep_inside(x):
+                    hoisted.setdefault(x.id, x)
+    for o in outputs:
+        if o.id not in depends and not _keep_inside(o):
+            hoisted.setdefault(o.id, o)
+    consts = [hoisted[k] for k in sorted(hoisted)]
+    slot = itertools.count(1)
+    mapping = {t.id: placeholder(level, 0, T_TYPE)}
+    for p in [*carries, *slices, *consts]:
+        mapping[p.id] = placeholder(level, next(slot), p.type)
+    new_outputs = _substitute(outputs, mapping)
+    new_placeholders = [mapping[t.id]] + [mapping[p.id] for p in [*carries, *slices, *consts]]
+    body = Body(new_placeholders, new_outputs, len(carries), len(slices), len(consts), n_ys, has_cond, level)
+    return body, consts
+
+
+# ------------------------------------------------------------------ the op
+
+
+def _loop_n(types, length, dynamic):
+    return length if not dynamic else None
+
+
+def _infer_loop(types, body, part, length, dynamic, reverse, kind, checkpoint):
+    types = list(types)
+    if dynamic:
+        n_type = types.pop(0)
+        if n_type.dtype != "int64" or n_type.shape != ():
+            raise DTypeError(f"{kind}: the trip count must be an int64 scalar, got {n_type!r}")
+    need = body.n_carry + body.n_xs + body.n_consts
+    if len(types) != need:
+        raise ShapeError(f"{kind}: the body takes {need} inputs, got {len(types)}")
+    phs = body.placeholders[1:]
+    for k, (got, ph) in enumerate(zip(types, phs)):
+        want = ph.type
+        if k >= body.n_carry and k < body.n_carry + body.n_xs:  # an xs array: one more (leading) axis
+            if got.ndim != want.ndim + 1:
+                raise ShapeError(f"{kind}: xs[{k - body.n_carry}] has type {got!r}, expected a stack of {want!r}")
+            got = TensorType(got.dtype, got.shape[1:])
+        if got.dtype != want.dtype:
+            raise DTypeError(f"{kind}: input {k} has dtype {got.dtype} but the body was built for {want!r}")
+        if len(got.shape) != len(want.shape) or any(
+                a is not None and b is not None and a != b for a, b in zip(got.shape, want.shape)):
+            raise ShapeError(f"{kind}: input {k} has type {got!r} but the body was built for {want!r}")
+    n = length if not dynamic else None
+    for k in range(body.n_xs):
+        lead = types[body.n_carry + k].shape[0]
+        if n is not None and lead is not None and lead != n:
+            raise ShapeError(f"{kind}: xs[{k}] has {lead} steps, the loop {n}")
+    what, index = part
+    if what == "carry":
+        return types[index]
+    if what == "tape":
+        return TensorType(types[index].dtype, (n,) + types[index].shape)
+    if what == "ys":
+        y = body.ys[index].type
+        return TensorType(y.dtype, (n,) + y.shape)
+    if what == "trips":
+        return T_TYPE
+    raise ShapeError(f"{kind}: unknown part {part!r}")
+
+
+# --- the reference implementation (NumPy), shared by every part of a group
+
+_CACHE_SIZE = 8
+_cache: list = []  # [(body, attrs key, input arrays, results)], most recent last
+
+
+def _run_body(body: Body, values: dict) -> list:
+    from ..evaluate import run
+
+    run(body.nodes, values)
+    return [values[o.id] for o in body.outputs]
+
+
+def run_loop(args, body, length, dynamic, reverse, kind, need_tape=True) -> dict:
+    """Run the loop with NumPy: {"carry": [...], "ys": [...], "tape": [...], "trips": n}."""
+    args = list(args)
+    n = int(args.pop(0)) if dynamic else length
+    carries = [np.asarray(a) for a in args[:body.n_carry]]
+    xs = args[body.n_carry:body.n_carry + body.n_xs]
+    consts = args[body.n_carry + body.n_xs:]
+    for k, x in enumerate(xs):
+        if n is None or (not body.has_cond and x.shape[0] != n):
+            if not body.has_cond:
+                raise ShapeError(f"{kind}: xs[{k}] has {x.shape[0]} steps but the loop runs {n}")
+    if n is not None and n < 0:
+        n = 0
+    base = {p.id: v for p, v in zip(body.consts, consts)}
+    ys_steps, tape_steps = [], []
+    step = 0
+    while n is None or step < n:
+        t = (n - 1 - step) if reverse else step
+        values = dict(base)
+        values[body.t.id] = np.int64(t)
+        for p, c in zip(body.carries, carries):
+            values[p.id] = c
+        if body.has_cond:
+            from ..evaluate import run
+
+            run(toposort(body.cond), values)
+            if not bool(values[body.cond.id]):
+                break
+        for p, x in zip(body.slices, xs):
+            values[p.id] = x[t]
+        if need_tape:
+            tape_steps.append(carries)
+        outs = _run_body(body, values)
+        carries = [np.asarray(c) for c in outs[:body.n_carry]]
+        ys_steps.append(outs[body.n_carry:body.n_carry + body.n_ys])
+        step += 1
+    else:
+        if body.has_cond and n is not None:
+            values = dict(base)
+            values[body.t.id] = np.int64(n)
+            for p, c in zip(body.carries, carries):
+                values[p.id] = c
+            from ..evaluate import run
+
+            run(toposort(body.cond), values)
+            if bool(values[body.cond.id]):
+                raise LoopError(f"{kind}: the loop still runs after max_steps={n} steps (its cond is still True)")
+    trips = step
+    if reverse:
+        ys_steps.reverse()
+        tape_steps.reverse()
+    ys = []
+    for j, y in enumerate(body.ys):
+        shape = (trips,) + (tuple(np.shape(ys_steps[0][j])) if trips else
+                            tuple(0 if d is None else d for d in y.type.shape))
+        ys.append(np.array([s[j] for s in ys_steps]).reshape(shape) if trips else
+                  np.zeros(shape, dtype=np.dtype(y.dtype)))
+    tape = []
+    for i, c in enumerate(body.carries):
+        if trips:
+            tape.append(np.array([s[i] for s in tape_steps]))
+        else:
+            tape.append(np.zeros((0,) + np.shape(args[i]), dtype=np.asarray(args[i]).dtype))
+    return {"carry": carries, "ys": ys, "tape": tape, "trips": np.int64(trips)}
+
+
+def _impl_loop(*args, body, part, length, dynamic, reverse, kind, checkpoint):
+    key = (body, length, dynamic, reverse, kind)
+    for entry in reversed(_cache):
+        if entry[0] == key and len(entry[1]) == len(args) and all(a is b for a, b in zip(entry[1], args)):
+            results = entry[2]
+            break
+    else:
+        results = run_loop(args, body, length, dynamic, reverse, kind)
+        _cache.append((key, tuple(args), results))  # holds the arrays: their ids cannot be reused
+        del _cache[:-_CACHE_SIZE]
+    what, index = part
+    value = results[what] if what == "trips" else results[what][index]
+    return value
+
+
+def clear_cache():
+    """Forget the reference evaluator's loop results (they hold arrays alive)."""
+    _cache.clear()
+
+
+# --- derivatives
+
+
+def _vjp_single(index, cotangent, out, *inputs, **attrs):
+    """One input's share for one part (used by passes that ask per node; backprop
+    asks once per group through ``vjp_joint``)."""
+    return vjp_group({attrs["part"]: (out, cotangent)}, inputs, attrs)[index]
+
+
+def _jvp_loop(tangents, out, *inputs, **attrs):
+    return jvp_part(tangents, out, inputs, attrs)
+
+
+def _vjp_joint(parts: dict, inputs, attrs):
+    return vjp_group(parts, inputs, attrs)
+
+
+def _samples(rng):
+    """Small fixed bodies: an RNN-like scan (both directions), a fori loop of run-time
+    length, a while loop (its trip count away from the boundary)."""
+    from .. import frontend as F
+
+    f64 = lambda *shape: TensorType("float64", shape)  # noqa: E731
+    t, c, x, w = temporary(T_TYPE), temporary(f64(2)), temporary(f64(2)), temporary(f64(2))
+    w_out = F.tanh(w * c + x)
+    rnn, _ = make_body(0, t, [c, x][:1], [x], [w_out, F.sum(w_out * c)], 1, False, {})
+    init, xs, consts = rng.normal(size=2), rng.normal(size=(3, 2)), rng.uniform(0.5, 1.5, size=2)
+    cases = []
+    for part in [("carry", 0), ("ys", 0), ("tape", 0)]:
+        for reverse in (False, True):
+            attrs = dict(body=rnn, part=part, length=3, dynamic=False, reverse=reverse, kind="scan",
+                         checkpoint="all")
+            cases.append(((init, xs, consts), attrs))
+    s, a = temporary(f64()), temporary(f64())
+    fori, _ = make_body(0, t, [s], [], [F.sin(s) * a + F.astype(t, "float64")], 0, False, {})
+    cases.append(((np.int64(4), rng.normal(), rng.uniform(0.5, 1.0)),
+                  dict(body=fori, part=("carry", 0), length=None, dynamic=True, reverse=False, kind="fori_loop",
+                       checkpoint="all")))
+    grow, _ = make_body(0, t, [s], [], [s * a, F.less(s, 10.0)], 0, True, {})
+    for part in [("carry", 0), ("trips", 0)]:
+        cases.append(((np.float64(1.0), np.float64(2.1)),
+                      dict(body=grow, part=part, length=None, dynamic=False, reverse=False, kind="while_loop",
+                           checkpoint="all")))
+    return cases
+
+
+LOOP = Op(
+    "loop",
+    infer=_infer_loop,
+    impl=_impl_loop,
+    vjp=_vjp_single,
+    jvp=_jvp_loop,
+    kind="loop",
+    samples=_samples,
+    doc="A loop whose attribute is its body (sd.scan, sd.fori_loop, sd.while_loop); one node per result part.",
+)
+LOOP.vjp_joint = _vjp_joint
+
+
+def group_key(node: Expr):
+    """Nodes with equal keys are parts of one loop run."""
+    return (node.inputs, tuple((k, v) for k, v in node.attrs if k != "part"))
+
+
+def part_node(like: Expr, part) -> Expr:
+    """The node of ``part`` of ``like``'s loop."""
+    params = like.params
+    params["part"] = part
+    return make_node(LOOP, like.inputs, params)
+
+
+def fmt_type(t: TensorType) -> str:
+    return f"{t.dtype}{fmt_shape(t.shape)}"
+
+
+def _split(inputs, attrs):
+    body = attrs["body"]
+    ins = list(inputs)
+    n = ins.pop(0) if attrs["dynamic"] else None
+    c, x = body.n_carry, body.n_xs
+    return n, ins[:c], ins[c:c + x], ins[c + x:]
+
+
+def _loop_node(body, consts, n, init, xs, part, attrs, reverse=None):
+    """A part of the loop (body, n, init, xs, consts) with the other attributes of ``attrs``."""
+    params = {k: v for k, v in attrs.items() if k != "part"}
+    params.update(body=body, part=part)
+    if reverse is not None:
+        params["reverse"] = reverse
+    inputs = ([n] if params["dynamic"] else []) + list(init) + list(xs) + list(consts)
+    return make_node(LOOP, inputs, params)
+
+
+def _while_as_scan(parts: dict, inputs, attrs):
+    """A while loop's parts as those of the loop of fixed length ``trips`` (the trip
+    count the forward run recorded) over the same body without its cond."""
+    body = attrs["body"]
+    any_node = next(iter(parts.values()))[0]
+    trips = part_node(any_node, ("trips", 0))
+    fixed = dict(attrs, body=body.without_cond(), length=None, dynamic=True)
+    fixed_inputs = [trips] + list(inputs[1 if attrs["dynamic"] else 0:])
+    return fixed, fixed_inputs
+
+
+def vjp_group(parts: dict, inputs, attrs) -> list:
+    """The cotangents of a loop's inputs, given {part: (node, cotangent)} for the
+    parts that received any: one reverse loop (a scan in the other direction over
+    the stored carries) whose body is the vjp of the forward body."""
+    from ..autodiff import backprop
+    from .elementwise import ADD, zeros_like
+
+    body = attrs["body"]
+    if body.has_cond:
+        fixed, fixed_inputs = _while_as_scan(parts, inputs, attrs)
+        fixed_parts = {p: (make_node(LOOP, fixed_inputs, dict(fixed, part=p)), g)
+                       for p, (node, g) in parts.items() if p[0] != "trips"}
+        shares = vjp_group(fixed_parts, fixed_inputs, dict(fixed, part=("carry", 0)))
+        return ([None] if attrs["dynamic"] else []) + shares[1:]
+    n, init, xs, consts = _split(inputs, attrs)
+    forward = make_node(LOOP, inputs, dict(attrs, part=("carry", 0))) if body.n_carry else None
+    cot = {p: g for p, (node, g) in parts.items()}
+    fc = [i for i in range(body.n_carry) if init[i].type.is_float]
+    fx = [k for k in range(body.n_xs) if xs[k].type.is_float]
+    fk = [m for m in range(body.n_consts) if consts[m].type.is_float]
+    gy = [j for j in range(body.n_ys) if ("ys", j) in cot and body.ys[j].type.is_float]
+    gt = [i for i in fc if ("tape", i) in cot]
+    gc_tmp = {i: temporary(body.carries[i].type) for i in fc}
+    ga_tmp = {m: temporary(body.consts[m].type) for m in fk}
+    gy_tmp = {j: temporary(body.ys[j].type) for j in gy}
+    gt_tmp = {i: temporary(body.carries[i].type) for i in gt}
+    seeds = [(body.carry_out[i], gc_tmp[i]) for i in fc] + [(body.ys[j], gy_tmp[j]) for j in gy]
+    wrt = [body.carries[i] for i in fc] + [body.slices[k] for k in fx] + [body.consts[m] for m in fk]
+    adjoint = backprop(seeds, wrt, f"{attrs['kind']} body") if seeds else {}
+    carry_out = []
+    for i in fc:
+        g = adjoint.get(body.carries[i].id)
+        if i in gt_tmp:
+            g = gt_tmp[i] if g is None else ADD(g, gt_tmp[i])
+        carry_out.append(zeros_like(body.carries[i]) if g is None else g)
+    for m in fk:
+        g = adjoint.get(body.consts[m].id)
+        carry_out.append(ga_tmp[m] if g is None else ADD(ga_tmp[m], g))
+    ys_out = [adjoint.get(body.slices[k].id) if adjoint.get(body.slices[k].id) is not None
+              else zeros_like(body.slices[k]) for k in fx]
+    used = {node.id for node in toposort(carry_out + ys_out)} if carry_out + ys_out else set()
+    tapes = [i for i in range(body.n_carry) if body.carries[i].id in used]
+    slices = [body.carries[i] for i in tapes] + list(body.slices) + [gy_tmp[j] for j in gy] + \
+        [gt_tmp[i] for i in gt]
+    xs_in = [part_node(forward, ("tape", i)) for i in tapes] + list(xs) + [cot[("ys", j)] for j in gy] + \
+        [cot[("tape", i)] for i in gt]
+    carries = [gc_tmp[i] for i in fc] + [ga_tmp[m] for m in fk]
+    init_in = [cot[("carry", i)] if ("carry", i) in cot else zeros_like(init[i]) for i in fc] + \
+        [zeros_like(consts[m]) for m in fk]
+    const_values = {body.consts[m].id: consts[m] for m in range(body.n_consts)}
+    rbody, rconsts = make_body(body.level, body.t, carries, slices, carry_out + ys_out, len(ys_out), False,
+                               const_values)
+    shares = [None] * len(inputs)
+    offset = 1 if attrs["dynamic"] else 0
+    rev = not attrs["reverse"]
+    for k, i in enumerate(fc):
+        shares[offset + i] = _loop_node(rbody, rconsts, n, init_in, xs_in, ("carry", k), attrs, rev)
+    for k, m in enumerate(fk):
+        shares[offset + body.n_carry + body.n_xs + m] = _loop_node(rbody, rconsts, n, init_in, xs_in,
+                                                                   ("carry", len(fc) + k), attrs, rev)
+    for k, l in enumerate(fx):
+        shares[offset + body.n_carry + l] = _loop_node(rbody, rconsts, n, init_in, xs_in, ("ys", k), attrs, rev)
+    return shares
+
+
+def jvp_part(tangents, out, inputs, attrs):
+    """Forward mode: the part of a loop over (carry, tangent) that matches ``out``'s part."""
+    from ..autodiff import _forward_sweep
+    from .elementwise import zeros_like
+
+    body = attrs["body"]
+    what, index = attrs["part"]
+    if what == "trips":
+        return None
+    tangents = list(tangents)
+    if attrs["dynamic"]:
+        tangents.pop(0)
+    n, init, xs, consts = _split(inputs, attrs)
+    c, x = body.n_carry, body.n_xs
+    t_init, t_xs, t_consts = tangents[:c], tangents[c:c + x], tangents[c + x:]
+    fc = [i for i in range(c) if init[i].type.is_float]
+    dx = [k for k in range(x) if t_xs[k] is not None]
+    dk = [m for m in range(body.n_consts) if t_consts[m] is not None]
+    dc_tmp = {i: temporary(body.carries[i].type) for i in fc}
+    dx_tmp = {k: temporary(body.slices[k].type) for k in dx}
+    dk_tmp = {m: temporary(body.consts[m].type) for m in dk}
+    seeded = {body.carries[i].id: dc_tmp[i] for i in fc}
+    seeded.update({body.slices[k].id: dx_tmp[k] for k in dx})
+    seeded.update({body.consts[m].id: dk_tmp[m] for m in dk})
+    tangent_of = _forward_sweep(list(body.outputs), dict(seeded))
+    fy = [j for j in range(body.n_ys) if body.ys[j].type.is_float]
+
+    def tangent(o):
+        d = tangent_of.get(o.id)
+        return zeros_like(o) if d is None else d
+
+    carry_out = list(body.carry_out) + [tangent(body.carry_out[i]) for i in fc]
+    ys_out = list(body.ys) + [tangent(body.ys[j]) for j in fy]
+    outputs = carry_out + ys_out + ([body.cond] if body.has_cond else [])
+    const_values = {body.consts[m].id: consts[m] for m in range(body.n_consts)}
+    const_values.update({dk_tmp[m].id: t_consts[m] for m in dk})
+    carries = list(body.carries) + [dc_tmp[i] for i in fc]
+    slices = list(body.slices) + [dx_tmp[k] for k in dx]
+    tbody, tconsts = make_body(body.level, body.t, carries, slices, outputs, len(ys_out), body.has_cond,
+                               const_values)
+    init_in = list(init) + [zeros_like(init[i]) if t_init[i] is None else t_init[i] for i in fc]
+    xs_in = list(xs) + [t_xs[k] for k in dx]
+    if what in ("carry", "tape"):
+        if index not in fc:
+            return None
+        part = (what, c + fc.index(index))
+    else:
+        if index not in fy:
+            return None
+        part = ("ys", body.n_ys + fy.index(index))
+    return _loop_node(tbody, tconsts, n, init_in, xs_in, part, attrs)
