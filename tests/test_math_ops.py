@@ -577,3 +577,53 @@ def test_bad_input_gives_clear_errors():
                 lambda f: sd.function([a, b], f)(np.ones(3), np.ones(4))):
         with pytest.raises(sd.ShapeError):
             run(sd.logaddexp(a, b))
+
+
+BINARY_DERIVATIVES = {  # name: (function, d/dx, d/dy, domain) in mpmath
+    "hypot": (sd.hypot, lambda x, y: x / mpmath.hypot(x, y), lambda x, y: y / mpmath.hypot(x, y), None),
+    "arctan2": (sd.arctan2, lambda a, b: b / (a * a + b * b), lambda a, b: -a / (a * a + b * b),
+                lambda a, b: a != 0 or b != 0),
+    "logaddexp": (sd.logaddexp, lambda x, y: _sigmoid(x - y), lambda x, y: _sigmoid(y - x), None),
+    "logaddexp2": (sd.logaddexp2, lambda x, y: _sigmoid((x - y) * mpmath.log(2)),
+                   lambda x, y: _sigmoid((y - x) * mpmath.log(2)), None),
+    "copysign": (sd.copysign, None, lambda x, y: M(0), None),  # d/dx from the sign bits, below
+    "mod": (sd.mod, lambda x, y: M(1), lambda x, y: -mpmath.floor(x / y), lambda x, y: y != 0),
+    "fmod": (sd.fmod, lambda x, y: M(1), lambda x, y: -(mpmath.floor(x / y) if x / y > 0 else mpmath.ceil(x / y)),
+             lambda x, y: y != 0),
+    "xlogy": (sd.special.xlogy, lambda x, y: mpmath.log(y), lambda x, y: x / y, lambda x, y: y > 0),
+}
+PAIRS = [(1e300, 1e300), (1e300, -1e-300), (-1e15, 3.0), (1e8, 1e8), (1e-300, 1e-300), (-0.0, 2.0), (2.0, -0.0),
+         (1e3, -1e3), (0.3, -0.7), (-2.5, 7.0), (700.0, -700.0), (1e15, 1e-15)]
+
+
+def test_binary_derivatives_at_extreme_pairs_against_mpmath():
+    x, y = sd.vector("x"), sd.vector("y")
+    outputs = [g for fn, *_ in BINARY_DERIVATIVES.values() for g in sd.grad(sd.sum(fn(x, y)), [x, y])]
+    failures = []
+    for dtype, points in (("float64", PAIRS), ("float32", [(a, b) for a, b in PAIRS if abs(a) < 1e30 > abs(b)
+                                                           and (a == 0 or abs(a) > 1e-30) and (b == 0 or abs(b) > 1e-30)])):
+        xs = np.array([p[0] for p in points], dtype=dtype)
+        ys = np.array([p[1] for p in points], dtype=dtype)
+        xd, yd = sd.vector("xd", dtype=dtype), sd.vector("yd", dtype=dtype)
+        outs = [g for fn, *_ in BINARY_DERIVATIVES.values() for g in sd.grad(sd.sum(fn(xd, yd)), [xd, yd])]
+        results = [("reference", sd.evaluate(outs, {xd: xs, yd: ys}))]
+        if dtype == "float64":
+            results.append(("compiled", sd.function([x, y], outputs)(xs, ys)))
+        for backend, values in results:
+            for k, (name, (_, dx, dy, domain)) in enumerate(BINARY_DERIVATIVES.items()):
+                for i, (a, b) in enumerate(zip(xs, ys)):
+                    ma, mb = M(float(a)), M(float(b))
+                    if domain is not None and not domain(ma, mb):
+                        continue
+                    if name in ("mod", "fmod") and (float(a) / float(b)) % 1 == 0:
+                        continue  # x/y on an integer: the remainder jumps there
+                    slope_x = dx
+                    if dx is None:  # copysign: sign(x) times the sign BIT of y (mpmath has no -0.0)
+                        signs = math.copysign(1.0, float(b)) * np.sign(float(a))
+                        slope_x = lambda _x, _y, signs=signs: M(signs)  # noqa: E731
+                    for which, fn, got in (("x", slope_x, values[2 * k][i]), ("y", dy, values[2 * k + 1][i])):
+                        error = _ulps(got, fn(ma, mb), np.dtype(dtype).type)
+                        if error > DEFAULT_DERIVATIVE_ULPS:
+                            failures.append(f"{backend} {dtype} d{name}/d{which} at ({a!r}, {b!r}): {got!r}, mpmath "
+                                            f"{mpmath.nstr(fn(ma, mb), 17)} ({error:.3g} ulp)")
+    assert not failures, "\n".join(failures)
