@@ -627,3 +627,13 @@ def test_binary_derivatives_at_extreme_pairs_against_mpmath():
                             failures.append(f"{backend} {dtype} d{name}/d{which} at ({a!r}, {b!r}): {got!r}, mpmath "
                                             f"{mpmath.nstr(fn(ma, mb), 17)} ({error:.3g} ulp)")
     assert not failures, "\n".join(failures)
+
+
+def test_round_follows_numpys_steps_for_every_decimals():
+    rng = np.random.default_rng(8)
+    for dtype in (np.float64, np.float32):
+        values = (rng.normal(size=50) * 10.0 ** rng.integers(-5, 6, size=50)).astype(dtype)
+        values[:4] = [0.5, 1.5, 2.5, -0.5]
+        for decimals in (-400, -3, -1, 0, 1, 2, 5, 400):
+            got = sd.evaluate(sd.round(sd.constant(values), decimals), {})
+            np.testing.assert_array_equal(got, np.round(values, decimals), err_msg=f"{dtype.__name__} {decimals}")

@@ -159,12 +159,17 @@ def round(x, decimals=0) -> Expr:  # noqa: A001  (NumPy's name)
     if x.dtype not in FLOAT_DTYPES:
         if decimals >= 0:
             return x
-        scale = 10.0 ** -decimals
+        scale = _power_of_ten(-decimals)
         return astype(M.RINT(astype(x, "float64") / scale) * scale, x.dtype)
     if decimals == 0:
         return M.RINT(x)
-    scale = 10.0 ** builtins.abs(decimals)
+    scale = _power_of_ten(builtins.abs(decimals))
     return M.RINT(x * scale) / scale if decimals > 0 else M.RINT(x / scale) * scale
+
+
+def _power_of_ten(k: int) -> float:
+    with np.errstate(over="ignore"):  # inf from 10**309 on, as NumPy's round (whose result is then nan)
+        return float(np.power(10.0, k))
 
 
 around = round
