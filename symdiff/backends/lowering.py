@@ -79,6 +79,7 @@ FAMILIES = (
     "creation",
     "convolution",
     "indexing",
+    "loops",  # issue 12: loops
 )
 
 
