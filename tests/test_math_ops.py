@@ -232,6 +232,8 @@ def _unary_cases(special):
         ("digamma", sd.special.digamma, special.digamma, 0.01, 30), ("psi", sd.special.psi, special.psi, 0.5, 3),
         ("ndtr", sd.special.ndtr, special.ndtr, -8, 8), ("log_ndtr", sd.special.log_ndtr, special.log_ndtr, -30, 5),
         ("expit", sd.special.expit, special.expit, -30, 30), ("logit", sd.special.logit, special.logit, 0, 1),
+        ("isnan", sd.isnan, np.isnan, -1, 1), ("isinf", sd.isinf, np.isinf, -1, 1),
+        ("isfinite", sd.isfinite, np.isfinite, -1, 1), ("nan_to_num", sd.nan_to_num, np.nan_to_num, -1, 1),
     ]
 
 
@@ -255,6 +257,8 @@ def _random_problem(special, rng, shapes):
     for name, fn, ref, low, high in _unary_cases(special):
         x = sd.tensor(f"{name.replace('-', 'm')}_x", (None, 1))
         values[x] = rng.uniform(low, high, size=shapes[0])
+        if name in ("isnan", "isinf", "isfinite", "nan_to_num"):
+            values[x].flat[:3] = [np.nan, np.inf, -np.inf][:values[x].size]
         symbols.append(x)
         outputs.append(fn(x))
         expected.append(ref(values[x]))
@@ -304,7 +308,7 @@ def test_float32_and_int_inputs_keep_numpys_dtypes():
             continue
         got = sd.evaluate(fn(sd.constant(x32)), {})
         want = ref(x32)
-        assert got.dtype == want.dtype == np.float32, (name, got.dtype, want.dtype)
+        assert got.dtype == want.dtype == (bool if name.startswith("is") else np.float32), (name, got.dtype, want.dtype)
         np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-30, err_msg=name)
     for name, fn, ref in [("floor", sd.floor, np.floor), ("ceil", sd.ceil, np.ceil), ("trunc", sd.trunc, np.trunc),
                           ("rint", sd.rint, np.rint), ("round", sd.round, np.round),
