@@ -295,7 +295,7 @@ def argmax(a, axis=None, keepdims=False) -> Expr:
     """
     x = as_expr(a)
     if axis is None:
-        out = O.ARGMAX(reshape(x, (-1,)), axis=0, keepdims=False)
+        out = O.ARGMAX(x if x.ndim == 1 else reshape(x, (-1,)), axis=0, keepdims=False)
         return reshape(out, (1,) * x.ndim) if keepdims else out
     return O.ARGMAX(x, axis=_one_axis("argmax", x, axis), keepdims=bool(keepdims))
 
