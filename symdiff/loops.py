@@ -236,16 +236,18 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint="all"):
         y_structure, y_paths = _flatten(y_tree)
         ys_out = _exprs(kind, "y", [("y" + p, v) for p, v in y_paths])
     body, consts = make_body(level, t, carries, slices, carry_out + ys_out, len(ys_out), False, {})
-    attrs = _attrs(kind, length, reverse, checkpoint)
+    attrs = _attrs(kind, length, reverse, checkpoint, where)
     n = length if isinstance(length, Expr) else None
     carry, ys, _ = _parts(body, consts, n, init_leaves, x_leaves, attrs)
     return _unflatten(init_structure, carry), _unflatten(y_structure, ys)
 
 
-def _attrs(kind, length, reverse, checkpoint):
+def _attrs(kind, length, reverse, checkpoint, where):
+    """The loop node's attributes; ``at`` (the user's file:line) names the loop in
+    run-time errors, which the evaluator raises without the node at hand."""
     dynamic = isinstance(length, Expr)
     return {"length": None if dynamic else length, "dynamic": dynamic, "reverse": bool(reverse), "kind": kind,
-            "checkpoint": checkpoint}
+            "checkpoint": checkpoint, "at": where[len(" at "):]}
 
 
 def fori_loop(lower, upper, body_fun, init_val, checkpoint="all"):
@@ -278,7 +280,7 @@ def fori_loop(lower, upper, body_fun, init_val, checkpoint="all"):
         t, carries, slices, new_carry = _trace(kind, level, init_structure, init_leaves, None, [], step)
         carry_out = _check_carry(kind, where, init_structure, init_leaves, new_carry)
     body, consts = make_body(level, t, carries, slices, carry_out, 0, False, {})
-    attrs = _attrs(kind, length, False, checkpoint)
+    attrs = _attrs(kind, length, False, checkpoint, where)
     carry, _, _ = _parts(body, consts, length if isinstance(length, Expr) else None, init_leaves, [], attrs)
     return _unflatten(init_structure, carry)
 
@@ -317,6 +319,6 @@ def while_loop(cond_fun, body_fun, init_val, max_steps=None, checkpoint="all"):
             raise DTypeError(f"{kind}{where}: cond_fun must return a bool scalar (0-d) expression, got {got!r}")
         carry_out = _check_carry(kind, where, init_structure, init_leaves, new_carry)
     body, consts = make_body(level, t, carries, slices, carry_out + [cond], 0, True, {})
-    attrs = _attrs(kind, max_steps, False, checkpoint)
+    attrs = _attrs(kind, max_steps, False, checkpoint, where)
     carry, _, _ = _parts(body, consts, max_steps if isinstance(max_steps, Expr) else None, init_leaves, [], attrs)
     return _unflatten(init_structure, carry)

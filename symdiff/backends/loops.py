@@ -107,8 +107,7 @@ def lower_loop(L, node: Expr):
 def _lower_group(L, node: Expr, key) -> dict:
     params = node.params
     body, kind = params["body"], params["kind"]
-    where = node.where()
-    label = f"{kind}{' at ' + where if where else ''}"
+    label = f"{kind} at {params['at']}" if params.get("at") else kind
     members = [m for m in L.nodes if m.op is node.op and group_key(m) == key]
     parts = {m.params["part"] for m in members}
     p = L.p(node)
@@ -154,13 +153,14 @@ def _lower_group(L, node: Expr, key) -> dict:
     results = {}
     tapes = {}
     ys = {}
+    nexts = {}
     for what, index in sorted(parts, key=str):
-        if what == "tape":
+        if what in ("tape", "next"):
             x = init_nodes[index]
-            name = f"tape{p}_{index}"
+            name = f"{what}{p}_{index}"
             dims = [n_text] + [L.dims.text(d) for d in L.dims_of(x)]
             lines.append(f"{name} = np.empty({_shape_text(dims)}, dtype={NUMPY_NAME[x.dtype]})")
-            tapes[index] = name
+            (tapes if what == "tape" else nexts)[index] = name
             results[(what, index)] = ((n_dim,) + L.dims_of(x), Value("array", name=name, array=name, root=name))
     for what, index in sorted(parts, key=str):
         if what == "ys":
@@ -193,6 +193,8 @@ def _lower_group(L, node: Expr, key) -> dict:
     for i, name in tapes.items():
         lines.append(f"{indent}{name}[{t}] = {carries[i]}")
     lines.append(f"{indent}({', '.join(outs or ['_'])},) = {body_fn}({call_args})")
+    for i, name in nexts.items():
+        lines.append(f"{indent}{name}[{t}] = {carries[i]}")
     if cond_fn:
         lines.append(f"{indent}{trips} += 1")
         if n_text is not None:

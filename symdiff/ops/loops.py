@@ -15,7 +15,9 @@ parameters) is computed once, in the forward and in every derived loop alike.
 The IR has no tuple values, so a loop with several results is several nodes that differ
 only in ``part`` (as the factorisations' ``part``): ``("carry", i)`` the final carry i,
 ``("ys", j)`` the stacked per-step outputs j, ``("tape", i)`` carry i before each step
-(what the reverse sweep reads; stacked by step index), ``("trips", 0)`` the number of
+and ``("next", i)`` after it (what the reverse sweep reads; stacked by step index: the
+reverse body reads the new carry instead of recomputing what it is made of, e.g. the
+``tanh`` of an RNN whose derivative is ``1 - out**2``), ``("trips", 0)`` the number of
 steps a while loop ran.  Backends and the reference evaluator run the loop once for every
 part of a group; reverse mode differentiates a group at once (``Op.vjp_joint``).
 
@@ -221,7 +223,8 @@ def _loop_n(types, length, dynamic):
     return length if not dynamic else None
 
 
-def _infer_loop(types, body, part, length, dynamic, reverse, kind, checkpoint):
+def _infer_loop(types, body, part, length, dynamic, reverse, kind, checkpoint, at=""):
+    kind = f"{kind} at {at}" if at else kind
     types = list(types)
     if dynamic:
         n_type = types.pop(0)
@@ -250,7 +253,7 @@ def _infer_loop(types, body, part, length, dynamic, reverse, kind, checkpoint):
     what, index = part
     if what == "carry":
         return types[index]
-    if what == "tape":
+    if what in ("tape", "next"):
         return TensorType(types[index].dtype, (n,) + types[index].shape)
     if what == "ys":
         y = body.ys[index].type
@@ -287,7 +290,7 @@ def run_loop(args, body, length, dynamic, reverse, kind, need_tape=True) -> dict
     if n is not None and n < 0:
         n = 0
     base = {p.id: v for p, v in zip(body.consts, consts)}
-    ys_steps, tape_steps = [], []
+    ys_steps, tape_steps, next_steps = [], [], []
     step = 0
     while n is None or step < n:
         t = (n - 1 - step) if reverse else step
@@ -307,6 +310,8 @@ def run_loop(args, body, length, dynamic, reverse, kind, need_tape=True) -> dict
             tape_steps.append(carries)
         outs = _run_body(body, values)
         carries = [np.asarray(c) for c in outs[:body.n_carry]]
+        if need_tape:
+            next_steps.append(carries)
         ys_steps.append(outs[body.n_carry:body.n_carry + body.n_ys])
         step += 1
     else:
@@ -324,22 +329,24 @@ def run_loop(args, body, length, dynamic, reverse, kind, need_tape=True) -> dict
     if reverse:
         ys_steps.reverse()
         tape_steps.reverse()
+        next_steps.reverse()
     ys = []
     for j, y in enumerate(body.ys):
         shape = (trips,) + (tuple(np.shape(ys_steps[0][j])) if trips else
                             tuple(0 if d is None else d for d in y.type.shape))
         ys.append(np.array([s[j] for s in ys_steps]).reshape(shape) if trips else
                   np.zeros(shape, dtype=np.dtype(y.dtype)))
-    tape = []
-    for i, c in enumerate(body.carries):
+    def stacked(steps):
         if trips:
-            tape.append(np.array([s[i] for s in tape_steps]))
-        else:
-            tape.append(np.zeros((0,) + np.shape(args[i]), dtype=np.asarray(args[i]).dtype))
-    return {"carry": carries, "ys": ys, "tape": tape, "trips": np.int64(trips)}
+            return [np.array([s[i] for s in steps]) for i in range(body.n_carry)]
+        return [np.zeros((0,) + np.shape(a), dtype=np.asarray(a).dtype) for a in args[:body.n_carry]]
+
+    return {"carry": carries, "ys": ys, "tape": stacked(tape_steps), "next": stacked(next_steps),
+            "trips": np.int64(trips)}
 
 
-def _impl_loop(*args, body, part, length, dynamic, reverse, kind, checkpoint):
+def _impl_loop(*args, body, part, length, dynamic, reverse, kind, checkpoint, at=""):
+    kind = f"{kind} at {at}" if at else kind
     key = (body, length, dynamic, reverse, kind)
     for entry in reversed(_cache):
         if entry[0] == key and len(entry[1]) == len(args) and all(a is b for a, b in zip(entry[1], args)):
@@ -485,11 +492,14 @@ def vjp_group(parts: dict, inputs, attrs) -> list:
     fk = [m for m in range(body.n_consts) if consts[m].type.is_float]
     gy = [j for j in range(body.n_ys) if ("ys", j) in cot and body.ys[j].type.is_float]
     gt = [i for i in fc if ("tape", i) in cot]
+    gn = [i for i in fc if ("next", i) in cot]
     gc_tmp = {i: temporary(body.carries[i].type) for i in fc}
     ga_tmp = {m: temporary(body.consts[m].type) for m in fk}
     gy_tmp = {j: temporary(body.ys[j].type) for j in gy}
     gt_tmp = {i: temporary(body.carries[i].type) for i in gt}
-    seeds = [(body.carry_out[i], gc_tmp[i]) for i in fc] + [(body.ys[j], gy_tmp[j]) for j in gy]
+    gn_tmp = {i: temporary(body.carries[i].type) for i in gn}
+    seeds = [(body.carry_out[i], gc_tmp[i]) for i in fc] + [(body.ys[j], gy_tmp[j]) for j in gy] + \
+        [(body.carry_out[i], gn_tmp[i]) for i in gn]
     wrt = [body.carries[i] for i in fc] + [body.slices[k] for k in fx] + [body.consts[m] for m in fk]
     adjoint = backprop(seeds, wrt, f"{attrs['kind']} body") if seeds else {}
     carry_out = []
@@ -503,12 +513,20 @@ def vjp_group(parts: dict, inputs, attrs) -> list:
         carry_out.append(ga_tmp[m] if g is None else ADD(ga_tmp[m], g))
     ys_out = [adjoint.get(body.slices[k].id) if adjoint.get(body.slices[k].id) is not None
               else zeros_like(body.slices[k]) for k in fx]
-    used = {node.id for node in toposort(carry_out + ys_out)} if carry_out + ys_out else set()
+    # The new carry of step t is stored: the reverse body reads it instead of recomputing it.
+    nexts_tmp = {i: temporary(body.carries[i].type) for i in range(body.n_carry)
+                 if body.carry_out[i].inputs and body.carry_out[i].id not in {p.id for p in body.placeholders}}
+    outs = carry_out + ys_out
+    if nexts_tmp and outs:
+        outs = _substitute(outs, {body.carry_out[i].id: v for i, v in nexts_tmp.items()})
+    carry_out, ys_out = outs[:len(carry_out)], outs[len(carry_out):]
+    used = {node.id for node in toposort(outs)} if outs else set()
     tapes = [i for i in range(body.n_carry) if body.carries[i].id in used]
-    slices = [body.carries[i] for i in tapes] + list(body.slices) + [gy_tmp[j] for j in gy] + \
-        [gt_tmp[i] for i in gt]
-    xs_in = [part_node(forward, ("tape", i)) for i in tapes] + list(xs) + [cot[("ys", j)] for j in gy] + \
-        [cot[("tape", i)] for i in gt]
+    nexts = [i for i, v in nexts_tmp.items() if v.id in used]
+    slices = [body.carries[i] for i in tapes] + [nexts_tmp[i] for i in nexts] + list(body.slices) + \
+        [gy_tmp[j] for j in gy] + [gt_tmp[i] for i in gt] + [gn_tmp[i] for i in gn]
+    xs_in = [part_node(forward, ("tape", i)) for i in tapes] + [part_node(forward, ("next", i)) for i in nexts] + \
+        list(xs) + [cot[("ys", j)] for j in gy] + [cot[("tape", i)] for i in gt] + [cot[("next", i)] for i in gn]
     carries = [gc_tmp[i] for i in fc] + [ga_tmp[m] for m in fk]
     init_in = [cot[("carry", i)] if ("carry", i) in cot else zeros_like(init[i]) for i in fc] + \
         [zeros_like(consts[m]) for m in fk]
@@ -570,7 +588,7 @@ def jvp_part(tangents, out, inputs, attrs):
                                const_values)
     init_in = list(init) + [zeros_like(init[i]) if t_init[i] is None else t_init[i] for i in fc]
     xs_in = list(xs) + [t_xs[k] for k in dx]
-    if what in ("carry", "tape"):
+    if what in ("carry", "tape", "next"):
         if index not in fc:
             return None
         part = (what, c + fc.index(index))

@@ -1,0 +1,224 @@
+"""Loops (issue 12): scan, fori_loop and while_loop against their unrolled equivalents
+(values, gradients, jvp, HVPs in both modes, equal to rounding), finite differences,
+the compiled kernel against the reference evaluator, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+from symdiff.testing import check_grads, check_hvp, check_jvp
+
+H, D, N = 4, 3, 5
+RNG = np.random.default_rng(12)
+
+
+def _close(a, b, tol=1e-12):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return a.shape == b.shape and np.allclose(a, b, rtol=tol, atol=tol)
+
+
+class RNN:
+    """An Elman cell over a sequence, as a scan and unrolled."""
+
+    def __init__(self, steps=None):
+        self.W = sd.matrix("W", (H, H))
+        self.U = sd.matrix("U", (H, D))
+        self.b = sd.vector("b", H)
+        self.h0 = sd.vector("h0", H)
+        self.X = sd.matrix("X", (steps, D))
+        self.params = [self.W, self.U, self.b, self.h0]
+
+    def cell(self, h, x):
+        h = sd.tanh(self.W @ h + self.U @ x + self.b)
+        return h, sd.sum(h * h)
+
+    def scan_loss(self, **kwargs):
+        hT, ys = sd.scan(self.cell, self.h0, self.X, **kwargs)
+        return sd.sum(hT * hT) + sd.sum(ys * sd.arange(1.0, N + 1.0)) if kwargs.get("reverse") is None else None
+
+    def values(self):
+        return {self.W: RNG.normal(size=(H, H)) * 0.6, self.U: RNG.normal(size=(H, D)), self.b: RNG.normal(size=H),
+                self.h0: RNG.normal(size=H), self.X: RNG.normal(size=(N, D))}
+
+
+def _scan_and_unrolled(reverse=False):
+    rnn = RNN(N)
+    hT, ys = sd.scan(rnn.cell, rnn.h0, rnn.X, reverse=reverse)
+    weights = sd.arange(1.0, N + 1.0)
+    looped = sd.sum(hT * hT) + sd.sum(ys * weights)
+    h, terms = rnn.h0, [None] * N
+    for t in (reversed(range(N)) if reverse else range(N)):
+        h, terms[t] = rnn.cell(h, rnn.X[t])
+    unrolled = sd.sum(h * h) + sd.sum(sd.stack(terms) * weights)
+    return rnn, looped, unrolled
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_equals_unrolled_value_grad_jvp_hvp(reverse):
+    rnn, looped, unrolled = _scan_and_unrolled(reverse)
+    values = rnn.values()
+    wrt = rnn.params + [rnn.X]
+    tangents = [RNG.normal(size=v.shape) for v in (values[w] for w in wrt)]
+    exprs = {}
+    for name, cost in (("loop", looped), ("unrolled", unrolled)):
+        exprs[name] = ([cost] + sd.grad(cost, wrt) + [sd.jvp(cost, wrt, tangents)]
+                       + sd.hvp(cost, wrt, tangents, mode="rev-rev") + sd.hvp(cost, wrt, tangents, mode="fwd-rev"))
+    got, want = sd.evaluate(exprs["loop"], values), sd.evaluate(exprs["unrolled"], values)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert _close(g, w), f"output {k}: {g} != {w}"
+
+
+def test_scan_against_finite_differences():
+    rnn, looped, _ = _scan_and_unrolled()
+    values = rnn.values()
+    check_grads(looped, rnn.params, values, order=2)
+    check_jvp(looped, rnn.params, values, order=2)
+    check_hvp(looped, rnn.params, values)
+
+
+def test_pytrees_reverse_ys_and_closed_over_values():
+    a, xs = sd.scalar("a"), sd.vector("xs", 4)
+    init = {"s": sd.scalar("s0"), "pair": (1.0, sd.vector("v0", 2))}
+
+    def f(carry, x):
+        s = carry["s"] * a + x
+        k, v = carry["pair"]
+        return {"s": s, "pair": (k + 1.0, v * sd.sin(x))}, [s, {"vx": v * x}]
+
+    final, (ss, d) = sd.scan(f, init, xs, reverse=True)
+    assert set(final) == {"s", "pair"} and isinstance(final["pair"], tuple)
+    vals = {a: 0.7, xs: [1.0, -2.0, 0.5, 3.0], "s0": 0.3, "v0": [1.0, 2.0]}
+    got = sd.evaluate([final["s"], final["pair"][0], final["pair"][1], ss, d["vx"]], vals)
+    s, k, v, trace_s, trace_v = 0.3, 1.0, np.array([1.0, 2.0]), [0.0] * 4, [None] * 4
+    for t in reversed(range(4)):
+        x = vals[xs][t]
+        s, k, v, prev_v = s * 0.7 + x, k + 1.0, v * np.sin(x), v
+        trace_s[t], trace_v[t] = s, prev_v * x
+    assert _close(got[0], s) and _close(got[1], k) and _close(got[2], v)
+    assert _close(got[3], trace_s) and _close(got[4], np.array(trace_v))
+    check_grads(final["s"] + sd.sum(d["vx"]), [a, init["s"], init["pair"][1]], vals, order=2)
+
+
+def test_fori_loop_with_a_runtime_count_and_nested_loops():
+    x, k = sd.scalar("x"), sd.scalar("k", "int64")
+
+    def outer(i, v):
+        inner = sd.fori_loop(0, 3, lambda j, w: sd.sin(w * x) + v * 0.1, v)  # closes over the outer carry
+        return inner + sd.astype(i, "float64") * x
+
+    y = sd.fori_loop(1, k, outer, 0.2)
+    v = 0.2
+    for i in range(1, 4):
+        w = v
+        for _ in range(3):
+            w = np.sin(w * 0.9) + v * 0.1
+        v = w + i * 0.9
+    assert _close(sd.evaluate(y, {x: 0.9, k: 4}), v)
+    check_grads(y, [x], {x: 0.9, k: 4}, order=3)
+    check_hvp(y, [x], {x: 0.9, k: 4})
+    assert sd.evaluate(y, {x: 0.9, k: 0}) == 0.2  # an empty range leaves the carry
+
+
+def test_while_loop_gradient_equals_the_unrolled_loop_of_its_trip_count():
+    a, v0 = sd.scalar("a"), sd.vector("v0", 2)
+
+    def cond(c):
+        return sd.sum(c[0] * c[0]) < 50.0
+
+    def body(c):
+        v, n = c
+        return v * a + sd.sin(v), n + 1
+
+    (v, n), = [sd.while_loop(cond, body, (v0, sd.constant(0)), max_steps=100)]
+    values = {a: 1.3, v0: [0.5, -0.2]}
+    trips = int(sd.evaluate(n, values))
+    assert trips > 2
+    w = v0
+    for _ in range(trips):
+        w = w * a + sd.sin(w)
+    cost, unrolled = sd.sum(v * v), sd.sum(w * w)
+    got = sd.evaluate([cost] + sd.grad(cost, [a, v0]) + sd.hvp(cost, [a, v0], [0.3, np.ones(2)]), values)
+    want = sd.evaluate([unrolled] + sd.grad(unrolled, [a, v0]) + sd.hvp(unrolled, [a, v0], [0.3, np.ones(2)]), values)
+    for g, w_ in zip(got, want):
+        assert _close(g, w_)
+    check_jvp(cost, [a, v0], values, order=1)
+
+
+def test_compiled_kernel_matches_the_reference():
+    """One kernel: scans in both directions (gradients, jvp, HVPs), a run-time fori
+    count, a while loop and its gradient."""
+    rnn, looped, _ = _scan_and_unrolled()
+    hT, _ = sd.scan(rnn.cell, rnn.h0, rnn.X, reverse=True)
+    back = sd.sum(hT)
+    k = sd.scalar("k", "int64")
+    fori = sd.fori_loop(0, k, lambda i, v: v * sd.tanh(rnn.b) + sd.astype(i, "float64"), rnn.h0)
+    grow = sd.while_loop(lambda v: sd.sum(v * v) < 40.0, lambda v: v * 1.5 + rnn.b, rnn.h0, max_steps=1000)
+    wrt = rnn.params
+    tangent = [np.full(w.type.shape, 0.1) for w in wrt]
+    outs = ([looped, back, sd.sum(fori), sd.sum(grow)] + sd.grad(looped + back, wrt)
+            + sd.grad(sd.sum(fori) + sd.sum(grow), [rnn.b, rnn.h0]) + [sd.jvp(looped, wrt, tangent)]
+            + sd.hvp(looped, wrt, tangent, mode="fwd-rev"))
+    values = rnn.values()
+    values[rnn.h0] = values[rnn.h0] * 0.5
+    f = sd.function([*rnn.params, rnn.X, k], outs)
+    got = f(*[values[s] for s in [*rnn.params, rnn.X]], 3)
+    want = sd.evaluate(outs, {**values, k: 3})
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert _close(g, w, 1e-10), f"output {i}"
+
+
+def test_none_leading_dimension_one_kernel_for_every_length():
+    rnn = RNN(None)
+    hT, ys = sd.scan(rnn.cell, rnn.h0, rnn.X)
+    cost = sd.sum(ys)
+    outs = [cost] + sd.grad(cost, rnn.params)
+    f = sd.function([*rnn.params, rnn.X], outs)
+    for n in (0, 1, 7):
+        values = rnn.values()
+        values[rnn.X] = RNG.normal(size=(n, D))
+        got = f(*[values[s] for s in [*rnn.params, rnn.X]])
+        want = sd.evaluate(outs, values)
+        assert all(_close(g, w, 1e-10) for g, w in zip(got, want))
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_body_changing_the_carry_is_refused_at_build_time():
+    h = sd.vector("h", 3)
+    with pytest.raises(sd.ShapeError, match=r"scan at test_loops.py:\d+: the body changes carry element "
+                                            r"carry\['h'\] from f64\[3\] to f64\[1,3\]"):
+        sd.scan(lambda c, x: ({"h": sd.reshape(c["h"], (1, 3))}, None), {"h": h}, length=2)
+    with pytest.raises(sd.ShapeError, match=r"carry\[1\] from i64\[\] to f64\[\]"):
+        sd.fori_loop(0, 3, lambda i, c: (c[0], c[1] * 0.5), (h, sd.constant(1)))
+    with pytest.raises(TypeError, match="structure"):
+        sd.scan(lambda c, x: ((c, c), None), h, length=2)
+
+
+def test_xs_of_different_lengths_and_bad_conditions():
+    with pytest.raises(sd.ShapeError, match=r"xs leaves of different lengths: xs\[0\] has 3 steps, xs\[1\] has 4"):
+        sd.scan(lambda c, x: (c, None), 0.0, (sd.vector("p", 3), sd.vector("q", 4)))
+    with pytest.raises(sd.DTypeError, match=r"while_loop at test_loops.py:\d+: cond_fun must return a bool scalar"):
+        sd.while_loop(lambda c: c * 2.0, lambda c: c, 1.0)
+    with pytest.raises(sd.DTypeError, match="bool scalar"):
+        sd.while_loop(lambda c: c < sd.vector("z", 2), lambda c: c, 1.0)
+    with pytest.raises(ValueError, match="checkpoint"):
+        sd.scan(lambda c, x: (c, None), 0.0, length=2, checkpoint="everything")
+    p, q = sd.vector("p"), sd.vector("q")
+    cost = sd.sum(sd.scan(lambda c, x: (c + x[0] * x[1], None), 0.0, (p, q))[0])
+    with pytest.raises(sd.ShapeError, match="steps"):
+        sd.evaluate(cost, {p: [1.0, 2.0], q: [1.0]})
+
+
+def test_while_loop_exceeding_max_steps():
+    a = sd.scalar("a")
+    y = sd.while_loop(lambda v: v < 100.0, lambda v: v * a, 1.0, max_steps=5)
+    assert sd.evaluate(y, {a: 3.0}) == 243.0  # five steps are enough: fine
+    with pytest.raises(sd.LoopError, match="while_loop at .*max_steps=5"):
+        sd.evaluate(y, {a: 2.0})
+    f = sd.function([a], y)
+    assert f(3.0) == 243.0
+    with pytest.raises(sd.LoopError, match="max_steps=5"):
+        f(2.0)
