@@ -104,7 +104,8 @@ def _x_times_log(x, y, log_fn, singular):
     # 0 where x == 0 and log_fn(y) is -inf, nan (y outside the domain) or inf: y is replaced by a
     # harmless value there, so value and derivatives stay finite; a NaN y still gives NaN
     special = logical_and(equal(x, 0), singular(y))
-    return x * log_fn(where(special, 1.0 if log_fn is log else 0.0, y))
+    # + 0.0 turns the -0.0 of 0 * log(y < 1) into SciPy's +0.0 and changes nothing else
+    return x * log_fn(where(special, 1.0 if log_fn is log else 0.0, y)) + 0.0
 
 
 def xlogy(x, y) -> Expr:

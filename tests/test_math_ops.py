@@ -448,6 +448,8 @@ def test_xlogy_and_xlog1py_at_zero_and_their_derivatives():
         for got in (sd.evaluate(out, {x: xs, y: ys}), sd.function([x, y], out)(xs, ys)):
             np.testing.assert_allclose(got, ref(xs, ys), rtol=3e-16, atol=0)  # inf and nan where SciPy has them
     assert sd.evaluate(sd.special.xlogy(0.0, 0.0), {}) == 0.0
+    zeros = sd.function([x, y], [sd.special.xlogy(x, y), sd.special.xlog1py(x, y)])(np.zeros(2), np.array([0.5, -0.5]))
+    assert not np.signbit(zeros).any()  # SciPy's +0.0, not 0 * log(0.5) = -0.0
     # derivatives: log(y) and x/y where defined (x = 0, y > 0 included: x log y is linear in x there)
     gx, gy = sd.evaluate(sd.grad(sd.sum(sd.special.xlogy(x, y)), [x, y]),
                          {x: np.array([0.0, 2.0, 0.0]), y: np.array([0.5, 3.0, 0.0])})
