@@ -643,3 +643,16 @@ def test_round_follows_numpys_steps_for_every_decimals():
         for decimals in (-400, -3, -1, 0, 1, 2, 5, 400):
             got = sd.evaluate(sd.round(sd.constant(values), decimals), {})
             np.testing.assert_array_equal(got, np.round(values, decimals), err_msg=f"{dtype.__name__} {decimals}")
+
+
+def test_kernel_cache_key_follows_the_scalar_algorithms():
+    """Kernels compiled with the helpers of ops/special_scalar.py must not outlive a change to it."""
+    import hashlib
+
+    from symdiff.backends import special_math
+
+    with open(special_scalar.__file__, "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()[:16]
+    assert special_math.SCALAR_SOURCE_SHA256 == digest, (
+        f"symdiff/ops/special_scalar.py changed: set SCALAR_SOURCE_SHA256 = {digest!r} in "
+        "symdiff/backends/special_math.py (it is part of the kernel cache key)")
