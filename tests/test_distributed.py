@@ -93,7 +93,8 @@ def check_against_one_process(obj, loss, params, X, y, Xd, yd):
     return value, np.append(gw, gb), np.append(hw, hb)
 
 
-@pytest.mark.parametrize("layout", ["uneven dask chunks", "one block per worker", "many numpy blocks"])
+@pytest.mark.parametrize("layout", ["uneven dask chunks", "one block per worker", "many numpy blocks",
+                                    "one numpy array"])
 def test_value_grad_hvp_match_one_process(client, layout):
     loss, params, X, y = logistic()
     Xd, yd = dataset(1003)
@@ -102,6 +103,8 @@ def test_value_grad_hvp_match_one_process(client, layout):
         data = {X: da.from_array(Xd, chunks=(chunks, D)), y: da.from_array(yd, chunks=(chunks,))}
     elif layout == "one block per worker":
         data = {X: da.from_array(Xd, chunks=(502, D)), y: da.from_array(yd, chunks=502)}
+    elif layout == "one numpy array":  # split into one block per worker
+        data = {X: Xd, y: yd}
     else:
         edges = [0, 1, 77, 300, 301, 650, 900, 1003]
         data = {"X": [Xd[a:b] for a, b in zip(edges, edges[1:])], "y": [yd[a:b] for a, b in zip(edges, edges[1:])]}

@@ -38,7 +38,6 @@ LOCAL_BELOW = 16 * 2**20
 
 MODES = ("value", "value_and_grad", "hvp")
 INSTALL_HINT = 'sd.distributed needs Dask: pip install "symdiff[distributed]" (dask[array] and distributed)'
-_MEMBERSHIP_INTERVAL = 5.0  # seconds between checks for workers that joined the cluster
 
 
 class BlockLostError(SymdiffError, RuntimeError):
@@ -186,7 +185,8 @@ class Objective:
     ``progress``: True (stderr) or a file: one line per evaluation.
     ``check_rows``: at the first evaluation, check on three rows that the loss adds
     up over rows (this catches a mean over rows or a penalty inside the loss).
-    ``retries``: how many times an evaluation is retried after losing workers.
+    ``retries``: how many times an evaluation is retried after losing workers;
+    ``recovery_timeout``: how long to wait for Dask to recompute lost blocks.
 
     Parameter values are one array (for one parameter), a list in ``params`` order
     or a dict by symbol or name.  Results are float64.  :meth:`fun` and :meth:`hessp`
@@ -238,8 +238,6 @@ class Objective:
         self._sent = {}  # worker -> (placement version it holds, kernel hashes it holds)
         self._stale = False
         self._known = set()  # the workers there were at the last placement
-        self._survey_until = 0.0  # after losing a worker, ask every worker each time: a restarted one joins soon
-        self._membership_checked = time.monotonic()
 
         kind = self._data_kind(values)
         self._dask_data = kind == "dask"
@@ -278,6 +276,9 @@ class Objective:
                                                dashboard_address=":0")
             client = distributed.Client(cluster)
             self._resources.cluster, self._resources.owned = cluster, True
+        else:
+            # At exit the caller's client closes itself; forgetting the placement on its workers is moot then.
+            self._finalizer.atexit = False
         self._resources.client = self.client = client
         client.run(worker.preload, wait=False)  # workers import Numba while the data is placed
         if self._dask_data:
@@ -516,11 +517,8 @@ class Objective:
             placement.setdefault(w, []).append((i, self._futures[i].key))
         self._version += 1
         self._placement = {w: items for w, items in placement.items() if items}
-        if set(workers) - self._known:
-            self._survey_until = 0.0  # a worker joined since: the one expected after a loss, most likely
         self._known = set(workers)
         self._stale = False
-        self._membership_checked = time.monotonic()
 
     # ------------------------------------------------------------------ kernels
 
@@ -742,12 +740,10 @@ class Objective:
         results = {}
         info = {"where": "cluster", "kernel_seconds": 0.0, "worker_seconds": {}, "rounds": 0, "recovered": 0,
                 "cache": {}}
-        # Now and then every worker is asked (None), so that workers which joined are noticed and given blocks.
-        now = time.monotonic()
-        survey = now - self._membership_checked >= _MEMBERSHIP_INTERVAL or now < self._survey_until
-        targets, only = (None if survey else sorted(self._placement)), None
-        if survey:
-            self._membership_checked = time.monotonic()
+        # The first round asks every worker the scheduler knows (None): a worker that is gone is not asked (asking
+        # its address would retry the connection for Dask's connect timeout), and workers that joined answer, so
+        # they get blocks before the next evaluation.  Retry rounds ask the workers just given the missing blocks.
+        targets, only = None, None
         while pending:
             expected = list(self._placement) if targets is None else targets
             request = self._request(spec, head, expected, only)
@@ -804,7 +800,6 @@ class Objective:
             time.sleep(0.05)  # the scheduler removes a dead worker as soon as its connection drops
         for address in failed:
             self._sent.pop(address, None)
-        self._survey_until = time.monotonic() + 60.0
         if self._originals is not None:
             who = self._who_has()
             live = set(self._workers())
