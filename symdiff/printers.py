@@ -88,7 +88,9 @@ class Listing:
     ['a', 'b', '%2']
     """
 
-    def __init__(self, outputs, optimize: bool = True):
+    def __init__(self, outputs, optimize: bool = True, bodies: dict = None):
+        self.bodies = {} if bodies is None else bodies  # loop bodies by first appearance: B0, B1... (issue 12)
+        self.printed_bodies: set = set()
         self.names, exprs = named_outputs(outputs)
         self.outputs = optimized(exprs, optimize)
         self.originals = exprs  # before rewrites: notes may refer to their nodes
@@ -181,13 +183,50 @@ class Listing:
             return "input"
         if node.is_constant:
             return f"constant {format_array(node.params['value'].array)}"
-        attrs = ", ".join(f"{k}={_attr_text(v)}" for k, v in node.attrs if v is not False)
+        attrs = ", ".join(f"{k}={self.body_label(v) if _is_body(v) else _attr_text(v)}"
+                          for k, v in node.attrs if v is not False)
         head = f"{node.op.name}[{attrs}]" if attrs else node.op.name
         return " ".join([head] + [self.label(x) for x in node.inputs])
 
     def instruction(self, node: Expr) -> str:
         """``%7 = mul %3 %5`` or ``a = input``."""
         return f"{self.label(node)} = {self.definition(node)}"
+
+    # --- loop bodies (issue 12): printed once, under the first loop node that has them
+    def body_label(self, body) -> str:
+        return f"B{self.bodies.setdefault(body, len(self.bodies))}"
+
+    def new_body(self, node: Expr):
+        """The body of a loop ``node`` if this is the first node printed with it, else None."""
+        for _, value in node.attrs:
+            if _is_body(value) and value not in self.printed_bodies:
+                self.body_label(value)
+                self.printed_bodies.add(value)
+                return value
+        return None
+
+    def body_listing(self, body) -> "Listing":
+        """The body's own listing (its placeholders included), sharing the body names."""
+        named = {f"carry{i}": o for i, o in enumerate(body.carry_out)}
+        named.update({f"y{j}": o for j, o in enumerate(body.ys)})
+        if body.has_cond:
+            named["cond"] = body.cond
+        inner = Listing(named, optimize=False, bodies=self.bodies)
+        inner.printed_bodies = self.printed_bodies
+        inner.extend(body.placeholders)
+        return inner
+
+
+def _is_body(value) -> bool:
+    from .ops.loops import Body
+
+    return isinstance(value, Body)
+
+
+def _body_header(listing: Listing, body) -> str:
+    slots = [("t", [body.t]), ("carries", body.carries), ("xs slices", body.slices), ("consts", body.consts)]
+    text = "; ".join(f"{what} {' '.join(p.name for p in ps)}" for what, ps in slots if ps)
+    return f"body {listing.body_label(body)} ({text}):"
 
 
 def _attr_text(value) -> str:
@@ -261,6 +300,10 @@ def to_text(outputs, optimize: bool = True) -> str:
         if note:
             line = f"{line:<{_INSTRUCTION_WIDTH + 9}} # {note}"
         lines.append(line)
+        body = listing.new_body(node)
+        if body is not None:
+            lines.append("    " + _body_header(listing, body))
+            lines.extend("    " + text for text in to_text(listing.body_listing(body)).split("\n"))
     return "\n".join(lines)
 
 
@@ -364,11 +407,37 @@ def to_dot(outputs, optimize: bool = True, values: dict = None) -> str:
         for index, x in enumerate(node.inputs):
             edge = f" [label={index}]" if ordered else ""
             lines.append(f"  n{listing.position[x.id]} -> {key}{edge};")
+        body = listing.new_body(node)
+        if body is not None:
+            lines.extend(_dot_body(listing, body, key))
     for k, (name, out) in enumerate(zip(listing.names, listing.outputs)):
         lines.append(f'  out{k} [label={_dot_label([name])}, shape=plaintext, style=""];')
         lines.append(f"  n{listing.position[out.id]} -> out{k} [style=dashed];")
     lines.append("}")
     return "\n".join(lines)
+
+
+def _dot_body(listing: Listing, body, loop_key: str) -> list:
+    """A loop body as a cluster of its own nodes (keys prefixed by the body's name),
+    with dotted edges from its results to the loop node."""
+    name = listing.body_label(body)
+    inner = listing.body_listing(body)
+    lines = [f"  subgraph cluster_{name} {{", f"    label={_dot_label([_body_header(listing, body)])};",
+             '    style="rounded,dashed";']
+    for node in inner.nodes:
+        key = f"{name}_n{inner.position[node.id]}"
+        label = [node.name if node.is_symbol else inner.instruction(node), repr(node.type)]
+        kind = "input" if node.is_symbol else "constant" if node.is_constant else "forward"
+        lines.append(f"    {key} [label={_dot_label(label)}, {_DOT_STYLE[kind]}];")
+        for x in node.inputs:
+            lines.append(f"    {name}_n{inner.position[x.id]} -> {key};")
+        nested = inner.new_body(node)
+        if nested is not None:
+            lines.extend("  " + line for line in _dot_body(inner, nested, key))
+    lines.append("  }")
+    for out_name, out in zip(inner.names, inner.outputs):
+        lines.append(f'  {name}_n{inner.position[out.id]} -> {loop_key} [style=dotted, label="{out_name}"];')
+    return lines
 
 
 # ------------------------------------------------------------------------ json
@@ -438,6 +507,37 @@ def to_json(outputs, optimize: bool = True, values: dict = None) -> str:
     True
     """
     listing = outputs if isinstance(outputs, Listing) else Listing(outputs, optimize)
+    bodies: dict = {}  # loop bodies (issue 12) -> (k, JSON), inner ones first: {"body": k} in a loop's attrs
+    records = _json_records(listing, values, bodies)
+    named = zip(listing.names, listing.outputs)
+    outputs_json = [{"name": name, "node": listing.position[out.id]} for name, out in named]
+    return "\n".join([
+        "{",
+        f'"format": "{JSON_FORMAT}",',
+        f'"version": {JSON_VERSION},',
+        '"nodes": [',
+        ",\n".join(records),
+        "],",
+        *([f'"bodies": [{", ".join(text for _, text in bodies.values())}],'] if bodies else []),
+        f'"outputs": {json.dumps(outputs_json)}',
+        "}",
+    ])
+
+
+def _json_body(listing: Listing, body, bodies: dict) -> dict:
+    """A loop body's reference, writing the body into ``bodies`` the first time."""
+    if body in bodies:
+        return {"body": bodies[body][0]}
+    inner = listing.body_listing(body)
+    records = _json_records(inner, None, bodies)
+    counts = {k: getattr(body, k) for k in ("n_carry", "n_xs", "n_consts", "n_ys", "has_cond", "level")}
+    document = dict(counts, placeholders=[inner.position[p.id] for p in body.placeholders],
+                    outputs=[inner.position[o.id] for o in body.outputs])
+    bodies[body] = (len(bodies), json.dumps(document)[:-1] + ', "nodes": [\n' + ",\n".join(records) + "]}")
+    return {"body": bodies[body][0]}
+
+
+def _json_records(listing: Listing, values, bodies: dict) -> list:
     records = []
     for node in listing.nodes:
         record = {
@@ -452,25 +552,15 @@ def to_json(outputs, optimize: bool = True, values: dict = None) -> str:
         elif node.is_constant:
             record["value"] = _encode_value(node.params["value"].array)
         elif node.attrs:
-            record["attrs"] = {k: _encode_attr(v) for k, v in node.attrs}
+            record["attrs"] = {k: _json_body(listing, v, bodies) if _is_body(v) else _encode_attr(v)
+                               for k, v in node.attrs}
         note = listing.note(node, use_names=False)
         if note:
             record["note"] = note
         if values and node.id in values:
             record["at"] = _encode_value(np.asarray(values[node.id]))
         records.append(json.dumps(record, allow_nan=False))
-    named = zip(listing.names, listing.outputs)
-    outputs_json = [{"name": name, "node": listing.position[out.id]} for name, out in named]
-    return "\n".join([
-        "{",
-        f'"format": "{JSON_FORMAT}",',
-        f'"version": {JSON_VERSION},',
-        '"nodes": [',
-        ",\n".join(records),
-        "],",
-        f'"outputs": {json.dumps(outputs_json)}',
-        "}",
-    ])
+    return records
 
 
 def from_json(document) -> dict:
@@ -497,7 +587,7 @@ def from_json(document) -> dict:
         raise GraphFormatError(f'not a symdiff graph: expected an object with "format": "{JSON_FORMAT}"')
     if document.get("version") != JSON_VERSION:
         raise GraphFormatError(f"unsupported symdiff-graph version {document.get('version')!r} (this reader: 1)")
-    built: dict[int, Expr] = {}
+    built: dict = {"bodies": _read_bodies(document.get("bodies", []))}
     if not isinstance(document.get("nodes", []), list) or not isinstance(document.get("outputs", []), list):
         raise GraphFormatError('"nodes" and "outputs" must be lists')
     for record in document.get("nodes", []):
@@ -514,6 +604,26 @@ def from_json(document) -> dict:
             raise GraphFormatError(f"output {entry.get('name')!r} refers to unknown node {entry.get('node')!r}")
         result[entry["name"]] = built[entry["node"]]
     return result
+
+
+def _read_bodies(entries) -> list:
+    """Loop bodies (issue 12), each a graph of its own; later ones may use earlier ones."""
+    from .ops.loops import Body
+
+    bodies = []
+    for k, entry in enumerate(entries):
+        try:
+            built: dict = {"bodies": bodies}
+            for record in entry["nodes"]:
+                built[record["id"]] = _build_record(record, built)
+            bodies.append(Body([built[i] for i in entry["placeholders"]], [built[i] for i in entry["outputs"]],
+                               entry["n_carry"], entry["n_xs"], entry["n_consts"], entry["n_ys"],
+                               entry["has_cond"], entry["level"]))
+        except GraphFormatError as exc:
+            raise GraphFormatError(f"loop body {k}: {exc}") from None
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise GraphFormatError(f"loop body {k}: {type(exc).__name__}: {exc}") from None
+    return bodies
 
 
 def _build_record(record: dict, built: dict) -> Expr:
@@ -538,7 +648,8 @@ def _build_record(record: dict, built: dict) -> Expr:
     elif op_name == "constant":
         attrs = {"value": ConstValue(_decode_value(record["value"], dtype, shape))}
     else:
-        attrs = {k: _decode_attr(v) for k, v in record.get("attrs", {}).items()}
+        attrs = {k: built["bodies"][v["body"]] if isinstance(v, dict) and "body" in v else _decode_attr(v)
+                 for k, v in record.get("attrs", {}).items()}
     note = record.get("note")
     if note:  # the note's %k are listing ids; the graph's notes use global ids
         note = _NOTE_REF.sub(lambda m: f"%{built[int(m.group(1))].id}" if int(m.group(1)) in built else "%?", note)

@@ -222,3 +222,59 @@ def test_while_loop_exceeding_max_steps():
     assert f(3.0) == 243.0
     with pytest.raises(sd.LoopError, match="max_steps=5"):
         f(2.0)
+
+
+# ---------------------------------------------------------------- printers, CLI
+
+
+def _small_rnn_grad():
+    W, h0, X = sd.matrix("W", (2, 2)), sd.vector("h0", 2), sd.matrix("X", (None, 2))
+    hT, _ = sd.scan(lambda h, x: (sd.tanh(W @ h + x), None), h0, X)
+    loss = sd.sum(hT)
+    return loss, sd.grad(loss, W)
+
+
+def test_bodies_print_once_in_text_dot_and_json():
+    loss, dW = _small_rnn_grad()
+    text = sd.to_text({"loss": loss, "dW": dW}, optimize=False)
+    assert text.count("body B0 (") == 1 and text.count("body B1 (") == 1
+    assert text.count("body=B0") == 3  # the final carry and the two stored tapes share the forward body
+    assert "reverse=True" in text and "    %5 = tanh %4" in text
+    dot = sd.to_dot({"loss": loss, "dW": dW}, optimize=False)
+    assert dot.count("subgraph cluster_B0") == 1 and dot.count("subgraph cluster_B1") == 1
+    for optimize in (False, True):
+        doc = sd.to_json({"loss": loss, "dW": dW}, optimize=optimize)
+        assert doc.count('"n_carry"') == 2
+        back = sd.from_json(doc)
+        want = [loss, dW] if not optimize else sd.optimize([loss, dW])
+        assert back["loss"] is want[0] and back["dW"] is want[1]
+    nested = sd.fori_loop(0, 3, lambda i, v: sd.fori_loop(0, 2, lambda j, w: sd.sin(w) * v, v), sd.scalar("a"))
+    assert sd.from_json(sd.to_json(nested, optimize=False))["out"] is nested
+    assert "        body B1" in sd.to_text(nested)
+
+
+def test_cli_explain_shows_backprop_through_time(tmp_path, capsys):
+    from symdiff import cli
+
+    source = tmp_path / "rnn_loss.py"
+    source.write_text("import symdiff as sd\n\n"
+                      "def loss():\n"
+                      "    w, x = sd.scalar('w'), sd.vector('x', 3)\n"
+                      "    h, _ = sd.scan(lambda h, xt: (sd.tanh(w * h + xt), None), 0.0, x)\n"
+                      "    return h * h\n")
+    assert cli.main(["explain", f"{source}:loss", "--wrt", "w", "--at", "w=0.5,x=[1,2,3]"]) == 0
+    out = capsys.readouterr().out
+    assert "body B0" in out and "body B1" in out and "reverse=True" in out
+    assert "bprop of loop sends" in out
+
+
+def test_rewrites_verify_and_sparsity_accept_loops():
+    loss, dW = _small_rnn_grad()
+    optimized = sd.optimize([loss, dW])
+    sd.verify(optimized)
+    values = {"W": [[0.5, -0.2], [0.1, 0.3]], "h0": [0.1, 0.2], "X": np.ones((3, 2))}
+    assert all(_close(a, b) for a, b in zip(sd.evaluate(optimized, values), sd.evaluate([loss, dW], values)))
+    x = sd.vector("x", 3)
+    y, _ = sd.scan(lambda c, xt: (c * xt, None), 1.0, x)
+    pattern = sd.jacobian_pattern(sd.stack([y, x[0]]), x)
+    assert pattern.shape == (2, 3)
