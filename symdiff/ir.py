@@ -166,6 +166,23 @@ class Expr:
         return tuple(_frontend.dim(self, ax) if d is None else d for ax, d in enumerate(self.type.shape))
 
     @property
+    def size(self):
+        """The number of elements: an int, or an int64 Expr when a size is known only at run time.
+
+        >>> import symdiff as sd
+        >>> sd.matrix("W", (2, 3)).size, sd.matrix("X", (None, 3)).size
+        (6, Expr(%... = mul %... %... : i64[]))
+        """
+        static = 1
+        for d in self.type.shape:
+            static *= d if d is not None else 1
+        total = static
+        for axis, d in enumerate(self.type.shape):
+            if d is None:
+                total = _frontend.dim(self, axis) * total
+        return total
+
+    @property
     def dtype(self) -> str:
         return self.type.dtype
 
