@@ -79,6 +79,7 @@ FAMILIES = (
     "creation",
     "convolution",
     "indexing",
+    "factorizations",  # issue 11: linear algebra
     "loops",  # issue 12: loops
 )
 
@@ -674,7 +675,7 @@ class Lowering:
                 continue
             loops = [f"for i{k} in range({self.dims.text(d)}):" for k, d in enumerate(step.domain)]
             shape = ", ".join(self.dims.text(d) for d in step.domain)
-            labels = " ".join(step.labels)
+            labels = " ".join(step.labels[:24]) + (f" ... ({len(step.labels)} in all)" if len(step.labels) > 24 else "")
             body.extend(step.before)
             body.append(f"# loop {index} over ({shape}): {labels}")
             indent = ""
@@ -728,6 +729,19 @@ class Lowering:
         return f"{t}[{', '.join([':'] * (ndim - 1) + ['::1'])}]"
 
 
+_NAME = re.compile(r"\b[A-Za-z_]\w*\b")
+_WRITTEN = re.compile(r"^\s*([A-Za-z_]\w*)\s*(\[[^\]]*\])?\s*(\+|-|\*)?=[^=]")
+
+
+def _movable(line: str, position: int, last_read: dict) -> bool:
+    """Whether ``line`` (an assignment) may run after the statements that follow it:
+    nothing it writes is read by a later statement."""
+    written = _WRITTEN.match(line)
+    if written is None:
+        return False
+    return last_read.get(written.group(1), -1) < position
+
+
 class RegionCounter:
     """Renders line lists; long runs of scalar statements become LLVM IR regions."""
 
@@ -736,21 +750,38 @@ class RegionCounter:
         self.definitions = []
 
     def lines(self, items: list, lowering: "Lowering") -> list:
+        """Source lines for ``items``.  A plain line inside a run of scalar statements
+        (a reduction's ``r5 += v4``, a store ``a7[i0] = v7``) does not end the run when
+        no later statement reads what it writes: it moves after the run's region.
+        Otherwise the gradient's statements would be a second region taking every
+        forward value as an argument: a tuple of hundreds of elements, which Numba
+        types and lowers in time quadratic in its length."""
         from . import scalar_ir
 
+        last_read = {}  # name -> position of the last statement reading it
+        for position, item in enumerate(items):
+            if isinstance(item, ScalarStatement):
+                for text, _, _ in item.operands:
+                    for name in _NAME.findall(text):
+                        last_read[name] = position
         out = []
-        run: list = []
+        pending: list = []  # the run's statements and the lines that may move after it, in order
 
         def flush():
+            run = [item for item in pending if isinstance(item, ScalarStatement)]
             if len(run) >= REGION_MIN_STATEMENTS:
                 out.extend(self.region(run, items, lowering))
+                out.extend(item for item in pending if not isinstance(item, ScalarStatement))
             else:
-                out.extend(s.python() for s in run)
-            run.clear()
+                out.extend(item.python() if isinstance(item, ScalarStatement) else item for item in pending)
+            pending.clear()
 
-        for item in items:
+        for position, item in enumerate(items):
             if isinstance(item, ScalarStatement) and scalar_ir.supported(item.node):
-                run.append(item)
+                pending.append(item)
+                continue
+            if pending and isinstance(item, str) and _movable(item, position, last_read):
+                pending.append(item)
                 continue
             flush()
             out.append(item.python() if isinstance(item, ScalarStatement) else item)
