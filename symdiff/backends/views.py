@@ -292,6 +292,12 @@ def lower_reshape(L, node: Expr):
     else:
         shape = tuple(d for d in node.type.shape)
     L.shape[node.id] = shape
+    _reshape_of(L, node, x)
+
+
+def _reshape_of(L, node: Expr, x: Expr):
+    """``node``'s value, of the shape already in ``L.shape``: ``x`` itself when it is one
+    value, else a reshape of a contiguous array holding ``x`` (a view when it has one)."""
     if L.same_scalar(node, x):
         return
     array = L.contiguous(x)
@@ -317,17 +323,7 @@ def lower_reshape_like(L, node: Expr):
     total_x, total_ref = L.dims.product(L.dims_of(x)), L.dims.product(L.dims_of(ref))
     if total_x != total_ref:
         L.dims.require(total_x, total_ref, f"the size of {x.label()}", f"the size of {ref.label()}", L.context(node))
-    if L.same_scalar(node, x):
-        return
-    array = L.contiguous(x)
-    at = L.avail(x)
-    if array.endswith(".T"):
-        array = L.copy_of(x)
-        at = L.avail(x)
-    name = f"a{L.p(node)}"
-    L.prelude(at).append(f"{name} = {array}.reshape({L.shape_text(node)})  # {L.comment(node)}")
-    root = L.values[x.id].root if L.values[x.id].kind != "view" else L.values[x.id].copy
-    L.values[node.id] = Value("array", name=name, array=name, avail=at, root=root)
+    _reshape_of(L, node, x)
 
 
 @lowers("concatenate")
