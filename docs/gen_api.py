@@ -14,10 +14,14 @@ import symdiff as sd
 
 OUT = pathlib.Path(__file__).resolve().parent / "api.md"
 
-SECTIONS = [
+SECTIONS = [  # (title, module or package): a name lands in the first section whose module holds it
     ("Building expressions", "symdiff.frontend"),
+    ("Users' ops and derivative rules", "symdiff.custom"),
     ("Differentiation", "symdiff.autodiff"),
     ("Jacobians, Hessians, sparsity", "symdiff.jacobians"),
+    ("Jacobians, Hessians, sparsity", "symdiff.sparsity"),
+    ("Loops", "symdiff.loops"),
+    ("Loops", "symdiff.ops.loops"),
     ("Evaluation and compilation", "symdiff.evaluate"),
     ("Evaluation and compilation", "symdiff.function"),
     ("Rewrites and verification", "symdiff.rewrite"),
@@ -41,11 +45,54 @@ def public_names():
     return out
 
 
+# Namespaces with SciPy's (or NumPy's) module names: sd.special, sd.signal, sd.linalg...
+NAMESPACES = ["special", "signal", "linalg", "distributed"]
+
+
+def namespace_names(namespace: str):
+    """(name, object) for each public function of ``sd.<namespace>``, or None when it
+    cannot be imported here (an optional extra that is not installed)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"symdiff.{namespace}")
+    except ImportError:
+        return None
+    names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
+    out = []
+    for name in sorted(names):
+        obj = getattr(module, name, None)
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(obj, "__module__", "").startswith("symdiff"):
+            out.append((name, obj))
+    return out
+
+
 def signature(name, obj):
     try:
         return f"{name}{inspect.signature(obj)}"
     except (TypeError, ValueError):
         return name
+
+
+def entry(qualified: str, name: str, obj) -> list:
+    """The markdown for one function or class: its signature, then its docstring with
+    the examples as pycon blocks."""
+    kind = "class " if inspect.isclass(obj) else ""
+    lines = [f"### `{kind}{qualified[: -len(name)]}{signature(name, obj)}`", ""]
+    doc = inspect.getdoc(obj) or "(no docstring)"
+    in_example = False
+    for line in doc.splitlines():
+        if line.startswith(">>>") and not in_example:
+            lines.append("```pycon")
+            in_example = True
+        elif in_example and not line.strip():
+            lines.append("```")
+            in_example = False
+        lines.append(line)
+    if in_example:
+        lines.append("```")
+    lines.append("")
+    return lines
 
 
 def render() -> str:
@@ -61,30 +108,27 @@ def render() -> str:
     sections: dict[str, list] = {}
     for title, module in SECTIONS:
         for name, obj in names:
-            if obj.__module__ == module and name not in done:
+            if (obj.__module__ == module or obj.__module__.startswith(module + ".")) and name not in done:
                 sections.setdefault(title, []).append((name, obj))
                 done.add(name)
     rest = [(n, o) for n, o in names if n not in done]
     if rest:
         sections.setdefault("Other", []).extend(rest)
+    top_level = {id(obj): name for name, obj in names}
     for title, entries in sections.items():
         lines += [f"## {title}", ""]
         for name, obj in entries:
-            kind = "class " if inspect.isclass(obj) else ""
-            lines += [f"### `{kind}sd.{signature(name, obj)}`", ""]
-            doc = inspect.getdoc(obj) or "(no docstring)"
-            in_example = False
-            for line in doc.splitlines():
-                if line.startswith(">>>") and not in_example:
-                    lines.append("```pycon")
-                    in_example = True
-                elif in_example and not line.strip():
-                    lines.append("```")
-                    in_example = False
-                lines.append(line)
-            if in_example:
-                lines.append("```")
-            lines.append("")
+            lines += entry(f"sd.{name}", name, obj)
+    for namespace in NAMESPACES:
+        entries = namespace_names(namespace)
+        if not entries:
+            continue
+        lines += [f"## `sd.{namespace}`", ""]
+        for name, obj in entries:
+            if id(obj) in top_level:
+                lines += [f"### `sd.{namespace}.{name}`", "", f"The same function as `sd.{top_level[id(obj)]}`.", ""]
+            else:
+                lines += entry(f"sd.{namespace}.{name}", name, obj)
     return "\n".join(lines).rstrip() + "\n"
 
 
