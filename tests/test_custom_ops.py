@@ -302,3 +302,19 @@ def test_the_custom_op_example_fits_and_prints_the_kernel():
     rate = float(result.stdout.split("fitted rate ")[1].split()[0])
     assert abs(rate - 0.35) < 0.02
     assert "_sd_custom_log1mexp(" in result.stdout
+
+
+def test_the_cli_shows_a_user_op_by_name(tmp_path):
+    import subprocess
+    import sys
+
+    model = tmp_path / "model.py"
+    model.write_text(
+        "import math\nimport numpy as np\nimport symdiff as sd\n\n"
+        "softplus = sd.custom_op('cli_softplus', lambda x: np.logaddexp(0, x), elementwise=True,\n"
+        "                        vjp=lambda g, out, x: g * sd.sigmoid(x))\n\n\n"
+        "def loss():\n    x = sd.vector('x', 2)\n    return sd.sum(softplus(x) * x)\n")
+    result = subprocess.run([sys.executable, "-m", "symdiff", "grad", f"{model}:loss", "--at", "x=[1,2]"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "cli_softplus x" in result.stdout and "bprop of %1 (cli_softplus)" in result.stdout
