@@ -15,7 +15,7 @@ for symdiff or Numba it does not use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,6 +31,18 @@ class Problem:
     data: tuple = ()       # (name, shape) of the inputs that are not differentiated
     quick: bool = True     # part of the --quick smoke run
     notes: dict = field(default_factory=dict)
+    variants: tuple = VARIANTS  # the variants this problem has (a vector-valued cost has no gradient)
+    none_dims: tuple = ()  # inputs declared with every size None (the twin "<name>_none" of a problem)
+    static_twin: str = ""  # for a None-dims twin: the problem it copies
+
+    @property
+    def dynamic(self) -> bool:
+        return bool(self.static_twin)
+
+    def declared_shapes(self) -> dict:
+        """The shapes symdiff and PyTensor declare: None for every size of a ``none_dims`` input."""
+        shapes = self.shapes()
+        return {n: (tuple(None for _ in s) if n.removeprefix("v_") in self.none_dims else s) for n, s in shapes.items()}
 
     def arg_names(self, variant: str) -> list:
         names = [n for n, _ in self.params] + [n for n, _ in self.data]
@@ -54,7 +66,46 @@ PROBLEMS = {
         data=(("X", (256, 64)), ("Y", (256, 10))),
     ),
     "chain": Problem("chain", "chain: x <- sin(x)*x + cos(x), 300 times, scalar", params=(("x", ()),)),
+    # issue 14: where users are (sizes known at call time, transcendental math, thin matrix products)
+    "logreg": Problem(
+        "logreg", "logistic regression: X 100,000 x 20, mean(softplus(z) - y z), z = X w + b",
+        params=(("w", (20,)), ("b", ())), data=(("X", (100_000, 20)), ("y", (100_000,))),
+        quick=False, variants=("value", "value_grad"),
+    ),
+    "tanh_sum": Problem("tanh_sum", "sum(tanh(x)), n = 1e6", params=(("x", (1_000_000,)),),
+                        variants=("value", "value_grad")),
+    "softplus_sum": Problem("softplus_sum", "sum(softplus(x)), n = 1e6", params=(("x", (1_000_000,)),),
+                            variants=("value", "value_grad")),
+    "exp_log1p_sum": Problem("exp_log1p_sum", "sum(exp(x) * log1p(x)), n = 1e6", params=(("x", (1_000_000,)),),
+                             variants=("value", "value_grad")),
+    "matmul_sum": Problem("matmul_sum", "sum(X @ W): X 20,000 x 30 (data), W 30 x 64",
+                          params=(("W", (30, 64)),), data=(("X", (20_000, 30)),), variants=("value", "value_grad")),
+    "relu_matvec": Problem("relu_matvec", "maximum(X @ W, 0) @ v: X 20,000 x 30, W 30 x 64, v of 64 (vector result)",
+                           params=(("W", (30, 64)), ("v", (64,))), data=(("X", (20_000, 30)),), variants=("value",)),
 }
+
+# Which inputs a user would declare with None sizes.  Data always (one kernel for every batch);
+# parameters too where their sizes are the data's (Rosenbrock's x, the 1e6-element x), and also
+# the MLP's and the products' weights: a user writing ``sd.matrix("W1")`` declares them so.  Only
+# the logistic regression keeps w static (20 features are the model), as a user fitting one model would.
+NONE_DIMS = {
+    "rosenbrock_1e3": ("x",), "rosenbrock_1e6": ("x",),
+    "mlp": ("W1", "b1", "W2", "b2", "X", "Y"),
+    "logreg": ("X", "y"),
+    "tanh_sum": ("x",), "softplus_sum": ("x",), "exp_log1p_sum": ("x",),
+    "matmul_sum": ("W", "X"), "relu_matvec": ("W", "v", "X"),
+}
+# seed and chain are scalar problems: nothing to declare None, so no twin.
+for _name, _dims in NONE_DIMS.items():
+    _base = PROBLEMS[_name]
+    PROBLEMS[_name + "_none"] = replace(_base, name=_name + "_none", title=_base.title + ", sizes None",
+                                        none_dims=_dims, static_twin=_name)
+DYNAMIC_TWINS = {name + "_none": name for name in NONE_DIMS}
+
+
+def base_name(problem_name: str) -> str:
+    """The problem a None-dims twin copies (itself for a static problem)."""
+    return DYNAMIC_TWINS.get(problem_name, problem_name)
 
 CHAIN_LAYERS = 300
 
@@ -62,19 +113,33 @@ CHAIN_LAYERS = 300
 def make_inputs(problem: Problem, seed: int = 0) -> dict:
     """Deterministic float64 inputs for every argument of every variant."""
     rng = np.random.default_rng(seed)
-    if problem.name == "seed":
+    name = base_name(problem.name)
+    if name == "seed":
         values = {"a": 2.0, "b": 1.0}
-    elif problem.name.startswith("rosenbrock"):
+    elif name.startswith("rosenbrock"):
         (n,) = problem.params[0][1]
         values = {"x": rng.uniform(-1.5, 1.5, n)}
-    elif problem.name == "mlp":
+    elif name == "logreg":
+        X = rng.standard_normal((100_000, 20))
+        w_true = rng.standard_normal(20)
+        values = {"w": rng.standard_normal(20) * 0.1, "b": 0.1, "X": X,
+                  "y": (rng.uniform(size=100_000) < 1 / (1 + np.exp(-X @ w_true))).astype(np.float64)}
+    elif name in ("tanh_sum", "softplus_sum"):
+        values = {"x": rng.uniform(-5.0, 5.0, 1_000_000)}
+    elif name == "exp_log1p_sum":
+        values = {"x": rng.uniform(-0.5, 3.0, 1_000_000)}
+    elif name in ("matmul_sum", "relu_matvec"):
+        values = {"W": rng.standard_normal((30, 64)) * 0.2, "v": rng.standard_normal(64),
+                  "X": rng.standard_normal((20_000, 30))}
+        values = {k: v for k, v in values.items() if k in problem.shapes()}
+    elif name == "mlp":
         labels = rng.integers(0, 10, 256)
         values = {
             "W1": rng.standard_normal((64, 128)) * 0.1, "b1": rng.standard_normal(128) * 0.1,
             "W2": rng.standard_normal((128, 10)) * 0.1, "b2": rng.standard_normal(10) * 0.1,
             "X": rng.standard_normal((256, 64)), "Y": np.eye(10)[labels],
         }
-    elif problem.name == "chain":
+    elif name == "chain":
         values = {"x": 0.5}
     else:
         raise KeyError(problem.name)
@@ -85,7 +150,9 @@ def make_inputs(problem: Problem, seed: int = 0) -> dict:
 
 def cost(problem_name: str, ns, *args):
     """The problem's scalar cost, written with the functions of namespace ``ns``
-    (``sum``, ``tanh``, ``sin``, ``cos``, ``log_softmax``) and Python operators."""
+    (``sum``, ``tanh``, ``sin``, ``cos``, ``log_softmax``, ``softplus``, ``exp``, ``log1p``,
+    ``maximum``) and Python operators."""
+    problem_name = base_name(problem_name)
     if problem_name == "seed":
         a, b = args
         return (a + b) * (b + 1)
@@ -101,6 +168,23 @@ def cost(problem_name: str, ns, *args):
         for _ in range(CHAIN_LAYERS):
             x = ns.sin(x) * x + ns.cos(x)
         return x
+    if problem_name == "logreg":
+        w, b, X, y = args
+        z = X @ w + b
+        return ns.sum(ns.softplus(z) - y * z) / X.shape[0]
+    if problem_name == "tanh_sum":
+        return ns.sum(ns.tanh(args[0]))
+    if problem_name == "softplus_sum":
+        return ns.sum(ns.softplus(args[0]))
+    if problem_name == "exp_log1p_sum":
+        (x,) = args
+        return ns.sum(ns.exp(x) * ns.log1p(x))
+    if problem_name == "matmul_sum":
+        W, X = args
+        return ns.sum(X @ W)
+    if problem_name == "relu_matvec":
+        W, v, X = args
+        return ns.maximum(X @ W, 0.0) @ v
     raise KeyError(problem_name)
 
 
@@ -111,7 +195,7 @@ def symdiff_graph(problem: Problem, variant: str):
     ``value`` gives one Expr, the others a list."""
     import symdiff as sd
 
-    symbols = {name: sd.tensor(name, shape) for name, shape in problem.shapes().items()}
+    symbols = {name: sd.tensor(name, shape) for name, shape in problem.declared_shapes().items()}
     params = [symbols[n] for n, _ in problem.params]
     data = [symbols[n] for n, _ in problem.data]
     ns = _SymdiffNamespace(sd)
@@ -129,6 +213,7 @@ def symdiff_graph(problem: Problem, variant: str):
 class _SymdiffNamespace:
     def __init__(self, sd):
         self.sum, self.tanh, self.sin, self.cos = sd.sum, sd.tanh, sd.sin, sd.cos
+        self.softplus, self.exp, self.log1p, self.maximum = sd.softplus, sd.exp, sd.log1p, sd.maximum
         self.log_softmax = lambda z, axis: sd.log_softmax(z, axis=axis)
 
 
@@ -137,7 +222,7 @@ def reference(problem: Problem, inputs: dict) -> dict:
     import symdiff as sd
 
     results = {}
-    for variant in VARIANTS:
+    for variant in problem.variants:
         symbols, outputs = symdiff_graph(problem, variant)
         outs = outputs if isinstance(outputs, list) else [outputs]
         values = sd.evaluate(outs, {s: inputs[s.name] for s in symbols})
@@ -191,8 +276,65 @@ def _mlp_numpy(variant):
     return {"value": value, "value_grad": value_grad}.get(variant)
 
 
+def _expit(z):
+    # exp(z - softplus(z)) is 1/(1+exp(-z)) without overflow for any z
+    return np.exp(z - np.logaddexp(0.0, z))
+
+
+def _new_problems_numpy(problem_name, variant):
+    """NumPy's ufuncs and ``@`` doing the work of each issue-14 problem, with no more passes than needed."""
+    if problem_name == "logreg":
+        def value(w, b, X, y):
+            z = X @ w + b
+            return np.sum(np.logaddexp(0.0, z) - y * z) / X.shape[0]
+
+        def value_grad(w, b, X, y):
+            z = X @ w + b
+            softplus = np.logaddexp(0.0, z)
+            r = (np.exp(z - softplus) - y) / X.shape[0]
+            return np.sum(softplus - y * z) / X.shape[0], X.T @ r, r.sum()
+    elif problem_name == "tanh_sum":
+        def value(x):
+            return np.tanh(x).sum()
+
+        def value_grad(x):
+            t = np.tanh(x)
+            return t.sum(), 1.0 - t * t
+    elif problem_name == "softplus_sum":
+        def value(x):
+            return np.logaddexp(0.0, x).sum()
+
+        def value_grad(x):
+            s = np.logaddexp(0.0, x)
+            return s.sum(), np.exp(x - s)
+    elif problem_name == "exp_log1p_sum":
+        def value(x):
+            return (np.exp(x) * np.log1p(x)).sum()
+
+        def value_grad(x):
+            e, l = np.exp(x), np.log1p(x)
+            return (e * l).sum(), e * (l + 1.0 / (1.0 + x))
+    elif problem_name == "matmul_sum":
+        def value(W, X):
+            return (X @ W).sum()
+
+        def value_grad(W, X):
+            Y = X @ W
+            return Y.sum(), X.T @ np.ones_like(Y)
+    elif problem_name == "relu_matvec":
+        def value(W, v, X):
+            return np.maximum(X @ W, 0.0) @ v
+        value_grad = None
+    else:
+        return None
+    return {"value": value, "value_grad": value_grad}.get(variant)
+
+
 def hand_numpy(problem_name: str, variant: str):
     """The hand-written NumPy function, or None where there is none."""
+    problem_name = base_name(problem_name)
+    if problem_name in ("logreg", "tanh_sum", "softplus_sum", "exp_log1p_sum", "matmul_sum", "relu_matvec"):
+        return _new_problems_numpy(problem_name, variant)
     if problem_name.startswith("rosenbrock"):
         return _rosenbrock_numpy(variant)
     if problem_name == "mlp":
@@ -208,6 +350,7 @@ def hand_numba(problem_name: str, variant: str):
 
     from numba import njit
 
+    problem_name = base_name(problem_name)
     if problem_name == "seed":
         def value(a, b):
             return (a + b) * (b + 1.0)

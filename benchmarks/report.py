@@ -117,10 +117,169 @@ def targets(results) -> list:
     compile_target("MLP value+grad cold compile <= 2 s", "mlp", 2.0)
     compile_target("MLP value+grad warm compile (new process, cache filled) <= 0.3 s", "mlp", 0.3, warm=True)
     for problem in results:
+        if problem in ("relu_matvec", "relu_matvec_none"):
+            continue  # a vector result: no gradient
         value, vg = _call(results, problem, "symdiff", "value"), _call(results, problem, "symdiff", "value_grad")
         ok = None if value is None or vg is None else vg <= 2.5 * value
         rows.append((f"{problem}: value+grad / value <= 2.5", "-" if ok is None else f"{vg / value:.2f}", verdict(ok)))
     return rows
+
+
+def _ratio_row(rows, text, mine, theirs, limit, verdict, unit="us"):
+    ok = None if mine is None or theirs is None else mine <= limit * theirs
+    shown = "-" if ok is None else f"{fmt_us(mine)} us vs {fmt_us(theirs)} us = {mine / theirs:.2f}x"
+    rows.append((text, shown, verdict(ok)))
+
+
+def _verdict(ok):
+    return "not measured" if ok is None else ("met" if ok else "**not met**")
+
+
+def targets_14(results, background, scaling) -> list:
+    """(target, measured, verdict) rows for issue 14."""
+    rows = []
+    for base in ("mlp", "logreg"):
+        _ratio_row(rows, f"{base}, sizes None: value+grad <= 1.0x JAX", _call(results, base + "_none", "symdiff", "value_grad"),
+                   _call(results, base, "jax", "value_grad"), 1.0, _verdict)
+        _ratio_row(rows, f"{base}: None-dims kernel <= 1.15x static-dims kernel (value+grad)",
+                   _call(results, base + "_none", "symdiff", "value_grad"), _call(results, base, "symdiff", "value_grad"),
+                   1.15, _verdict)
+    for base, variant in (("matmul_sum", "value_grad"), ("relu_matvec", "value")):
+        for suffix, how in (("", "static"), ("_none", "sizes None")):
+            _ratio_row(rows, f"{base} {variant.replace('_', '+')}, {how}: <= 1.1x NumPy's `@`",
+                       _call(results, base + suffix, "symdiff", variant), _call(results, base, "numpy", variant), 1.1,
+                       _verdict)
+    for base in ("tanh_sum", "softplus_sum", "exp_log1p_sum"):
+        for suffix, how in (("", "static"), ("_none", "sizes None")):
+            _ratio_row(rows, f"{base} value+grad, {how}: <= 1.0x NumPy's ufuncs",
+                       _call(results, base + suffix, "symdiff", "value_grad"), _call(results, base, "numpy", "value_grad"),
+                       1.0, _verdict)
+    if background:
+        for problem in background["problems"]:
+            mine = background["factors"].get(problem, {}).get("symdiff")
+            jax = background["factors"].get("mlp", {}).get("jax")  # JAX is not told sizes: one measurement
+            mine, jax = mine and mine["factor"], jax and jax["factor"]
+            ok = None if mine is None or jax is None else mine <= jax + 0.5
+            rows.append((f"{problem} under {background['n']} busy processes: symdiff's slowdown <= JAX's + 0.5",
+                         "-" if ok is None else f"{mine:.2f}x vs JAX {jax:.2f}x", _verdict(ok)))
+    else:
+        rows.append(("MLP under two busy processes: symdiff's slowdown <= JAX's + 0.5", "-", "not measured (run with "
+                     "--background-load 2)"))
+    entries = {e["name"]: e for e in (scaling or {}).get("results", [])}
+
+    def scaling_row(text, name, limit_s, limit_gb=None):
+        e = entries.get(name)
+        if e is None:
+            rows.append((text, "-", "not measured (benchmarks/compile_scaling.py)"))
+            return
+        if e.get("seconds") is None:
+            rows.append((text, e.get("status", "failed"), _verdict(False)))
+            return
+        ok = e["seconds"] <= limit_s and (limit_gb is None or e["peak_rss_mb"] <= limit_gb * 1024)
+        shown = f"{e['seconds']:.1f} s" + (f", {e['peak_rss_mb'] / 1024:.2f} GB" if limit_gb else "")
+        rows.append((text, shown, _verdict(ok)))
+
+    scaling_row("chain of 40k forward nodes + gradient, cold sd.function <= 15 s", "chain_40000", 15)
+    scaling_row("chain of 200k forward nodes + gradient, cold <= 90 s and 2 GB", "chain_200000", 90, 2)
+    scaling_row("300 scalar inputs through sd.stack, cold <= 5 s", "stack_scalars_300", 5)
+    for base in ("mlp", "mlp_none"):
+        warm = _compile(results, base, "symdiff", "value_grad", warm=True)
+        ok = None if warm is None else (isinstance(warm, float) and warm <= 0.15)
+        rows.append((f"{base}: warm start (new process, cache filled: build to first result) <= 0.15 s", fmt_s(warm),
+                     _verdict(ok)))
+    flagged = sorted({p for p, e in results.items() for v in e.get("symdiff", {}).get("objmode", {}).values() if v})
+    checked = any(e.get("symdiff", {}).get("objmode") for e in results.values())
+    rows.append(("no object-mode block in generated kernels (every symdiff kernel built here)",
+                 ("object mode in: " + ", ".join(flagged)) if flagged else ("none found" if checked else "-"),
+                 _verdict(None if not checked else not flagged)))
+    return rows
+
+
+def none_dims_section(problems, results, labels) -> list:
+    """The None-dims twin of each problem next to its static original, with the peers."""
+    twins = [p for p in problems if p.dynamic and p.static_twin in results]
+    if not twins:
+        return []
+    impls = [i for i in ("jax", "pytensor", "torch", "numpy", "numba") if any(
+        i in results.get(p.static_twin, {}) for p in twins)]
+    head = ["problem", "variant", "declared None", "symdiff None", "symdiff static", "None / static"]
+    for impl in impls:
+        head += [labels[impl] + " (static)", labels[impl] + " (None)"] if impl == "pytensor" else [labels[impl]]
+    lines = ["## Sizes unknown until call time (issue 14)", "",
+             "Each problem twice: its inputs declared with static sizes, and a twin whose inputs named in "
+             "*declared None* have every size None (`sd.matrix(\"X\")`), so one kernel serves every batch. "
+             "Median microseconds per call; in brackets, divided by symdiff's None-dims time. JAX, PyTorch and the "
+             "hand-written code are not told sizes when they build, so they are measured once, on the static "
+             "problem; PyTensor declares sizes like symdiff and is measured both ways.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for twin in twins:
+        base = twin.static_twin
+        for variant in ORDER:
+            if variant not in twin.variants or variant == "hvp" and base not in ("mlp", "rosenbrock_1e6"):
+                continue
+            none, static = _call(results, twin.name, "symdiff", variant), _call(results, base, "symdiff", variant)
+            cells = [base, VARIANT_LABEL[variant], ", ".join(twin.none_dims),
+                     "-" if none is None else fmt_us(none), "-" if static is None else fmt_us(static),
+                     "-" if none is None or static is None else f"{none / static:.2f}"]
+            for impl in impls:
+                for problem in ((base, twin.name) if impl == "pytensor" else (base,)):
+                    t = _call(results, problem, impl, variant)
+                    cells.append("-" if t is None else fmt_us(t) + (f" ({fmt_ratio(t / none)})" if none else ""))
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+VARIANT_LABEL = {"value": "value", "value_grad": "value+grad", "hvp": "HVP"}
+
+
+def background_section(background) -> list:
+    if not background:
+        return []
+    lines = [f"## Under load: {background['n']} busy processes (issue 14)", "",
+             f"`--background-load {background['n']}`: value+grad of each problem below measured {background['rounds']} "
+             "times quiet and loaded, alternating (each a new process with warm caches; the busy processes are pure "
+             "Python spin loops started just before the loaded measurement and stopped after it). Factor = median "
+             "of the loaded medians / median of the quiet medians; in brackets each round's factor. Load average "
+             f"at the start: {', '.join(f'{a:.2f}' for a in background['load_before'])}; at the end: "
+             f"{', '.join(f'{a:.2f}' for a in background['load_after'])}.", "",
+             "| problem | implementation | quiet, us | loaded, us | slowdown factor | per round |", "|---|---|---|---|---|---|"]
+    for problem in background["problems"]:
+        for impl, f in background["factors"].get(problem, {}).items():
+            lines.append(f"| {problem} | {background['labels'].get(impl, impl)} | {fmt_us(f['quiet_s'])} | "
+                         f"{fmt_us(f['loaded_s'])} | {f['factor']:.2f}x | "
+                         + ", ".join(f"{r:.2f}" for r in f["rounds"]) + " |")
+    notes = background.get("notes", [])
+    return lines + [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+
+
+def scaling_section(scaling) -> list:
+    if not scaling:
+        return []
+    load = scaling.get("load_before")
+    lines = ["## Compile time against graph size (issue 14)", "",
+             f"`{scaling['command']}` ({scaling['when']}; load average before "
+             f"{', '.join(f'{a:.2f}' for a in load)}, after {', '.join(f'{a:.2f}' for a in scaling['load_after'])}). "
+             "Each row is a new process with an empty kernel cache: building the graph and its gradient, "
+             "`sd.function`, and the first call, with the process's peak resident memory; "
+             f"stopped after {scaling['timeout_s']:.0f} s. Time per node = total / forward nodes.", "",
+             "| graph | forward nodes | nodes with gradient | build + grad, s | sd.function to first result, s | "
+             "total, s | time per forward node | peak memory, MB |", "|---|---|---|---|---|---|---|---|"]
+    for e in scaling["results"]:
+        if e.get("seconds") is None:
+            lines.append(f"| {e['title']} | {e.get('forward_nodes', '-')} | - | - | - | {e.get('status')} | - | "
+                         f"{e.get('peak_rss_mb', '-')} |")
+            continue
+        per = e["seconds"] / max(e["forward_nodes"], 1)
+        lines.append(f"| {e['title']} | {e['forward_nodes']:,} | {e.get('total_nodes', 0):,} | {e['graph_s']:.2f} | "
+                     f"{e['compile_s']:.2f} | {e['seconds']:.2f} | {per * 1e6:,.0f} us | {e['peak_rss_mb']:,.0f} |")
+    warm = scaling.get("warm", [])
+    if warm:
+        lines += ["", "Warm start: a second new process with the first one's kernel cache, the MLP value+grad "
+                  "(build to first result, and the whole process from start to exit).", "",
+                  "| problem | cold, s | warm build to first result, s | warm process wall, s |", "|---|---|---|---|"]
+        for w in warm:
+            lines.append(f"| {w['title']} | {w['cold_s']:.3f} | {w['warm_s']:.3f} | {w['warm_wall_s']:.2f} |")
+    return lines + [""]
 
 
 def _call_cell(results, problem, impl, variant):
@@ -175,7 +334,7 @@ def problem_section(problem, results, labels) -> list:
     return lines + [""]
 
 
-def render(problems, results, run) -> str:
+def render(problems, results, run, background=None, scaling=None) -> str:
     when = datetime.datetime.fromtimestamp(run["started"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Performance", "",
@@ -202,7 +361,14 @@ def render(problems, results, run) -> str:
         lines += ["Not measured: " + "; ".join(f"{run['labels'][k]}: {v}" for k, v in run["skipped"].items()), ""]
     lines += ["## Targets (issue 3, symdiff's Numba backend)", "", "| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {v} |" for t, m, v in targets(results)]
-    lines += ["", "## Problems", ""]
+    lines += ["", "## Targets (issue 14: sizes None, vector math, thin products, busy machine, big graphs)", "",
+              "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {t} | {m} | {v} |" for t, m, v in targets_14(results, background, scaling)]
+    lines += [""]
+    lines += none_dims_section(problems, results, run["labels"])
+    lines += background_section(background)
+    lines += scaling_section(scaling)
+    lines += ["## Problems", ""]
     for problem in problems:
         lines += problem_section(problem, results, run["labels"])
     return "\n".join(lines).rstrip() + "\n"

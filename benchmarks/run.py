@@ -4,6 +4,13 @@ and peer libraries, written to docs/performance.md.
     python benchmarks/run.py                 # everything (about 10 minutes on 2 cores)
     python benchmarks/run.py --quick         # smoke run: small problems, few repeats
     python benchmarks/run.py --only mlp --no-peers
+    python benchmarks/run.py --background-load 2 --compile-scaling /tmp/scaling.json   # issue 14's whole set
+
+Every problem with arrays has a twin "<name>_none" whose inputs are declared with None sizes
+(see NONE_DIMS in problems.py); the report shows both side by side.  ``--background-load N``
+then measures the MLP's value+grad quiet and with N busy processes, alternating, and reports
+each implementation's slowdown factor.  Compile time against graph size is measured by
+benchmarks/compile_scaling.py, whose JSON ``--compile-scaling`` renders into the same report.
 
 Each (implementation, problem) pair runs in a fresh process (benchmarks/worker.py):
 its first build is a cold compile, with empty caches (SYMDIFF_CACHE_DIR, NUMBA_CACHE_DIR
@@ -19,6 +26,8 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,6 +84,8 @@ def run_worker(spec: dict, env: dict, timeout: float) -> dict:
             if event["mismatch"]:
                 outcome["notes"].append(f"{variant}: wrong result, not timed: {event['mismatch']}")
                 outcome["call"][variant] = "wrong"
+        elif kind == "source":
+            outcome.setdefault("objmode", {})[variant] = event["objmode"]
         elif kind == "timed":
             outcome["call"][variant] = event
         elif kind == "error":
@@ -129,6 +140,101 @@ def describe(outcome: dict) -> str:
     return "; ".join(parts) or "nothing measured"
 
 
+# A busy process: a pure Python spin loop that ends by itself after argv[1] seconds, so a
+# benchmark killed with SIGKILL (no cleanup possible) still leaves no load behind for long.
+SPIN = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
+
+
+class BackgroundLoad:
+    """``with BackgroundLoad(n, limit_s):`` N spinning processes for the body of the block, stopped
+    at its end, on an exception (Ctrl-C included) and by their own time limit in any case."""
+
+    def __init__(self, n: int, limit_s: float):
+        self.n, self.limit_s, self.procs = n, limit_s, []
+
+    def __enter__(self):
+        try:
+            for _ in range(self.n):
+                self.procs.append(subprocess.Popen([sys.executable, "-c", SPIN, str(self.limit_s)],
+                                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
+        except BaseException:
+            self.stop()
+            raise
+        time.sleep(0.3)  # let the scheduler see them busy before measuring
+        return self
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs = []
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def measure_under_load(n: int, rounds: int, chosen: list, impls: dict, data: dict, workdir: Path, args) -> dict:
+    """Quiet and loaded call times of the MLP's value+grad (static and None dims), alternating."""
+    problems = [p for p in ("mlp", "mlp_none") if p in data]
+    samples: dict = {p: {} for p in problems}
+    notes = []
+    load_before = os.getloadavg()
+    for round_ in range(rounds):
+        for problem_name in problems:
+            problem = PROBLEMS[problem_name]
+            for name in chosen:
+                if not impls[name].applies(problem, "value_grad"):
+                    continue
+                timeout, _ = limits(name, args.quick)
+                env = worker_env(workdir / f"caches-{name}-{problem_name}", args)
+                spec = {"impl": name, "problem": problem_name, "data": str(data[problem_name]), "quick": args.quick,
+                        "variants": ["value_grad"], "symdiff_backend": args.symdiff_backend, "mode": "cold",
+                        "compile_budget_s": 1e9}
+                quiet = run_worker(spec, env, timeout)
+                with BackgroundLoad(n, timeout + 30):
+                    loaded = run_worker(spec, env, timeout)
+                got = [o["call"].get("value_grad") for o in (quiet, loaded)]
+                if not all(isinstance(g, dict) for g in got):
+                    notes.append(f"{problem_name}, {name}, round {round_ + 1}: not measured "
+                                 f"({'; '.join(quiet['notes'] + loaded['notes']) or 'no result'})")
+                    continue
+                samples[problem_name].setdefault(name, []).append((got[0]["median_s"], got[1]["median_s"]))
+                print(f"{name:>9} {problem_name:<15} round {round_ + 1}: quiet {report.fmt_us(got[0]['median_s'])} us, "
+                      f"{n} busy processes {report.fmt_us(got[1]['median_s'])} us "
+                      f"({got[1]['median_s'] / got[0]['median_s']:.2f}x)", flush=True)
+    factors = {}
+    for problem_name, by_impl in samples.items():
+        factors[problem_name] = {}
+        for name, pairs in by_impl.items():
+            quiet_s = statistics.median(q for q, _ in pairs)
+            loaded_s = statistics.median(lo for _, lo in pairs)
+            factors[problem_name][name] = {"quiet_s": quiet_s, "loaded_s": loaded_s, "factor": loaded_s / quiet_s,
+                                           "rounds": [lo / q for q, lo in pairs]}
+    return {"n": n, "rounds": rounds, "problems": problems, "factors": factors, "notes": notes,
+            "load_before": load_before, "load_after": os.getloadavg(),
+            "labels": {name: impls[name].label for name in impls}}
+
+
+def worker_env(caches: Path, args) -> dict:
+    env = dict(os.environ, SYMDIFF_CACHE_DIR=str(caches / "symdiff"), NUMBA_CACHE_DIR=str(caches / "numba"),
+               PYTENSOR_FLAGS=f"compiledir={caches / 'pytensor'}", JAX_PLATFORMS="cpu")
+    if args.threads:
+        env.update({var: str(args.threads) for var in THREAD_VARIABLES})
+    return env
+
+
+def _terminate(signum, frame):
+    # SIGTERM as Ctrl-C: unwind through the finally blocks that stop busy processes and remove the workdir
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repeats, small problems only (a smoke test)")
@@ -143,19 +249,31 @@ def main(argv=None):
     parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"), help="the report to write")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--render", metavar="JSON", help="measure nothing: rewrite the report from a --json file")
+    parser.add_argument("--background-load", type=int, default=0, metavar="N",
+                        help="after the problems, measure the MLP's value+grad quiet and with N busy processes "
+                             "(issue 14), alternating, and report each implementation's slowdown factor")
+    parser.add_argument("--load-rounds", type=int, default=3, metavar="R",
+                        help="quiet/loaded pairs per implementation for --background-load (default 3)")
+    parser.add_argument("--compile-scaling", metavar="JSON",
+                        help="include the results of benchmarks/compile_scaling.py --json JSON in the report")
     args = parser.parse_args(argv)
+    scaling = json.loads(Path(args.compile_scaling).read_text()) if args.compile_scaling else None
     if args.render:
         saved = json.loads(Path(args.render).read_text())
         problems = [PROBLEMS[name] for name in saved["results"]]
-        Path(args.output).write_text(report.render(problems, saved["results"], saved["run"]))
+        Path(args.output).write_text(report.render(problems, saved["results"], saved["run"], saved.get("background"),
+                                                   scaling or saved.get("scaling")))
         print(f"wrote {args.output} from {args.render}")
         return
+    signal.signal(signal.SIGTERM, _terminate)
 
     started = time.time()
     load_before = os.getloadavg()
     problems = [PROBLEMS[n] for n in (args.only or PROBLEMS)]
     if args.quick and not args.only:
         problems = [p for p in problems if p.quick]
+    if args.background_load and not any(p.name == "mlp" for p in problems):
+        problems.append(PROBLEMS["mlp"])
     impls = all_impls(args.symdiff_backend)
     chosen = [name for name in impls if not (args.no_peers and name in PEERS)]
     skipped = {name: "--no-peers" for name in impls if name not in chosen}
@@ -168,6 +286,7 @@ def main(argv=None):
 
     workdir = Path(tempfile.mkdtemp(prefix="symdiff-bench-"))
     results: dict = {p.name: {} for p in problems}
+    background = None
     try:
         print(f"computing inputs and reference results for {', '.join(p.name for p in problems)}", flush=True)
         data = prepare_data(problems, workdir)
@@ -177,11 +296,7 @@ def main(argv=None):
                 variants = [v for v in VARIANT_ORDER if impls[name].applies(problem, v)]
                 if not variants:
                     continue
-                caches = workdir / f"caches-{name}-{problem.name}"
-                env = dict(os.environ, SYMDIFF_CACHE_DIR=str(caches / "symdiff"), NUMBA_CACHE_DIR=str(caches / "numba"),
-                           PYTENSOR_FLAGS=f"compiledir={caches / 'pytensor'}", JAX_PLATFORMS="cpu")
-                if args.threads:
-                    env.update({var: str(args.threads) for var in THREAD_VARIABLES})
+                env = worker_env(workdir / f"caches-{name}-{problem.name}", args)
                 spec = {"impl": name, "problem": problem.name, "data": str(data[problem.name]), "quick": args.quick,
                         "variants": variants, "symdiff_backend": args.symdiff_backend, "mode": "cold",
                         "compile_budget_s": budget}
@@ -196,6 +311,10 @@ def main(argv=None):
                 for note in outcome["notes"]:
                     print(f"{'':>9} note: {note}", flush=True)
                 results[problem.name][name] = outcome
+        if args.background_load:
+            print(f"measuring the MLP with {args.background_load} busy processes, {args.load_rounds} rounds "
+                  f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+            background = measure_under_load(args.background_load, args.load_rounds, chosen, impls, data, workdir, args)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -206,11 +325,12 @@ def main(argv=None):
         "labels": {name: impl.label for name, impl in impls.items()}, "skipped": skipped,
         "symdiff_backend": args.symdiff_backend, "threads": args.threads,
     }
-    text = report.render(problems, results, run_info)
+    text = report.render(problems, results, run_info, background, scaling)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"run": run_info, "results": results}, indent=1, default=str))
+        Path(args.json).write_text(json.dumps({"run": run_info, "results": results, "background": background,
+                                               "scaling": scaling}, indent=1, default=str))
     print(f"wrote {args.output} in {run_info['seconds']:.0f} s", flush=True)
 
 
