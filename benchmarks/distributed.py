@@ -240,7 +240,53 @@ def print_report(r):
           f"{r['dask_array_s'] >= 5 * r['value_and_grad_s']};  not slower than one process by more than a "
           f"round trip: {r['value_and_grad_s'] <= r['one_process_s'] + r['run_round_trip_s']};  first "
           f"evaluation (warm cache) <= 1 s: {r['first_evaluation_warm_cache_s'] <= 1.0}")
+    print_extrapolation(r)
     print("\n" + json.dumps(r, default=str))
+
+
+def extrapolate(r, workers=(8, 64, 512), rows=(10**8, 10**10), parameters=None):
+    """Modelled value+gradient time and speed-up over one process, from the measured figures.
+
+    t(W, N) = N / (W r) + a + b W + (W + B) P 8 / beta, where r is the kernel throughput
+    of one worker (rows/s, measured with both workers busy), a + b W the Client.run
+    round trip fitted against the number of workers, B the number of blocks (16 per
+    worker), P the parameters and beta the bandwidth (parameters out, per-block
+    results back).  One process takes N / r1 (r1: the one-process throughput).
+    """
+    counts = sorted(int(k) for k in r["run_round_trip_by_workers_s"])
+    times = [r["run_round_trip_by_workers_s"][k] if k in r["run_round_trip_by_workers_s"]
+             else r["run_round_trip_by_workers_s"][str(k)] for k in counts]
+    b, a = np.polyfit(counts, times, 1)
+    b, a = max(float(b), 0.0), max(float(a), 0.0)
+    per_worker = r["kernel_rows_per_s_per_worker"]
+    one = r["kernel_rows_per_s_one_process"]
+    beta = r["bandwidth_bytes_per_s"]
+    params = parameters or r["features"] + 1
+    table = []
+    for n in rows:
+        for w in workers:
+            kernel = n / (w * per_worker)
+            dispatch = a + b * w
+            transfer = (w + 16 * w) * params * 8 / beta
+            total = kernel + dispatch + transfer
+            best = (n / (per_worker * b)) ** 0.5 if b > 0 else float("inf")
+            table.append({"rows": n, "workers": w, "kernel_s": kernel, "dispatch_s": dispatch,
+                          "transfer_s": transfer, "total_s": total, "speedup": (n / one) / total,
+                          "memory_per_worker_gb": n * r["bytes_per_row"] / w / 1e9, "best_workers": best})
+    return {"a_s": a, "b_s_per_worker": b, "table": table}
+
+
+def print_extrapolation(r):
+    model = extrapolate(r)
+    print(f"\nmodel: round trip = {1e3 * model['a_s']:.2f} ms + {1e3 * model['b_s_per_worker']:.3f} ms per worker; "
+          f"kernel {r['kernel_rows_per_s_per_worker'] / 1e6:.2f} M rows/s per worker, "
+          f"{r['kernel_rows_per_s_one_process'] / 1e6:.2f} M rows/s in one process")
+    print(f"{'rows':>8} {'workers':>8} {'kernel':>10} {'dispatch':>10} {'transfer':>10} {'total':>10} "
+          f"{'speed-up':>9} {'GB/worker':>10} {'best W':>8}")
+    for row in model["table"]:
+        print(f"{row['rows']:8.0e} {row['workers']:8d} {row['kernel_s']:9.3f}s {1e3 * row['dispatch_s']:8.1f}ms "
+              f"{1e3 * row['transfer_s']:8.2f}ms {row['total_s']:9.3f}s {row['speedup']:8.0f}x "
+              f"{row['memory_per_worker_gb']:10.1f} {row['best_workers']:8.0f}")
 
 
 if __name__ == "__main__":
