@@ -185,7 +185,7 @@ def main(argv=None):
         dask_value = dask_array_expression()
         report["dask_array_s"] = median_time(dask_array_expression, 5)
         report["dask_array_matches"] = bool(np.isclose(dask_value[0], first[0], rtol=1e-10))
-        del Xp, yp
+        client.cancel([Xp, yp])  # free the workers' memory before the next measurement
 
         # worker-to-worker bandwidth: move one block to the other worker
         holder = client.who_has([obj._futures[0]])[obj._futures[0].key][0]

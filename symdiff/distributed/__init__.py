@@ -9,9 +9,6 @@ worker per evaluation; see :class:`~symdiff.distributed.objective.Objective` and
 neither Dask nor Numba; building an Objective that needs a cluster does.
 """
 
-from .objective import (
-    LOCAL_BELOW, BlockLostError, LocalEvaluationWarning, NotARowSumError, Objective, dask_modules, plan_placement,
-)
+from .objective import LOCAL_BELOW, BlockLostError, LocalEvaluationWarning, NotARowSumError, Objective, plan_placement
 
-__all__ = ["Objective", "BlockLostError", "NotARowSumError", "LocalEvaluationWarning", "LOCAL_BELOW",
-           "plan_placement", "dask_modules"]
+__all__ = ["Objective", "BlockLostError", "NotARowSumError", "LocalEvaluationWarning", "LOCAL_BELOW", "plan_placement"]

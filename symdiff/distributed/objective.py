@@ -30,7 +30,7 @@ from ..types import fmt_shape
 from . import worker
 
 __all__ = ["Objective", "BlockLostError", "NotARowSumError", "LocalEvaluationWarning", "plan_placement",
-           "LOCAL_BELOW"]
+           "LOCAL_BELOW", "dask_modules"]
 
 # Below this many bytes of data an evaluation runs in the client process: the kernel then takes
 # about as long as one round trip to the workers (docs/distributed.md, "When it runs locally").

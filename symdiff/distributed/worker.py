@@ -102,7 +102,8 @@ def file_lock(path: str, timeout: float = 600.0):
 def graph_hash(document: str, inputs: list, outputs: list) -> str:
     """The key a compiled function is known by on every worker.
 
-    >>> graph_hash("{}", [("x", "float64", (None,))], ["out0"]) == graph_hash("{}", [("x", "float64", (None,))], ["out0"])
+    >>> signature = [("x", "float64", (None,))]
+    >>> graph_hash("{}", signature, ["out0"]) == graph_hash("{}", signature, ["out0"]) != graph_hash("{}", [], [])
     True
     """
     text = repr((document, [tuple(map(str, spec)) for spec in inputs], list(outputs)))
