@@ -102,7 +102,8 @@ def _send_joint(node, members, adjoints, relevant, table, sent):
     parts = {m.params["part"]: (m, adjoints[m.id]) for m in members if m.id in adjoints}
     if not parts:
         return
-    shares = node.op.vjp_joint(parts, node.inputs, node.params)
+    wanted = tuple(x.id in relevant for x in node.inputs)  # no work for cotangents nobody asked for
+    shares = node.op.vjp_joint(parts, node.inputs, node.params, wanted)
     for i, (x, message) in enumerate(zip(node.inputs, shares)):
         if message is None or x.id not in relevant:
             continue

@@ -379,8 +379,8 @@ def _jvp_loop(tangents, out, *inputs, **attrs):
     return jvp_part(tangents, out, inputs, attrs)
 
 
-def _vjp_joint(parts: dict, inputs, attrs):
-    return vjp_group(parts, inputs, attrs)
+def _vjp_joint(parts: dict, inputs, attrs, wanted=None):
+    return vjp_group(parts, inputs, attrs, wanted)
 
 
 def _samples(rng):
@@ -470,10 +470,40 @@ def _while_as_scan(parts: dict, inputs, attrs):
     return fixed, fixed_inputs
 
 
-def vjp_group(parts: dict, inputs, attrs) -> list:
+def _terms(g) -> list:
+    """The summands of ``g`` (adds of same-shaped operands, unfolded)."""
+    if g is None:
+        return []
+    terms, stack = [], [g]
+    while stack:
+        x = stack.pop()
+        if x.op.name == "add" and all(y.type == x.type for y in x.inputs):
+            stack.extend(reversed(x.inputs))
+        else:
+            terms.append(x)
+    return terms
+
+
+def _vector_view(x):
+    """The 1-d node ``x`` (a (p, 1) or (1, q) matrix) is a reshaping of, or None."""
+    while x.op.name in ("expand_dims", "transpose", "reshape", "squeeze"):
+        x = x.inputs[0]
+    return x if x.ndim == 1 else None
+
+
+def _is_outer(term) -> bool:
+    """a @ b with a of shape (p, 1) and b of shape (1, q): an outer product."""
+    if term.op.name != "matmul" or term.ndim != 2:
+        return False
+    a, b = term.inputs
+    return a.ndim == 2 and b.ndim == 2 and a.type.shape[1] == 1 and b.type.shape[0] == 1
+
+
+def vjp_group(parts: dict, inputs, attrs, wanted=None) -> list:
     """The cotangents of a loop's inputs, given {part: (node, cotangent)} for the
     parts that received any: one reverse loop (a scan in the other direction over
     the stored carries) whose body is the vjp of the forward body."""
+    from .. import frontend as F
     from ..autodiff import backprop
     from .elementwise import ADD, zeros_like
 
@@ -482,14 +512,18 @@ def vjp_group(parts: dict, inputs, attrs) -> list:
         fixed, fixed_inputs = _while_as_scan(parts, inputs, attrs)
         fixed_parts = {p: (make_node(LOOP, fixed_inputs, dict(fixed, part=p)), g)
                        for p, (node, g) in parts.items() if p[0] != "trips"}
-        shares = vjp_group(fixed_parts, fixed_inputs, dict(fixed, part=("carry", 0)))
+        if wanted is not None:
+            wanted = (False,) + tuple(wanted[1 if attrs["dynamic"] else 0:])
+        shares = vjp_group(fixed_parts, fixed_inputs, dict(fixed, part=("carry", 0)), wanted)
         return ([None] if attrs["dynamic"] else []) + shares[1:]
     n, init, xs, consts = _split(inputs, attrs)
     forward = make_node(LOOP, inputs, dict(attrs, part=("carry", 0))) if body.n_carry else None
     cot = {p: g for p, (node, g) in parts.items()}
     fc = [i for i in range(body.n_carry) if init[i].type.is_float]
-    fx = [k for k in range(body.n_xs) if xs[k].type.is_float]
-    fk = [m for m in range(body.n_consts) if consts[m].type.is_float]
+    offset = 1 if attrs["dynamic"] else 0
+    want = (lambda k: True) if wanted is None else (lambda k: wanted[offset + k])
+    fx = [k for k in range(body.n_xs) if xs[k].type.is_float and want(body.n_carry + k)]
+    fk = [m for m in range(body.n_consts) if consts[m].type.is_float and want(body.n_carry + body.n_xs + m)]
     gy = [j for j in range(body.n_ys) if ("ys", j) in cot and body.ys[j].type.is_float]
     gt = [i for i in fc if ("tape", i) in cot]
     gn = [i for i in fc if ("next", i) in cot]
@@ -508,11 +542,43 @@ def vjp_group(parts: dict, inputs, attrs) -> list:
         if i in gt_tmp:
             g = gt_tmp[i] if g is None else ADD(g, gt_tmp[i])
         carry_out.append(zeros_like(body.carries[i]) if g is None else g)
+    # A parameter's cotangent is summed over the steps.  Outer products (the gradient of
+    # W in W @ h) are not accumulated step by step in the carry (an H x H update per step):
+    # their two factors become per-step outputs and one matrix product after the loop sums
+    # them (sum_t a_t b_t^T = A^T B).  Other terms accumulate in the carry.
+    accumulated, outer_factors, factor_ys, factor_index = [], {}, [], {}
+
+    def factor(x):
+        """A factor as ("slice", k) when it is a slice of xs or a stored carry, else a per-step output."""
+        source = _vector_view(x)
+        if source is not None:
+            for k, p in enumerate(body.slices):
+                if p is source:
+                    return ("xs", k)
+            for i, p in enumerate(body.carries):
+                if p is source:
+                    return ("tape", i)
+        if x.id not in factor_index:
+            factor_index[x.id] = len(factor_ys)
+            factor_ys.append(x)
+        return ("ys", factor_index[x.id])
+
     for m in fk:
         g = adjoint.get(body.consts[m].id)
-        carry_out.append(ga_tmp[m] if g is None else ADD(ga_tmp[m], g))
+        kept = []
+        for term in _terms(g):
+            if _is_outer(term):
+                outer_factors.setdefault(m, []).append(tuple(factor(x) for x in term.inputs))
+            else:
+                kept.append(term)
+        if kept:
+            total = kept[0]
+            for term in kept[1:]:
+                total = ADD(total, term)
+            accumulated.append(m)
+            carry_out.append(ADD(ga_tmp[m], total))
     ys_out = [adjoint.get(body.slices[k].id) if adjoint.get(body.slices[k].id) is not None
-              else zeros_like(body.slices[k]) for k in fx]
+              else zeros_like(body.slices[k]) for k in fx] + factor_ys
     # The new carry of step t is stored: the reverse body reads it instead of recomputing it.
     nexts_tmp = {i: temporary(body.carries[i].type) for i in range(body.n_carry)
                  if body.carry_out[i].inputs and body.carry_out[i].id not in {p.id for p in body.placeholders}}
@@ -527,20 +593,34 @@ def vjp_group(parts: dict, inputs, attrs) -> list:
         [gy_tmp[j] for j in gy] + [gt_tmp[i] for i in gt] + [gn_tmp[i] for i in gn]
     xs_in = [part_node(forward, ("tape", i)) for i in tapes] + [part_node(forward, ("next", i)) for i in nexts] + \
         list(xs) + [cot[("ys", j)] for j in gy] + [cot[("tape", i)] for i in gt] + [cot[("next", i)] for i in gn]
-    carries = [gc_tmp[i] for i in fc] + [ga_tmp[m] for m in fk]
+    carries = [gc_tmp[i] for i in fc] + [ga_tmp[m] for m in accumulated]
     init_in = [cot[("carry", i)] if ("carry", i) in cot else zeros_like(init[i]) for i in fc] + \
-        [zeros_like(consts[m]) for m in fk]
+        [zeros_like(consts[m]) for m in accumulated]
     const_values = {body.consts[m].id: consts[m] for m in range(body.n_consts)}
     rbody, rconsts = make_body(body.level, body.t, carries, slices, carry_out + ys_out, len(ys_out), False,
                                const_values)
     shares = [None] * len(inputs)
-    offset = 1 if attrs["dynamic"] else 0
     rev = not attrs["reverse"]
     for k, i in enumerate(fc):
+        if not want(i):
+            continue
         shares[offset + i] = _loop_node(rbody, rconsts, n, init_in, xs_in, ("carry", k), attrs, rev)
-    for k, m in enumerate(fk):
-        shares[offset + body.n_carry + body.n_xs + m] = _loop_node(rbody, rconsts, n, init_in, xs_in,
-                                                                   ("carry", len(fc) + k), attrs, rev)
+    for m in fk:
+        total = _loop_node(rbody, rconsts, n, init_in, xs_in, ("carry", len(fc) + accumulated.index(m)), attrs,
+                           rev) if m in accumulated else None
+        for fa, fb in outer_factors.get(m, []):
+            def stacked(where, axis):
+                """The factor of every step as an (n, size) matrix."""
+                kind, k = where
+                if kind == "xs":
+                    return xs[k]
+                if kind == "tape":
+                    return part_node(forward, ("tape", k))
+                return F.squeeze(_loop_node(rbody, rconsts, n, init_in, xs_in, ("ys", len(fx) + k), attrs, rev),
+                                 axis)
+            term = F.matmul(F.transpose(stacked(fa, 2)), stacked(fb, 1))  # (p, n) @ (n, q)
+            total = term if total is None else ADD(total, term)
+        shares[offset + body.n_carry + body.n_xs + m] = total if total is not None else zeros_like(consts[m])
     for k, l in enumerate(fx):
         shares[offset + body.n_carry + l] = _loop_node(rbody, rconsts, n, init_in, xs_in, ("ys", k), attrs, rev)
     return shares

@@ -1,0 +1,141 @@
+"""Loops (issue 12): an Elman RNN h <- tanh(W h + U x_t + b), H = 32, inputs of size 8,
+float64; the cost is sum(h_n).  Measures, for symdiff's compiled kernels:
+
+- cold compile time (a fresh kernel cache, in a fresh process) of value+gradient for
+  n = 100 and n = 100,000 steps (static lengths: two different graphs) and for a run-time
+  length (``None``: one kernel for every n);
+- per-call time of the value, value+gradient (wrt W, U, b) and an HVP through the loop
+  (wrt W along a direction) at n = 10,000, and the bytes the reverse sweep stores;
+- the same with JAX's ``lax.scan`` (jit, float64) when JAX is installed, in this run.
+
+    python benchmarks/loops.py              # all of it (about a minute)
+    python benchmarks/loops.py --steps 1000 --no-compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+H, D = 32, 8
+
+
+def build(n, what):
+    import symdiff as sd
+
+    W, U, b = sd.matrix("W", (H, H)), sd.matrix("U", (H, D)), sd.vector("b", H)
+    h0, X = sd.vector("h0", H), sd.matrix("X", (n, D))
+    hT, _ = sd.scan(lambda h, x: (sd.tanh(W @ h + U @ x + b), None), h0, X)
+    cost = sd.sum(hT)
+    inputs = [W, U, b, h0, X]
+    if what == "value":
+        return sd.function(inputs, cost)
+    if what == "grad":
+        return sd.function(inputs, [cost, *sd.grad(cost, [W, U, b])])
+    if what == "hvp":
+        V = sd.matrix("V", (H, H))
+        return sd.function(inputs + [V], sd.hvp(cost, W, V))
+    raise ValueError(what)
+
+
+def data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(H, H)))
+    return [q * 0.9, rng.normal(0, 0.3, (H, D)), rng.normal(0, 0.1, H), np.zeros(H), rng.normal(size=(n, D))]
+
+
+def best_of(fn, args, repeat=7):
+    fn(*args)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def cold_compile(n) -> float:
+    """Seconds to build and compile value+gradient in a fresh process with an empty kernel cache
+    (after a warm-up function compiled there: Numba's own start-up is not the loop's)."""
+    code = (
+        "import time, sys; sys.path.insert(0, %r)\n"
+        "import symdiff as sd, loops\n"
+        "q = sd.scalar('q'); sd.function([q], sd.sin(q) * 2)(1.0)\n"
+        "start = time.perf_counter(); loops.build(%s, 'grad'); print(time.perf_counter() - start)\n"
+    ) % (os.path.dirname(os.path.abspath(__file__)), repr(n))
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, SYMDIFF_CACHE_DIR=cache)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def jax_times(n):
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+
+    def cost(W, U, b, h0, X):
+        def cell(h, x):
+            return jnp.tanh(W @ h + U @ x + b), None
+
+        hT, _ = jax.lax.scan(cell, h0, X)
+        return jnp.sum(hT)
+
+    value = jax.jit(cost)
+    value_grad = jax.jit(jax.value_and_grad(cost, argnums=(0, 1, 2)))
+    args = [jnp.asarray(a) for a in data(n)]
+    start = time.perf_counter()
+    jax.block_until_ready(value_grad(*args))
+    compile_seconds = time.perf_counter() - start
+
+    def run(fn):
+        return lambda *a: jax.block_until_ready(fn(*a))
+
+    return {"compile value+grad": compile_seconds, "value": best_of(run(value), args),
+            "value+grad": best_of(run(value_grad), args)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--no-compile", action="store_true", help="skip the cold-compile measurements")
+    args = parser.parse_args(argv)
+    report = {}
+    if not args.no_compile:
+        for n in (100, 100_000, None):
+            report[f"cold compile value+grad, n={n}"] = cold_compile(n)
+    n = args.steps
+    values = data(n)
+    value, grad, hvp = build(None, "value"), build(None, "grad"), build(None, "hvp")
+    direction = np.random.default_rng(1).normal(size=(H, H))
+    report["value"] = best_of(value, values)
+    report["value+grad"] = best_of(grad, values)
+    report["hvp"] = best_of(hvp, values + [direction])
+    report["value+grad / value"] = report["value+grad"] / report["value"]
+    report["hvp / value"] = report["hvp"] / report["value"]
+    report["stored carries (checkpoint='all')"] = 2 * n  # each step's carry before and after it
+    report["stored bytes (checkpoint='all')"] = 2 * n * H * 8
+    jax_report = jax_times(n)
+    if jax_report is None:
+        report["jax"] = "not installed"
+    else:
+        report.update({f"jax {k}": v for k, v in jax_report.items()})
+        report["jax value+grad / value"] = jax_report["value+grad"] / jax_report["value"]
+        report["symdiff value+grad / jax value+grad"] = report["value+grad"] / jax_report["value+grad"]
+    for key, v in report.items():
+        print(f"{key:45s} {v:.4g}" if isinstance(v, float) else f"{key:45s} {v}")
+    return report
+
+
+if __name__ == "__main__":
+    json.dumps(main())
