@@ -394,11 +394,15 @@ def _samples(rng):
     rnn, _ = make_body(0, t, [c, x][:1], [x], [w_out, F.sum(w_out * c)], 1, False, {})
     init, xs, consts = rng.normal(size=2), rng.normal(size=(3, 2)), rng.uniform(0.5, 1.5, size=2)
     cases = []
-    for part in [("carry", 0), ("ys", 0), ("tape", 0)]:
-        for reverse in (False, True):
-            attrs = dict(body=rnn, part=part, length=3, dynamic=False, reverse=reverse, kind="scan",
-                         checkpoint="all")
-            cases.append(((init, xs, consts), attrs))
+    for part, reverse in [(("carry", 0), False), (("carry", 0), True), (("ys", 0), False), (("ys", 0), True),
+                          (("tape", 0), False), (("next", 0), True)]:
+        attrs = dict(body=rnn, part=part, length=3, dynamic=False, reverse=reverse, kind="scan",
+                     checkpoint="all")
+        cases.append(((init, xs, consts), attrs))
+    k, v = temporary(T_TYPE), temporary(f64(2))  # an int64 carry beside a float one
+    counted, _ = make_body(0, t, [k, v], [x], [k + 1, v * F.astype(k + 1, "float64") + x], 0, False, {})
+    cases.append(((np.int64(2), init, xs), dict(body=counted, part=("carry", 1), length=3, dynamic=False,
+                                                reverse=False, kind="scan", checkpoint="all")))
     s, a = temporary(f64()), temporary(f64())
     fori, _ = make_body(0, t, [s], [], [F.sin(s) * a + F.astype(t, "float64")], 0, False, {})
     cases.append(((np.int64(4), rng.normal(), rng.uniform(0.5, 1.0)),
