@@ -21,12 +21,15 @@ Conventions where NumPy has none:
   NumPy's; the derivative is that of the function computed, so a gradient with respect
   to A is symmetric and directional derivatives are right along any direction.
 - Eigenvectors (and singular vectors) are LAPACK's, signs included, as in NumPy.  Their
-  derivatives need distinct eigenvalues (singular values): the derivative of the vector
-  of a pair of eigenvalues that are exactly equal keeps no rotation within their
-  eigenspace (that pair's term is set to 0, as JAX does), which is exact for functions
-  of the eigenvalues and of the eigenspaces as a whole but not for every function of the
-  vectors; near-equal eigenvalues give large, correct derivatives (the vectors themselves
-  are ill-conditioned there).  Eigenvalue and singular-value derivatives need no gap.
+  derivatives need distinct eigenvalues (singular values).  A pair equal to rounding
+  (within 128 ulps of the largest: the vectors of such a pair are fixed by rounding alone)
+  contributes no rotation within its eigenspace: that pair's 1/(w_j - w_i) term is 0 (JAX
+  zeroes only exact equality, which rounding almost never produces, and returns ~1/eps
+  there).  That is exact for functions of the eigenvalues (any multiplicity) and for
+  functions that do not depend on how a degenerate eigenspace's basis is chosen, and it
+  keeps other gradients finite; near-equal but distinct values (gap 1e-4, say) give the
+  true derivative, large like 1/gap, as the vectors themselves are ill-conditioned there.
+  Eigenvalue and singular-value derivatives need no gap.
 - The derivative of ``det``/``slogdet`` at an exactly singular matrix needs A^-1 and
   raises ``LinAlgError``; derivatives of ``svd``'s U and Vh need nonzero singular values
   when the matrix is not square; ``qr``'s derivative needs m >= n or static sizes.
@@ -148,11 +151,9 @@ def _broadcast_batches(*pairs) -> list:
         for j, (y, y_core) in enumerate(pairs):
             if j == k:
                 continue
-            corner = y
-            if y_core:  # y's batch with size-1 core axes, then x's core rank
-                corner = S.SLICE(y, index=tuple((None, None, 1) for _ in range(y.ndim - y_core))
-                                 + tuple((0, 1, 1) for _ in range(y_core)))
-                corner = S.SQUEEZE(corner, axes=tuple(range(y.ndim - y_core, y.ndim)))
+            corner = y  # y's batch shape (a sum over its core: exact for empty cores too), then x's core rank
+            if y_core:
+                corner = F.sum(F.stop_gradient(y), axis=tuple(range(y.ndim - y_core, y.ndim)))
             corner = S.EXPAND_DIMS(corner, axes=tuple(range(corner.ndim, corner.ndim + core))) if core else corner
             ref = ref + F.stop_gradient(F.astype(F.less(corner, corner), x.dtype))  # zeros: only the shape counts
         out.append(S.BROADCAST_LIKE(x, ref))

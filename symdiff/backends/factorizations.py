@@ -24,6 +24,12 @@ def helper(name: str) -> str:
     return HELPER_PREFIX + name
 
 
+def flag(value: bool) -> str:
+    """A bool argument for a helper: np.bool_, so Numba compiles one version of the helper
+    rather than one per literal True/False."""
+    return f"np.bool_({bool(value)})"
+
+
 def _batch(L, node: Expr, *inputs: Expr) -> tuple:
     """The common batch dims of ``inputs`` (unified) and their loop variables."""
     dims = []
@@ -177,15 +183,15 @@ def _rhs_solve(L, node: Expr, matrix: Expr, call, message: str):
 def lower_solve_triangular(L, node: Expr):
     p = node.params
     _rhs_solve(L, node, node.inputs[0],
-               lambda e, t, x: f"{helper('trisolve')}({e.at(t)}, {e.at(x)}, {p['lower']}, {p['trans']}, "
-                               f"{p['unit_diagonal']})",
+               lambda e, t, x: f"{helper('trisolve')}({e.at(t)}, {e.at(x)}, {flag(p['lower'])}, "
+                               f"{flag(p['trans'])}, {flag(p['unit_diagonal'])})",
                "Singular matrix: a zero on the diagonal of a triangular matrix")
 
 
 @lowers("cho_solve")
 def lower_cho_solve(L, node: Expr):
     lower = node.params["lower"]
-    _rhs_solve(L, node, node.inputs[0], lambda e, c, x: f"{helper('cho_solve')}({e.at(c)}, {e.at(x)}, {lower})",
+    _rhs_solve(L, node, node.inputs[0], lambda e, c, x: f"{helper('cho_solve')}({e.at(c)}, {e.at(x)}, {flag(lower)})",
                "Singular matrix: a zero on the diagonal of a triangular matrix")
 
 
@@ -229,7 +235,7 @@ def lower_solve(L, node: Expr):
     e = _Emitter(L, node, batch)
     e.fail_if(f"{e.at(info)}[0] > 0", "Singular matrix", node)
     e.copy_in(name, b, shape[-2:])
-    e.add(f"{helper('lu_solve')}({e.at(lu)}, {e.at(piv)}, {e.at(name)}, {node.params['trans']})")
+    e.add(f"{helper('lu_solve')}({e.at(lu)}, {e.at(piv)}, {e.at(name)}, {flag(node.params['trans'])})")
     L.prelude(at).extend(e.lines)
     _publish(L, node, name, shape, at)
 
@@ -279,7 +285,7 @@ def lower_eigh(L, node: Expr):
     _allocate(L, v, (batch + (n, n)) if "v" in parts else (1, 1), dtype)
     e = _Emitter(L, node, batch)
     v_at = e.at(v) if "v" in parts else v
-    e.add(f"info = {helper('eigh')}({e.at(source)}, {e.at(w)}, {v_at}, {'v' in parts})")
+    e.add(f"info = {helper('eigh')}({e.at(source)}, {e.at(w)}, {v_at}, {flag('v' in parts)})")
     e.fail_if("info != 0", "Eigenvalues did not converge", node)
     L.prelude(at).extend(e.lines)
     if "w" in parts:
@@ -327,7 +333,7 @@ def lower_svd(L, node: Expr):
     e = _Emitter(L, node, batch)
     args = [e.at(names[p]) if p in parts or p == "s" else names[p] for p in ("s", "u", "vh")]
     job = (2 if full else 1) if vectors else 0
-    e.add(f"info = {helper('svd')}({e.at(source)}, {', '.join(args)}, {job})")
+    e.add(f"info = {helper('svd')}({e.at(source)}, {', '.join(args)}, np.int64({job}))")
     e.fail_if("info != 0", "SVD did not converge", node)
     L.prelude(at).extend(e.lines)
     for part, n_ in parts.items():
@@ -362,7 +368,7 @@ def lower_qr(L, node: Expr):
     e = _Emitter(L, node, batch)
     q = e.at(names["q"]) if "q" in parts else names["q"]
     r = e.at(names["r"]) if "r" in parts else names["r"]
-    e.add(f"info = {helper('qr')}({e.at(source)}, {q}, {r}, {complete}, {'q' in parts})")
+    e.add(f"info = {helper('qr')}({e.at(source)}, {q}, {r}, {flag(complete)}, {flag('q' in parts)})")
     e.fail_if("info != 0", "Incorrect argument found while performing QR factorization", node)
     L.prelude(at).extend(e.lines)
     for part, n_ in parts.items():

@@ -348,6 +348,9 @@ if LAPACK:
     _orgqr = _make_routine("orgqr", LAPACK_CHOICE)
 
 _C, _D, _I, _L, _N, _R, _S, _T, _U, _V, _A = (ord(c) for c in "CDILNRSTUVA")
+# Flags passed between helpers as np.bool_: a Python True would make Numba compile one
+# specialisation of the callee per literal value (seconds each); kernels pass them so too.
+_YES, _NO = np.bool_(True), np.bool_(False)
 _BLOCK = 32  # tile of blocked transposes: a row and a column of it stay in cache
 
 # --------------------------------------------------------- shared loops
@@ -423,7 +426,7 @@ if LAPACK:
     def _lapack_cholesky(out, a):
         """out = the lower Cholesky factor of (a + a^T)/2; returns LAPACK's info."""
         n = a.shape[0]
-        _symmetric_part(out, a, True)
+        _symmetric_part(out, a, _YES)
         if n == 0:
             return 0
         return _potrf(_U, n, out, n)  # Fortran's upper triangle of out is its C lower one
@@ -444,10 +447,10 @@ if LAPACK:
     @njit(nogil=True, error_model="numpy")
     def _lapack_cho_solve(c, x, lower):
         """x = (L L^T)^-1 x in place (lower: L = tril(c); else c's upper triangle is L^T)."""
-        bad = _lapack_trisolve(c, x, lower, not lower, False)
+        bad = _lapack_trisolve(c, x, lower, not lower, _NO)
         if bad:
             return bad
-        return _lapack_trisolve(c, x, lower, lower, False)
+        return _lapack_trisolve(c, x, lower, lower, _NO)
 
     @njit(nogil=True, error_model="numpy")
     def _lapack_lu(lu, piv):
@@ -484,7 +487,7 @@ if LAPACK:
 
     @njit(nogil=True, error_model="numpy")
     def _lapack_slogdet(lu, piv, info):
-        return _slogdet_from_lu(lu, piv, info, 1)
+        return _slogdet_from_lu(lu, piv, info, np.int64(1))
 
     @njit(nogil=True, error_model="numpy")
     def _lapack_eigh(a, w, v, vectors):
@@ -494,7 +497,7 @@ if LAPACK:
         if n == 0:
             return 0
         buf = np.empty((n, n), dtype=a.dtype)
-        _symmetric_part(buf, a, False)
+        _symmetric_part(buf, a, _NO)
         job = _V if vectors else _N
         work = np.empty(1, dtype=a.dtype)
         iwork = np.empty(1, dtype=LAPACK_INT)
@@ -516,8 +519,8 @@ if LAPACK:
         k = min(m, n)
         if k == 0:  # nothing to factor; full matrices of an empty a are identities
             if job == 2:
-                _fill(u, 0)
-                _fill(vh, 0)
+                _fill(u, 0.0)
+                _fill(vh, 0.0)
                 for i in range(m):
                     u[i, i] = 1
                 for i in range(n):
@@ -586,7 +589,7 @@ if LAPACK:
 @njit(nogil=True, error_model="numpy")
 def _loops_cholesky(out, a):
     n = a.shape[0]
-    _symmetric_part(out, a, True)
+    _symmetric_part(out, a, _YES)
     for j in range(n):
         d = out[j, j]
         for p in range(j):
@@ -627,10 +630,10 @@ def _loops_trisolve(t, x, lower, trans, unit):
 
 @njit(nogil=True, error_model="numpy")
 def _loops_cho_solve(c, x, lower):
-    bad = _loops_trisolve(c, x, lower, not lower, False)
+    bad = _loops_trisolve(c, x, lower, not lower, _NO)
     if bad:
         return bad
-    return _loops_trisolve(c, x, lower, lower, False)
+    return _loops_trisolve(c, x, lower, lower, _NO)
 
 
 @njit(nogil=True, error_model="numpy")
@@ -671,11 +674,11 @@ def _loops_lu_solve(lu, piv, x, trans):
             if p != i:
                 for c in range(k):
                     x[i, c], x[p, c] = x[p, c], x[i, c]
-        _loops_trisolve(lu, x, True, False, True)
-        _loops_trisolve(lu, x, False, False, False)
+        _loops_trisolve(lu, x, _YES, _NO, _YES)
+        _loops_trisolve(lu, x, _NO, _NO, _NO)
     else:  # A^T X = B with P A = L U: U^T L^T P X = B
-        _loops_trisolve(lu, x, False, True, False)
-        _loops_trisolve(lu, x, True, True, True)
+        _loops_trisolve(lu, x, _NO, _YES, _NO)
+        _loops_trisolve(lu, x, _YES, _YES, _YES)
         for i in range(n - 1, -1, -1):
             p = piv[i]
             if p != i:
@@ -686,69 +689,19 @@ def _loops_lu_solve(lu, piv, x, trans):
 
 @njit(nogil=True, error_model="numpy")
 def _loops_slogdet(lu, piv, info):
-    return _slogdet_from_lu(lu, piv, info, 0)
+    return _slogdet_from_lu(lu, piv, info, np.int64(0))
 
 
 @njit(nogil=True, error_model="numpy")
-def _jacobi_eigh(s, w, v):
-    """Cyclic Jacobi on the symmetric s (destroyed): eigenvalues ascending in w, vectors in
-    v's columns."""
-    n = s.shape[0]
-    for i in range(n):
-        for j in range(n):
-            v[i, j] = 1.0 if i == j else 0.0
-    for sweep in range(100):
-        off = 0.0
-        total = 0.0
-        for i in range(n):
-            total += s[i, i] * s[i, i]
-            for j in range(i + 1, n):
-                off += s[i, j] * s[i, j]
-        if off <= 1e-33 * (total + 2 * off):
-            break
-        for p in range(n - 1):
-            for q in range(p + 1, n):
-                if s[p, q] == 0:
-                    continue
-                theta = (s[q, q] - s[p, p]) / (2 * s[p, q])
-                t = (1.0 if theta >= 0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1))
-                c = 1 / math.sqrt(t * t + 1)
-                sn = t * c
-                for k in range(n):
-                    skp, skq = s[k, p], s[k, q]
-                    s[k, p] = c * skp - sn * skq
-                    s[k, q] = sn * skp + c * skq
-                for k in range(n):
-                    spk, sqk = s[p, k], s[q, k]
-                    s[p, k] = c * spk - sn * sqk
-                    s[q, k] = sn * spk + c * sqk
-                for k in range(n):
-                    vkp, vkq = v[k, p], v[k, q]
-                    v[k, p] = c * vkp - sn * vkq
-                    v[k, q] = sn * vkp + c * vkq
-    order = np.argsort(np.array([s[i, i] for i in range(n)]))
-    vs = v.copy()
-    for j in range(n):
-        w[j] = s[order[j], order[j]]
-        for i in range(n):
-            v[i, j] = vs[i, order[j]]
-    return 0
-
-
-@njit(nogil=True, error_model="numpy")
-def _loops_eigh(a, w, v, vectors):
-    n = a.shape[0]
-    s = np.empty((n, n), dtype=np.float64)
-    _symmetric_part(s, a.astype(np.float64), False)
-    vv = np.empty((n, n), dtype=np.float64)
-    ww = np.empty(n, dtype=np.float64)
-    _jacobi_eigh(s, ww, vv)
-    for j in range(n):
-        w[j] = ww[j]
-        if vectors:
-            for i in range(n):
-                v[i, j] = vv[i, j]
-    return 0
+def _sort_by(order, keys, sign):
+    """Insertion sort of ``order`` by sign * keys[k, k] (np.argsort compiles in seconds)."""
+    for i in range(1, order.shape[0]):
+        current = order[i]
+        j = i - 1
+        while j >= 0 and sign * keys[order[j], order[j]] > sign * keys[current, current]:
+            order[j + 1] = order[j]
+            j -= 1
+        order[j + 1] = current
 
 
 @njit(nogil=True, error_model="numpy")
@@ -768,7 +721,10 @@ def _complete_basis(q, k):
                     d += q[i, j] * vec[i]
                 for i in range(m):
                     vec[i] -= d * q[i, j]
-        norm = math.sqrt(np.sum(vec * vec))
+        norm = 0.0
+        for i in range(m):
+            norm += vec[i] * vec[i]
+        norm = math.sqrt(norm)
         if norm > 0.5:
             for i in range(m):
                 q[i, col] = vec[i] / norm
@@ -780,9 +736,14 @@ def _loops_svd(a, s, u, vh, job):
     """One-sided Jacobi (Hestenes) on the taller orientation, in float64."""
     m, n = a.shape
     wide = n > m
-    x = (a.T if wide else a).astype(np.float64).copy()  # rows >= cols
-    rows, cols = x.shape
-    v = np.eye(cols)
+    rows, cols = (n, m) if wide else (m, n)
+    x = np.empty((rows, cols))  # rows >= cols
+    for i in range(rows):
+        for j in range(cols):
+            x[i, j] = a[j, i] if wide else a[i, j]
+    v = np.zeros((cols, cols))
+    for i in range(cols):
+        v[i, i] = 1.0
     for sweep in range(100):
         rotated = False
         for p in range(cols - 1):
@@ -809,20 +770,28 @@ def _loops_svd(a, s, u, vh, job):
                     v[i, q] = sn * vp + c * vq
         if not rotated:
             break
-    norms = np.array([math.sqrt(np.sum(x[:, j] * x[:, j])) for j in range(cols)])
-    order = np.argsort(-norms)
+    norms = np.zeros((cols, cols))  # on the diagonal, for _sort_by
+    for j in range(cols):
+        acc = 0.0
+        for i in range(rows):
+            acc += x[i, j] * x[i, j]
+        norms[j, j] = math.sqrt(acc)
+    order = np.empty(cols, dtype=np.int64)
+    for j in range(cols):
+        order[j] = j
+    _sort_by(order, norms, -1.0)
     k = cols
     left = np.zeros((rows, rows))  # columns: x's normalised, then a completion
     right = np.zeros((cols, cols))
     for j in range(k):
         o = order[j]
-        s[j] = norms[o]
+        s[j] = norms[o, o]
         for i in range(cols):
             right[i, j] = v[i, o]
         for i in range(rows):
-            left[i, j] = x[i, o] / norms[o] if norms[o] > 0 else 0.0
+            left[i, j] = x[i, o] / norms[o, o] if norms[o, o] > 0 else 0.0
     filled = 0
-    while filled < k and norms[order[filled]] > 0:
+    while filled < k and norms[order[filled], order[filled]] > 0:
         filled += 1
     _complete_basis(left, filled)
     if job == 0:
@@ -840,11 +809,42 @@ def _loops_svd(a, s, u, vh, job):
 
 
 @njit(nogil=True, error_model="numpy")
+def _loops_eigh(a, w, v, vectors):
+    """The symmetric part S of a shifted to S + c I (c above its spectral radius) is
+    positive definite, so its singular vectors are S's eigenvectors and its singular
+    values S's eigenvalues plus c: one Jacobi routine (one compile) serves both."""
+    n = a.shape[0]
+    shifted = np.empty((n, n))
+    _symmetric_part(shifted, a.astype(np.float64), _NO)
+    c = 1.0
+    for i in range(n):
+        row = 0.0
+        for j in range(n):
+            row += abs(shifted[i, j])
+        c = max(c, 2 * row)
+    for i in range(n):
+        shifted[i, i] += c
+    s = np.empty(n)
+    u = np.empty((n, n))
+    vh = np.empty((n, n))
+    _loops_svd(shifted, s, u, vh, np.int64(1))
+    for j in range(n):  # ascending
+        w[j] = s[n - 1 - j] - c
+        if vectors:
+            for i in range(n):
+                v[i, j] = u[i, n - 1 - j]
+    return 0
+
+
+@njit(nogil=True, error_model="numpy")
 def _loops_qr(a, q, r, complete, want_q):
     """Householder QR with LAPACK's reflector signs (dlarfg), so R and Q match LAPACK's."""
     m, n = a.shape
     k = min(m, n)
-    x = a.astype(np.float64).copy()
+    x = np.empty((m, n))
+    for i in range(m):
+        for j in range(n):
+            x[i, j] = a[i, j]
     vs = np.zeros((k, m))
     taus = np.zeros(k)
     for j in range(k):
@@ -915,7 +915,7 @@ if LAPACK:
         if m == 0 or n == 0:
             return
         if k == 0:
-            _fill(out, 0)
+            _fill(out, 0.0)
             return
         lda = a.shape[1]
         ldb = b.shape[1]
@@ -931,7 +931,7 @@ def _make_pinv(svd, gemm):
         s = np.empty(k, dtype=a.dtype)
         u = np.empty((m, k), dtype=a.dtype)
         vh = np.empty((k, n), dtype=a.dtype)
-        info = svd(a, s, u, vh, 1)
+        info = svd(a, s, u, vh, np.int64(1))
         if info != 0:
             return info
         largest = 0.0
@@ -942,7 +942,7 @@ def _make_pinv(svd, gemm):
             inv = 1 / s[j] if s[j] > cutoff else 0.0
             for i in range(m):
                 u[i, j] *= inv  # u diag(1/s)
-        gemm(out, vh, u, True, True)  # out (n x m) = vh^T (u diag(1/s))^T
+        gemm(out, vh, u, _YES, _YES)  # out (n x m) = vh^T (u diag(1/s))^T
         return 0
 
     return pinv
@@ -1007,9 +1007,9 @@ def _make_expm(lu, lu_solve, gemm):
         b = _PADE_TABLE[level]
         count = _PADE_POWERS[level]
         powers = np.empty((count, n, n))
-        gemm(powers[0], x, x, False, False)
+        gemm(powers[0], x, x, _NO, _NO)
         for j in range(1, count):
-            gemm(powers[j], powers[j - 1], powers[0], False, False)
+            gemm(powers[j], powers[j - 1], powers[0], _NO, _NO)
         u = np.empty((n, n))
         v = np.empty((n, n))
         first = np.empty((n, n))
@@ -1030,11 +1030,11 @@ def _make_expm(lu, lu_solve, gemm):
                         for t in range(count):
                             acc += b[which, 1, t] * powers[t, i, j]
                         second[i, j] = acc
-                gemm(product, powers[2], second, False, False)
+                gemm(product, powers[2], second, _NO, _NO)
                 for i in range(n):
                     for j in range(n):
                         dest[i, j] += product[i, j]
-        gemm(u, x, first, False, False)
+        gemm(u, x, first, _NO, _NO)
         # r = (v - u)^-1 (v + u): the C buffers hold A; lu_solve solves with A
         for i in range(n):
             for j in range(n):
@@ -1044,9 +1044,9 @@ def _make_expm(lu, lu_solve, gemm):
         if lu(product, piv) > 0:
             _fill(r, np.nan)
             return r
-        lu_solve(product, piv, r, False)
+        lu_solve(product, piv, r, _NO)
         for _ in range(s):
-            gemm(product, r, r, False, False)
+            gemm(product, r, r, _NO, _NO)
             r, product = product, r
         return r
 

@@ -20,8 +20,10 @@ Conventions (stated in ``symdiff.linalg``'s docstrings):
   symmetric A the result is NumPy's, and derivatives are those of the function of A they
   compute (symmetric gradients, correct along any direction).
 - eigenvector and singular-vector derivatives use F_ij = 1/(w_j - w_i) (1/(s_j^2 - s_i^2)),
-  set to 0 where two eigen/singular values are exactly equal: such a pair's rotation
-  within its eigenspace is arbitrary, and the derivative keeps none of it (as JAX).
+  set to 0 where two eigen/singular values are equal to rounding (TIE_ULPS ulps of the
+  largest): such a pair's rotation within its eigenspace is arbitrary (fixed by rounding
+  alone), and the derivative keeps none of it (JAX does this for exact equality only,
+  which rounding almost never produces: its gradients there are ~1/eps).
 """
 
 from __future__ import annotations
@@ -156,12 +158,6 @@ def _row(v: Expr) -> Expr:  # (..., k) -> (..., 1, k): scales columns when multi
 
 def _col(v: Expr) -> Expr:  # (..., k) -> (..., k, 1): scales rows
     return EXPAND_DIMS(v, axes=(v.ndim,))
-
-
-def _safe_inverse(d: Expr) -> Expr:
-    """1/d where d != 0, and 0 where d == 0 exactly (no inf, also in d's own derivative)."""
-    zero = F.equal(d, 0)
-    return F.where(zero, 0, 1 / F.where(zero, 1, d))
 
 
 # ---------------------------------------------------------------- diag_part
@@ -598,9 +594,23 @@ def _eigh_parts(a):
     return EIGH(a, part="w"), EIGH(a, part="v")
 
 
+# Eigen- (singular) values closer than this many ulps of the largest one count as equal:
+# their vectors are then fixed by rounding alone, and 1/gap would be ~1/eps.
+TIE_ULPS = 128
+
+
+def _tie_mask(d: Expr, values: Expr) -> Expr:
+    """|d| <= TIE_ULPS * eps * max|values| (per matrix of a batch)."""
+    eps = float(np.finfo(values.dtype).eps)
+    scale = F.max(F.abs(F.stop_gradient(values)), axis=-1, keepdims=True)
+    return F.abs(F.stop_gradient(d)) <= EXPAND_DIMS(scale, axes=(scale.ndim,)) * (TIE_ULPS * eps)
+
+
 def _gaps(w: Expr) -> Expr:
-    """F[i, j] = 1 / (w[j] - w[i]), 0 on the diagonal and for exactly equal values."""
-    return _safe_inverse(_row(w) - _col(w))
+    """F[i, j] = 1 / (w[j] - w[i]), 0 on the diagonal and where the values tie (to rounding)."""
+    d = _row(w) - _col(w)
+    tie = _tie_mask(d, w)
+    return F.where(tie, 0, 1 / F.where(tie, 1, d))
 
 
 def _vjp_eigh(g, out, a, part):
@@ -668,8 +678,10 @@ def _svd_parts(a, full_matrices):
 
 
 def _svd_gaps(s: Expr) -> Expr:
-    """F[i, j] = 1 / (s[j]^2 - s[i]^2), 0 where equal."""
-    return _safe_inverse((_row(s) + _col(s)) * (_row(s) - _col(s)))
+    """F[i, j] = 1 / (s[j]^2 - s[i]^2), 0 on the diagonal and where the values tie (to rounding)."""
+    d = _row(s) - _col(s)
+    tie = _tie_mask(d, s)
+    return F.where(tie, 0, 1 / F.where(tie, 1, (_row(s) + _col(s)) * d))
 
 
 def _vjp_svd(g, out, a, part, full_matrices):

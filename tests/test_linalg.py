@@ -1,0 +1,494 @@
+"""sd.linalg against np.linalg and scipy.linalg, in both backends; derivatives (first and
+second order, HVPs, the Hessian of a Gaussian-process likelihood) against finite
+differences; degenerate spectra; failures; LAPACK discovery and the pure-loop fallback.
+
+Compiles are slow, so the compiled checks share a few kernels, each called at several
+run-time sizes; derivatives are checked with the NumPy reference evaluator, and their
+compiled versions against it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+from symdiff.ops.decompositions import spd
+from symdiff.testing import check_grads, check_hvp
+
+L = sd.linalg
+LinAlgError = np.linalg.LinAlgError
+scipy_linalg = pytest.importorskip("scipy.linalg")
+pytestmark = pytest.mark.filterwarnings("ignore:Code running in object mode")
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _tri(rng, n, batch=(), lower=True):
+    t = np.linalg.cholesky(spd(rng, n, batch)) + rng.normal(size=batch + (n, n)) * 0.2
+    return np.tril(t) if lower else np.swapaxes(np.tril(t), -1, -2)
+
+
+def _close(got, want, label, rtol=1e-10, atol=1e-10):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{label}: shape {got.shape}, expected {want.shape}"
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=label)
+
+
+# ------------------------------------------------------------------ values
+
+
+A = sd.tensor("A", (2, None, None))  # general square matrices, a batch of 2
+K = sd.tensor("K", (2, None, None))  # symmetric positive definite
+T = sd.tensor("T", (2, None, None))  # lower triangular
+b = sd.vector("b")
+B = sd.tensor("B", (3, 1, None, None))  # right-hand sides broadcasting against A's batch
+M = sd.matrix("M", (None, None))  # rectangular
+y = sd.vector("y")
+
+
+def _value_cases():
+    """(label, expression, reference(values) -> array, tolerance) for every function."""
+    S = sd.linalg.matrix_transpose(K) + K
+    cases = [
+        ("solve vector", L.solve(A, b), lambda v: np.linalg.solve(v[A], v[b])),
+        ("solve batched", L.solve(A, B), lambda v: np.linalg.solve(v[A], v[B])),
+        ("inv", L.inv(A), lambda v: np.linalg.inv(v[A])),
+        ("det", L.det(A), lambda v: np.linalg.det(v[A])),
+        ("slogdet sign", L.slogdet(A)[0], lambda v: np.linalg.slogdet(v[A])[0]),
+        ("slogdet log", L.slogdet(A)[1], lambda v: np.linalg.slogdet(v[A])[1]),
+        ("cholesky", L.cholesky(K), lambda v: np.linalg.cholesky(v[K])),
+        ("cholesky upper", L.cholesky(K, upper=True), lambda v: np.linalg.cholesky(v[K], upper=True)),
+        ("eigh w", L.eigh(S)[0], lambda v: np.linalg.eigh(v[K] + np.swapaxes(v[K], -1, -2))[0]),
+        ("eigh v", L.eigh(S)[1], lambda v: np.linalg.eigh(v[K] + np.swapaxes(v[K], -1, -2))[1]),
+        ("eigvalsh", L.eigvalsh(K), lambda v: np.linalg.eigvalsh(v[K])),
+        ("svd U", L.svd(M)[0], lambda v: np.linalg.svd(v[M])[0]),
+        ("svd S", L.svd(M)[1], lambda v: np.linalg.svd(v[M])[1]),
+        ("svd Vh", L.svd(M)[2], lambda v: np.linalg.svd(v[M])[2]),
+        ("svd reduced U", L.svd(M, full_matrices=False)[0], lambda v: np.linalg.svd(v[M], full_matrices=False)[0]),
+        ("svdvals", L.svdvals(A), lambda v: np.linalg.svdvals(v[A])),
+        ("qr Q", L.qr(M)[0], lambda v: np.linalg.qr(v[M])[0]),
+        ("qr R", L.qr(M)[1], lambda v: np.linalg.qr(v[M])[1]),
+        ("qr complete Q", L.qr(M, mode="complete")[0], lambda v: np.linalg.qr(v[M], mode="complete")[0]),
+        ("qr r", L.qr(A, mode="r"), lambda v: np.linalg.qr(v[A], mode="r")),
+        ("pinv", L.pinv(M), lambda v: np.linalg.pinv(v[M])),
+        ("matrix_power 5", L.matrix_power(A, 5), lambda v: np.linalg.matrix_power(v[A], 5)),
+        ("matrix_power -2", L.matrix_power(A, -2), lambda v: np.linalg.matrix_power(v[A], -2)),
+        ("matrix_power 0", L.matrix_power(A, 0), lambda v: np.linalg.matrix_power(v[A], 0)),
+        ("multi_dot", L.multi_dot([M.T, M, y]), lambda v: np.linalg.multi_dot([v[M].T, v[M], v[y]])),
+        ("solve_triangular", L.solve_triangular(T, B, lower=True),
+         lambda v: np.stack([[scipy_linalg.solve_triangular(t, v[B][i, 0], lower=True) for t in v[T]]
+                             for i in range(3)])),
+        ("solve_triangular T unit", L.solve_triangular(T, b, trans="T", lower=True, unit_diagonal=True),
+         lambda v: np.stack([scipy_linalg.solve_triangular(t, v[b], trans="T", lower=True, unit_diagonal=True)
+                             for t in v[T]])),
+        ("solve_triangular upper", L.solve_triangular(sd.linalg.matrix_transpose(T), b),
+         lambda v: np.stack([scipy_linalg.solve_triangular(t.T, v[b]) for t in v[T]])),
+        ("cho_solve lower", L.cho_solve(L.cho_factor(K, lower=True), b),
+         lambda v: np.stack([scipy_linalg.cho_solve(scipy_linalg.cho_factor(k, lower=True), v[b]) for k in v[K]])),
+        ("cho_solve upper", L.cho_solve(L.cho_factor(K), B),
+         lambda v: np.stack([[scipy_linalg.cho_solve(scipy_linalg.cho_factor(k), v[B][i, 0]) for k in v[K]]
+                             for i in range(3)])),
+        ("expm", L.expm(A * 0.7), lambda v: np.stack([scipy_linalg.expm(a * 0.7) for a in v[A]])),
+        ("diagonal", L.diagonal(A), lambda v: np.linalg.diagonal(v[A])),
+        ("norm fro", L.norm(A, axis=(-2, -1)), lambda v: np.linalg.norm(v[A], axis=(-2, -1))),
+        ("norm nuc", L.norm(M, "nuc"), lambda v: np.linalg.norm(v[M], "nuc")),
+        ("norm 2", L.norm(M, 2), lambda v: np.linalg.norm(v[M], 2)),
+        ("norm -1", L.norm(A, -1, axis=(1, 2), keepdims=True), lambda v: np.linalg.norm(v[A], -1, axis=(1, 2),
+                                                                                            keepdims=True)),
+        ("norm inf", L.norm(M, np.inf), lambda v: np.linalg.norm(v[M], np.inf)),
+        ("vector norm 3", L.norm(A, 3, axis=-1), lambda v: np.linalg.norm(v[A], 3, axis=-1)),
+        ("vector norm -inf", L.norm(y, -np.inf), lambda v: np.linalg.norm(v[y], -np.inf)),
+        ("vector_norm", L.vector_norm(A, ord=1), lambda v: np.linalg.vector_norm(v[A], ord=1)),
+        ("matrix_norm", L.matrix_norm(A, ord=-2), lambda v: np.linalg.matrix_norm(v[A], ord=-2)),
+    ]
+    return cases
+
+
+def _values(n, m, p, seed):
+    rng = _rng(seed)
+    return {A: rng.normal(size=(2, n, n)) + 2 * np.eye(n), K: spd(rng, n, (2,)), T: _tri(rng, n, (2,)),
+            b: rng.normal(size=n), B: rng.normal(size=(3, 1, n, 2)), M: rng.normal(size=(m, p)),
+            y: rng.normal(size=p)}
+
+
+SIZES = [(4, 5, 3, 0), (3, 2, 4, 1)]  # (n, m, p, seed): tall and wide M
+
+
+def _check_values(function, cases, label):
+    for n, m, p, seed in SIZES:
+        values = _values(n, m, p, seed)
+        got = function(*[values[s] for s in function.inputs])
+        for (name, _, reference), value in zip(cases, got):
+            _close(value, reference(values), f"{label} {name} at n={n}, M {m}x{p}")
+
+
+def test_every_function_against_numpy_with_the_reference_backend():
+    cases = _value_cases()
+    symbols = [A, K, T, b, B, M, y]
+    f = sd.function(symbols, [e for _, e, _ in cases], backend="numpy")
+    _check_values(f, cases, "numpy backend")
+
+
+def test_every_function_against_numpy_compiled():
+    cases = _value_cases()
+    symbols = [A, K, T, b, B, M, y]
+    half = len(cases) // 2
+    for part in (cases[:half], cases[half:]):
+        f = sd.function(symbols, [e for _, e, _ in part])
+        _check_values(f, part, "compiled")
+
+
+def test_eigenvectors_and_singular_vectors_are_numpys_bitwise():
+    """Compiled eigh and svd call the routine NumPy calls, on the same column-major copy:
+    same vectors, signs included."""
+    S, X = sd.matrix("S", (None, None)), sd.matrix("X", (None, None))
+    w, v = L.eigh(S)
+    u, s, vh = L.svd(X)
+    f = sd.function([S, X], [w, v, u, s, vh])
+    rng = _rng(5)
+    s_value, x_value = spd(rng, 6), rng.normal(size=(7, 4))
+    got = f(s_value, x_value)
+    for g, want in zip(got, [*np.linalg.eigh(s_value), *np.linalg.svd(x_value)]):
+        assert np.array_equal(g, want)
+
+
+def test_float32_stays_float32():
+    X = sd.matrix("X32", (None, None), dtype="float32")
+    v = sd.vector("v32", dtype="float32")
+    eye = 3 * sd.eye(X.shape[0], dtype="float32")
+    outs = [L.solve(X @ X.T + eye, v), L.cholesky(X @ X.T + eye), L.slogdet(X)[1], L.eigvalsh(X + X.T), L.svdvals(X),
+            L.inv(X + eye)]
+    rng = _rng(3)
+    x, vv = rng.normal(size=(5, 5)).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    want = sd.evaluate(outs, {X: x, v: vv})
+    for backend in ("numpy", "numba"):
+        got = sd.function([X, v], outs, backend=backend)(x, vv)
+        for g, w in zip(got, want):
+            assert np.asarray(g).dtype == np.float32 or np.ndim(g) == 0  # 0-d: a Python float from Numba
+            _close(g, w, f"float32 {backend}", rtol=2e-5, atol=2e-5)
+
+
+def test_empty_matrices():
+    X = sd.matrix("X0", (None, None))
+    outs = [L.solve(X, sd.vector("z0")), L.det(X), L.cholesky(X @ X.T), L.inv(X), L.eigvalsh(X)]
+    x, z = np.zeros((0, 0)), np.zeros(0)
+    want = [np.linalg.solve(x, z), np.linalg.det(x), np.linalg.cholesky(x), np.linalg.inv(x), np.linalg.eigvalsh(x)]
+    got = sd.evaluate(outs, {"X0": x, "z0": z})
+    for g, w in zip(got, want):
+        _close(g, w, "empty")
+
+
+# ----------------------------------------------------------------- derivatives
+
+
+def _gp_negative_log_likelihood(X, yv, theta):
+    """Squared-exponential GP: -log p(y | X, lengthscale, signal and noise variance)."""
+    ell, sf2, sn2 = sd.exp(theta[0]), sd.exp(theta[1]), sd.exp(theta[2])
+    sq = sd.sum(X * X, axis=1)
+    d2 = sq[:, None] + sq[None, :] - 2 * (X @ X.T)
+    Kx = sf2 * sd.exp(-0.5 * d2 / ell ** 2) + sn2 * sd.eye(X.shape[0])
+    Lx = L.cholesky(Kx)
+    alpha = L.cho_solve((Lx, True), yv)
+    return 0.5 * sd.sum(yv * alpha) + sd.sum(sd.log(L.diagonal(Lx))) + 0.5 * X.shape[0] * np.log(2 * np.pi)
+
+
+def _gp_problem(n=9, seed=2):
+    rng = _rng(seed)
+    X, yv, theta = sd.matrix("Xgp", (None, 2)), sd.vector("ygp"), sd.vector("theta", 3)
+    values = {X: rng.normal(size=(n, 2)), yv: rng.normal(size=n), theta: np.array([0.2, -0.3, -1.2])}
+    return X, yv, theta, _gp_negative_log_likelihood(X, yv, theta), values
+
+
+def test_composites_first_and_second_derivatives():
+    rng = _rng(7)
+    a0 = rng.normal(size=(3, 3)) + 2 * np.eye(3)
+    k0 = spd(rng, 3)
+    m0 = rng.normal(size=(4, 3))
+    problems = [
+        (lambda a: L.det(a), (a0,)),
+        (lambda a: L.inv(a), (a0,)),
+        (lambda a, v: L.solve(a, v), (a0, rng.normal(size=3))),
+        (lambda a, v: L.solve(a, v), (rng.normal(size=(2, 3, 3)) + 2 * np.eye(3), rng.normal(size=(3, 2)))),
+        (lambda a: L.matrix_power(a, -2), (a0,)),
+        (lambda a: L.matrix_power(a, 4), (a0 * 0.5,)),
+        (lambda k, v: L.cho_solve(L.cho_factor(k), v), (k0, rng.normal(size=3))),
+        (lambda k, v: L.cho_solve(L.cho_factor(k, lower=True), v), (k0, rng.normal(size=(3, 2)))),
+        (lambda t, v: L.solve_triangular(t, v, lower=True, trans=1), (_tri(rng, 3), rng.normal(size=3))),
+        (lambda m: L.pinv(m), (m0,)),
+        (lambda m, v: L.lstsq(m, v)[0], (m0, rng.normal(size=4))),
+        (lambda m, v: L.lstsq(m, v)[1], (m0, rng.normal(size=4))),
+        (lambda a: L.expm(a), (a0 * 0.3,)),
+        (lambda m: L.multi_dot([m, m.T, m]), (m0,)),
+        (lambda m: L.qr(m.T)[0], (m0,)),  # wide: the composite split
+        (lambda m: L.qr(m.T)[1], (m0,)),
+        (lambda m: L.norm(m), (m0,)),
+        (lambda m: L.norm(m, "nuc"), (m0,)),
+        (lambda m: L.norm(m, 2), (m0,)),
+        (lambda m: L.norm(m, 1), (m0,)),
+        (lambda m: L.norm(m, 3.5, axis=0), (m0,)),
+    ]
+    for k, (f, values) in enumerate(problems):
+        check_grads(f, values=values, order=2, rng=k, label=f"problem {k}")
+
+
+def test_hvps_through_solve_cholesky_slogdet_eigh():
+    rng = _rng(8)
+    a0 = rng.normal(size=(4, 4)) + 2 * np.eye(4)
+    Am, v = sd.matrix("Ah", (4, 4)), sd.vector("vh", 4)
+    values = {Am: a0, v: rng.normal(size=4)}
+    sym = Am + Am.T
+    costs = [
+        sd.sum(L.solve(Am, v) ** 2),
+        sd.sum(sd.sin(L.cholesky(Am @ Am.T + 4 * sd.eye(4)))),
+        L.slogdet(Am)[1] * L.slogdet(Am)[1],
+        sd.sum(L.eigh(sym)[0] ** 3) + sd.sum(L.eigh(sym)[1][:, 0] * v) ** 2,
+    ]
+    for k, cost in enumerate(costs):
+        check_hvp(cost, [Am, v] if k in (0, 3) else [Am], values, rng=k, label=f"hvp {k}")
+
+
+@functools.lru_cache(maxsize=None)
+def _gp_compiled():
+    X, yv, theta, nll, _ = _gp_problem()
+    outputs = [nll, sd.grad(nll, theta)]
+    return sd.function([X, yv, theta], outputs), outputs
+
+
+def test_gaussian_process_hessian_and_its_compiled_kernel():
+    X, yv, theta, nll, values = _gp_problem()
+    check_grads(nll, theta, values, order=2, label="GP negative log-likelihood")
+    check_hvp(nll, theta, values, label="GP negative log-likelihood")
+    gradient = sd.grad(nll, theta)
+    hessian = sd.hessian(nll, theta)
+    want = sd.evaluate([nll, gradient, hessian], values)
+    np.testing.assert_allclose(want[2], want[2].T, rtol=1e-10)
+    check_grads(lambda t: sd.sum(sd.hessian(_gp_negative_log_likelihood(sd.constant(values[X]), sd.constant(values[yv]),
+                                                                        t), t) * sd.constant(np.eye(3))),
+                values=(values[theta],), order=1, label="trace of the GP Hessian")
+    # against scikit-learn's own gradient (its hyperparameters: log signal, log length, log noise)
+    sklearn = pytest.importorskip("sklearn.gaussian_process")
+    kernels = sklearn.kernels
+    kernel = (kernels.ConstantKernel(np.exp(-0.3)) * kernels.RBF(np.exp(0.2)) + kernels.WhiteKernel(np.exp(-1.2)))
+    gp = sklearn.GaussianProcessRegressor(kernel, optimizer=None, alpha=0.0).fit(values[X], values[yv])
+    lml, lml_grad = gp.log_marginal_likelihood(gp.kernel_.theta, eval_gradient=True)
+    _close(want[0], -lml, "GP value vs scikit-learn", rtol=1e-9)
+    _close(want[1], -lml_grad[[1, 0, 2]], "GP gradient vs scikit-learn", rtol=1e-8)
+    f, outputs = _gp_compiled()
+    for n, seed in ((9, 2), (14, 3)):
+        _, _, _, _, vals = _gp_problem(n, seed)
+        got = f(vals[X], vals[yv], vals[theta])
+        for g, w, name in zip(got, sd.evaluate(outputs, vals), ("value", "gradient")):
+            _close(g, w, f"compiled GP {name} n={n}", rtol=1e-9)
+
+
+def test_factorisations_are_computed_once_per_call():
+    """The Cholesky factor of K in the likelihood and its gradient, the LU factors of A in
+    solve and in its gradient's solve with A^T, eigh's two parts: one LAPACK call each."""
+    f, (_, gradient) = _gp_compiled()
+    assert f.source.count("cholesky(") == 1
+    # cholesky's rule needs no n x n matrix product here: cho_solve's and diagonal's terms are direct
+    products = [n for n in sd.toposort(gradient) if n.op.name == "matmul" and n.ndim == 2
+                and n.type.shape[1] is None and n.inputs[0].type.shape[-1] is None]
+    assert products == [], products
+    Am, v = sd.matrix("Alu", (None, None)), sd.vector("vlu")
+    cost = sd.sum(L.solve(Am, v) ** 2) + L.slogdet(Am)[1]
+    g = sd.function([Am, v], [cost, *sd.grad(cost, [Am, v])])
+    assert len(re.findall(r"_lu\(", g.source)) == 1, g.source
+    rng = _rng(4)
+    a0, v0 = rng.normal(size=(5, 5)) + 3 * np.eye(5), rng.normal(size=5)
+    for got, want in zip(g(a0, v0), sd.evaluate([cost, *sd.grad(cost, [Am, v])], {Am: a0, v: v0})):
+        _close(got, want, "shared LU")
+    S = sd.matrix("Seig", (None, None))
+    w, vecs = L.eigh(S)
+    e = sd.function([S], [w, vecs, sd.grad(sd.sum(w * w) + sd.sum(vecs[0] ** 2), S)])
+    assert len(re.findall(r"_eigh\(", e.source)) == 1
+
+
+# ------------------------------------------------------------ degenerate spectra
+
+
+def test_eigenvalue_functions_are_exact_at_repeated_eigenvalues():
+    """A function of the eigenvalues alone needs no eigenvector derivative: at a repeated
+    eigenvalue the gradient of sum(w**3) is 3 A^2 (a matrix function), exactly."""
+    q, _ = np.linalg.qr(_rng(9).normal(size=(4, 4)))
+    a0 = (q * np.array([1.0, 2.0, 2.0, 5.0])) @ q.T
+    S = sd.matrix("Sdeg", (4, 4))
+    gradient = sd.grad(sd.sum(L.eigvalsh(S) ** 3), S)
+    _close(sd.evaluate(gradient, {S: a0}), 3 * a0 @ a0, "grad sum(w^3) at a repeated eigenvalue", rtol=1e-12)
+    U = sd.matrix("Udeg", (4, 4))
+    nuclear = sd.grad(L.norm(U, "nuc"), U)
+    _close(sd.evaluate(nuclear, {U: q}), q, "grad of the nuclear norm at an orthogonal matrix", rtol=1e-12)
+
+
+def test_eigenvector_derivatives_at_and_near_repeated_eigenvalues():
+    """Eigenvalues equal to rounding: the pair's term is 0, so the gradient is finite and is
+    the derivative with the rotation inside the eigenspace left out; near-equal ones give
+    the true (large) derivative, which finite differences confirm."""
+    q, _ = np.linalg.qr(_rng(10).normal(size=(3, 3)))
+    S, W = sd.matrix("Sv", (3, 3)), sd.matrix("Wv", (3, 3))
+    cost = sd.sum(L.eigh(S)[1] * W)
+    gradient = sd.grad(cost, S)
+    weights = _rng(11).normal(size=(3, 3))
+    exact = (q * np.array([1.0, 1.0, 3.0])) @ q.T
+    value = sd.evaluate(gradient, {S: exact, W: weights})
+    w, v = np.linalg.eigh(exact)
+    assert 0 < w[1] - w[0] < 1e-14, "rounding separates the pair a little"
+    d = w[None, :] - w[:, None]
+    f = np.where(np.abs(d) <= 128 * np.finfo(float).eps * np.abs(w).max(), 0.0, 1 / np.where(d == 0, 1.0, d))
+    g = v @ (f * (v.T @ weights)) @ v.T
+    _close(value, (g + g.T) / 2, "eigenvector gradient with the degenerate pair's term 0", rtol=1e-10, atol=1e-12)
+    assert np.abs(value).max() < 10
+    near = (q * np.array([1.0, 1.0 + 1e-4, 3.0])) @ q.T
+    check_grads(cost, S, {S: near, W: weights}, order=1, step=1e-8, rtol=1e-4, label="eigenvectors, gap 1e-4")
+    assert np.abs(sd.evaluate(gradient, {S: near, W: weights})).max() > 100, "the derivative grows like 1/gap"
+
+
+def test_singular_vector_derivatives_near_repeated_singular_values():
+    q1, _ = np.linalg.qr(_rng(12).normal(size=(4, 4)))
+    q2, _ = np.linalg.qr(_rng(13).normal(size=(3, 3)))
+    near = (q1[:, :3] * np.array([2.0, 2.0 - 1e-4, 0.5])) @ q2.T
+    X, W = sd.matrix("Xs", (4, 3)), sd.matrix("Ws", (4, 3))
+    cost = sd.sum(L.svd(X, full_matrices=False)[0] * W)
+    check_grads(cost, X, {X: near, W: _rng(14).normal(size=(4, 3))}, order=1, step=1e-8, rtol=1e-4,
+                label="singular vectors, gap 1e-4")
+    exact = (q1[:, :3] * np.array([2.0, 2.0, 0.5])) @ q2.T
+    assert np.abs(sd.evaluate(sd.grad(cost, X), {X: exact, W: np.ones((4, 3))})).max() < 100
+
+
+# ------------------------------------------------------------------ failures
+
+
+def _compiled_and_reference(inputs, outputs):
+    return [sd.function(inputs, outputs, backend="numpy"), sd.function(inputs, outputs)]
+
+
+def _failures():
+    """One kernel, one input per failure: each call makes one of them fail."""
+    X1, X2, X3, X4 = (sd.matrix(f"Xf{k}", (None, None)) for k in range(4))
+    v = sd.vector("vf")
+    inputs = [X1, X2, X3, X4, v]
+    outputs = [L.solve(X1, v), L.inv(X2), L.cholesky(X3), L.solve_triangular(X4, v, lower=True)]
+    good = [np.eye(2), np.eye(2), np.eye(2), np.eye(2), np.ones(2)]
+    bad = [(0, np.array([[1.0, 2.0], [2.0, 4.0]]), "[Ss]ingular matrix"),
+           (1, np.array([[1.0, 2.0], [2.0, 4.0]]), "[Ss]ingular matrix"),
+           (2, np.array([[1.0, 2.0], [2.0, 1.0]]), "not positive definite"),
+           (3, np.array([[1.0, 0.0], [3.0, 0.0]]), "[Ss]ingular")]
+    return inputs, outputs, good, bad
+
+
+def _check_failures(backend):
+    inputs, outputs, good, bad = _failures()
+    f = sd.function(inputs, outputs, backend=backend)
+    f(*good)
+    for k, value, message in bad:
+        args = list(good)
+        args[k] = value
+        with pytest.raises(LinAlgError, match=message):
+            f(*args)
+
+
+def test_singular_and_indefinite_matrices_raise_linalgerror_compiled():
+    _check_failures("numba")
+
+
+@pytest.mark.xfail(strict=True, reason="sd.evaluate turns every ValueError of an impl into a ShapeError; needs the "
+                                       "evaluator's LinAlgError hook proposed in /work/notes/linalg.md")
+def test_singular_and_indefinite_matrices_raise_linalgerror_reference():
+    _check_failures("numpy")
+
+
+def test_singular_determinants_are_zero_in_both_backends():
+    X = sd.matrix("Xd", (None, None))
+    for f in _compiled_and_reference([X], [L.det(X), *L.slogdet(X)]):
+        det, sign, logabsdet = f(np.array([[1.0, 2.0], [2.0, 4.0]]))
+        assert det == 0 and sign == 0 and logabsdet == -np.inf
+
+
+def test_bad_shapes_are_reported():
+    with pytest.raises(sd.ShapeError, match="solve"):
+        L.solve(sd.matrix("Q1", (2, 3)), sd.vector("q1", 2))
+    with pytest.raises(sd.ShapeError, match="cholesky.*square"):
+        L.cholesky(sd.matrix("Q2", (2, 3)))
+    with pytest.raises(sd.ShapeError, match="at least 2 dimensions"):
+        L.inv(sd.vector("q3", 3))
+    with pytest.raises(sd.ShapeError, match="do not broadcast"):
+        L.solve(sd.tensor("Q4", (2, 3, 3)), sd.tensor("q4", (4, 3, 1)))
+    with pytest.raises(ValueError, match="Invalid norm order"):
+        L.norm(sd.vector("q5", 3), "fro")
+    with pytest.raises(TypeError, match="exponent must be an integer"):
+        L.matrix_power(sd.matrix("Q6", (2, 2)), 1.5)
+    with pytest.raises(sd.GradientError, match="full_matrices"):
+        sd.grad(sd.sum(L.svd(sd.matrix("Q7", (3, 2)))[0]), sd.matrix("Q7", (3, 2)))
+    X, v = sd.matrix("Q8", (None, None)), sd.vector("q8")
+    for f in _compiled_and_reference([X, v], [L.solve(X, v)]):
+        with pytest.raises(sd.ShapeError):
+            f(np.eye(3), np.ones(2))
+        with pytest.raises(sd.ShapeError):
+            f(np.ones((2, 3)), np.ones(2))
+
+
+def test_integer_inputs_are_computed_in_float64():
+    X = sd.matrix("Xi", (2, 2), dtype="int64")
+    assert L.inv(X).dtype == "float64"
+    _close(sd.evaluate(L.det(X), {X: np.array([[2, 1], [1, 3]])}), 5.0, "int det")
+
+
+# -------------------------------------------------------- LAPACK and the fallback
+
+
+def test_lapack_is_numpys_and_kernels_name_it():
+    from symdiff.backends import lapack, runtime  # noqa: F401  (runtime first: it exports lapack's helpers)
+
+    choice = lapack._find_numpy_lapack()
+    assert choice is not None and choice.source == "numpy"
+    assert lapack._choose_lapack("loops").source == "loops"
+    X = sd.matrix("Xn", (None, None))
+    assert lapack.HELPER_PREFIX + "cholesky(" in sd.function([X], [L.cholesky(X @ X.T)]).source
+
+
+def test_pure_loop_fallback_matches_lapack():
+    """The helpers kernels call when no LAPACK is found, against NumPy (up to the signs of
+    eigen- and singular vectors, which only LAPACK's own algorithm fixes).  pinv and expm
+    are the LAPACK versions' code over these helpers and the loop gemm."""
+    from symdiff.backends import lapack, runtime  # noqa: F401
+
+    rng = _rng(15)
+    a = spd(rng, 5)
+    out = np.empty_like(a)
+    assert lapack._loops_cholesky(out, a) == 0
+    _close(out, np.linalg.cholesky(a), "loops cholesky")
+    g = rng.normal(size=(5, 5))
+    lu, piv = g.copy(), np.empty(5, np.int64)
+    info = lapack._loops_lu(lu, piv)
+    rhs = rng.normal(size=(5, 2))
+    for trans in (False, True):
+        x = rhs.copy()
+        lapack._loops_lu_solve(lu, piv, x, np.bool_(trans))
+        _close(x, np.linalg.solve(g.T if trans else g, rhs), f"loops lu_solve trans={trans}")
+    _close(lapack._loops_slogdet(lu, piv, info), np.linalg.slogdet(g), "loops slogdet")
+    w, v = np.empty(5), np.empty((5, 5))
+    lapack._loops_eigh(a - 3 * np.eye(5), w, v, np.bool_(True))
+    a = a - 3 * np.eye(5)  # indefinite
+    _close(w, np.linalg.eigvalsh(a), "loops eigh")
+    _close((v * w) @ v.T, a, "loops eigh vectors")
+    m = rng.normal(size=(6, 4))
+    s, u, vh = np.empty(4), np.empty((6, 6)), np.empty((4, 4))
+    lapack._loops_svd(m, s, u, vh, np.int64(2))
+    _close(s, np.linalg.svdvals(m), "loops svd")
+    _close((u[:, :4] * s) @ vh, m, "loops svd vectors")
+    _close(u.T @ u, np.eye(6), "loops svd full U")
+    q, r = np.empty((6, 4)), np.empty((4, 4))
+    lapack._loops_qr(m, q, r, np.bool_(False), np.bool_(True))
+    want_q, want_r = np.linalg.qr(m)
+    _close(q, want_q, "loops qr Q (LAPACK's reflector signs)")
+    _close(r, want_r, "loops qr R")
+    t = np.tril(g) + 3 * np.eye(5)
+    x = rhs.copy()
+    lapack._loops_trisolve(t, x, np.bool_(True), np.bool_(True), np.bool_(False))
+    _close(x, scipy_linalg.solve_triangular(t, rhs, lower=True, trans=1), "loops trisolve")
