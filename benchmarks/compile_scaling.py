@@ -79,7 +79,7 @@ def child(name: str):
 
     import symdiff as sd
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if name.startswith("chain_"):
         symbols, outputs, values, f = _chain(int(name.split("_")[1]))
     elif name.startswith("stack_"):
@@ -94,7 +94,9 @@ def child(name: str):
     fn = sd.function(symbols, outputs)
     fn(*values)
     compile_s = time.perf_counter() - start
+    # CPU seconds as well as wall seconds: on a shared machine the wall clock includes waiting for a core
     print("@@" + json.dumps({"graph_s": graph_s, "compile_s": compile_s, "seconds": graph_s + compile_s,
+                             "cpu_s": time.process_time() - cpu_start,
                              "forward_nodes": forward, "total_nodes": total}), flush=True)
 
 
@@ -180,6 +182,7 @@ def main(argv=None):
                 result.setdefault("forward_nodes", int(name.split("_")[1]))
             else:
                 result["title"] = TITLES.get(name, name)
+                result.setdefault("forward_nodes", int(name.split("_")[2]))  # at least one per input
             results.append(result)
             if result.get("seconds") is None:
                 print(f"{name}: {result['status']}, peak {result['peak_rss_mb']:.0f} MB", flush=True)

@@ -125,10 +125,24 @@ def targets(results) -> list:
     return rows
 
 
-def _ratio_row(rows, text, mine, theirs, limit, verdict, unit="us"):
+def _cpu(results, problem, impl, variant):
+    call = results.get(problem, {}).get(impl, {}).get("call", {}).get(variant)
+    return call.get("cpu_median_s") if isinstance(call, dict) else None
+
+
+def _ratio_row(rows, text, mine, theirs, limit, verdict, cpu=None):
+    """The verdict is on wall-clock medians; ``cpu`` (CPU seconds per call of both) is shown beside them."""
     ok = None if mine is None or theirs is None else mine <= limit * theirs
     shown = "-" if ok is None else f"{fmt_us(mine)} us vs {fmt_us(theirs)} us = {mine / theirs:.2f}x"
+    if ok is not None and cpu and all(cpu):
+        shown += f" (CPU {fmt_us(cpu[0])} vs {fmt_us(cpu[1])} us = {cpu[0] / cpu[1]:.2f}x)"
     rows.append((text, shown, verdict(ok)))
+
+
+def _pair(results, a, b, variant):
+    """((wall a, wall b), (cpu a, cpu b)) for (problem, impl) pairs a and b."""
+    return ((_call(results, *a, variant), _call(results, *b, variant)),
+            (_cpu(results, *a, variant), _cpu(results, *b, variant)))
 
 
 def _verdict(ok):
@@ -139,21 +153,19 @@ def targets_14(results, background, scaling) -> list:
     """(target, measured, verdict) rows for issue 14."""
     rows = []
     for base in ("mlp", "logreg"):
-        _ratio_row(rows, f"{base}, sizes None: value+grad <= 1.0x JAX", _call(results, base + "_none", "symdiff", "value_grad"),
-                   _call(results, base, "jax", "value_grad"), 1.0, _verdict)
-        _ratio_row(rows, f"{base}: None-dims kernel <= 1.15x static-dims kernel (value+grad)",
-                   _call(results, base + "_none", "symdiff", "value_grad"), _call(results, base, "symdiff", "value_grad"),
-                   1.15, _verdict)
+        wall, cpu = _pair(results, (base + "_none", "symdiff"), (base, "jax"), "value_grad")
+        _ratio_row(rows, f"{base}, sizes None: value+grad <= 1.0x JAX", *wall, 1.0, _verdict, cpu)
+        wall, cpu = _pair(results, (base + "_none", "symdiff"), (base, "symdiff"), "value_grad")
+        _ratio_row(rows, f"{base}: None-dims kernel <= 1.15x static-dims kernel (value+grad)", *wall, 1.15, _verdict, cpu)
     for base, variant in (("matmul_sum", "value_grad"), ("relu_matvec", "value")):
         for suffix, how in (("", "static"), ("_none", "sizes None")):
-            _ratio_row(rows, f"{base} {variant.replace('_', '+')}, {how}: <= 1.1x NumPy's `@`",
-                       _call(results, base + suffix, "symdiff", variant), _call(results, base, "numpy", variant), 1.1,
-                       _verdict)
+            wall, cpu = _pair(results, (base + suffix, "symdiff"), (base, "numpy"), variant)
+            _ratio_row(rows, f"{base} {variant.replace('_', '+')}, {how}: <= 1.1x NumPy's `@`", *wall, 1.1, _verdict,
+                       cpu)
     for base in ("tanh_sum", "softplus_sum", "exp_log1p_sum"):
         for suffix, how in (("", "static"), ("_none", "sizes None")):
-            _ratio_row(rows, f"{base} value+grad, {how}: <= 1.0x NumPy's ufuncs",
-                       _call(results, base + suffix, "symdiff", "value_grad"), _call(results, base, "numpy", "value_grad"),
-                       1.0, _verdict)
+            wall, cpu = _pair(results, (base + suffix, "symdiff"), (base, "numpy"), "value_grad")
+            _ratio_row(rows, f"{base} value+grad, {how}: <= 1.0x NumPy's ufuncs", *wall, 1.0, _verdict, cpu)
     if background:
         for problem in background["problems"]:
             mine = background["factors"].get(problem, {}).get("symdiff")
@@ -210,8 +222,13 @@ def none_dims_section(problems, results, labels) -> list:
              "*declared None* have every size None (`sd.matrix(\"X\")`), so one kernel serves every batch. "
              "Median microseconds per call; in brackets, divided by symdiff's None-dims time. JAX, PyTorch and the "
              "hand-written code are not told sizes when they build, so they are measured once, on the static "
-             "problem; PyTensor declares sizes like symdiff and is measured both ways.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             "problem; PyTensor declares sizes like symdiff and is measured both ways.",
+             ]
+    loads = [c["load1"] for p in twins for name in (p.name, p.static_twin) for e in results.get(name, {}).values()
+             for c in e.get("call", {}).values() if isinstance(c, dict) and "load1" in c]
+    if loads:
+        lines[-1] += f" Load average (1 min) after each measurement: {min(loads):.1f} to {max(loads):.1f}."
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for twin in twins:
         base = twin.static_twin
         for variant in ORDER:
@@ -239,15 +256,20 @@ def background_section(background) -> list:
              f"`--background-load {background['n']}`: value+grad of each problem below measured {background['rounds']} "
              "times quiet and loaded, alternating (each a new process with warm caches; the busy processes are pure "
              "Python spin loops started just before the loaded measurement and stopped after it). Factor = median "
-             "of the loaded medians / median of the quiet medians; in brackets each round's factor. Load average "
+             "of the loaded medians / median of the quiet medians; *per round*: each pair's factor. *Quiet* means "
+             "without the added processes: other users of this shared machine keep running. Load average "
              f"at the start: {', '.join(f'{a:.2f}' for a in background['load_before'])}; at the end: "
-             f"{', '.join(f'{a:.2f}' for a in background['load_after'])}.", "",
-             "| problem | implementation | quiet, us | loaded, us | slowdown factor | per round |", "|---|---|---|---|---|---|"]
+             f"{', '.join(f'{a:.2f}' for a in background['load_after'])}.",
+             "CPU: the worker process's CPU time per call (all its threads), quiet and loaded.", "",
+             "| problem | implementation | quiet, us | loaded, us | slowdown factor | per round | CPU quiet, us | "
+             "CPU loaded, us | CPU factor |", "|---|---|---|---|---|---|---|---|---|"]
     for problem in background["problems"]:
         for impl, f in background["factors"].get(problem, {}).items():
             lines.append(f"| {problem} | {background['labels'].get(impl, impl)} | {fmt_us(f['quiet_s'])} | "
                          f"{fmt_us(f['loaded_s'])} | {f['factor']:.2f}x | "
-                         + ", ".join(f"{r:.2f}" for r in f["rounds"]) + " |")
+                         + ", ".join(f"{r:.2f}" for r in f["rounds"])
+                         + (f" | {fmt_us(f['quiet_cpu_s'])} | {fmt_us(f['loaded_cpu_s'])} | {f['cpu_factor']:.2f}x |"
+                            if "cpu_factor" in f else " | - | - | - |"))
     notes = background.get("notes", [])
     return lines + [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
 
@@ -261,17 +283,20 @@ def scaling_section(scaling) -> list:
              f"{', '.join(f'{a:.2f}' for a in load)}, after {', '.join(f'{a:.2f}' for a in scaling['load_after'])}). "
              "Each row is a new process with an empty kernel cache: building the graph and its gradient, "
              "`sd.function`, and the first call, with the process's peak resident memory; "
-             f"stopped after {scaling['timeout_s']:.0f} s. Time per node = total / forward nodes.", "",
+             f"stopped after {scaling['timeout_s']:.0f} s. Time per node = total / forward nodes; CPU = the process's own CPU seconds for the same span "
+             "(on a shared machine the wall clock also counts waiting for a core).", "",
              "| graph | forward nodes | nodes with gradient | build + grad, s | sd.function to first result, s | "
-             "total, s | time per forward node | peak memory, MB |", "|---|---|---|---|---|---|---|---|"]
+             "total, s | CPU, s | time per forward node | peak memory, MB |", "|---|---|---|---|---|---|---|---|---|"]
     for e in scaling["results"]:
         if e.get("seconds") is None:
-            lines.append(f"| {e['title']} | {e.get('forward_nodes', '-')} | - | - | - | {e.get('status')} | - | "
-                         f"{e.get('peak_rss_mb', '-')} |")
+            lines.append(f"| {e['title']} | {e.get('forward_nodes', 0):,} | - | - | - | {e.get('status')} | - | - | "
+                         f"{e.get('peak_rss_mb', 0):,.0f} |")
             continue
         per = e["seconds"] / max(e["forward_nodes"], 1)
         lines.append(f"| {e['title']} | {e['forward_nodes']:,} | {e.get('total_nodes', 0):,} | {e['graph_s']:.2f} | "
-                     f"{e['compile_s']:.2f} | {e['seconds']:.2f} | {per * 1e6:,.0f} us | {e['peak_rss_mb']:,.0f} |")
+                     f"{e['compile_s']:.2f} | {e['seconds']:.2f} | "
+                     + (f"{e['cpu_s']:.2f}" if "cpu_s" in e else "-")
+                     + f" | {per * 1e6:,.0f} us | {e['peak_rss_mb']:,.0f} |")
     warm = scaling.get("warm", [])
     if warm:
         lines += ["", "Warm start: a second new process with the first one's kernel cache, the MLP value+grad "
@@ -294,6 +319,8 @@ def _call_cell(results, problem, impl, variant):
     base = _call(results, problem, "symdiff", variant)
     if impl != "symdiff" and base:
         text += f" ({fmt_ratio(call['median_s'] / base)})"
+    if call.get("cpu_median_s"):
+        text += f"; CPU {fmt_us(call['cpu_median_s'])}"
     return text
 
 
@@ -302,9 +329,13 @@ def problem_section(problem, results, labels) -> list:
     lines = [f"### {problem.title}", ""]
     if not entries:
         return lines + ["Nothing was measured.", ""]
+    loads = [c["load1"] for e in entries.values() for c in e.get("call", {}).values()
+             if isinstance(c, dict) and "load1" in c]
+    load = f" Load average (1 min) after each measurement: {min(loads):.1f} to {max(loads):.1f}." if loads else ""
     lines += [
         "Median time per call in microseconds; in brackets, that time divided by symdiff's "
-        "(above 1: slower than symdiff).", "",
+        "(above 1: slower than symdiff); *CPU*: the process's CPU time per call, all threads (where measured)."
+        + load, "",
         "| implementation | value | value+grad | HVP | value+grad / value |",
         "|---|---|---|---|---|",
     ]

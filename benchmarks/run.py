@@ -205,7 +205,8 @@ def measure_under_load(n: int, rounds: int, chosen: list, impls: dict, data: dic
                     notes.append(f"{problem_name}, {name}, round {round_ + 1}: not measured "
                                  f"({'; '.join(quiet['notes'] + loaded['notes']) or 'no result'})")
                     continue
-                samples[problem_name].setdefault(name, []).append((got[0]["median_s"], got[1]["median_s"]))
+                samples[problem_name].setdefault(name, []).append(
+                    (got[0]["median_s"], got[1]["median_s"], got[0].get("cpu_median_s"), got[1].get("cpu_median_s")))
                 print(f"{name:>9} {problem_name:<15} round {round_ + 1}: quiet {report.fmt_us(got[0]['median_s'])} us, "
                       f"{n} busy processes {report.fmt_us(got[1]['median_s'])} us "
                       f"({got[1]['median_s'] / got[0]['median_s']:.2f}x)", flush=True)
@@ -213,10 +214,14 @@ def measure_under_load(n: int, rounds: int, chosen: list, impls: dict, data: dic
     for problem_name, by_impl in samples.items():
         factors[problem_name] = {}
         for name, pairs in by_impl.items():
-            quiet_s = statistics.median(q for q, _ in pairs)
-            loaded_s = statistics.median(lo for _, lo in pairs)
+            quiet_s = statistics.median(p[0] for p in pairs)
+            loaded_s = statistics.median(p[1] for p in pairs)
             factors[problem_name][name] = {"quiet_s": quiet_s, "loaded_s": loaded_s, "factor": loaded_s / quiet_s,
-                                           "rounds": [lo / q for q, lo in pairs]}
+                                           "rounds": [p[1] / p[0] for p in pairs]}
+            if all(p[2] and p[3] for p in pairs):
+                quiet_cpu, loaded_cpu = statistics.median(p[2] for p in pairs), statistics.median(p[3] for p in pairs)
+                factors[problem_name][name].update(quiet_cpu_s=quiet_cpu, loaded_cpu_s=loaded_cpu,
+                                                   cpu_factor=loaded_cpu / quiet_cpu)
     return {"n": n, "rounds": rounds, "problems": problems, "factors": factors, "notes": notes,
             "load_before": load_before, "load_after": os.getloadavg(),
             "labels": {name: impls[name].label for name in impls}}

@@ -31,6 +31,16 @@ def _loop(fn, args, number: int) -> float:
     return timer() - start
 
 
+def _loop_cpu(fn, args, number: int) -> tuple:
+    """(wall, CPU) seconds of ``number`` calls.  CPU is the process's, all threads: on a shared
+    machine a single-threaded call's CPU time is nearly immune to waiting for a core, while
+    threads spinning for work (BLAS under contention) show up in it."""
+    start_cpu, start = time.process_time(), time.perf_counter()
+    for _ in range(number):
+        fn(*args)
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
 def measure(fn, args, settings: Settings) -> dict:
     """Median, min and max seconds per call of ``fn(*args)`` and how they were taken."""
     for _ in range(settings.warmup_calls):
@@ -47,11 +57,16 @@ def measure(fn, args, settings: Settings) -> dict:
             number = int(number)
         per_repeat = max(elapsed, 1e-9)
         repeats = int(min(settings.repeats, max(settings.min_repeats, settings.budget_s / per_repeat)))
-        samples = [elapsed / number] + [_loop(fn, args, number) / number for _ in range(repeats - 1)]
+        samples, cpu = [elapsed / number], []
+        for _ in range(repeats - 1):
+            wall, used = _loop_cpu(fn, args, number)
+            samples.append(wall / number)
+            cpu.append(used / number)
     finally:
         if gc_was_enabled:
             gc.enable()
     return {
         "median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
         "repeats": len(samples), "calls_per_repeat": number,
+        "cpu_median_s": statistics.median(cpu) if cpu else None,
     }

@@ -12,6 +12,7 @@ measured before a timeout.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -98,7 +99,8 @@ def main(spec: dict):
         emit(event="compiled", variant=variant, seconds=seconds if impl.compiles else None, mismatch=mismatch)
         if mismatch or spec.get("mode") == "warm":
             continue
-        emit(event="timed", variant=variant, **timing.measure(fn, args, settings))
+        # the 1-minute load average next to each figure: this machine is shared
+        emit(event="timed", variant=variant, load1=os.getloadavg()[0], **timing.measure(fn, args, settings))
 
 
 if __name__ == "__main__":
