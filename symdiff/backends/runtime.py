@@ -464,6 +464,42 @@ _gemm = _make_gemm(_BLAS_CHOICE) if BLAS else _gemm_loops
 __all__ += ["_gemm", "_gemm_loops", "BLAS", "BLAS_SOURCE"]
 
 
+MALLOC_ENV = "SYMDIFF_MALLOC"  # "system": leave the C library's malloc settings alone
+
+
+def _tune_malloc() -> str:
+    """Keep freed memory in the process instead of returning it to the system at once.
+
+    A kernel's temporaries are allocated on every call.  glibc serves blocks of 8 MB
+    from the heap once one such block has been freed, but then trims the heap back to
+    the system as soon as 16 MB lie free at its top, so the next call page-faults every
+    page of its temporaries again.  Measured (1e6 doubles, value and gradient, load
+    average 12): sum(tanh(x)) 62 -> 11 ms, sum(exp(x) * log1p(x)) 91 -> 14 ms; NumPy's
+    own temporaries gain too (tanh by hand 49 -> 17 ms).  So blocks up to 32 MB come
+    from the heap and up to 256 MB of freed memory stay in the process.  This is
+    process-wide (it applies to NumPy and the user's own code too), it is done only
+    where glibc's ``mallopt`` exists, never over the user's own ``MALLOC_*_``
+    environment settings, and ``SYMDIFF_MALLOC=system`` turns it off.  Returns what
+    was done ("tuned", "system" or "environment").
+    """
+    if os.environ.get(MALLOC_ENV, "").strip().lower() in ("system", "off", "0", "no", "false"):
+        return "system"
+    if any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ):
+        return "environment"
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return "system"
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    if mallopt(m_mmap_threshold, 32 << 20) and mallopt(m_trim_threshold, 256 << 20):
+        return "tuned"
+    return "system"
+
+
+MALLOC = _tune_malloc()
+
+
 def _load_numba_array_math_without_scipy_linalg():
     """Import ``numba.np.arraymath`` now, without the import of scipy.linalg it does.
 
@@ -526,3 +562,4 @@ _export(".vector_math")
 _export(".special_math")
 _export(".ordering_runtime")
 _export(".lapack")
+_export(".convolution_runtime")
