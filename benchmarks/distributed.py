@@ -80,19 +80,23 @@ def round_trips_by_workers(counts, repeat):
     """Median no-op Client.run round trip to every worker of clusters of ``counts`` idle workers."""
     from distributed import Client, LocalCluster
 
-    result = {}
+    times = {n: [] for n in counts}
     cluster = LocalCluster(n_workers=max(counts), threads_per_worker=1, processes=True, dashboard_address=":0")
     client = Client(cluster)
     try:
+        client.wait_for_workers(max(counts), timeout=120)
         workers = sorted(client.scheduler_info()["workers"])
-        for n in counts:
-            chosen = workers[:n]
-            client.run(noop, workers=chosen)
-            result[n] = median_time(lambda: client.run(noop, workers=chosen), repeat)
+        for _ in range(5):  # connections made, code paths warm
+            client.run(noop)
+        for _ in range(repeat):  # interleaved, so that the machine's load drifts through every size alike
+            for n in counts:
+                start = time.perf_counter()
+                client.run(noop, workers=workers[:n])
+                times[n].append(time.perf_counter() - start)
     finally:
         client.close()
         cluster.close()
-    return result
+    return {n: float(np.median(t)) for n, t in times.items()}
 
 
 def main(argv=None):
@@ -185,7 +189,7 @@ def main(argv=None):
         dask_value = dask_array_expression()
         report["dask_array_s"] = median_time(dask_array_expression, 5)
         report["dask_array_matches"] = bool(np.isclose(dask_value[0], first[0], rtol=1e-10))
-        client.cancel([Xp, yp])  # free the workers' memory before the next measurement
+        Xp = yp = None  # releases the persisted copy on the workers
 
         # worker-to-worker bandwidth: move one block to the other worker
         holder = client.who_has([obj._futures[0]])[obj._futures[0].key][0]
@@ -201,7 +205,7 @@ def main(argv=None):
     finally:
         client.close()
         cluster.close()
-    report["run_round_trip_by_workers_s"] = round_trips_by_workers([1, 2, 4, 8], args.repeat)
+    report["run_round_trip_by_workers_s"] = round_trips_by_workers([1, 2, 4, 8], 3 * args.repeat)
     print_report(report)
     return report
 

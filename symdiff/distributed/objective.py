@@ -227,6 +227,7 @@ class Objective:
         self._retries = int(retries)
         self._recovery_timeout = float(recovery_timeout)
         self._functions = {}  # mode -> (compiled function, kernel spec for the workers)
+        self._sample = None  # a few rows for the row-sum check, fetched at construction
         self._graphs = self._build_graphs()
         self._shapes = [s.type.shape if None not in s.type.shape else None for s in self.params]
         self.evaluations = 0
@@ -280,10 +281,14 @@ class Objective:
             # At exit the caller's client closes itself; forgetting the placement on its workers is moot then.
             self._finalizer.atexit = False
         self._resources.client = self.client = client
-        client.run(worker.preload, wait=False)  # workers import Numba while the data is placed
+        # While the workers make the blocks, the client compiles the value+gradient kernel (or loads it
+        # from the cache) and the workers import Numba and then load that kernel, all in the background.
+        client.run(worker.preload, wait=False)
         if self._dask_data:
             self._originals = None  # Dask recomputes lost blocks from their graph
             self._futures = self._persist(values)
+            self._install("value_and_grad")
+            self._wait_for_blocks()
         else:
             if kind == "array":  # one block per worker
                 parts = max(1, len(self._workers()))
@@ -292,11 +297,13 @@ class Objective:
             # arrays (references, no copies) and scatters a lost block again.
             self._originals = self._check_blocks(values)
             self.block_rows = [b[0].shape[0] for b in self._originals]
+            self._install("value_and_grad")
             self._futures = [None] * len(self._originals)
             self._scatter(range(len(self._originals)))
         self.rows = sum(self.block_rows)
         self._resources.futures = self._futures
         self._place()
+        self._sample = self._sample_rows() if self._check_rows else None
 
     # ------------------------------------------------------------------ checks
 
@@ -446,15 +453,21 @@ class Objective:
 
     def _persist(self, arrays) -> list:
         """One future per block: a task packing block i of every array, computed on the workers."""
-        dask, _, distributed = dask_modules()
+        dask, _, _ = dask_modules()
         columns = [arr.to_delayed().reshape(-1) for arr in arrays]
         pack = dask.delayed(worker.make_bundle, pure=True)
         bundles = [pack(self._dtypes(), *(column[i] for column in columns), dask_key_name=self._block_key(i))
                    for i in range(len(self.block_rows))]
-        futures = self.client.compute(bundles)
-        distributed.wait(futures)
-        self._raise_for_lost(futures, "computing")
-        return futures
+        return self.client.compute(bundles)
+
+    def _wait_for_blocks(self):
+        dask_modules()[2].wait(self._futures)
+        self._raise_for_lost(self._futures, "computing")
+
+    def _install(self, mode: str):
+        """Compile ``mode`` here and have every worker build it in the background (no waiting)."""
+        _, spec = self._function(mode)
+        self.client.run(worker.install, spec, wait=False)
 
     def _scatter(self, indices):
         """Send NumPy blocks to the least loaded workers (round robin over the given blocks)."""
@@ -821,6 +834,7 @@ class Objective:
     # ------------------------------------------------------------------ the row-sum check
 
     def _sample_rows(self, rows: int = 3):
+        """The first rows of the first block that has ``rows`` (or the largest), for the row-sum check."""
         sizes = self.block_rows
         i = max(range(len(sizes)), key=lambda k: (min(sizes[k], rows), -k))
         if self.local:
@@ -830,7 +844,8 @@ class Objective:
     def _check_row_sum(self, values):
         """f(rows 0:3) == f(0:1) + f(1:3) at perturbed parameters, with the reference evaluator."""
         self._check_rows = False
-        sample = self._sample_rows()
+        sample = self._sample or self._sample_rows()
+        self._sample = None
         if sample[0].shape[0] < 2:
             return
         rng = np.random.default_rng(0)

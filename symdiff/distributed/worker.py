@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["evaluate", "preload", "forget", "build_function", "file_lock"]
+__all__ = ["evaluate", "preload", "install", "forget", "build_function", "file_lock"]
 
 _FUNCTIONS: dict = {}  # graph hash -> (compiled function, how its kernel was obtained)
 _PLACEMENTS: dict = {}  # objective token -> (placement version, [(block index, key), ...])
@@ -186,7 +186,7 @@ async def evaluate(request: dict, dask_worker=None):
 
     ``request``: ``{"token", "version", "placement" (or None), "kernel" (hash),
     "spec" (or None), "head" (parameter values, then HVP directions)}``.
-    Answers ``("ok", [(block index, outputs)], kernel seconds, cache status)``,
+    Answers ``("ok", [(block index, outputs)], kernel seconds, how the kernel was obtained)``,
     ``("need", ["placement" and/or "spec"])``, ``("missing", [block indices])`` when
     blocks it was told it holds are not in its memory, or ``("idle",)`` when the
     placement gives it no block.
@@ -219,10 +219,9 @@ async def evaluate(request: dict, dask_worker=None):
     loop = asyncio.get_running_loop()
     threads = max(1, min(getattr(dask_worker.state, "nthreads", 1), len(blocks)))
     pool = _executor(threads)
-    if request["kernel"] in _FUNCTIONS:
-        function, status = _FUNCTIONS[request["kernel"]][0], "memory"
-    else:
-        function, status = await loop.run_in_executor(pool, build_function, spec)
+    if request["kernel"] not in _FUNCTIONS:
+        await loop.run_in_executor(pool, build_function, spec)
+    function, status = _FUNCTIONS[request["kernel"]]  # status: how this worker got the kernel
     head = tuple(request["head"])
     start = time.perf_counter()
     if threads == 1:
@@ -244,6 +243,12 @@ async def preload(dask_worker=None):
     """Import the Numba backend in the background (``Client.run(..., wait=False)``), so the
     first evaluation on this worker loads only its kernel."""
     await asyncio.get_running_loop().run_in_executor(_executor(1), _import_backend)
+
+
+async def install(spec: dict, dask_worker=None):
+    """Build a kernel spec's function in the background (``Client.run(..., wait=False)``), so the
+    first evaluation that needs it finds it in memory."""
+    await asyncio.get_running_loop().run_in_executor(_executor(1), build_function, spec)
 
 
 def forget(token: str, dask_worker=None):
