@@ -31,8 +31,10 @@ from .types import TensorType
 
 __all__ = ["scan", "fori_loop", "while_loop", "LoopError", "CHECKPOINTS"]
 
-CHECKPOINTS = ("all",)
-"""The store-or-recompute policies this version implements (``checkpoint=``)."""
+CHECKPOINTS = ("all", "sqrt", "an int k >= 1")
+"""The store-or-recompute policies (``checkpoint=``): "all" stores every carry; "sqrt"
+and an int k store every k-th carry (k = isqrt(n) for "sqrt") and the compiled reverse
+sweep recomputes each segment of k steps once from its checkpoint."""
 
 
 # ------------------------------------------------------------------- pytrees
@@ -121,10 +123,14 @@ def _compatible(got: TensorType, want: TensorType) -> bool:
 
 
 def _check_checkpoint(kind, checkpoint):
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"{kind}: checkpoint={checkpoint!r} is not implemented; this version stores every carry "
-                         f"(checkpoint='all')")
-    return checkpoint
+    if checkpoint in ("all", "sqrt"):
+        return checkpoint
+    if isinstance(checkpoint, (int, np.integer)) and not isinstance(checkpoint, bool) and checkpoint >= 1:
+        return int(checkpoint)
+    if isinstance(checkpoint, tuple) and checkpoint[:1] == ("binomial",):
+        raise ValueError(f"{kind}{_where()}: checkpoint={checkpoint!r}: the binomial (revolve) schedule is not "
+                         f"implemented; use 'sqrt' or an int k (every k-th carry stored)")
+    raise ValueError(f"{kind}{_where()}: checkpoint must be 'all', 'sqrt' or an int k >= 1, got {checkpoint!r}")
 
 
 def _trip_count(kind, value, what):
@@ -184,8 +190,9 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint="all"):
     (known when values arrive: one kernel serves every sequence length).  Without
     ``xs``, ``length`` gives the number of steps (an int, or an int64 expression).
     ``reverse=True`` walks the steps from the last.  ``checkpoint`` chooses what the
-    reverse sweep keeps: ``"all"`` (every carry; only carries are stored, never the
-    body's intermediates).
+    reverse sweep keeps: ``"all"`` (every carry, the default), ``"sqrt"`` or an int k
+    (every k-th carry; the compiled reverse sweep recomputes each segment once from its
+    checkpoint).  Only carries are stored, never the body's intermediates.
 
     >>> import symdiff as sd
     >>> xs, a = sd.vector("xs"), sd.scalar("a")
@@ -195,7 +202,7 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint="all"):
     """
     where = _where()
     kind = "scan"
-    _check_checkpoint(kind, checkpoint)
+    checkpoint = _check_checkpoint(kind, checkpoint)
     init_structure, init_paths = _flatten(init)
     init_leaves = _exprs(kind, "init", [("init" + p, v) for p, v in init_paths])
     if xs is not None:
@@ -263,7 +270,7 @@ def fori_loop(lower, upper, body_fun, init_val, checkpoint="all"):
     """
     where = _where()
     kind = "fori_loop"
-    _check_checkpoint(kind, checkpoint)
+    checkpoint = _check_checkpoint(kind, checkpoint)
     lower = _trip_count(kind, lower, "lower")
     upper = _trip_count(kind, upper, "upper")
     if isinstance(lower, int) and isinstance(upper, int):

@@ -115,7 +115,8 @@ def _lower_group(L, node: Expr, key) -> dict:
     L.module_lines.setdefault("_sd_loop_error", _IMPORT)
     inputs = list(node.inputs)
     n_node = inputs.pop(0) if params["dynamic"] else None
-    args = [_argument(L, x) for x in node.inputs]
+    checkpointed = L.__dict__.setdefault("_loop_checkpointed", {})  # part node id -> (forward plan, what, index)
+    args = [f"<recomputed {x.id}>" if x.id in checkpointed else _argument(L, x) for x in node.inputs]
     at = max([L.avail(x) for x in node.inputs], default=0)
     if params["dynamic"]:
         args.pop(0)
@@ -139,7 +140,7 @@ def _lower_group(L, node: Expr, key) -> dict:
     else:
         n_text, n_dim = None, None  # an unbounded while loop
     for k, (x, name) in enumerate(zip(xs_nodes, xs)):
-        if not (isinstance(n_dim, int) and L.dim(x, 0) == n_dim):
+        if x.id not in checkpointed and not (isinstance(n_dim, int) and L.dim(x, 0) == n_dim):
             lines.append(f"if {name}.shape[0] != {n_text}:")
             lines.append(f"    raise KernelLoopError({label + f': xs[{k}] and the loop have different numbers of steps'!r})")
 
@@ -154,8 +155,30 @@ def _lower_group(L, node: Expr, key) -> dict:
     tapes = {}
     ys = {}
     nexts = {}
+    step = f"s{p}"
+    t = f"t{p}"
+    plan = _checkpoint_plan(L, members, params, n_text, p)
+    checkpoint_lines = []
+    if plan is not None:  # store every k-th carry only; reverse loops recompute the segments
+        plan.update(body_fn=f"{prefix}_body", xs=xs, consts=consts, n=n_text, reverse=params["reverse"],
+                    n_carry=c, n_ys=body.n_ys)
+        lines.append(f"{plan['k']} = {plan['k_code']}")
+        lines.append(f"{plan['m']} = ({n_text} + {plan['k']} - 1) // {plan['k']}")
+        for i, x in enumerate(init_nodes):
+            dims = [plan["m"]] + [L.dims.text(d) for d in L.dims_of(x)]
+            lines.append(f"{plan['stored'][i]} = np.empty({_shape_text(dims)}, dtype={NUMPY_NAME[x.dtype]})")
+            checkpoint_lines.append(f"    if {step} % {plan['k']} == 0:")
+            checkpoint_lines.append(f"        {plan['stored'][i]}[{step} // {plan['k']}] = {carries[i]}")
+        plan["shapes"] = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
+        plan["dtypes"] = [x.dtype for x in init_nodes]
+        for m in members:
+            what, index = m.params["part"]
+            if what in ("tape", "next"):
+                checkpointed[m.id] = (plan, what, index)
+                results[(what, index)] = ((n_dim,) + L.dims_of(init_nodes[index]),
+                                          Value("array", name=plan["stored"][index], array=plan["stored"][index]))
     for what, index in sorted(parts, key=str):
-        if what in ("tape", "next"):
+        if what in ("tape", "next") and plan is None:
             x = init_nodes[index]
             name = f"{what}{p}_{index}"
             dims = [n_text] + [L.dims.text(d) for d in L.dims_of(x)]
@@ -172,9 +195,12 @@ def _lower_group(L, node: Expr, key) -> dict:
             ys[index] = name
             results[(what, index)] = (tuple(dims), Value("array", name=name, array=name, root=name))
 
-    step = f"s{p}"
-    t = f"t{p}"
     slices = [f"{x}[{t}]" for x in xs]
+    recompute, setup = [], []
+    for k, x in enumerate(xs_nodes):
+        if x.id in checkpointed:
+            slices[k] = _recomputed_slice(checkpointed[x.id], t, p, recompute, setup)
+    lines.extend(setup)
     call_args = ", ".join([t] + carries + slices + consts)
     outs = carries + [ys[j] + f"[{t}]" if j in ys else f"_y{p}_{j}" for j in range(body.n_ys)]
     indent = "    "
@@ -187,9 +213,11 @@ def _lower_group(L, node: Expr, key) -> dict:
     else:
         lines.append(f"for {step} in range({n_text}):")
         lines.append(f"{indent}{t} = {n_text} - 1 - {step}" if params["reverse"] else f"{indent}{t} = {step}")
+    lines.extend(indent + line for line in recompute)
     if cond_fn:
         lines.append(f"{indent}if not {cond_fn}({call_args})[0]:")
         lines.append(f"{indent}    break")
+    lines.extend(checkpoint_lines)
     for i, name in tapes.items():
         lines.append(f"{indent}{name}[{t}] = {carries[i]}")
     lines.append(f"{indent}({', '.join(outs or ['_'])},) = {body_fn}({call_args})")
@@ -211,6 +239,70 @@ def _lower_group(L, node: Expr, key) -> dict:
     for shape, value in results.values():
         value.avail = at
     return results
+
+
+def _checkpoint_plan(L, members, params, n_text, p):
+    """How a loop stores carries for its reverse sweeps: None to store every step's
+    (``checkpoint="all"``, or a stored tape that something other than a reverse loop reads),
+    else a plan storing every k-th carry, the reverse loops recomputing each segment of k
+    steps from its checkpoint once (k = isqrt(n) for "sqrt": about 2 sqrt(n) carries kept)."""
+    policy = params["checkpoint"]
+    tapes = [m for m in members if m.params["part"][0] in ("tape", "next")]
+    if policy == "all" or not tapes or params["body"].has_cond or n_text is None:
+        return None
+    consumers = {m.id: [] for m in tapes}
+    for node in L.nodes:
+        for x in node.inputs:
+            if x.id in consumers:
+                consumers[x.id].append(node)
+    for m in tapes:
+        if m.id in L.output_ids:
+            return None
+        for user in consumers[m.id]:
+            up = user.params
+            first = (1 if up.get("dynamic") else 0) + (up["body"].n_carry if user.op is m.op else 0)
+            slots = range(first, first + (up["body"].n_xs if user.op is m.op else 0))
+            if (user.op is not m.op or up["reverse"] == params["reverse"] or up["body"].has_cond
+                    or up["dynamic"] != params["dynamic"] or up["length"] != params["length"]
+                    or (params["dynamic"] and user.inputs[0] is not m.inputs[0])
+                    or any(user.inputs[i] is m for i in range(len(user.inputs)) if i not in slots)):
+                return None
+    k_code = f"max(1, int(math.sqrt({n_text})))" if policy == "sqrt" else f"max(1, {int(policy)})"
+    return {"k": f"ck{p}", "k_code": k_code, "m": f"cm{p}", "stored": [f"cks{p}_{i}" for i in range(
+        params["body"].n_carry)], "id": p}
+
+
+def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):
+    """The slice at xs index ``t`` of a checkpointed tape read by reverse loop ``q``: the
+    segment holding it is recomputed from its checkpoint when the loop enters it."""
+    plan, what, index = entry
+    g = plan["id"]
+    seg = [f"seg{q}_{g}_{i}" for i in range(plan["n_carry"])]
+    current, offset, j = f"cur{q}_{g}", f"off{q}_{g}", f"sj{q}_{g}"
+    if not any(line.startswith(f"# segment of loop {g}") for line in recompute):
+        n, kk = plan["n"], plan["k"]
+        r, tr = f"sr{q}_{g}", f"st{q}_{g}"
+        cs = [f"sc{q}_{g}_{i}" for i in range(plan["n_carry"])]
+        call = ", ".join([tr] + cs + [f"{x}[{tr}]" for x in plan["xs"]] + plan["consts"])
+        outs = cs + [f"_sy{q}_{g}_{y}" for y in range(plan["n_ys"])]
+        step_of = f"{n} - 1 - {t}" if plan["reverse"] else t  # the forward loop's step at xs index t
+        recompute += [
+            f"# segment of loop {g}: recomputed from its checkpoint on entry",
+            f"{j} = ({step_of}) // {kk}",
+            f"if {j} != {current}:",
+            f"    {current} = {j}",
+            *[f"    {c} = {plan['stored'][i]}[{j}]" for i, c in enumerate(cs)],
+            *[f"    {s}[0] = {c}" for s, c in zip(seg, cs)],
+            f"    for {r} in range({j} * {kk}, min({j} * {kk} + {kk}, {n})):",
+            f"        {tr} = {n} - 1 - {r}" if plan["reverse"] else f"        {tr} = {r}",
+            f"        ({', '.join(outs)},) = {plan['body_fn']}({call})",
+            *[f"        {s}[{r} - {j} * {kk} + 1] = {c}" for s, c in zip(seg, cs)],
+            f"{offset} = ({step_of}) - {j} * {kk}",
+        ]
+        for name, shape, dtype in zip(seg, plan["shapes"], plan["dtypes"]):
+            setup.append(f"{name} = np.empty({_shape_text([kk + ' + 1'] + shape)}, dtype={NUMPY_NAME[dtype]})")
+        setup.append(f"{current} = -1")
+    return f"{seg[index]}[{offset}{' + 1' if what == 'next' else ''}]"
 
 
 def _body_dims(L, body, y: Expr, inputs, label):

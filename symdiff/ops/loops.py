@@ -571,7 +571,7 @@ def vjp_group(parts: dict, inputs, attrs, wanted=None) -> list:
         g = adjoint.get(body.consts[m].id)
         kept = []
         for term in _terms(g):
-            if _is_outer(term):
+            if _is_outer(term) and attrs["checkpoint"] == "all":  # per-step factors: O(n) memory
                 outer_factors.setdefault(m, []).append(tuple(factor(x) for x in term.inputs))
             else:
                 kept.append(term)
