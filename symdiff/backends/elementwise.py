@@ -61,7 +61,7 @@ def use_vector_math(L, node: Expr) -> bool:
     """Whether to compute ``node`` with a vector-math pass instead of in a loop."""
     from . import vector_math
 
-    if node.op.name not in vector_math.LIBM_NAME or node.dtype not in ("float32", "float64"):
+    if node.op.name not in vector_math.RECIPES or node.dtype not in ("float32", "float64"):
         return False
     if not vector_math.available():
         return False
@@ -79,7 +79,7 @@ def lower_vector_math(L, node: Expr):
     at = L.avail(x)
     name = f"a{L.p(node)}"
     L.allocate(name, node)
-    function = f"_vm_{vector_math.LIBM_NAME[node.op.name]}"
+    function = f"_vm_{node.op.name}"
     L.prelude(at).append(f"{function}({array}, {name})  # {L.comment(node)}: libmvec, {vector_math.CHOICE.tag}")
     L.module_lines.setdefault("_SD_VECTOR_MATH", f"_SD_VECTOR_MATH = {vector_math.CHOICE.tag!r}  # in the cache key")
     L.values[node.id] = Value("array", name=name, array=name, avail=at, root=name)

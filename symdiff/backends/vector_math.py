@@ -92,19 +92,75 @@ def available() -> bool:
     return CHOICE.width > 0
 
 
-def _make_intrinsic(libm_name: str):
-    """``_vm_<name>(src, dst)``: dst[...] = name(src[...]) over two C-contiguous arrays
-    of one float dtype and the same size."""
+class _Lanes:
+    """Instruction helpers over values that are either vectors of ``width`` lanes or
+    scalars (the remainder loop), so one recipe serves both."""
+
+    def __init__(self, builder, element, width: int, suffix: str):
+        from llvmlite import ir
+
+        self.ir, self.b, self.element, self.width, self.suffix = ir, builder, element, width, suffix
+        self.type = ir.VectorType(element, width) if width > 1 else element
+
+    def call(self, libm_name: str, value):
+        """libm_name(value): the vector symbol on vectors, scalar libm on scalars."""
+        ir = self.ir
+        name = (f"_ZGV{CHOICE.letter}N{self.width}v_{libm_name}{self.suffix}" if self.width > 1
+                else f"{libm_name}{self.suffix}")
+        fn = self.b.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.b.module, ir.FunctionType(self.type, [self.type]), name)
+        return self.b.call(fn, [value])
+
+    def const(self, number: float):
+        scalar = self.ir.Constant(self.element, number)
+        return self.ir.Constant(self.type, [scalar] * self.width) if self.width > 1 else scalar
+
+    def fabs(self, value):
+        ir = self.ir
+        bits = "f32" if isinstance(self.element, ir.FloatType) else "f64"
+        name = f"llvm.fabs.v{self.width}{bits}" if self.width > 1 else f"llvm.fabs.{bits}"
+        fn = self.b.module.globals.get(name)
+        if fn is None:  # llvmlite's declare_intrinsic cannot name vector overloads
+            fn = ir.Function(self.b.module, ir.FunctionType(self.type, [self.type]), name)
+        return self.b.call(fn, [value])
+
+
+# What each pass computes per element, as instructions over _Lanes.  A transcendental op
+# is one libm call; sigmoid and softplus are their reference formulas (exp(-|x|) never
+# overflows), so the vector pass computes what ``_sigmoid``/``_softplus`` compute.
+def _libm_recipe(libm_name: str):
+    return lambda lanes, x: lanes.call(libm_name, x)
+
+
+def _sigmoid_recipe(lanes, x):
+    b = lanes.b
+    e = lanes.call("exp", b.fneg(lanes.fabs(x)))
+    denominator = b.fadd(lanes.const(1.0), e)
+    positive = b.fcmp_ordered(">=", x, lanes.const(0.0))
+    return b.select(positive, b.fdiv(lanes.const(1.0), denominator), b.fdiv(e, denominator))
+
+
+def _softplus_recipe(lanes, x):
+    b = lanes.b  # max(x, 0) + log1p(exp(-|x|)), NumPy's logaddexp(0, x)
+    tail = lanes.call("log1p", lanes.call("exp", b.fneg(lanes.fabs(x))))
+    positive = b.fcmp_ordered(">", x, lanes.const(0.0))
+    return b.fadd(b.select(positive, x, lanes.const(0.0)), tail)
+
+
+RECIPES = {op: _libm_recipe(name) for op, name in LIBM_NAME.items()}
+RECIPES.update(sigmoid=_sigmoid_recipe, softplus=_softplus_recipe)
+
+
+def _make_intrinsic(op_name: str):
+    """``_vm_<op>(src, dst)``: dst[...] = op(src[...]) over two C-contiguous arrays of one
+    float dtype and the same size: whole vectors first, then the remainder as scalars."""
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
     from numba.extending import intrinsic
 
-    def declare(module, name, return_type, argument_types):
-        fn = module.globals.get(name)
-        if fn is None:
-            fn = ir.Function(module, ir.FunctionType(return_type, argument_types), name)
-        return fn
+    recipe = RECIPES[op_name]
 
     @intrinsic
     def apply(typingctx, src, dst):
@@ -119,33 +175,30 @@ def _make_intrinsic(libm_name: str):
             single = src_type.dtype == types.float32
             element = ir.FloatType() if single else ir.DoubleType()
             width = CHOICE.width * (2 if single else 1)
-            vector = ir.VectorType(element, width)
             suffix = "f" if single else ""
-            module = builder.module
-            vector_fn = declare(module, f"_ZGV{CHOICE.letter}N{width}v_{libm_name}{suffix}", vector, [vector])
-            scalar_fn = declare(module, f"{libm_name}{suffix}", element, [element])
+            vectors, scalars = _Lanes(builder, element, width, suffix), _Lanes(builder, element, 1, suffix)
             n = source.nitems
             intp = n.type
             whole = builder.mul(builder.udiv(n, ir.Constant(intp, width)), ir.Constant(intp, width))
-            pointer_type = vector.as_pointer()
+            pointer_type = vectors.type.as_pointer()
             with cgutils.for_range_slice(builder, ir.Constant(intp, 0), whole, ir.Constant(intp, width),
                                          intp) as (i, _):
                 load = builder.load(builder.bitcast(builder.gep(source.data, [i]), pointer_type), align=1)
-                result = builder.call(vector_fn, [load])
+                result = recipe(vectors, load)
                 builder.store(result, builder.bitcast(builder.gep(target.data, [i]), pointer_type), align=1)
             with cgutils.for_range_slice(builder, whole, n, ir.Constant(intp, 1), intp) as (i, _):
-                value = builder.call(scalar_fn, [builder.load(builder.gep(source.data, [i]))])
+                value = recipe(scalars, builder.load(builder.gep(source.data, [i])))
                 builder.store(value, builder.gep(target.data, [i]))
             return context.get_dummy_value()
 
         return types.void(src, dst), codegen
 
-    apply.__name__ = f"_vm_{libm_name}"
+    apply.__name__ = f"_vm_{op_name}"
     return apply
 
 
 __all__ = []
 if available():
-    for _libm in sorted(set(LIBM_NAME.values())):
-        globals()[f"_vm_{_libm}"] = _make_intrinsic(_libm)
-        __all__.append(f"_vm_{_libm}")
+    for _op in sorted(RECIPES):
+        globals()[f"_vm_{_op}"] = _make_intrinsic(_op)
+        __all__.append(f"_vm_{_op}")
