@@ -142,7 +142,8 @@ def _lower_group(L, node: Expr, key) -> dict:
     for k, (x, name) in enumerate(zip(xs_nodes, xs)):
         if x.id not in checkpointed and not (isinstance(n_dim, int) and L.dim(x, 0) == n_dim):
             lines.append(f"if {name}.shape[0] != {n_text}:")
-            lines.append(f"    raise KernelLoopError({label + f': xs[{k}] and the loop have different numbers of steps'!r})")
+            message = f"{label}: xs[{k}] and the loop have different numbers of steps"
+            lines.append(f"    raise KernelLoopError({message!r})")
 
     body_fn = _function(L, f"{prefix}_body", body.placeholders,
                         list(body.outputs[:-1] if body.has_cond else body.outputs))
