@@ -259,6 +259,8 @@ def main(argv=None):
                              "(issue 14), alternating, and report each implementation's slowdown factor")
     parser.add_argument("--load-rounds", type=int, default=3, metavar="R",
                         help="quiet/loaded pairs per implementation for --background-load (default 3)")
+    parser.add_argument("--remarks", metavar="MARKDOWN",
+                        help="a file of remarks on this run (conditions, findings) placed after the report's header")
     parser.add_argument("--compile-scaling", metavar="JSON",
                         help="include the results of benchmarks/compile_scaling.py --json JSON in the report")
     args = parser.parse_args(argv)
@@ -266,6 +268,8 @@ def main(argv=None):
     if args.render:
         saved = json.loads(Path(args.render).read_text())
         problems = [PROBLEMS[name] for name in saved["results"]]
+        if args.remarks:
+            saved["run"]["remarks"] = Path(args.remarks).read_text()
         Path(args.output).write_text(report.render(problems, saved["results"], saved["run"], saved.get("background"),
                                                    scaling or saved.get("scaling")))
         print(f"wrote {args.output} from {args.render}")
@@ -329,6 +333,7 @@ def main(argv=None):
         "load_before": load_before, "load_after": os.getloadavg(),
         "labels": {name: impl.label for name, impl in impls.items()}, "skipped": skipped,
         "symdiff_backend": args.symdiff_backend, "threads": args.threads,
+        "remarks": Path(args.remarks).read_text() if args.remarks else "",
     }
     text = report.render(problems, results, run_info, background, scaling)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
