@@ -97,7 +97,8 @@ OP_TABLE = {
     # issue 10: convolution
     "conv": RULES,
     # issue 11: linear algebra
-    "diag_part": RULES, "cholesky": RULES, "solve_triangular": RULES, "cho_solve": RULES, "solve": RULES,
+    "diag_part": RULES, "cholesky": RULES, "solve_triangular": RULES, "cho_solve": RULES, "cho_inverse": RULES,
+    "solve": RULES,
     "slogdet": RULES, "eigh": RULES, "svd": RULES, "qr": RULES, "pinv": RULES, "expm": RULES,
     # issue 12: loops
     "loop": RULES,

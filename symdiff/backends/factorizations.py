@@ -195,6 +195,24 @@ def lower_cho_solve(L, node: Expr):
                "Singular matrix: a zero on the diagonal of a triangular matrix")
 
 
+@lowers("cho_inverse")
+def lower_cho_inverse(L, node: Expr):
+    c, w = node.inputs
+    n = _square(L, node, c)
+    n = L.dims.unify(n, L.dim(w, w.ndim - 1), L.context(node))
+    batch = _batch(L, node, c, w)
+    shape = batch + (n, n)
+    factor, weights = _array(L, c), _array(L, w)
+    at = max(L.avail(c), L.avail(w))
+    name = f"a{L.p(node)}"
+    _allocate(L, name, shape, NUMPY_NAME[node.dtype])
+    e = _Emitter(L, node, batch)
+    e.add(f"info = {helper('cho_inverse')}({e.at(name)}, {e.at(factor)}, {e.at(weights)})")
+    e.fail_if("info != 0", "Singular matrix: a zero on the diagonal of a triangular matrix", node)
+    L.prelude(at).extend(e.lines)
+    _publish(L, node, name, shape, at)
+
+
 # -------------------------------------------------------------- LU: solve, slogdet
 
 

@@ -51,6 +51,8 @@ LAPACK_ENV = "SYMDIFF_LAPACK"  # "numpy" (the default) or "loops"
 ROUTINES = {
     "gemm": "cciiifaiaifai",
     "potrf": "ciaio",
+    "trtri": "cciaio",
+    "lauum": "ciaio",
     "getrf": "iiaiao",
     "trsm": "cccciifaiai",
     "syevd": "cciaiaaiaio",
@@ -65,13 +67,15 @@ _NAME_PATTERNS = (("scipy_{x}{r}_64_", 64), ("{x}{r}_64_", 64), ("scipy_{x}{r}_"
 class LapackChoice(NamedTuple):
     """``source`` "numpy" (the routines of NumPy's library) or "loops"; ``pattern`` the
     exported name pattern; ``int_bits`` LAPACK's integer width; ``addresses`` by
-    (routine, precision letter)."""
+    (routine, precision letter); ``threads_local`` the address of OpenBLAS's
+    ``openblas_set_num_threads_local`` (0 if absent)."""
 
     source: str
     pattern: str = ""
     int_bits: int = 0
     library: str = ""
     addresses: tuple = ()
+    threads_local: int = 0
 
     def address(self, routine: str, precision: str) -> int:
         return dict(self.addresses)[(routine, precision)]
@@ -79,6 +83,16 @@ class LapackChoice(NamedTuple):
 
 def _symbol(choice: LapackChoice, routine: str, precision: str) -> str:
     return f"symdiff_{precision}{routine}_lapack{choice.int_bits}"
+
+
+# OpenBLAS 0.3.27+: the calling thread's BLAS thread count (returns the old one).  As for
+# compiled matmul (runtime.SINGLE_THREAD_BELOW), a call of fewer than 2**24 multiply-adds
+# runs on the calling thread alone: on a busy machine OpenBLAS's workers wait for a core
+# (a Cholesky solve with one right-hand side, n = 442: 0.2 ms alone, up to 25 ms threaded).
+_THREADS_LOCAL_NAMES = ("scipy_openblas_set_num_threads_local64_", "openblas_set_num_threads_local64_",
+                        "scipy_openblas_set_num_threads_local", "openblas_set_num_threads_local")
+_THREADS_SYMBOL = "symdiff_lapack_set_num_threads_local"
+SINGLE_THREAD_BELOW = 1 << 24
 
 
 # ------------------------------------------------------------- ctypes check
@@ -134,6 +148,13 @@ def _self_test(choice: LapackChoice) -> bool:
         if _call_ctypes(choice, "potrf", precision, "L", 4, a, 4) != 0:
             return False
         if not np.allclose(np.tril(a), np.linalg.cholesky(spd.astype(np.float64)), atol=tol, rtol=tol):
+            return False
+        inverse = np.array(np.tril(a), order="F")
+        if _call_ctypes(choice, "trtri", precision, "L", "N", 4, inverse, 4) != 0:
+            return False
+        if _call_ctypes(choice, "lauum", precision, "L", 4, inverse, 4) != 0:  # L^-T L^-1 = spd^-1
+            return False
+        if not np.allclose(np.tril(inverse), np.tril(np.linalg.inv(spd.astype(np.float64))), atol=tol, rtol=tol):
             return False
         g = np.array([[1.0, 2.0, 0.0], [4.0, 1.0, 1.0], [0.0, 3.0, 5.0]], dtype=dtype, order="F")
         lu, piv = g.copy(order="F"), np.zeros(3, dtype=int_dtype)
@@ -225,8 +246,10 @@ def _find_numpy_lapack(libraries=None) -> LapackChoice | None:
             # small value, so 64 is the harmless guess; 32 only when the library says so
             # (pivots and info are written at the library's width: the self-test sees it).
             widths = [int_bits or _library_int_bits(library) or 64]
+            local = next((getattr(library, name) for name in _THREADS_LOCAL_NAMES if hasattr(library, name)), None)
+            threads_local = ctypes.cast(local, ctypes.c_void_p).value if local is not None else 0
             for width in widths:
-                choice = LapackChoice("numpy", pattern, width, path, addresses)
+                choice = LapackChoice("numpy", pattern, width, path, addresses, threads_local)
                 try:
                     if _self_test(choice):
                         return choice
@@ -239,7 +262,7 @@ def _choose_lapack(preference: str | None = None) -> LapackChoice:
     """NumPy's LAPACK unless ``preference`` (or $SYMDIFF_LAPACK) is "loops" or none is found.
 
     >>> _choose_lapack("loops")
-    LapackChoice(source='loops', pattern='', int_bits=0, library='', addresses=())
+    LapackChoice(source='loops', pattern='', int_bits=0, library='', addresses=(), threads_local=0)
     """
     preference = (preference or "numpy").strip().lower()
     if preference not in ("numpy", "loops"):
@@ -262,6 +285,8 @@ def _register_symbols(choice: LapackChoice):
 
     for (routine, precision), address in choice.addresses:
         binding.add_symbol(_symbol(choice, routine, precision), address)
+    if choice.threads_local:
+        binding.add_symbol(_THREADS_SYMBOL, choice.threads_local)
 
 
 if LAPACK:
@@ -337,9 +362,56 @@ def _make_routine(routine: str, choice: LapackChoice):
     return intrinsic(namespace[routine])
 
 
+def _make_threads(choice: LapackChoice):
+    """``_threads(work) -> previous``: below SINGLE_THREAD_BELOW multiply-adds, OpenBLAS
+    runs this thread's calls on it alone (returns the old count, else -1); ``_threads(-
+    previous - 2)`` restores it.  A no-op without openblas_set_num_threads_local."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    int32, int64 = ir.IntType(32), ir.IntType(64)
+
+    @intrinsic
+    def _threads(typingctx, work):
+        if not isinstance(work, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            (value,) = args
+            value = context.cast(builder, value, signature.args[0], types.int64)
+            result = cgutils.alloca_once_value(builder, ir.Constant(int64, -1))
+            if choice.threads_local:
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(int32, [int32]), _THREADS_SYMBOL)
+                small = builder.and_(builder.icmp_signed(">=", value, ir.Constant(int64, 0)),
+                                     builder.icmp_signed("<", value, ir.Constant(int64, SINGLE_THREAD_BELOW)))
+                restore = builder.icmp_signed("<=", value, ir.Constant(int64, -2))
+                with builder.if_then(small):
+                    old = builder.call(fn, [ir.Constant(int32, 1)])
+                    builder.store(builder.sext(old, int64), result)
+                with builder.if_then(restore):
+                    count = builder.trunc(builder.sub(ir.Constant(int64, -2), value), int32)
+                    builder.call(fn, [count])
+            return builder.load(result)
+
+        return types.int64(types.int64), codegen
+
+    return _threads
+
+
 if LAPACK:
+    _threads = _make_threads(LAPACK_CHOICE)
+
+    @njit(nogil=True, error_model="numpy")
+    def _restore(previous):
+        if previous >= 0:
+            _threads(-previous - 2)
+
     _gemm = _make_routine("gemm", LAPACK_CHOICE)
     _potrf = _make_routine("potrf", LAPACK_CHOICE)
+    _trtri = _make_routine("trtri", LAPACK_CHOICE)
+    _lauum = _make_routine("lauum", LAPACK_CHOICE)
     _getrf = _make_routine("getrf", LAPACK_CHOICE)
     _trsm = _make_routine("trsm", LAPACK_CHOICE)
     _syevd = _make_routine("syevd", LAPACK_CHOICE)
@@ -429,7 +501,10 @@ if LAPACK:
         _symmetric_part(out, a, _YES)
         if n == 0:
             return 0
-        return _potrf(_U, n, out, n)  # Fortran's upper triangle of out is its C lower one
+        previous = _threads(n * n * n // 3)
+        info = _potrf(_U, n, out, n)  # Fortran's upper triangle of out is its C lower one
+        _restore(previous)
+        return info
 
     @njit(nogil=True, error_model="numpy")
     def _lapack_trisolve(t, x, lower, trans, unit):
@@ -441,7 +516,9 @@ if LAPACK:
         if bad or n == 0 or k == 0:
             return bad
         # X^T = B^T op(T)^-T on the Fortran view (X^T, k x n), where t reads as T^T
+        previous = _threads(n * n * k)
         _trsm(_R, _U if lower else _L, _T if trans else _N, _U if unit else _N, k, n, 1.0, t, n, x, k)
+        _restore(previous)
         return 0
 
     @njit(nogil=True, error_model="numpy")
@@ -453,12 +530,54 @@ if LAPACK:
         return _lapack_trisolve(c, x, lower, lower, _NO)
 
     @njit(nogil=True, error_model="numpy")
+    def _lapack_cho_inverse(out, c, w):
+        """out = L^-T diag(w) L^-1, L the lower triangle of c: L^-1 by trtri, then, for each
+        sign of w, lauum of diag(sqrt|w|) L^-1 (Y^T Y in n^3/3 flops)."""
+        n = c.shape[0]
+        bad = _zero_diagonal_at(c, _NO)
+        if bad or n == 0:
+            return bad
+        for i in range(n):
+            for j in range(n):
+                out[i, j] = c[i, j] if j <= i else 0.0
+        previous = _threads(n * n * n // 3)
+        info = _trtri(_U, _N, n, out, n)  # Fortran's upper triangle of out is its C lower one: now L^-1
+        positive = negative = False
+        for i in range(n):
+            positive = positive or w[i] > 0
+            negative = negative or w[i] < 0
+        other = np.empty((n, n) if positive and negative else (1, 1), dtype=out.dtype)
+        if positive and negative:
+            for i in range(n):
+                for j in range(i + 1):
+                    other[i, j] = out[i, j] * math.sqrt(max(-w[i], 0.0))
+            _lauum(_U, n, other, n)
+        sign = -1.0 if negative and not positive else 1.0
+        for i in range(n):
+            scale = math.sqrt(max(sign * w[i], 0.0))
+            for j in range(i + 1):
+                out[i, j] *= scale
+        _lauum(_U, n, out, n)  # Fortran's U U^T: Y^T Y into the C lower triangle
+        _restore(previous)
+        for i in range(n):
+            for j in range(i + 1):
+                v = out[i, j] * sign
+                if positive and negative:
+                    v -= other[i, j]
+                out[i, j] = v
+                out[j, i] = v
+        return info
+
+    @njit(nogil=True, error_model="numpy")
     def _lapack_lu(lu, piv):
         """LU factors (getrf) of lu's Fortran view, A^T for the C matrix A it holds."""
         n = lu.shape[0]
         if n == 0:
             return 0
-        return _getrf(n, n, lu, n, piv)
+        previous = _threads(2 * n * n * n // 3)
+        info = _getrf(n, n, lu, n, piv)
+        _restore(previous)
+        return info
 
     @njit(nogil=True, error_model="numpy")
     def _lapack_lu_solve(lu, piv, x, trans):
@@ -467,6 +586,7 @@ if LAPACK:
         k = x.shape[1]
         if n == 0 or k == 0:
             return 0
+        previous = _threads(n * n * k)
         if trans:  # A^T X = B: X = U^-1 L^-1 P^T B
             for i in range(n):
                 p = piv[i] - 1
@@ -483,6 +603,7 @@ if LAPACK:
                 if p != i:
                     for j in range(k):
                         x[i, j], x[p, j] = x[p, j], x[i, j]
+        _restore(previous)
         return 0
 
     @njit(nogil=True, error_model="numpy")
@@ -506,7 +627,9 @@ if LAPACK:
             return info
         work = np.empty(int(work[0]), dtype=a.dtype)
         iwork = np.empty(max(1, int(iwork[0])), dtype=LAPACK_INT)
+        previous = _threads(10 * n * n * n)
         info = _syevd(job, _L, n, buf, n, w, work, work.size, iwork, iwork.size)
+        _restore(previous)
         if info == 0 and vectors:
             _transpose_into(v, buf)  # column-major eigenvectors to C order
         return info
@@ -541,7 +664,9 @@ if LAPACK:
         if info != 0:
             return info
         work = np.empty(int(work[0]), dtype=a.dtype)
+        previous = _threads(10 * m * n * k)
         info = _gesdd(letter, m, n, fa, m, s, fu, ldu, fvt, ldvt, work, work.size, iwork)
+        _restore(previous)
         if info == 0 and job:
             _transpose_into(u, fu)
             _transpose_into(vh, fvt)
@@ -560,27 +685,28 @@ if LAPACK:
         tau = np.empty(max(k, 1), dtype=a.dtype)
         work = np.empty(1, dtype=a.dtype)
         info = 0
+        previous = _threads(4 * m * max(n, qcols) * k)
         if k:
             info = _geqrf(m, n, fa, m, tau, work, -1)
             work = np.empty(max(1, int(work[0])), dtype=a.dtype)
             info = _geqrf(m, n, fa, m, tau, work, work.size)
             if info != 0:
+                _restore(previous)
                 return info
         for i in range(rrows):
             for j in range(n):
                 r[i, j] = fa[j, i] if j >= i else 0
-        if want_q:
-            if qcols == 0 or m == 0:
-                return 0
+        if want_q and qcols and m:
             if k == 0:
                 for i in range(m):
                     for j in range(qcols):
                         q[i, j] = 1.0 if i == j else 0.0
-                return 0
-            info = _orgqr(m, qcols, k, fa, m, tau, work, -1)
-            work = np.empty(max(1, int(work[0])), dtype=a.dtype)
-            info = _orgqr(m, qcols, k, fa, m, tau, work, work.size)
-            _transpose_into(q, fa[:qcols])
+            else:
+                info = _orgqr(m, qcols, k, fa, m, tau, work, -1)
+                work = np.empty(max(1, int(work[0])), dtype=a.dtype)
+                info = _orgqr(m, qcols, k, fa, m, tau, work, work.size)
+                _transpose_into(q, fa[:qcols])
+        _restore(previous)
         return info
 
 # --------------------------------------------------------------- pure loops
@@ -634,6 +760,31 @@ def _loops_cho_solve(c, x, lower):
     if bad:
         return bad
     return _loops_trisolve(c, x, lower, lower, _NO)
+
+
+@njit(nogil=True, error_model="numpy")
+def _loops_cho_inverse(out, c, w):
+    """L^-T diag(w) L^-1 by loops: Z = L^-1 column by column, then sum_k w_k z_k z_k^T."""
+    n = c.shape[0]
+    bad = _zero_diagonal_at(c, _NO)
+    if bad:
+        return bad
+    z = np.zeros((n, n))
+    for j in range(n):  # column j of L^-1: forward substitution on e_j
+        z[j, j] = 1.0 / c[j, j]
+        for i in range(j + 1, n):
+            acc = 0.0
+            for p in range(j, i):
+                acc += c[i, p] * z[p, j]
+            z[i, j] = -acc / c[i, i]
+    for i in range(n):
+        for j in range(i + 1):
+            acc = 0.0
+            for k in range(i, n):  # (Z^T W Z)_ij = sum_k Z_ki w_k Z_kj, Z lower: k >= max(i, j)
+                acc += z[k, i] * w[k] * z[k, j]
+            out[i, j] = acc
+            out[j, i] = acc
+    return 0
 
 
 @njit(nogil=True, error_model="numpy")
@@ -919,7 +1070,9 @@ if LAPACK:
             return
         lda = a.shape[1]
         ldb = b.shape[1]
+        previous = _threads(m * n * k)
         _gemm(_T if transpose_b else _N, _T if transpose_a else _N, n, m, k, 1.0, b, ldb, a, lda, 0.0, out, n)
+        _restore(previous)
 
 
 def _make_pinv(svd, gemm):
@@ -1078,7 +1231,7 @@ def _make_expm(lu, lu_solve, gemm):
 
 # ------------------------------------------------------------------ exports
 
-_HELPERS = ("cholesky", "trisolve", "cho_solve", "lu", "lu_solve", "slogdet", "eigh", "svd", "qr", "pinv", "expm",
+_HELPERS = ("cholesky", "trisolve", "cho_solve", "cho_inverse", "lu", "lu_solve", "slogdet", "eigh", "svd", "qr", "pinv", "expm",
             "gemm")
 __all__ = ["KernelLinAlgError", "LAPACK_INT"]
 _loops_pinv = _make_pinv(_loops_svd, _loops_gemm)
