@@ -261,6 +261,7 @@ def _samples(rng):
         ((normal(2, 4, 4), normal(4, 3, 3), normal(2, 3, 9)), _attrs((2,), padding=((1, 0),), transpose=True)),
         ((normal(1, 2, 3, 3), normal(2, 2, 2, 2), normal(1, 2, 5, 4)),
          _attrs((2, 1), (1, 2), ((1, 0), (0, 0)), transpose=True)),
+        ((normal(1, 2, 4, 3, 3), normal(2, 2, 2, 1, 2)), _attrs((1, 2, 1), (1, 1, 2), ((1, 0), (0, 0), (0, 1)))),
     ]
 
 

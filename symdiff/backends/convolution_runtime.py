@@ -1,0 +1,271 @@
+"""Jitted helpers for ``conv`` (see ``convolution``): each is compiled once per process for
+a dtype and a spatial rank, and a kernel calls it in one line, so kernels stay small
+(Numba's compile time grows faster than linearly with a kernel's size).
+
+Arrays arrive C-contiguous with the spatial axes flattened: x (N, C, prod(S)),
+w (O, C, prod(K)), out (N, O, prod(P)); the spatial sizes, strides, dilations and
+low paddings come as tuples.  The element of x under output position p and tap k is
+at ``i = p*stride + k*dilation - lo`` on each axis, zero outside ``0 <= i < S``.  The
+relation is symmetric in (p, stride) and (k, dilation), so one routine finds, for a
+fixed index on one side, the range of the other side's last-axis index that stays
+inside: inner loops run over contiguous memory (the output's or the filter's last
+axis) with no test per element.
+
+- ``_conv_gemm``: per image, im2col (the windows as a (C*K, P) matrix, padding as
+  zeros) and one BLAS gemm ``out[n] = w (O, C*K) @ col``.
+- ``_conv_transposed_gemm``: per image, ``col = w^T @ x[n]`` and col2im (each column
+  added into the window it came from).
+- ``_conv_filter_gemm``: few output positions and many taps (a filter's gradient, the
+  taps being a whole cotangent image): gemms contracting an input channel and a run
+  of taps at a time, for all images and positions at once, accumulated.
+- ``_conv_taps``, ``_conv_positions``, ``_conv_scatter``: the same three as loops (one
+  channel, np.convolve; integers; no BLAS): an axpy per tap, a dot product per
+  output element, an axpy per tap into the output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .runtime import _gemm
+
+__all__ = ["_conv_filter_gemm", "_conv_gemm", "_conv_positions", "_conv_scatter", "_conv_taps",
+           "_conv_transposed_gemm"]
+
+FILTER_GEMM_CHUNK = 1 << 14  # elements of _conv_filter_gemm's column buffer (it stays in cache)
+
+
+@njit(nogil=True, error_model="numpy")
+def _product(sizes):
+    total = 1
+    for size in sizes:
+        total *= size
+    return total
+
+
+@njit(nogil=True, error_model="numpy")
+def _unravel(flat, sizes, index, count):
+    """index[:count] = the row-major multi-index of ``flat`` in sizes[:count]."""
+    for a in range(count - 1, -1, -1):
+        index[a] = flat % sizes[a]
+        flat //= sizes[a]
+
+
+@njit(nogil=True, error_model="numpy")
+def _inside_range(first, step, size, count):
+    """(start, stop), start <= stop, of the q in range(count) with 0 <= q*step + first < size."""
+    start = min(max(-(first // step), 0), count)
+    stop = max(min((size - 1 - first) // step + 1, count), start)
+    return start, stop
+
+
+@njit(nogil=True, error_model="numpy")
+def _outer_offset(flat, fixed, sizes, S, step, fixed_step, lo, index):
+    """For the multi-index of ``flat`` over sizes[:-1] and the fixed index ``fixed`` of the
+    other side: the flat offset in x of the window element (its last axis at 0, times
+    S[-1]), or -1 if it falls outside x on one of these axes."""
+    nd = len(sizes)
+    _unravel(flat, sizes, index, nd - 1)
+    offset = 0
+    for a in range(nd - 1):
+        i = index[a] * step[a] + fixed[a] * fixed_step[a] - lo[a]
+        if i < 0 or i >= S[a]:
+            return -1
+        offset = offset * S[a] + i
+    return offset * S[nd - 1]
+
+
+@njit(nogil=True, error_model="numpy")
+def _fill_windows(col, at, x, k, S, P, strides, dilation, lo, index):
+    """col[at + flat(p)] = x[window element of output position p for tap k], 0 outside x."""
+    nd = len(P)
+    last = P[nd - 1]
+    first = k[nd - 1] * dilation[nd - 1] - lo[nd - 1]
+    step = strides[nd - 1]
+    start, stop = _inside_range(first, step, S[nd - 1], last)
+    for outer in range(_product(P) // last if last else 0):
+        row = at + outer * last
+        offset = _outer_offset(outer, k, P, S, strides, dilation, lo, index)
+        if offset < 0:
+            for p in range(last):
+                col[row + p] = 0
+            continue
+        offset += first
+        for p in range(start):
+            col[row + p] = 0
+        for p in range(start, stop):
+            col[row + p] = x[offset + p * step]
+        for p in range(stop, last):
+            col[row + p] = 0
+
+
+@njit(nogil=True, error_model="numpy")
+def _add_windows(out, col, at, k, U, P, strides, dilation, lo, index, alpha):
+    """out[window element of position p for tap k] += alpha * col[at + flat(p)], where inside out."""
+    nd = len(P)
+    last = P[nd - 1]
+    first = k[nd - 1] * dilation[nd - 1] - lo[nd - 1]
+    step = strides[nd - 1]
+    start, stop = _inside_range(first, step, U[nd - 1], last)
+    for outer in range(_product(P) // last if last else 0):
+        offset = _outer_offset(outer, k, P, U, strides, dilation, lo, index)
+        if offset < 0:
+            continue
+        offset += first
+        row = at + outer * last
+        for p in range(start, stop):
+            out[offset + p * step] += alpha * col[row + p]
+
+
+@njit(nogil=True, error_model="numpy")
+def _zero(out):
+    flat = out.reshape(out.size)
+    for i in range(flat.size):
+        flat[i] = 0
+
+
+@njit(nogil=True, error_model="numpy")
+def _conv_gemm(out, x, w, K, S, P, strides, dilation, lo):
+    """out (N, O, P) = conv of x (N, C, S) with w (O, C, K): per image, im2col and one gemm."""
+    channels, kf, pf = x.shape[1], _product(K), _product(P)
+    col = np.empty(channels * kf * pf, dtype=x.dtype)
+    k = np.empty(len(K), dtype=np.int64)
+    index = np.empty(len(K), dtype=np.int64)
+    for n in range(x.shape[0]):
+        for c in range(channels):
+            for t in range(kf):
+                _unravel(t, K, k, len(K))
+                _fill_windows(col, (c * kf + t) * pf, x[n, c], k, S, P, strides, dilation, lo, index)
+        _gemm(out[n], w, col, w.shape[0], pf, channels * kf, 0, 0)
+
+
+@njit(nogil=True, error_model="numpy")
+def _conv_transposed_gemm(out, x, w, K, U, P, strides, dilation, lo):
+    """out (N, C, U) = transposed conv of x (N, O, P) with w (O, C, K): per image,
+    col = w^T (C*K, O) @ x[n] (O, P), each column added into its window."""
+    channels, kf, pf = w.shape[1], _product(K), _product(P)
+    _zero(out)
+    col = np.empty(channels * kf * pf, dtype=x.dtype)
+    k = np.empty(len(K), dtype=np.int64)
+    index = np.empty(len(K), dtype=np.int64)
+    for n in range(x.shape[0]):
+        _gemm(col, w, x[n], channels * kf, pf, w.shape[0], 1, 0)
+        for c in range(channels):
+            for t in range(kf):
+                _unravel(t, K, k, len(K))
+                _add_windows(out[n, c], col, (c * kf + t) * pf, k, U, P, strides, dilation, lo, index, 1)
+
+
+@njit(nogil=True, error_model="numpy")
+def _conv_filter_gemm(out, x, w, K, S, P, strides, dilation, lo):
+    """out (B, O, P) = conv of x (B, C, S) with w (O, C, K) when P is small and K large (a
+    filter's gradient): for each input channel and run of taps, col (taps, B*P) holds the
+    windows of every image and ``prod = w[:, c, taps] @ col`` is added into the result.
+    w is copied as (C, K, O) blocks, read transposed, so a run of taps is contiguous."""
+    images, channels, outs = x.shape[0], x.shape[1], w.shape[0]
+    kf, pf = _product(K), _product(P)
+    ld = images * pf
+    chunk = max(min(FILTER_GEMM_CHUNK // max(ld, 1), kf), 1)
+    blocks = np.empty((channels, kf, outs), dtype=w.dtype)
+    for o in range(outs):
+        for c in range(channels):
+            for t in range(kf):
+                blocks[c, t, o] = w[o, c, t]
+    col = np.empty(chunk * ld, dtype=x.dtype)
+    prod = np.empty(outs * ld, dtype=x.dtype)
+    total = np.zeros(outs * ld, dtype=x.dtype)
+    k = np.empty(len(K), dtype=np.int64)
+    index = np.empty(len(K), dtype=np.int64)
+    for c in range(channels):
+        for first in range(0, kf, chunk):
+            count = min(chunk, kf - first)
+            for t in range(count):
+                _unravel(first + t, K, k, len(K))
+                for b in range(images):
+                    _fill_windows(col, t * ld + b * pf, x[b, c], k, S, P, strides, dilation, lo, index)
+            _gemm(prod, blocks[c, first:], col, outs, ld, count, 1, 0)
+            for i in range(outs * ld):
+                total[i] += prod[i]
+    for b in range(images):
+        for o in range(outs):
+            for i in range(pf):
+                out[b, o, i] = total[o * ld + b * pf + i]
+
+
+@njit(nogil=True, error_model="numpy")
+def _conv_taps(out, x, w, K, S, P, strides, dilation, lo):
+    """out (N, O, P) = conv of x (N, C, S) with w (O, C, K) as loops: an axpy per tap over
+    the output positions it reaches inside x."""
+    nd = len(P)
+    _zero(out)
+    kf, last = _product(K), P[nd - 1]
+    k = np.empty(nd, dtype=np.int64)
+    index = np.empty(nd, dtype=np.int64)
+    step = strides[nd - 1]
+    for n in range(x.shape[0]):
+        for o in range(w.shape[0]):
+            target = out[n, o]
+            for c in range(x.shape[1]):
+                source = x[n, c]
+                for t in range(kf):
+                    _unravel(t, K, k, nd)
+                    alpha = w[o, c, t]
+                    first = k[nd - 1] * dilation[nd - 1] - lo[nd - 1]
+                    start, stop = _inside_range(first, step, S[nd - 1], last)
+                    for outer in range(_product(P) // last if last else 0):
+                        offset = _outer_offset(outer, k, P, S, strides, dilation, lo, index)
+                        if offset < 0:
+                            continue
+                        offset += first
+                        row = outer * last
+                        for p in range(start, stop):
+                            target[row + p] += alpha * source[offset + p * step]
+
+
+@njit(nogil=True, error_model="numpy")
+def _conv_positions(out, x, w, K, S, P, strides, dilation, lo):
+    """out (N, O, P) = conv of x (N, C, S) with w (O, C, K) as loops, for few output
+    positions and many taps: a dot product per output element over the taps inside x."""
+    nd = len(P)
+    kf, pf, last = _product(K), _product(P), K[nd - 1]
+    p = np.empty(nd, dtype=np.int64)
+    index = np.empty(nd, dtype=np.int64)
+    step = dilation[nd - 1]
+    for n in range(x.shape[0]):
+        for o in range(w.shape[0]):
+            for flat in range(pf):
+                _unravel(flat, P, p, nd)
+                first = p[nd - 1] * strides[nd - 1] - lo[nd - 1]
+                start, stop = _inside_range(first, step, S[nd - 1], last)
+                total = 0
+                for c in range(x.shape[1]):
+                    source, taps = x[n, c], w[o, c]
+                    for outer in range(kf // last if last else 0):
+                        offset = _outer_offset(outer, p, K, S, dilation, strides, lo, index)
+                        if offset < 0:
+                            continue
+                        offset += first
+                        row = outer * last
+                        for t in range(start, stop):
+                            total += source[offset + t * step] * taps[row + t]
+                out[n, o, flat] = total
+
+
+@njit(nogil=True, error_model="numpy")
+def _conv_scatter(out, x, w, K, U, P, strides, dilation, lo):
+    """out (N, C, U) = transposed conv of x (N, O, P) with w (O, C, K) as loops: an axpy per
+    tap from x's positions into the output elements they reach."""
+    nd = len(P)
+    _zero(out)
+    kf = _product(K)
+    k = np.empty(nd, dtype=np.int64)
+    index = np.empty(nd, dtype=np.int64)
+    for n in range(x.shape[0]):
+        for o in range(x.shape[1]):
+            source = x[n, o]
+            for c in range(w.shape[1]):
+                target = out[n, c]
+                for t in range(kf):
+                    _unravel(t, K, k, nd)
+                    _add_windows(target, source, 0, k, U, P, strides, dilation, lo, index, w[o, c, t])
