@@ -353,7 +353,7 @@ def lower_concatenate(L, node: Expr):
     L.allocate(name, node)
     static_offset, size_offsets = 0, []  # where the next part starts: a number plus run-time sizes
     avail = 0
-    for x in parts:
+    for k, x in enumerate(parts):  # the comment names the part, not every operand (300 parts: 90k labels)
         vx = L.values[x.id]
         if x.ndim and vx.kind == "fused" and vx.array is None:
             step = L.steps[vx.group]
@@ -364,7 +364,7 @@ def lower_concatenate(L, node: Expr):
         text, _, _ = L.operand(x, idx, step.index)
         start = " + ".join(size_offsets + ([str(static_offset)] if static_offset or not size_offsets else []))
         out_idx = [_affine(i, start, 1) if a == axis else i for a, i in enumerate(idx)]
-        step.body.append(f"{name}[{_index_text(out_idx)}] = {text}  # part of {L.comment(node)}")
+        step.body.append(f"{name}[{_index_text(out_idx)}] = {text}  # part {k} of {L.label(node)} = concatenate")
         step.labels.append(L.label(node))
         avail = max(avail, step.index + 1)
         d = L.dim(x, axis)
