@@ -117,7 +117,8 @@ def main(argv=None):
     # the kernels are compiled by another process first, so the first evaluation below is a warm start
     subprocess.run([sys.executable, os.path.abspath(__file__), "--warm-only"], check=True)
 
-    report = {"rows": args.rows, "features": FEATURES, "blocks": args.blocks, "workers": 2}
+    report = {"rows": args.rows, "features": FEATURES, "blocks": args.blocks, "workers": 2,
+              "load_average_before": os.getloadavg()[0]}
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     client = Client(cluster)
     workers = sorted(client.scheduler_info()["workers"])
@@ -206,6 +207,7 @@ def main(argv=None):
         client.close()
         cluster.close()
     report["run_round_trip_by_workers_s"] = round_trips_by_workers([1, 2, 4, 8], 3 * args.repeat)
+    report["load_average_after"] = os.getloadavg()[0]
     print_report(report)
     return report
 
@@ -213,7 +215,8 @@ def main(argv=None):
 def print_report(r):
     ms = 1e3
     print(f"\nsd.distributed, {r['rows']:,} x {r['features']} float64 rows in {r['blocks']} blocks, "
-          f"{r['workers']} worker processes (one thread each); medians\n")
+          f"{r['workers']} worker processes (one thread each); medians; 1-minute load average "
+          f"{r['load_average_before']:.1f} before, {r['load_average_after']:.1f} after ({os.cpu_count()} cores)\n")
     rows = [
         ("setup (generate and persist on the workers, place)", f"{r['setup_s']:.2f} s"),
         ("first value+gradient, warm kernel cache", f"{r['first_evaluation_warm_cache_s']:.3f} s "
