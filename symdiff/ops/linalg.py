@@ -50,6 +50,8 @@ def _swap_last(x):
 def _vjp_a(g, out, a, b):
     if a.ndim == 1 and b.ndim == 1:
         return g * b
+    if a.ndim == 1 and b.ndim == 2:  # v @ B: B @ g, a matrix-vector product with no promoted copies
+        return MATMUL(b, g)
     g2, a2, b2 = _as_matrices(g, a, b)
     grad = unbroadcast(MATMUL(g2, _swap_last(b2)), a2.type)
     return F.squeeze(grad, 0) if a.ndim == 1 else grad
@@ -58,6 +60,8 @@ def _vjp_a(g, out, a, b):
 def _vjp_b(g, out, a, b):
     if a.ndim == 1 and b.ndim == 1:
         return g * a
+    if a.ndim == 2 and b.ndim == 1:  # A @ v: A.T @ g, read transposed in place by BLAS
+        return MATMUL(_swap_last(a), g)
     g2, a2, b2 = _as_matrices(g, a, b)
     grad = unbroadcast(MATMUL(_swap_last(a2), g2), b2.type)
     return F.squeeze(grad, -1) if b.ndim == 1 else grad
