@@ -89,6 +89,17 @@ def _argument(L, x: Expr) -> str:
     return L.copy_or_array(x)
 
 
+def _store(target: str, lead: str, source: str, dims, indent: str = "") -> list:
+    """``target[lead] = source`` as scalar loops: Numba's array-to-array setitem compiles its
+    shape-mismatch message formatting (about 5 s of a cold compile), scalar stores nothing."""
+    if not dims:
+        return [f"{indent}{target}[{lead}] = {source}"]
+    idx = [f"_e{k}" for k in range(len(dims))]
+    lines = [f"{indent}{'    ' * k}for {i} in range({d}):" for k, (i, d) in enumerate(zip(idx, dims))]
+    lines.append(f"{indent}{'    ' * len(dims)}{target}[{lead}, {', '.join(idx)}] = {source}[{', '.join(idx)}]")
+    return lines
+
+
 def _shape_text(dims) -> str:
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
@@ -155,6 +166,7 @@ def _lower_group(L, node: Expr, key) -> dict:
     results = {}
     tapes = {}
     ys = {}
+    y_dims = {}
     nexts = {}
     step = f"s{p}"
     t = f"t{p}"
@@ -169,7 +181,8 @@ def _lower_group(L, node: Expr, key) -> dict:
             dims = [plan["m"]] + [L.dims.text(d) for d in L.dims_of(x)]
             lines.append(f"{plan['stored'][i]} = np.empty({_shape_text(dims)}, dtype={NUMPY_NAME[x.dtype]})")
             checkpoint_lines.append(f"    if {step} % {plan['k']} == 0:")
-            checkpoint_lines.append(f"        {plan['stored'][i]}[{step} // {plan['k']}] = {carries[i]}")
+            checkpoint_lines.extend(_store(plan["stored"][i], f"{step} // {plan['k']}", carries[i],
+                                           [L.dims.text(d) for d in L.dims_of(x)], "        "))
         plan["shapes"] = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
         plan["dtypes"] = [x.dtype for x in init_nodes]
         for m in members:
@@ -194,6 +207,7 @@ def _lower_group(L, node: Expr, key) -> dict:
             text = [n_text] + [L.dims.text(d) for d in dims[1:]]
             lines.append(f"{name} = np.empty({_shape_text(text)}, dtype={NUMPY_NAME[y.dtype]})")
             ys[index] = name
+            y_dims[index] = text[1:]
             results[(what, index)] = (tuple(dims), Value("array", name=name, array=name, root=name))
 
     slices = [f"{x}[{t}]" for x in xs]
@@ -203,7 +217,8 @@ def _lower_group(L, node: Expr, key) -> dict:
             slices[k] = _recomputed_slice(checkpointed[x.id], t, p, recompute, setup)
     lines.extend(setup)
     call_args = ", ".join([t] + carries + slices + consts)
-    outs = carries + [ys[j] + f"[{t}]" if j in ys else f"_y{p}_{j}" for j in range(body.n_ys)]
+    outs = carries + [f"_y{p}_{j}" for j in range(body.n_ys)]
+    carry_dims = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
     indent = "    "
     trips = f"trips{p}" if cond_fn else n_text
     if cond_fn:
@@ -220,10 +235,12 @@ def _lower_group(L, node: Expr, key) -> dict:
         lines.append(f"{indent}    break")
     lines.extend(checkpoint_lines)
     for i, name in tapes.items():
-        lines.append(f"{indent}{name}[{t}] = {carries[i]}")
+        lines.extend(_store(name, t, carries[i], carry_dims[i], indent))
     lines.append(f"{indent}({', '.join(outs or ['_'])},) = {body_fn}({call_args})")
     for i, name in nexts.items():
-        lines.append(f"{indent}{name}[{t}] = {carries[i]}")
+        lines.extend(_store(name, t, carries[i], carry_dims[i], indent))
+    for j, name in ys.items():
+        lines.extend(_store(name, t, f"_y{p}_{j}", y_dims[j], indent))
     if cond_fn:
         lines.append(f"{indent}{trips} += 1")
         if n_text is not None:
@@ -293,11 +310,12 @@ def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):
             f"if {j} != {current}:",
             f"    {current} = {j}",
             *[f"    {c} = {plan['stored'][i]}[{j}]" for i, c in enumerate(cs)],
-            *[f"    {s}[0] = {c}" for s, c in zip(seg, cs)],
+            *[line for s, c, shape in zip(seg, cs, plan["shapes"]) for line in _store(s, "0", c, shape, "    ")],
             f"    for {r} in range({j} * {kk}, min({j} * {kk} + {kk}, {n})):",
             f"        {tr} = {n} - 1 - {r}" if plan["reverse"] else f"        {tr} = {r}",
             f"        ({', '.join(outs)},) = {plan['body_fn']}({call})",
-            *[f"        {s}[{r} - {j} * {kk} + 1] = {c}" for s, c in zip(seg, cs)],
+            *[line for s, c, shape in zip(seg, cs, plan["shapes"])
+              for line in _store(s, f"{r} - {j} * {kk} + 1", c, shape, "        ")],
             f"{offset} = ({step_of}) - {j} * {kk}",
         ]
         for name, shape, dtype in zip(seg, plan["shapes"], plan["dtypes"]):
