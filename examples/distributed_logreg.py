@@ -55,7 +55,8 @@ def main(argv=None, client=None):
     start = time.perf_counter()
     with sd.distributed.Objective(loss, [w, b], {X: X_data, y: y_data}, client=client, reduce="mean",
                                   n_workers=args.workers, local_below=0, progress=True) as objective:
-        print(f"setup (rows generated and persisted on the workers): {time.perf_counter() - start:.2f} s; {objective}")
+        print(f"setup (rows generated and persisted on the workers; meanwhile the kernel compiled or loaded here "
+              f"and loaded on the workers): {time.perf_counter() - start:.2f} s; {objective}")
         x0 = objective.flatten([np.zeros(args.features), 0.0])
         start = time.perf_counter()
         result = minimize(objective.fun, x0, jac=True, method="L-BFGS-B", options={"gtol": 1e-8})
@@ -65,9 +66,8 @@ def main(argv=None, client=None):
         later = [t[1] for t in rest] or [first[1]]
         kernels = [t[2] for t in rest] or [first[2]]
         print(f"\n{result.message} after {objective.evaluations} evaluations in {seconds:.2f} s.\n"
-              f"The first evaluation (kernel compiled here or loaded from the cache, then loaded on the workers) "
-              f"took {first[1]:.2f} s; the others {1e3 * np.median(later):.1f} ms each (median), of which the "
-              f"slowest worker's kernels {1e3 * np.median(kernels):.1f} ms")
+              f"The first evaluation took {first[1]:.2f} s, the others {1e3 * np.median(later):.1f} ms each "
+              f"(median), of which the slowest worker's kernels {1e3 * np.median(kernels):.1f} ms")
     print(f"\n{'coefficient':>12} {'fitted':>10} {'true':>10}")
     for k in range(args.features):
         print(f"{'w[%d]' % k:>12} {fitted_w[k]:10.4f} {true_w[k]:10.4f}")
