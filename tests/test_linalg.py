@@ -403,6 +403,16 @@ def test_singular_and_indefinite_matrices_raise_linalgerror_reference():
     _check_failures("numpy")
 
 
+@pytest.mark.xfail(strict=True, reason="needs the evaluator and call-wrapper LinAlgError hooks proposed in "
+                                       "/work/notes/linalg.md (the kernel's source holds no user line)")
+def test_linalgerror_names_the_node_and_the_users_line():
+    X = sd.matrix("Xline", (None, None))
+    chol = L.cholesky(X)  # the error names this line
+    for backend in ("numba", "numpy"):
+        with pytest.raises(LinAlgError, match=rf"cholesky at .*test_linalg.py:{chol.origin[1]}: Matrix is not pos"):
+            sd.function([X], [chol], backend=backend)(np.array([[1.0, 2.0], [2.0, 1.0]]))
+
+
 def test_singular_determinants_are_zero_in_both_backends():
     X = sd.matrix("Xd", (None, None))
     for f in _compiled_and_reference([X], [L.det(X), *L.slogdet(X)]):

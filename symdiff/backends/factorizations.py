@@ -14,9 +14,23 @@ the cache key change with every edit above the call).
 
 from __future__ import annotations
 
-from ..ir import Expr
+import numpy as np
+
+from ..ir import Expr, toposort
 from .lapack import HELPER_PREFIX
 from .lowering import NUMPY_NAME, Value, _index_text, lowers
+
+
+def raise_linalg_error(function, args):
+    """Raise the reference evaluator's LinAlgError for the (converted) ``args`` with which
+    ``function``'s kernel raised one: it names the node and the line that built it (the
+    kernel's own message names only the node's position).  For the call wrapper."""
+    from ..evaluate import run
+
+    bound = {sym.id: np.asarray(value) for sym, value in zip(function.inputs, args)}
+    run(toposort(function.lowered_outputs), bound)
+    raise np.linalg.LinAlgError("the compiled kernel found a singular or indefinite matrix, but the reference "
+                                "evaluator finds none for these inputs (please report this)")
 
 
 def helper(name: str) -> str:

@@ -232,7 +232,15 @@ def _well_conditioned(rng, shape):
 # ---------------------------------------------------------------- cholesky
 
 
+def require_square(a, op: str):
+    """A ValueError (the evaluator's ShapeError) for run-time sizes that are not square;
+    np.linalg would raise LinAlgError, which is for values, not shapes."""
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"{op} needs square matrices, got shape {a.shape}")
+
+
 def _impl_cholesky(a):
+    require_square(a, "cholesky")
     # (a + a^T) * 0.5 is exactly a for a symmetric a, so NumPy's value is kept bitwise.
     return np.linalg.cholesky((a + np.swapaxes(a, -1, -2)) * 0.5)
 
@@ -606,6 +614,7 @@ def _infer_slogdet(types, part):
 
 
 def _impl_slogdet(a, part):
+    require_square(a, "slogdet")
     sign, logabsdet = np.linalg.slogdet(a)
     return sign if part == "sign" else logabsdet
 
@@ -651,6 +660,7 @@ def _infer_eigh(types, part):
 
 
 def _impl_eigh(a, part):
+    require_square(a, "eigh")
     s = (a + np.swapaxes(a, -1, -2)) * 0.5
     if part == "w":
         return np.linalg.eigvalsh(s)
