@@ -6,7 +6,7 @@ float64; the cost is sum(h_n).  Measures, for symdiff's compiled kernels:
   length (``None``: one kernel for every n);
 - per-call time of the value, value+gradient (wrt W, U, b) and an HVP through the loop
   (wrt W along a direction) at n = 10,000, and the bytes the reverse sweep stores;
-- the same with JAX's ``lax.scan`` (jit, float64) when JAX is installed, in this run.
+- the same with JAX's ``lax.scan`` (jit, float64) when JAX is installed, in this run.  Times are the best of 15 calls.
 
     python benchmarks/loops.py              # all of it (about a minute)
     python benchmarks/loops.py --steps 1000 --no-compile
@@ -51,7 +51,7 @@ def data(n, seed=0):
     return [q * 0.9, rng.normal(0, 0.3, (H, D)), rng.normal(0, 0.1, H), np.zeros(H), rng.normal(size=(n, D))]
 
 
-def best_of(fn, args, repeat=7):
+def best_of(fn, args, repeat=15):
     fn(*args)
     times = []
     for _ in range(repeat):
