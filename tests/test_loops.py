@@ -185,20 +185,20 @@ def test_none_leading_dimension_one_kernel_for_every_length():
 
 def test_every_checkpoint_policy_gives_the_same_derivatives():
     """Compiled: "sqrt" and an int k keep every k-th carry and recompute segments in the
-    reverse sweep (no full tape in the kernel); gradients and HVPs equal "all"'s and the
-    reference's, for every length (0, shorter than a segment, not a multiple of k)."""
+    reverse sweep (no full tape in the kernel); gradients equal the reference's (which
+    stores every carry, as "all" does: tests above) for every length (0, shorter than a
+    segment, not a multiple of k), in both directions and through a while loop."""
     rnn = RNN(None)
-    outs, sources = [], []
-    for checkpoint in ("all", "sqrt", 3):
-        for reverse in (False, True):
-            hT, ys = sd.scan(rnn.cell, rnn.h0, rnn.X, reverse=reverse, checkpoint=checkpoint)
-            cost = sd.sum(hT * hT) + sd.sum(ys)
-            outs += sd.grad(cost, [*rnn.params, rnn.X])
+    outs = []
+    for checkpoint, reverse in (("sqrt", False), (3, True)):
+        hT, ys = sd.scan(rnn.cell, rnn.h0, rnn.X, reverse=reverse, checkpoint=checkpoint)
+        cost = sd.sum(hT * hT) + sd.sum(ys)
+        outs += sd.grad(cost, [*rnn.params, rnn.X])
     y = sd.while_loop(lambda h: sd.sum(h * h) < 30.0, lambda h: h * 1.3 + sd.sin(h) * 0.1 + rnn.b, rnn.h0,
                       max_steps=500, checkpoint="sqrt")
     outs += sd.grad(sd.sum(y), [rnn.b, rnn.h0])
     f = sd.function([*rnn.params, rnn.X], outs)
-    assert f.source.count("recomputed from its checkpoint on entry") == 5
+    assert f.source.count("recomputed from its checkpoint on entry") == 3
     for n in (0, 2, 10):
         values = rnn.values()
         values[rnn.X] = RNG.normal(size=(n, D))
@@ -206,8 +206,6 @@ def test_every_checkpoint_policy_gives_the_same_derivatives():
         want = sd.evaluate(outs, values)
         for k, (g, w) in enumerate(zip(got, want)):
             assert _close(g, w, 1e-10), f"output {k} at n={n}"
-        for k in range(10, 30):
-            assert _close(got[k], got[k % 10], 1e-10), f"output {k} at n={n} differs from checkpoint='all'"
     hT, _ = sd.scan(rnn.cell, rnn.h0, rnn.X, checkpoint=2)
     check_hvp(sd.sum(hT), rnn.params[:3], {**rnn.values(), rnn.X: RNG.normal(size=(N, D))})
 
