@@ -239,6 +239,8 @@ def test_xs_of_different_lengths_and_bad_conditions():
     cost = sd.sum(sd.scan(lambda c, x: (c + x[0] * x[1], None), 0.0, (p, q))[0])
     with pytest.raises(sd.ShapeError, match="steps"):
         sd.evaluate(cost, {p: [1.0, 2.0], q: [1.0]})
+    with pytest.raises(sd.ShapeError, match=r"scan at test_loops.py:\d+: xs\[1\] and the loop have different"):
+        sd.function([p, q], cost)([1.0, 2.0], [1.0])
 
 
 def test_while_loop_exceeding_max_steps():

@@ -17,15 +17,21 @@ from __future__ import annotations
 
 import re
 
+from ..errors import ShapeError
 from ..ir import Expr
 from ..ops.loops import LoopError, group_key
 from .lowering import NUMBA_SCALAR, NUMPY_NAME, Lowering, LoweringError, Value, literal, lowers
 
-__all__ = ["KernelLoopError"]
+__all__ = ["KernelLoopError", "KernelLoopShapeError"]
 
 
 class KernelLoopError(LoopError):
     """A loop failed inside a compiled kernel (the message names the loop)."""
+
+
+class KernelLoopShapeError(ShapeError):
+    """An xs array of a compiled loop has a different number of steps than the loop
+    (a ShapeError, as the reference evaluator raises)."""
 
 
 _STANDARD_HEADER = {
@@ -37,7 +43,7 @@ _STANDARD_HEADER = {
     "from numba.types import boolean, float32, float64, int64",
     "from symdiff.backends.runtime import *",
 }
-_IMPORT = "from symdiff.backends.loops import KernelLoopError"
+_IMPORT = "from symdiff.backends.loops import KernelLoopError, KernelLoopShapeError"
 
 
 def _function(L, name: str, placeholders, outputs) -> str:
@@ -154,7 +160,7 @@ def _lower_group(L, node: Expr, key) -> dict:
         if x.id not in checkpointed and not (isinstance(n_dim, int) and L.dim(x, 0) == n_dim):
             lines.append(f"if {name}.shape[0] != {n_text}:")
             message = f"{label}: xs[{k}] and the loop have different numbers of steps"
-            lines.append(f"    raise KernelLoopError({message!r})")
+            lines.append(f"    raise KernelLoopShapeError({message!r})")
 
     body_fn = _function(L, f"{prefix}_body", body.placeholders,
                         list(body.outputs[:-1] if body.has_cond else body.outputs))
