@@ -255,18 +255,18 @@ def extrapolate(r, workers=(8, 64, 512), rows=(10**8, 10**10), parameters=None):
     """Modelled value+gradient time and speed-up over one process, from the measured figures.
 
     t(W, N) = N / (W r) + a + b W + (W + B) P 8 / beta, where r is the kernel throughput
-    of one worker (rows/s, measured with both workers busy), a + b W the Client.run
-    round trip fitted against the number of workers, B the number of blocks (16 per
-    worker), P the parameters and beta the bandwidth (parameters out, per-block
-    results back).  One process takes N / r1 (r1: the one-process throughput).
+    of a core to itself (rows/s: the one-process figure; the workers' own figure on this
+    2-core machine shared with other jobs is lower only because they share the cores),
+    a + b W the Client.run round trip fitted against the number of workers, B the
+    number of blocks (16 per worker), P the parameters and beta the bandwidth
+    (parameters out, per-block results back).  One process takes N / r.
     """
     counts = sorted(int(k) for k in r["run_round_trip_by_workers_s"])
     times = [r["run_round_trip_by_workers_s"][k] if k in r["run_round_trip_by_workers_s"]
              else r["run_round_trip_by_workers_s"][str(k)] for k in counts]
     b, a = np.polyfit(counts, times, 1)
     b, a = max(float(b), 0.0), max(float(a), 0.0)
-    per_worker = r["kernel_rows_per_s_per_worker"]
-    one = r["kernel_rows_per_s_one_process"]
+    per_worker = one = r["kernel_rows_per_s_one_process"]
     beta = r["bandwidth_bytes_per_s"]
     params = parameters or r["features"] + 1
     table = []
@@ -286,8 +286,7 @@ def extrapolate(r, workers=(8, 64, 512), rows=(10**8, 10**10), parameters=None):
 def print_extrapolation(r):
     model = extrapolate(r)
     print(f"\nmodel: round trip = {1e3 * model['a_s']:.2f} ms + {1e3 * model['b_s_per_worker']:.3f} ms per worker; "
-          f"kernel {r['kernel_rows_per_s_per_worker'] / 1e6:.2f} M rows/s per worker, "
-          f"{r['kernel_rows_per_s_one_process'] / 1e6:.2f} M rows/s in one process")
+          f"kernel {r['kernel_rows_per_s_one_process'] / 1e6:.2f} M rows/s per core")
     print(f"{'rows':>8} {'workers':>8} {'kernel':>10} {'dispatch':>10} {'transfer':>10} {'total':>10} "
           f"{'speed-up':>9} {'GB/worker':>10} {'best W':>8}")
     for row in model["table"]:
