@@ -247,6 +247,8 @@ def test_owned_cluster_is_closed():
     obj = Objective(loss, params, {X: [Xd[:100], Xd[100:]], y: [yd[:100], yd[100:]]}, n_workers=1, local_below=0)
     cluster = obj._resources.cluster
     assert obj._resources.owned and len(obj._workers()) == 1 and cluster.status.name == "running"
+    value, _ = obj.value_and_grad(P0)  # (also lets the worker finish loading the kernel before it is closed)
+    close(value, reference(loss, params, X, y, Xd, yd, ("value_and_grad",))["value_and_grad"][0])
     del obj  # the finalizer closes the cluster it started
     gc.collect()
     assert cluster.status.name == "closed"
