@@ -289,6 +289,15 @@ def test_checks_and_errors():
             obj.value(P0)
 
 
+def test_missing_dask_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    loss, params, X, y = logistic()
+    with pytest.raises(ImportError, match=re.escape('pip install "symdiff[distributed]"')):
+        Objective(loss, params, {X: [np.zeros((2, D))], y: [np.zeros(2)]})
+
+
 def test_plan_placement_balances_and_keeps_blocks_in_place():
     rows = [100] * 8
     all_on_a = [["a"]] * 8
