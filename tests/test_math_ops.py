@@ -656,3 +656,14 @@ def test_kernel_cache_key_follows_the_scalar_algorithms():
     assert special_math.SCALAR_SOURCE_SHA256 == digest, (
         f"symdiff/ops/special_scalar.py changed: set SCALAR_SOURCE_SHA256 = {digest!r} in "
         "symdiff/backends/special_math.py (it is part of the kernel cache key)")
+
+
+def test_even_order_polygamma_at_negative_half_integers_is_the_reflection_without_cotangent_noise():
+    """psi^(n)(x) = psi^(n)(1 - x) at half-integers for even n (cot(pi x) = 0 there); a
+    cotangent of 6e-17 scaled by pi^(n+1) used to dominate (review finding)."""
+    x = sd.vector("x")
+    points = np.array([-1e10 + 0.5, -1e4 + 0.5, -100.5, -2.5])
+    for n in (2, 4):
+        got = sd.evaluate(sd.special.polygamma(n, x), {x: points})
+        want = sd.evaluate(sd.special.polygamma(n, x), {x: 1 - points})
+        np.testing.assert_allclose(got, want, rtol=1e-13)

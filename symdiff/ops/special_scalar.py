@@ -259,6 +259,8 @@ def _cot_pi(x):
         r = x - math.floor(x)  # exact for |x| >= 1/2
         if r > 0.5:
             r -= 1.0
+    if abs(r) == 0.5:  # cot(pi/2) is 0; 1 / tan(PI * 0.5) would be 6e-17, which the reflection scales by pi^(n+1)
+        return 0.0
     return 1.0 / math.tan(PI * r)
 
 
