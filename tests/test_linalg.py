@@ -287,6 +287,23 @@ def test_gaussian_process_hessian_and_its_compiled_kernel():
             _close(g, w, f"compiled GP {name} n={n}", rtol=1e-9)
 
 
+def test_the_log_determinant_gradient_needs_no_matrix_product_however_the_diagonal_is_spelled():
+    """sd.linalg.diagonal, sd.diagonal and sd.diag (static and run-time sizes): cholesky's
+    rule takes the log-determinant's cotangent by its diagonal (cho_inverse), never through
+    L^T Lbar.  If the spelling of sd.diagonal's gradient changes, this flags the lost speed."""
+    rng = _rng(16)
+    for n in (4, None):
+        Km = sd.matrix("Kd", (n, n))
+        Lm = L.cholesky(Km)
+        for diagonal in (L.diagonal, sd.diagonal, sd.diag):
+            cost = sd.sum(sd.log(diagonal(Lm)))
+            gradient = sd.grad(cost, Km)
+            ops = [x.op.name for x in sd.toposort(gradient)]
+            assert "cho_inverse" in ops and "matmul" not in ops, (n, diagonal.__name__, ops)
+            k0 = spd(rng, 4)
+            _close(sd.evaluate(gradient, {Km: k0}), 0.5 * np.linalg.inv(k0), f"{diagonal.__name__} n={n}")
+
+
 def test_factorisations_are_computed_once_per_call():
     """The Cholesky factor of K in the likelihood and its gradient, the LU factors of A in
     solve and in its gradient's solve with A^T, eigh's two parts: one LAPACK call each."""

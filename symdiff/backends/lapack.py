@@ -12,7 +12,8 @@ any process.  SciPy is never imported.
 
 The helpers work on C-contiguous matrices.  A C-order n x n buffer is the transpose in
 LAPACK's column-major view, which the helpers use instead of copying: a Cholesky factor
-is ``potrf('U')`` of the buffer (its Fortran upper triangle is the C lower one), a
+is ``potrf('L')`` of the symmetric buffer (as NumPy calls it), moved from the C upper
+triangle to the C lower one, a
 triangular solve X = op(T)^-1 B is the right-sided ``trsm`` X^T = B^T op(T)^-T on the
 Fortran view of X, and ``solve`` factors A^T (the buffer as it is) and solves with the
 transposed factors.  Eigen-, singular-value and QR decompositions copy into column-major
@@ -453,6 +454,18 @@ def _transpose_into(out, a):
 
 
 @njit(nogil=True, error_model="numpy")
+def _upper_to_lower(out):
+    """Transpose the strict upper triangle into the lower one and zero it, tile by tile."""
+    n = out.shape[0]
+    for ib in range(0, n, _BLOCK):
+        for jb in range(0, ib + 1, _BLOCK):
+            for i in range(ib, min(ib + _BLOCK, n)):
+                for j in range(jb, min(jb + _BLOCK, i)):
+                    out[i, j] = out[j, i]
+                    out[j, i] = 0
+
+
+@njit(nogil=True, error_model="numpy")
 def _fill(out, value):
     """out[:, :] = value by loops: Numba compiles a slice assignment in seconds."""
     for i in range(out.shape[0]):
@@ -498,12 +511,15 @@ if LAPACK:
     def _lapack_cholesky(out, a):
         """out = the lower Cholesky factor of (a + a^T)/2; returns LAPACK's info."""
         n = a.shape[0]
-        _symmetric_part(out, a, _YES)
+        _symmetric_part(out, a, _NO)
         if n == 0:
             return 0
         previous = _threads(n * n * n // 3)
-        info = _potrf(_U, n, out, n)  # Fortran's upper triangle of out is its C lower one
+        # potrf('L'), as NumPy calls it (OpenBLAS's 'U' is slower): the factor lands in
+        # Fortran's lower triangle, the C upper one, as L^T; moved to the C lower one after
+        info = _potrf(_L, n, out, n)
         _restore(previous)
+        _upper_to_lower(out)
         return info
 
     @njit(nogil=True, error_model="numpy")

@@ -41,7 +41,7 @@ from .elementwise import zeros_like
 from .leaves import const
 from .linalg import MATMUL
 from .reductions import SUM
-from .structure import BROADCAST_LIKE, CONCATENATE, EXPAND_DIMS, SLICE, TRANSPOSE
+from .structure import BROADCAST_LIKE, CONCATENATE, EXPAND_DIMS, RESHAPE, SCATTER_SLICE, SLICE, TRANSPOSE
 
 LinAlgError = np.linalg.LinAlgError
 
@@ -287,6 +287,45 @@ def _cho_solve_term(t: Expr, out: Expr):
     return found[:2]
 
 
+def _full_slice_of(x: Expr, of: Expr) -> bool:
+    return x is of or (x.op is SLICE and x.inputs[0] is of
+                       and all(e in ((None, None, 1), (0, None, 1)) for e in x.params["index"]))
+
+
+def _diagonal_of(t: Expr, out: Expr):
+    """The diagonal d (..., n) if the cotangent term ``t`` is exactly the square matrices
+    with d on the diagonal and zeros elsewhere, else None.  Three spellings reach cholesky's
+    rule: diag_embed (the rule of sd.linalg.diagonal), and the rules of sd.diagonal/sd.diag,
+    a scatter into the flattened matrix with step n + 1 (static sizes) or a scatter_add at
+    (iota, iota) (run-time sizes).  Anything else is a general term, which is correct too."""
+    n, diag_shape = out.type.shape[-1], out.type.shape[:-1]
+    if t in _DIAGONAL:
+        d = _DIAGONAL[t]
+        return d if d.type.shape == diag_shape else None
+    if t.type != out.type:
+        return None
+    if t.op is SCATTER_SLICE and t.inputs[1] is out and all(
+            e in ((None, None, 1), (0, None, 1)) for e in t.params["index"]):  # the rule of a full slice of L
+        return _diagonal_of(t.inputs[0], out)
+    if t.op is RESHAPE and t.inputs[0].op is SCATTER_SLICE and n is not None:
+        scatter = t.inputs[0]
+        d, index = scatter.inputs[0], scatter.params["index"]
+        flat = scatter.inputs[1].type.shape[-1]
+        start, stop, step = index[-1]
+        if (flat == n * n and (start or 0) == 0 and step == n + 1 and len(range(n * n)[start:stop:step]) == n
+                and all(e == (None, None, 1) for e in index[:-1]) and d.type.shape == diag_shape):
+            return d
+        return None
+    if t.op.name == "scatter_add" and len(t.inputs) == 4 and t.params.get("axes") == (out.ndim - 2, out.ndim - 1):
+        base, d, rows, cols = t.inputs
+        zeros = base.op is BROADCAST_LIKE and base.inputs[0].op.name == "constant" \
+            and not np.any(base.inputs[0].params["value"].array)
+        if (zeros and rows is cols and rows.op.name == "iota" and _full_slice_of(rows.inputs[0], out)
+                and rows.params["axis"] in (out.ndim - 2, out.ndim - 1) and d.type.shape == diag_shape):
+            return d
+    return None
+
+
 def _vjp_cholesky(g, out, a):
     """d(sym A) = dL L^T + L dL^T gives Abar = sym(L^-T Phi(L^T Lbar) L^-1).  The rule is
     linear in Lbar; it sorts Lbar's terms: a diagonal term D (from diag(L), e.g. a log-
@@ -302,8 +341,8 @@ def _vjp_cholesky(g, out, a):
         if pair is not None:
             u, v = pair
             direct.append(sym(MATMUL(u, mT(v))))  # (u v^T + v u^T) / 2
-        elif t in _DIAGONAL and _DIAGONAL[t].type.shape == out.type.shape[:-1]:
-            diagonal.append(_DIAGONAL[t])
+        elif _diagonal_of(t, out) is not None:
+            diagonal.append(_diagonal_of(t, out))
         else:
             general.append(t)
     parts = []
