@@ -27,6 +27,7 @@ import functools
 import hashlib
 import inspect
 import itertools
+import keyword
 import types as pytypes
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -36,7 +37,7 @@ import numpy as np
 from . import frontend as F
 from .errors import DTypeError, GradientError, SymdiffError
 from .ir import OPS, Expr, Op, make_node, toposort
-from .ops import reductions
+from .ops import reductions, structure
 from .ops.elementwise import same_dtype, zeros_like
 from .ops.leaves import numpy_dtype
 from .types import TensorType, broadcast_shapes, dtype_of_array
@@ -68,9 +69,11 @@ CUSTOM_OPS: dict[str, CustomOpRecord] = {}
 
 
 def code_hash(*functions) -> str:
-    """A hash of the code of ``functions`` and of every function they reach through
-    globals, closures or constants: bytecode, constants and names, so editing any of
-    them gives a new hash (and a new kernel cache key).
+    """A hash of the code of ``functions`` and of everything they reach that Numba bakes
+    into a compiled kernel: bytecode, constants and names; the values of the globals
+    and closure cells they read (numbers, strings, tuples, NumPy scalars and arrays);
+    functions reached through globals, closures or module attributes (``helpers.f``),
+    recursively.  Editing any of them gives a new hash, so a new kernel cache key.
 
     >>> def f(x): return x + 1
     >>> def g(x): return x + 2
@@ -80,35 +83,53 @@ def code_hash(*functions) -> str:
     digest = hashlib.sha256()
     seen: set = set()
     pending = [fn for fn in functions if fn is not None]
+
+    def value(item):
+        """Hash a value a kernel may bake in; queue a function; say whether it was either."""
+        if isinstance(item, (bool, int, float, complex, str, bytes, type(None), np.generic)):
+            digest.update(repr((type(item).__name__, item)).encode())
+        elif isinstance(item, np.ndarray):
+            digest.update(repr((item.dtype.str, item.shape)).encode() + np.ascontiguousarray(item).tobytes())
+        elif isinstance(item, tuple):
+            for element in item:
+                value(element)
+        elif callable(item) and (hasattr(item, "__code__") or hasattr(item, "py_func")):
+            pending.append(item)
+        else:
+            return False
+        return True
+
     while pending:
         fn = pending.pop()
         fn = getattr(fn, "py_func", fn)  # a Numba dispatcher: its Python function
         if isinstance(fn, functools.partial):
-            digest.update(repr((fn.args, sorted(fn.keywords.items()))).encode())
+            value((fn.args, tuple(sorted(fn.keywords.items()))))
             pending.append(fn.func)
             continue
         code = getattr(fn, "__code__", None)
         if code is None or id(code) in seen:
             continue
         seen.add(id(code))
+        namespace = getattr(fn, "__globals__", {})
         for c in _code_objects(code):
             digest.update(c.co_code)
             digest.update(repr(c.co_names).encode())
             digest.update(repr([k for k in c.co_consts if not isinstance(k, pytypes.CodeType)]).encode())
-            for name in c.co_names:  # functions the code calls through its globals
-                target = getattr(fn, "__globals__", {}).get(name)
-                if callable(target) and (hasattr(target, "__code__") or hasattr(target, "py_func")):
-                    pending.append(target)
+            for name in c.co_names:
+                if name in namespace:
+                    target = namespace[name]
+                    if isinstance(target, pytypes.ModuleType):  # helpers.f: every attribute the code names
+                        for attribute in c.co_names:
+                            if hasattr(target, attribute):
+                                value(getattr(target, attribute))
+                    else:
+                        value(target)
         for cell in getattr(fn, "__closure__", None) or ():
             try:
-                content = cell.cell_contents
+                value(cell.cell_contents)
             except ValueError:  # an empty cell
                 continue
-            if callable(content) and (hasattr(content, "__code__") or hasattr(content, "py_func")):
-                pending.append(content)
-            elif isinstance(content, (int, float, str, bytes, tuple, bool, type(None))):
-                digest.update(repr(content).encode())
-        digest.update(repr(getattr(fn, "__defaults__", None)).encode())
+        value(getattr(fn, "__defaults__", None))
     return digest.hexdigest()[:16]
 
 
@@ -235,6 +256,7 @@ def _missing_rule(name: str, direction: str):
         raise GradientError(f"custom op {name!r} has no derivative rule: give vjp= or jvp= to sd.custom_op "
                             f"(needed for {direction})")
 
+    rule.missing = True  # check_op skips the derivative checks of such an op
     return rule
 
 
@@ -252,7 +274,10 @@ class CustomOp:
 
     def __call__(self, *args, **attrs) -> Expr:
         if self.elementwise:
-            inputs = F.operands(*args)
+            if attrs and self.record.numba is not None:  # the fused scalar call has no place for them
+                raise CustomOpError(f"custom op {self.name!r}: an elementwise op with numba= takes no attributes "
+                                    f"(got {sorted(attrs)}); pass them as inputs")
+            inputs = F.operands(*args, to_float=True)  # ints and bools promote to float64, as NumPy's math does
         else:
             inputs = [F.as_expr(a) for a in args]
         return make_node(self.op, inputs, attrs)
@@ -292,8 +317,8 @@ def custom_op(name: str, impl: Callable, *, vjp=None, jvp=None, infer=None, elem
     >>> float(sd.evaluate(sd.derivative(y, x, 2), {x: -1.0}))  # from the vjp rule alone
     -0.92067359420779...
     """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise CustomOpError(f"custom op name must be an identifier, got {name!r}")
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
+        raise CustomOpError(f"custom op name must be an identifier that is not a keyword or a dunder, got {name!r}")
     if name in OPS:
         kind = "a custom op" if OPS[name].user else "a built-in op"
         raise CustomOpError(f"custom op {name!r}: the name is already registered ({kind}); choose another name")
@@ -320,10 +345,10 @@ def custom_op(name: str, impl: Callable, *, vjp=None, jvp=None, infer=None, elem
                 raise CustomOpError(f"custom op {name!r}: infer returned {result!r}, not a sd.TensorType")
             return result
 
+    if jvp is not None:
+        jvp = _checked_jvp(name, jvp, elementwise)
     if vjp is not None:
-        rules = tuple(vjp)
-        if elementwise:  # the user's rule gives the broadcast cotangent; each input gets its own shape back
-            rules = tuple(None if r is None else _unbroadcasting(r, i) for i, r in enumerate(rules))
+        rules = tuple(None if r is None else _checked_vjp(name, r, i, elementwise) for i, r in enumerate(vjp))
         forward = jvp if jvp is not None else jvp_from_vjp(rules)
     elif jvp is not None:
         forward = jvp
@@ -338,7 +363,7 @@ def custom_op(name: str, impl: Callable, *, vjp=None, jvp=None, infer=None, elem
         vjp=rules,
         jvp=forward,
         kind="elementwise" if elementwise and numba is not None else "custom",
-        scalar_code=f"_sd_custom_{name}(" + ", ".join(f"{{{k}}}" for k in range(arity)) + ")"
+        scalar_code=f"_sd_numba_{name}(" + ", ".join(f"{{{k}}}" for k in range(arity)) + ")"
         if elementwise and numba is not None else None,
         samples=samples,
         doc=(inspect.getdoc(impl) or "").split("\n")[0],
@@ -349,12 +374,37 @@ def custom_op(name: str, impl: Callable, *, vjp=None, jvp=None, infer=None, elem
     return CustomOp(record, elementwise)
 
 
-def _unbroadcasting(rule, index):
+def _checked_vjp(name: str, rule, index: int, elementwise: bool):
+    """The user's reverse rule for input ``index``: None means no derivative flows (zeros);
+    an elementwise op's broadcast cotangent is summed back to the input's shape."""
+
     def reverse(cotangent, out, *inputs, **attrs):
         result = rule(cotangent, out, *inputs, **attrs)
-        return None if result is None else reductions.unbroadcast(result, inputs[index].type)
+        if result is None:
+            return zeros_like(inputs[index])
+        if not isinstance(result, Expr):
+            raise CustomOpError(f"custom op {name!r}: its vjp rule for input {index} returned "
+                                f"{type(result).__name__} {result!r}, not a symdiff expression (or None)")
+        return reductions.unbroadcast(result, inputs[index].type) if elementwise else result
 
     return reverse
+
+
+def _checked_jvp(name: str, rule, elementwise: bool):
+    """The user's forward rule; an elementwise op's tangent is broadcast to the output."""
+
+    def forward(tangents, out, *inputs, **attrs):
+        result = rule(tangents, out, *inputs, **attrs)
+        if result is None:
+            return None
+        if not isinstance(result, Expr):
+            raise CustomOpError(f"custom op {name!r}: its jvp rule returned {type(result).__name__} {result!r}, "
+                                f"not a symdiff expression (or None)")
+        if elementwise and result.type.shape != out.type.shape:
+            result = structure.BROADCAST_LIKE(result, out)
+        return result
+
+    return forward
 
 
 # ------------------------------------------------------- custom_vjp, custom_jvp
@@ -371,13 +421,8 @@ class _CustomDerivative:
         self.fun = fun
         self.vjp_rule = None
         self.jvp_rule = None
-        base = name or f"custom_{fun.__module__}.{fun.__qualname__}".replace("<", "").replace(">", "")
-        op_name = base
-        for k in itertools.count(2):  # the same function defined again in this process (a notebook cell)
-            if op_name not in OPS:
-                break
-            op_name = f"{base}#{k}"
-        self.op_name = op_name
+        self.base_name = name or f"custom_{fun.__module__}.{fun.__qualname__}".replace("<", "").replace(">", "")
+        self.op_name = self.base_name
         self._op = None
         self._previous = None  # the op registered for earlier rules
 
@@ -447,6 +492,12 @@ class _CustomDerivative:
         if self._op is None:
             if self._previous is not None and OPS.get(self.op_name) is self._previous:
                 del OPS[self.op_name]  # new rules after a first use: the name means the new record
+            else:  # the name is taken when the op is registered: functions made by one factory get #2, #3...
+                self.op_name = self.base_name
+                for k in itertools.count(2):
+                    if self.op_name not in OPS:
+                        break
+                    self.op_name = f"{self.base_name}#{k}"
             self._op = self._previous = self._make_op(len(inputs))
         if len(inputs) != len(self._op.vjp) - 1:
             raise CustomOpError(f"{self.op_name}: called with {len(inputs)} arguments, first with "

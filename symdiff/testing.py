@@ -426,7 +426,8 @@ def check_op(op, *, order=2, rng=0, compiled=True, rtol=None, atol=0.0):
             f"{label}: with sizes unknown until run time the type rule says {loose!r}, impl gave {value.shape}")
         wrt = [s for s in symbols if s.type.is_float]
         outputs = [out]
-        if record.vjp is not None and wrt and out.type.is_float:
+        ruled = record.vjp is not None and not any(getattr(r, "missing", False) for r in record.vjp if r)
+        if ruled and wrt and out.type.is_float:
             weights = constant(np.random.default_rng(k).normal(size=value.shape).astype(value.dtype))
             cost = sd_sum(out * weights)
             check_grads(cost, wrt, point, order=order, rng=rng, rtol=rtol, atol=atol, label=label)
@@ -442,6 +443,7 @@ def check_op(op, *, order=2, rng=0, compiled=True, rtol=None, atol=0.0):
         got = function(inputs, to_compile)(*[values[s] for s in inputs])
         want = evaluate(to_compile, values)
         for g, w in zip(got, want):
-            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-12 if rtol is None else rtol,
-                                       atol=1e-12 if not atol else atol,
+            single = np.asarray(w).dtype == np.float32
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=(2e-5 if single else 1e-12) if rtol is None
+                                       else rtol, atol=(1e-6 if single else 1e-12) if not atol else atol,
                                        err_msg=f"op {record.name!r}: compiled kernel against the reference")

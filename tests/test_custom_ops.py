@@ -71,7 +71,7 @@ def test_an_elementwise_user_op_fuses_into_the_loop_and_matches_the_builtin():
     ours, builtin = sd.sum(my_softplus(x) ** 2), sd.sum(sd.softplus(x) ** 2)
     outputs = [ours, sd.grad(ours, x), builtin, sd.grad(builtin, x), sd.hvp(ours, [x], [x])[0]]
     f = sd.function([x], outputs)
-    assert "_sd_custom_test_softplus(" in f.source and "objmode" not in f.source
+    assert "_sd_numba_test_softplus(" in f.source and "objmode" not in f.source
     point = np.linspace(-40, 40, 101)
     got = f(point)
     np.testing.assert_allclose(got[0], got[2], rtol=1e-14)
@@ -301,7 +301,7 @@ def test_the_custom_op_example_fits_and_prints_the_kernel():
     assert "check_op(log1mexp): passed" in result.stdout
     rate = float(result.stdout.split("fitted rate ")[1].split()[0])
     assert abs(rate - 0.35) < 0.02
-    assert "_sd_custom_log1mexp(" in result.stdout
+    assert "_sd_numba_log1mexp(" in result.stdout
 
 
 def test_the_cli_shows_a_user_op_by_name(tmp_path):
@@ -318,3 +318,97 @@ def test_the_cli_shows_a_user_op_by_name(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "cli_softplus x" in result.stdout and "bprop of %1 (cli_softplus)" in result.stdout
+
+
+# --- regressions from a hostile review
+
+
+def test_edited_globals_closures_and_module_helpers_change_the_code_hash():
+    import types
+
+    from symdiff.custom import code_hash
+
+    helpers = types.ModuleType("helpers")
+    exec("C = 2.0\ndef helper(x):\n    return x * C\n", helpers.__dict__)
+    namespace = {"helpers": helpers, "SCALE": 2.0}
+    exec("def nb(x):\n    return helpers.helper(x) * SCALE\n", namespace)
+    before = code_hash(namespace["nb"])
+    namespace["SCALE"] = 3.0
+    after_global = code_hash(namespace["nb"])
+    exec("C = 5.0", helpers.__dict__)
+    after_module = code_hash(namespace["nb"])
+    assert len({before, after_global, after_module}) == 3
+
+    def make(k):
+        return lambda x: x * k
+
+    assert code_hash(make(np.int64(2))) != code_hash(make(np.int64(3)))
+    assert code_hash(make(np.ones(2))) != code_hash(make(np.zeros(2)))
+
+
+def test_a_result_size_the_kernel_cannot_compute_is_refused_not_written_out_of_bounds():
+    def padadd(x, y):
+        out = np.zeros(max(len(x), len(y)))
+        out[:len(x)] += x
+        out[:len(y)] += y
+        return out
+
+    def padadd_numba(x, y, out):
+        for i in range(out.shape[0]):
+            out[i] = (x[i] if i < x.shape[0] else 0.0) + (y[i] if i < y.shape[0] else 0.0)
+
+    def infer(tx, ty):
+        n, m = tx.shape[0], ty.shape[0]
+        return sd.TensorType(tx.dtype, (None if None in (n, m) else max(n, m),))
+
+    op = sd.custom_op("test_padadd", padadd, infer=infer, numba=padadd_numba)
+    x, y = sd.vector("x"), sd.vector("y")
+    with pytest.raises(CustomOpError, match="test_padadd.*cannot tell its result's size"):
+        sd.function([x, y], op(x, y))
+    static = sd.function([sd.vector("a", 5), sd.vector("b", 2)], op(sd.vector("a", 5), sd.vector("b", 2)))
+    np.testing.assert_array_equal(static(np.arange(1.0, 6.0), np.array([10.0, 20.0])), [11, 22, 3, 4, 5])
+
+
+def test_elementwise_user_ops_promote_ints_and_refuse_attributes_they_cannot_pass():
+    x = sd.vector("x", dtype="int64")
+    y = my_softplus(x)
+    assert y.dtype == "float64"
+    np.testing.assert_allclose(sd.function([x], y)(np.array([1, 2])), np.logaddexp(0, [1.0, 2.0]))
+    with pytest.raises(CustomOpError, match="test_softplus.*takes no attributes"):
+        my_softplus(sd.vector("z"), p=3.0)
+
+
+def test_custom_vjp_functions_made_by_a_factory_get_distinct_names_when_first_used():
+    def make(k):
+        @sd.custom_vjp
+        def scaled_gradient(x):
+            return x * 1.0
+
+        scaled_gradient.defvjp(lambda g, out, x: (g * k,))
+        return scaled_gradient
+
+    first, second = make(1.0), make(2.0)
+    x = sd.vector("x", 2)
+    gradients = sd.evaluate([sd.grad(sd.sum(first(x)), x), sd.grad(sd.sum(second(x)), x)], {x: [1.0, 1.0]})
+    np.testing.assert_array_equal(gradients, [[1.0, 1.0], [2.0, 2.0]])
+
+
+def test_rules_returning_none_or_non_expressions():
+    half = sd.custom_op("test_none_rule", lambda x, y: x * 0 + y, elementwise=True,
+                        vjp=(lambda g, out, x, y: None, lambda g, out, x, y: g))
+    x, y = sd.vector("x", 2), sd.vector("y", 2)
+    dx, dy = sd.evaluate(sd.grad(sd.sum(half(x, y)), [x, y]), {x: [1.0, 2.0], y: [3.0, 4.0]})
+    np.testing.assert_array_equal(dx, [0.0, 0.0])
+    np.testing.assert_array_equal(dy, [1.0, 1.0])
+    bad = sd.custom_op("test_float_rule", np.sin, elementwise=True, vjp=lambda g, out, x: 1.0)
+    with pytest.raises(CustomOpError, match="test_float_rule.*returned float"):
+        sd.grad(sd.sum(bad(x)), x)
+
+
+def test_check_op_uses_float32_tolerances_and_skips_derivatives_of_an_op_without_rules():
+    sine = sd.custom_op("test_f32_sin", np.sin, elementwise=True, vjp=lambda g, out, x: g * sd.cos(x),
+                        numba=math.sin, samples=lambda rng: [((rng.normal(size=3).astype(np.float32),), {})])
+    check_op(sine)
+    plain = sd.custom_op("test_plain_cos", np.cos, elementwise=True,
+                         samples=lambda rng: [((rng.normal(size=3),), {})])
+    check_op(plain, compiled=False)

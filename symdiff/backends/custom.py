@@ -1,7 +1,7 @@
 """Lowering of users' ops (``sd.custom_op``; see ``symdiff.custom``).
 
 A kernel calls a user's function through a module-level name its source defines,
-``_sd_custom_<op> = user_function("<op>", "<code hash>", mode)``: the hash makes the
+``_sd_numba_<op> = user_function("<op>", "<code hash>", "numba")`` (or ``_sd_impl_<op>``): the hash makes the
 kernel's cache key change when the user's code changes, and a kernel built for other
 code refuses to load rather than run stale code.  Elementwise ops with a ``numba=``
 scalar function are fused into loops like built-in ones (their record's
@@ -62,6 +62,11 @@ def _jitted(record):
         from numba import njit
 
         fn = record.numba
+        if not hasattr(fn, "py_func") and not hasattr(fn, "__code__"):  # a builtin such as math.sin
+            names = ", ".join(f"x{k}" for k in range(len(record.op.vjp)))
+            namespace = {"fn": fn}
+            exec(f"def call({names}):\n    return fn({names})\n", namespace)
+            fn = namespace["call"]
         _JITTED[key] = fn if hasattr(fn, "py_func") else njit(nogil=True, error_model="numpy")(fn)
     return _JITTED[key]
 
@@ -69,7 +74,7 @@ def _jitted(record):
 def _define(L, node: Expr, mode: str) -> str:
     """The kernel-level name of ``node``'s user function (defined once per kernel)."""
     record = CUSTOM_OPS[node.op.name]
-    name = f"_sd_custom_{node.op.name}" if mode == "numba" else f"_sd_custom_impl_{node.op.name}"
+    name = f"_sd_numba_{node.op.name}" if mode == "numba" else f"_sd_impl_{node.op.name}"
     L.module_lines.setdefault("_sd_user_function", _IMPORT)
     L.module_lines.setdefault(name, f"{name} = _sd_user_function({node.op.name!r}, {record.code_hash!r}, {mode!r})")
     return name
@@ -104,33 +109,32 @@ def define_elementwise_functions(L):
 
 def _output_dims(L, node: Expr) -> tuple:
     """The kernel's sizes of ``node``'s result, found by running its type rule with each
-    run-time input size replaced by a distinct stand-in: a result size equal to a
-    stand-in is that input size."""
+    run-time input size replaced by distinct stand-ins, twice with the stand-ins in
+    opposite orders: a result size that is the same input's stand-in both times is that
+    input size; anything else (max(n, m), n - 1) cannot be computed in the kernel."""
     from ..types import TensorType
 
-    stand_in = {}
-    types = []
+    sizes = []  # the run-time sizes, in order of first appearance
     for x in node.inputs:
-        dims = []
         for k in range(x.ndim):
             d = L.dim(x, k)
-            if not isinstance(d, int):
-                d = stand_in.setdefault(d, 1_000_003 + 2 * len(stand_in))
-            dims.append(d)
-        types.append(TensorType(x.dtype, tuple(dims)))
-    by_value = {v: d for d, v in stand_in.items()}
-    out = node.op.infer(tuple(types), **node.params)
-    dims = []
-    for static, found in zip(node.type.shape, out.shape):
-        if found in by_value:
-            dims.append(by_value[found])
-        elif static is not None:
-            dims.append(static)
-        else:
-            raise CustomOpError(f"custom op {node.op.name!r} at {node.where() or '?'}: the compiled kernel cannot "
-                                f"tell its result's size {out.shape} from its inputs' sizes at run time; declare "
-                                f"the inputs with static sizes")
-    return tuple(dims)
+            if not isinstance(d, int) and d not in sizes:
+                sizes.append(d)
+    mappings = []
+    for order in (1, -1):
+        stand_in = {d: 1_000_003 + 2 * (j if order == 1 else len(sizes) - 1 - j) for j, d in enumerate(sizes)}
+        types = [TensorType(x.dtype, tuple(stand_in.get(L.dim(x, k), L.dim(x, k)) for k in range(x.ndim)))
+                 for x in node.inputs]
+        by_value = {v: d for d, v in stand_in.items()}
+        found = node.op.infer(tuple(types), **node.params).shape
+        mappings.append([by_value.get(f, f if s is not None and f == s else None)
+                         for f, s in zip(found, node.type.shape)])
+    if mappings[0] != mappings[1] or None in mappings[0]:
+        raise CustomOpError(f"custom op {node.op.name!r} at {node.where() or '?'}: the compiled kernel cannot tell "
+                            f"its result's size from its inputs' sizes at run time (its type rule gives "
+                            f"{node.type!r}, a size that is not one input's size); declare the inputs with "
+                            f"static sizes")
+    return tuple(mappings[0])
 
 
 def _argument(L, x: Expr) -> str:
