@@ -28,8 +28,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .runtime import _gemm
-
 __all__ = ["_conv_filter_gemm", "_conv_gemm", "_conv_positions", "_conv_scatter", "_conv_taps",
            "_conv_transposed_gemm"]
 
@@ -269,3 +267,8 @@ def _conv_scatter(out, x, w, K, U, P, strides, dilation, lo):
                 for t in range(kf):
                     _unravel(t, K, k, nd)
                     _add_windows(target, source, 0, k, U, P, strides, dilation, lo, index, w[o, c, t])
+
+
+# Last: runtime imports this module at its end (to export the helpers), so either module
+# may be imported first; Numba looks _gemm up when a helper is first compiled.
+from .runtime import _gemm  # noqa: E402
