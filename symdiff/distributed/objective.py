@@ -4,9 +4,9 @@ The client side of ``sd.distributed`` (the worker side is ``worker.py``).  Dask 
 the data: every block of rows is a persisted future (computed from a Dask array's
 graph, or scattered from a list of NumPy blocks), so Dask knows where it lives and
 recomputes it when a worker is lost.  This module owns the evaluations: one
-``Client.run`` call per evaluation reaches every worker directly, each worker runs
-the compiled kernel over the blocks it holds, and the client sums the per-block
-results in block order.  ``docs/distributed.md`` explains the design and its
+``Client.run`` call per evaluation (through the scheduler, but no task) reaches the
+workers, each runs the compiled kernel over the blocks it holds, and the client
+sums the per-block results in block order.  ``docs/distributed.md`` explains the design and its
 measurements.
 """
 
@@ -36,7 +36,6 @@ __all__ = ["Objective", "BlockLostError", "NotARowSumError", "LocalEvaluationWar
 # about as long as one round trip to the workers (docs/distributed.md, "When it runs locally").
 LOCAL_BELOW = 16 * 2**20
 
-MODES = ("value", "value_and_grad", "hvp")
 INSTALL_HINT = 'sd.distributed needs Dask: pip install "symdiff[distributed]" (dask[array] and distributed)'
 
 
