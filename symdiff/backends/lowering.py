@@ -50,7 +50,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ShapeError, SymdiffError
+from ..errors import SymdiffError
 from ..ir import OPS, Expr, toposort
 
 SLICE_NONE = 1 << 62  # same value as runtime.SLICE_NONE (the runtime module imports Numba)

@@ -8,7 +8,6 @@ import weakref
 
 import numpy as np
 
-from ..errors import GradientError
 from ..ir import Op, fail_shape
 from ..types import TensorType, broadcast_shapes, fmt_shape
 from . import reductions
@@ -292,14 +291,10 @@ _CONCAT_BOUNDS = weakref.WeakKeyDictionary()  # out -> [(start, stop)] per input
 
 def _concat_bounds(out, xs, axis):
     """Where each input sits along ``axis`` of ``out``: offsets from the start up to
-    the one input of unknown size, from the end after it."""
+    the one input of unknown size (at most one: see ``_concatenated_part``), from the
+    end after it."""
     sizes = [x.type.shape[axis] for x in xs]
     unknown = [k for k, d in enumerate(sizes) if d is None]
-    if len(unknown) > 1:
-        raise GradientError(
-            f"concatenate at {out.where() or '?'}: the gradient needs all but one input "
-            f"size along axis {axis}, got {sizes}"
-        )
     split = unknown[0] if unknown else len(xs)
     head = list(itertools.accumulate(sizes[:split], initial=0))
     tail = list(itertools.accumulate(reversed(sizes[split + 1:]), initial=0))[::-1]  # tail[j] = sum(sizes[split+1+j:])
@@ -316,12 +311,28 @@ def _concat_bounds(out, xs, axis):
 
 
 def _vjp_concatenate(i, g, out, *xs, axis):
+    if sum(x.type.shape[axis] is None for x in xs) > 1:
+        return _concatenated_part(g, xs, i, axis)
     bounds = _CONCAT_BOUNDS.get(out)
     if bounds is None:
         bounds = _CONCAT_BOUNDS[out] = _concat_bounds(out, xs, axis)
     start, stop = bounds[i]
     index = tuple((start, stop, 1) if a == axis else (None, None, 1) for a in range(g.ndim))
     return SLICE(g, index=index)
+
+
+def _concatenated_part(g, xs, i, axis):
+    """Part ``i`` of ``g`` along ``axis`` when several parts' sizes are known only at run
+    time: a gather at iota + the run-time offset (a slice needs static bounds)."""
+    from .. import frontend as F
+    from ..frontend.indexing import take  # late: the front end builds on this module
+    from .creation import IOTA
+
+    offset = sum(x.type.shape[axis] for x in xs[:i] if x.type.shape[axis] is not None)
+    for x in xs[:i]:
+        if x.type.shape[axis] is None:
+            offset = F.dim(x, axis) + offset
+    return take(g, IOTA(xs[i], axis=axis) + offset, axis=axis)
 
 
 def _jvp_concatenate(ts, out, *xs, axis):
