@@ -114,7 +114,7 @@ def correlate(in1, in2, mode="full", method="auto") -> Expr:
     >>> import symdiff as sd
     >>> x = sd.vector("x")
     >>> sd.evaluate(sd.signal.correlate(x, [1.0, 2.0]), {x: [1.0, 2.0, 4.0]})
-    array([2., 5., 8., 4.])
+    array([ 2.,  5., 10.,  4.])
     """
     return _nd("correlate", in1, in2, mode, method, convolution=False)
 
