@@ -1247,8 +1247,8 @@ def _make_expm(lu, lu_solve, gemm):
 
 # ------------------------------------------------------------------ exports
 
-_HELPERS = ("cholesky", "trisolve", "cho_solve", "cho_inverse", "lu", "lu_solve", "slogdet", "eigh", "svd", "qr", "pinv", "expm",
-            "gemm")
+_HELPERS = ("cholesky", "trisolve", "cho_solve", "cho_inverse", "lu", "lu_solve", "slogdet", "eigh", "svd", "qr",
+            "pinv", "expm", "gemm")
 __all__ = ["KernelLinAlgError", "LAPACK_INT"]
 _loops_pinv = _make_pinv(_loops_svd, _loops_gemm)
 _loops_expm = _make_expm(_loops_lu, _loops_lu_solve, _loops_gemm)

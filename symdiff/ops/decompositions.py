@@ -38,7 +38,6 @@ from ..errors import DTypeError, GradientError
 from ..ir import Expr, Op, fail_shape
 from ..types import FLOAT_DTYPES, TensorType, fmt_shape
 from .elementwise import zeros_like
-from .leaves import const
 from .linalg import MATMUL
 from .reductions import SUM
 from .structure import BROADCAST_LIKE, CONCATENATE, EXPAND_DIMS, RESHAPE, SCATTER_SLICE, SLICE, TRANSPOSE
