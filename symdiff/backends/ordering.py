@@ -126,7 +126,7 @@ def lower_argmax(L, node: Expr):
     _nonempty(L, xd[axis], node, "argmax")
     at = L.ready(x)
     p = L.p(node)
-    best, where, value = f"m{p}", f"k{p}", f"t{p}"
+    best, where, value = f"best{p}", f"where{p}", f"t{p}"  # k{n} names hidden constants
     j = f"i{axis}"
     lines = [f"# {L.comment(node)}"]
     outer, indent = _loops(L, xd, [k for k in range(x.ndim) if k != axis])
