@@ -1,9 +1,11 @@
-"""The on-disk kernel cache: hits in a fresh process, corrupt and unwritable caches."""
+"""The on-disk kernel cache: hits in a fresh process, damaged, unwritable and untrusted
+caches, and kernels that land only where SYMDIFF_CACHE_DIR says."""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import warnings
@@ -32,29 +34,36 @@ print(json.dumps({"status": f.cache_status, "ok": bool(np.isclose(value, want[0]
 """
 
 
-def _fresh_process(cache_dir) -> dict:
-    env = dict(os.environ, SYMDIFF_CACHE_DIR=str(cache_dir))
+def _fresh_process(cache_dir, **env_extra) -> dict:
+    env = dict(os.environ, SYMDIFF_CACHE_DIR=str(cache_dir), **{k: str(v) for k, v in env_extra.items()})
     result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, f"the process died ({result.returncode}): {result.stderr}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_second_process_loads_from_cache_and_corrupt_entries_are_rebuilt(tmp_path):
-    first = _fresh_process(tmp_path)
+def test_second_process_loads_from_cache_and_damaged_entries_are_rebuilt(tmp_path):
+    cache, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    first = _fresh_process(cache, NUMBA_CACHE_DIR=elsewhere / "numba", XDG_CACHE_HOME=elsewhere)
     assert first == {"status": "miss", "ok": True, "warnings": []}
-    sources = list(tmp_path.glob("sd_*.py"))
-    compiled = list((tmp_path / "__pycache__").glob("sd_*"))
-    assert len(sources) == 1 and compiled
-    assert _fresh_process(tmp_path)["status"] == "hit"
+    assert not elsewhere.exists()  # kernels land only in SYMDIFF_CACHE_DIR, not Numba's own places
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    sources = list(cache.glob("sd_*.py"))
+    compiled = sorted((cache / "__pycache__").glob("sd_*"))
+    assert len(sources) == 1 and {path.suffix for path in compiled} == {".nbi", ".nbc"}
+    assert json.loads(next(cache.glob("sd_*.sha256")).read_text()).keys() == {p.name for p in compiled}
+    assert _fresh_process(cache)["status"] == "hit"
 
-    for path in compiled:  # corrupt Numba's index and data files
-        path.write_bytes(b"\x80\x04 not a pickle" + os.urandom(64))
-    rebuilt = _fresh_process(tmp_path)
-    assert rebuilt["ok"] and rebuilt["status"] in ("miss", "uncached")
-    assert _fresh_process(tmp_path) == {"status": "hit", "ok": True, "warnings": []}  # the entry was rebuilt
+    data = next(path for path in compiled if path.suffix == ".nbc")
+    damaged = bytearray(data.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x40  # one byte flipped in place, same size: loading it crashed the process
+    data.write_bytes(bytes(damaged))
+    rebuilt = _fresh_process(cache)
+    assert rebuilt["ok"] and rebuilt["status"] == "miss"
+    assert len(rebuilt["warnings"]) == 1 and "checksums" in rebuilt["warnings"][0]
+    assert _fresh_process(cache) == {"status": "hit", "ok": True, "warnings": []}  # the entry was rebuilt
 
     sources[0].write_text("garbage that is not the kernel's source\n")  # a damaged source file is rewritten
-    again = _fresh_process(tmp_path)
+    again = _fresh_process(cache)
     assert again["ok"] and again["warnings"] == []
     assert "def kernel(in0_x)" in sources[0].read_text()
 
@@ -89,3 +98,78 @@ def test_cache_key_depends_on_dtypes():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sd.function([sd.vector("x")], sd.sum(sd.vector("x")))  # no warning on a healthy cache
+
+
+# ------------------------------------------------------------- trust, in-process
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """A cache directory for this test, and the cache's warn-once flag reset."""
+    from symdiff.backends import cache
+
+    monkeypatch.setenv("SYMDIFF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "_warned", False)
+    return tmp_path / "cache"
+
+
+_UNIQUE = iter(range(10**6))
+
+
+def _build(dtype="float64"):
+    """A small function whose kernel this process has not built before."""
+    x = sd.vector("x", None, dtype)
+    constant = 1.0 + next(_UNIQUE) / 1024 + os.getpid() % 1000  # a new source, so a new cache entry
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        f = sd.function([x], sd.sum(x * constant))
+    assert f(np.ones(2, dtype)) == pytest.approx(2 * constant)
+    return f.cache_status, [str(w.message) for w in caught]
+
+
+def test_cache_directory_writable_by_others_is_refused(private_cache):
+    private_cache.mkdir(mode=0o700)
+    os.chmod(private_cache, 0o777)
+    status, caught = _build()
+    assert status == "uncached" and len(caught) == 1
+    assert "may be written by other users" in caught[0] and "chmod 700" in caught[0]
+    assert not list(private_cache.glob("sd_*"))  # nothing written into it either
+
+
+def test_group_writable_files_are_fine_in_a_private_directory_but_not_in_a_shared_one(private_cache):
+    status, caught = _build()
+    assert status == "miss" and caught == []
+    for path in list(private_cache.glob("sd_*")) + list((private_cache / "__pycache__").glob("sd_*")):
+        os.chmod(path, 0o664)  # what Numba writes under a umask of 002
+    assert _build()[0] == "miss"  # other entries in the 0700 directory: still used
+    os.chmod(private_cache, 0o775)  # the group may now reach (and write) the entries: refused
+    status, caught = _build()
+    assert status == "uncached" and "may be written by other users" in caught[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="only root can give a file away")
+def test_entry_owned_by_another_user_is_refused(private_cache):
+    from symdiff.backends import cache
+
+    status, _ = _build()
+    key = next(private_cache.glob("sd_*.py")).stem
+    cache._in_memory.clear()  # load it from disk again
+    for path in (private_cache / "__pycache__").glob(key + ".*"):
+        os.chown(path, 12345, 12345)
+    x = sd.vector("x")
+    source_path = private_cache / (key + ".py")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kernel, status = cache.load(source_path.read_text())
+    assert status == "uncached" and "belongs to another user" in str(caught[0].message)
+    del x
+
+
+def test_unusable_pycache_never_falls_back_to_numbas_own_cache(private_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    private_cache.mkdir(mode=0o700)
+    (private_cache / "__pycache__").write_text("a file where the directory should be")
+    status, caught = _build()
+    assert status == "uncached" and len(caught) == 1 and "not using the kernel cache" in caught[0]
+    assert not (tmp_path / "xdg").exists()
+

@@ -1,28 +1,49 @@
-"""The on-disk kernel cache.
+"""The on-disk kernel cache, and why it can be trusted.
 
-Layout: ``<cache dir>/sd_<key>.py`` holds a kernel's generated source, and Numba's
-own cache (``cache=True``) keeps the compiled code next to it in
-``<cache dir>/__pycache__/sd_<key>.kernel-*.nbi/.nbc``.  The key is a SHA-256 of the
-source without comments (which contains the dtypes and ranks in its signature),
-the Numba, llvmlite, NumPy and Python versions, and ``CODEGEN_VERSION``.  The cache
-directory is ``$SYMDIFF_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/symdiff`` or
-``~/.cache/symdiff``.
+Layout: ``<cache dir>/sd_<key>.py`` holds a kernel's generated source; Numba's own
+cache (``cache=True``) keeps the compiled code next to it in
+``<cache dir>/__pycache__/sd_<key>.kernel-*.nbi/.nbc``; ``<cache dir>/sd_<key>.sha256``
+lists a SHA-256 of each of those compiled files.  The key is a SHA-256 of the source
+without comments (which contains the dtypes and ranks in its signature), the Numba,
+llvmlite, NumPy and Python versions, the backend's own code and ``CODEGEN_VERSION``.
+The cache directory is ``$SYMDIFF_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/symdiff``
+or ``~/.cache/symdiff``; kernels are written there and nowhere else (never to Numba's
+fallback ``$XDG_CACHE_HOME/numba`` or ``$NUMBA_CACHE_DIR``).
 
-A source file is written once (atomically) and never rewritten, so Numba's index,
-which is stamped with the file's modification time, stays valid.  If the directory
-cannot be written, or loading fails (a corrupt or truncated cache file), the kernel
-is compiled in memory instead, with one warning per process; a corrupt entry is
-deleted so the next process rebuilds it.  In one process, building the same
-function twice reuses the loaded kernel.
+Trust model.  Loading a cached kernel runs code: Numba unpickles its files, and a
+crafted file can run anything.  So the cache is trusted exactly as much as the
+user's own files, and no more:
+
+* the directory is created with mode 0700; a cache directory, ``__pycache__`` or
+  entry that another user owns, or that the group or others may write (and reach),
+  is refused (one warning; kernels are then compiled in memory), since whoever can
+  write it can run code in every process that loads from it;
+* the checksums detect damage (a disk error, a truncated or half-written file, a
+  byte flipped in place), which would otherwise crash the process inside Numba
+  (SIGSEGV) before anything could remove the entry: a file that does not match is
+  deleted and the kernel rebuilt, with one warning.  They are not a signature:
+  anyone who can write the directory can write the checksums too, which is why
+  the permissions above are checked.  Compiled files with no checksum (a process
+  that died between Numba's write and ours) are deleted and rebuilt.
+
+A source file is written once (atomically) and never rewritten unless damaged, so
+Numba's index, which is stamped with the file, stays valid.  If the directory
+cannot be used, or loading fails, the kernel is compiled in memory instead, with
+one warning per process.  Concurrent processes building the same kernel take a
+lock on the entry, so one compiles and the other loads.  In one process, building
+the same function twice reuses the loaded kernel.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -37,10 +58,15 @@ warnings.filterwarnings("ignore", message="Code running in object mode won't all
 _lock = threading.Lock()
 _warned = False
 _in_memory: dict = {}
+_loading: set = set()  # absolute paths of kernel sources being imported (for the locator)
 
 
 class CacheWarning(UserWarning):
     """The kernel cache could not be used; the kernel was compiled in memory."""
+
+
+class _Refused(Exception):
+    """The cache directory or an entry fails the trust checks, or cannot be written."""
 
 
 def cache_dir() -> str:
@@ -99,23 +125,119 @@ def _warn_once(message: str):
                       stacklevel=4)
 
 
-def _compile_in_memory(source: str, name: str):
-    namespace = {"_SD_CACHE": False, "__name__": f"symdiff_kernel_memory_{name}"}
-    exec(compile(source, f"<symdiff kernel {name}>", "exec"), namespace)
-    return namespace
+# ------------------------------------------------------------------ trust checks
 
 
-def _import_file(path: str, module_name: str):
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    module._SD_CACHE = True
-    sys.modules[module_name] = module  # Numba's cache re-imports the module by name
+def _check_private(path: str, what: str, inside: str = None):
+    """Refuse ``path`` unless this user owns it and nobody else may write it.
+
+    For something ``inside`` a directory already checked, write permission for the
+    group or others matters only if they may enter that directory: files Numba
+    writes under a umask of 002 are group-writable, and harmless in a 0700 directory.
+    """
     try:
-        spec.loader.exec_module(module)
+        info = os.stat(path)
+    except OSError as exc:
+        raise _Refused(f"cannot inspect the {what} {path!r} ({exc})") from None
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and info.st_uid != getuid():
+        raise _Refused(f"the {what} {path!r} belongs to another user (uid {info.st_uid}), and loading "
+                       "from it would run their code")
+    writers = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if inside is not None and writers:
+        entry = os.stat(inside).st_mode
+        writers &= (stat.S_IWGRP if entry & stat.S_IXGRP else 0) | (stat.S_IWOTH if entry & stat.S_IXOTH else 0)
+    if writers and os.name != "nt":
+        raise _Refused(f"the {what} {path!r} may be written by other users (mode {stat.S_IMODE(info.st_mode):o}), "
+                       f"and loading from it would run their code; make it private: chmod 700 {path!r}")
+
+
+def _private_directory(path: str, what: str, inside: str = None):
+    """Create ``path`` with mode 0700 if it is missing, then apply the trust checks."""
+    if not os.path.isdir(path):
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise _Refused(f"cannot create the {what} {path!r} ({exc})") from None
+    _check_private(path, what, inside)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise _Refused(f"the {what} {path!r} is not writable")
+
+
+# ---------------------------------------------------------------- the entry files
+
+
+def _entry_files(directory: str, stem: str) -> list:
+    """Numba's compiled files for the entry ``stem`` (index and data), by path."""
+    pycache = os.path.join(directory, "__pycache__")
+    try:
+        names = sorted(os.listdir(pycache))
+    except OSError:
+        return []
+    return [os.path.join(pycache, name) for name in names if name.startswith(stem + ".")]
+
+
+def _digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def _delete_entry(directory: str, stem: str):
+    for path in _entry_files(directory, stem) + [os.path.join(directory, stem + ".sha256")]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _verify_entry(directory: str, stem: str) -> bool:
+    """Check the entry's compiled files against its checksums before Numba reads them.
+
+    Returns False (after deleting them) when they do not match, so the kernel is
+    rebuilt; compiled files without checksums are deleted silently (a process died
+    between Numba's write and ours, or an older symdiff wrote them).
+    """
+    files = _entry_files(directory, stem)
+    manifest = os.path.join(directory, stem + ".sha256")
+    pycache = os.path.join(directory, "__pycache__")
+    for path in files:
+        _check_private(path, "cache entry", inside=pycache)
+    if os.path.exists(manifest):
+        _check_private(manifest, "cache entry", inside=directory)
+    if not files:
+        with contextlib.suppress(OSError):
+            os.unlink(manifest)
+        return True
+    try:
+        with open(manifest, encoding="utf-8") as handle:
+            recorded = json.load(handle)
+    except (OSError, ValueError):
+        _delete_entry(directory, stem)
+        return True
+    present = {os.path.basename(path): path for path in files}
+    if not isinstance(recorded, dict) or set(recorded) != set(present) or any(
+            _digest(present[name]) != recorded[name] for name in present):
+        _delete_entry(directory, stem)
+        return False
+    return True
+
+
+def _record_entry(directory: str, stem: str):
+    """Write the checksums of the entry's compiled files (atomically)."""
+    sums = {os.path.basename(path): _digest(path) for path in _entry_files(directory, stem)}
+    if sums:
+        _write_atomically(os.path.join(directory, stem + ".sha256"), json.dumps(sums, sort_keys=True))
+
+
+def _write_atomically(path: str, text: str):
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
     except BaseException:
-        sys.modules.pop(module_name, None)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
-    return module.__dict__
 
 
 def _write_once(path: str, source: str):
@@ -124,28 +246,83 @@ def _write_once(path: str, source: str):
         with open(path, encoding="utf-8") as handle:
             if handle.read() == source:
                 return
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         pass
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    _write_atomically(path, source)
+
+
+@contextlib.contextmanager
+def _entry_lock(directory: str, stem: str):
+    """An exclusive lock on one entry across processes (where the OS has flock)."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(source)
-        os.replace(tmp, path)
+        import fcntl
+    except ImportError:  # Windows: no lock; the worst case is two compiles of the same kernel
+        yield
+        return
+    fd = os.open(os.path.join(directory, stem + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# ------------------------------------------------------- where Numba writes them
+
+
+@functools.lru_cache(maxsize=None)
+def _install_locator():
+    """Put a cache locator first in Numba's list that claims the kernels of this
+    module and nothing else: their compiled files go to ``<cache dir>/__pycache__``
+    or nowhere.  Numba's own locators would fall back to ``$XDG_CACHE_HOME/numba``
+    when that directory cannot be written, and honour ``$NUMBA_CACHE_DIR``."""
+    from numba.core import caching
+
+    in_tree = getattr(caching, "InTreeCacheLocator", None) or getattr(caching, "_InTreeCacheLocator")
+
+    class KernelCacheLocator(in_tree):
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if os.path.abspath(py_file) not in _loading:
+                return None
+            locator = cls(py_func, py_file)
+            locator.ensure_cache_path()  # an OSError stops the import: no fallback location
+            return locator
+
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+    impl._locator_classes = [KernelCacheLocator] + [c for c in impl._locator_classes
+                                                    if c.__name__ != "KernelCacheLocator"]
+    return KernelCacheLocator
+
+
+def _compile_in_memory(source: str, name: str):
+    namespace = {"_SD_CACHE": False, "__name__": f"symdiff_kernel_memory_{name}"}
+    exec(compile(source, f"<symdiff kernel {name}>", "exec"), namespace)
+    return namespace
+
+
+def _import_file(path: str, module_name: str):
+    from numba.core import config
+
+    _install_locator()
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    module._SD_CACHE = True
+    sys.modules[module_name] = module  # Numba's cache re-imports the module by name
+    _loading.add(os.path.abspath(path))
+    overridden = getattr(config, "CACHE_LOCATOR_CLASSES", None)
+    if overridden:  # $NUMBA_CACHE_LOCATOR_CLASSES would bypass our locator
+        config.CACHE_LOCATOR_CLASSES = ""
+    try:
+        spec.loader.exec_module(module)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        sys.modules.pop(module_name, None)
         raise
-
-
-def _delete_entry(directory: str, stem: str):
-    pycache = os.path.join(directory, "__pycache__")
-    try:
-        for name in os.listdir(pycache):
-            if name.startswith(stem + "."):
-                os.unlink(os.path.join(pycache, name))
-    except OSError:
-        pass
+    finally:
+        _loading.discard(os.path.abspath(path))
+        if overridden:
+            config.CACHE_LOCATOR_CLASSES = overridden
+    return module.__dict__
 
 
 def load(source: str, kernel_name: str = "kernel"):
@@ -166,31 +343,17 @@ def load(source: str, kernel_name: str = "kernel"):
         stem = f"sd_{key}"
         directory = cache_dir()
         path = os.path.join(directory, stem + ".py")
-        module_name = f"symdiff_kernel_{key}"
-        namespace, status = None, "uncached"
+        namespace = None
         try:
-            os.makedirs(directory, exist_ok=True)
-            _write_once(path, source)
+            _private_directory(directory, "kernel cache directory")
+            _private_directory(os.path.join(directory, "__pycache__"), "kernel cache directory", inside=directory)
+            with _entry_lock(directory, stem):
+                namespace = _load_entry(source, directory, stem, path, f"symdiff_kernel_{key}", kernel_name)
+        except _Refused as exc:
+            _warn_once(f"symdiff: not using the kernel cache: {exc}")
         except OSError as exc:
-            _warn_once(f"symdiff: cannot write the kernel cache in {directory!r} ({exc})")
-        else:
-            from numba.core.errors import NumbaError
-
-            for attempt in range(2):
-                try:
-                    namespace = _import_file(path, module_name)
-                    break
-                except NumbaError as exc:  # the kernel itself does not compile: not a cache problem
-                    from .lowering import LoweringError
-
-                    raise LoweringError(
-                        f"internal error: the generated kernel does not compile ({type(exc).__name__}); "
-                        f"please report it with its source, {path}"
-                    ) from exc
-                except Exception as exc:  # a corrupt or unreadable cache entry
-                    _delete_entry(directory, stem)
-                    if attempt == 1:
-                        _warn_once(f"symdiff: the kernel cache entry {path!r} could not be loaded ({exc!r})")
+            _warn_once(f"symdiff: cannot use the kernel cache in {directory!r} ({exc})")
+        status = "uncached"
         if namespace is None:
             namespace = _compile_in_memory(source, key)
         kernel = namespace[kernel_name]
@@ -198,3 +361,40 @@ def load(source: str, kernel_name: str = "kernel"):
             status = "hit" if sum(kernel.stats.cache_hits.values()) else "miss"
         _in_memory[key] = kernel
         return kernel, status
+
+
+def _load_entry(source: str, directory: str, stem: str, path: str, module_name: str, kernel_name: str):
+    """Verify, import (Numba loads or compiles and stores), and record the checksums.
+    None when the entry cannot be used (after one warning)."""
+    from numba.core.errors import NumbaError
+
+    if os.path.exists(path):
+        _check_private(path, "cache entry", inside=directory)
+    _write_once(path, source)
+    if not _verify_entry(directory, stem):
+        _warn_once(f"symdiff: the cached kernel {stem} in {directory!r} does not match its checksums "
+                   "(a damaged file); it was deleted and is rebuilt")
+    for attempt in range(2):
+        try:
+            namespace = _import_file(path, module_name)
+        except NumbaError as exc:  # the kernel itself does not compile: not a cache problem
+            from .lowering import LoweringError
+
+            raise LoweringError(
+                f"internal error: the generated kernel does not compile ({type(exc).__name__}); "
+                f"please report it with its source, {path}"
+            ) from exc
+        except OSError as exc:  # no usable __pycache__ (the locator refuses to fall back)
+            raise _Refused(f"cannot write compiled kernels to {os.path.join(directory, '__pycache__')!r} "
+                           f"({exc})") from None
+        except Exception as exc:  # an entry that passed its checksums and still failed to load
+            _delete_entry(directory, stem)
+            if attempt == 1:
+                _warn_once(f"symdiff: the kernel cache entry {path!r} could not be loaded ({exc!r})")
+                return None
+            continue
+        kernel = namespace.get(kernel_name)
+        if kernel is None or not sum(kernel.stats.cache_hits.values()):
+            _record_entry(directory, stem)  # compiled now: checksum what Numba just wrote
+        return namespace
+    return None
