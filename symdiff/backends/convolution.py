@@ -93,7 +93,8 @@ def choose_helper(L, node: Expr, w: Expr, output_sizes) -> str:
     transpose = node.params["transpose"]
     taps = _static_product([L.dim(w, 2 + a) for a in range(nd)])
     positions = _static_product(output_sizes)
-    few_positions = not transpose and taps is not None and positions is not None and positions < taps
+    # a filter's gradient: a static, small output (the filter's size) and taps as many as an image's
+    few_positions = not transpose and positions is not None and (taps is None or positions < taps)
     lead, rest = L.dim(w, 0), _static_product([L.dim(w, a) for a in range(1, w.ndim)])
     gemm = (node.dtype in ("float32", "float64") and BLAS
             and (not isinstance(lead, int) or lead >= GEMM_MIN_CHANNELS)
@@ -103,6 +104,25 @@ def choose_helper(L, node: Expr, w: Expr, output_sizes) -> str:
     if few_positions:
         return "_conv_filter_gemm" if gemm else "_conv_positions"
     return "_conv_gemm" if gemm else "_conv_taps"
+
+
+def _in_order(L, node: Expr):
+    """A C-contiguous array holding node's elements in node's order, if one exists without a copy:
+    the array itself, or the base of views that keep the order (expand_dims, squeeze, and
+    transposes that move only axes of size 1, as the batch-channel swap of a filter's
+    gradient when there is one channel); None otherwise."""
+    v = L.values[node.id]
+    if v.kind == "array" and v.array:
+        L.ready(node)
+        return v.array
+    if v.kind != "view" or node.op.name not in ("expand_dims", "squeeze", "transpose"):
+        return None
+    x = node.inputs[0]
+    if node.op.name == "transpose":
+        moved = [a for a in node.params["axes"] if L.dim(x, a) != 1]
+        if moved != sorted(moved):
+            return None
+    return _in_order(L, x)
 
 
 def _tuple(items) -> str:
@@ -123,7 +143,7 @@ def lower_conv(L, node: Expr):
     out_channels = L.dim(w, 1 if params["transpose"] else 0)
     L.shape[node.id] = (L.dim(x, 0), out_channels) + tuple(sizes)
     helper = choose_helper(L, node, w, sizes)
-    x_array, w_array = L.copy_or_array(x), L.copy_or_array(w)
+    x_array, w_array = _in_order(L, x) or L.copy_or_array(x), _in_order(L, w) or L.copy_or_array(w)
     at = max(L.avail(x), L.avail(w))
     name = f"a{L.p(node)}"
     L.allocate(name, node)
