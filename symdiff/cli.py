@@ -2,7 +2,7 @@
 
     symdiff grad "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1
     symdiff explain "e = (a + b) * (b + 1)" --wrt a,b
-    symdiff grad model.py:loss --format dot -o grad.dot
+    symdiff grad --file model.py:loss --format dot -o grad.dot
 
 Exit status: 0 on success, 2 for a usage error (bad option, an expression that
 does not parse, an unknown name; the expression is printed with a caret under
@@ -28,10 +28,11 @@ import numpy as np
 import symdiff as sd
 
 from . import autodiff, printers
-from .errors import SymdiffError
+from .errors import ShapeError, SymdiffError
 from .ir import Expr, toposort
 from .ops.leaves import const
 from .parse import FUNCTIONS, ExpressionError, parse_expression, parse_values, parse_var, split_assignment
+from .types import fmt_shape
 
 __all__ = ["main"]
 
@@ -60,6 +61,8 @@ class Problem:
     wrt: list = field(default_factory=list)
     values: dict = None  # name -> array, or None without --at
     from_file: bool = False
+    spans: dict = field(default_factory=dict)  # node id -> (start, end) in ``text``, for run-time errors
+    text: str = ""  # the expression as typed (one line)
 
     @property
     def title(self) -> str:
@@ -76,14 +79,24 @@ def _declare(spec_by_name: dict):
 
 
 def load_problem(args, scalar_cost: bool = True) -> Problem:
-    """Parse EXPR (or import FILE.py:FUNCTION), --var, --wrt and --at."""
-    match = _FILE_FUNCTION.match(args.expr.strip())
-    if match:
+    """Parse EXPR (or import --file FILE.py:FUNCTION), --var, --wrt and --at."""
+    spans, text = {}, ""
+    if args.file:
+        match = _FILE_FUNCTION.match(args.file.strip())
+        if not match:
+            raise UsageError(f"--file {args.file!r}: give FILE.py:FUNCTION, e.g. --file model.py:loss")
+        if args.expr:
+            raise UsageError("give an expression or --file FILE.py:FUNCTION, not both")
         if args.var:
-            raise UsageError("--var has no effect with FILE.py:FUNCTION: the function declares its own inputs")
+            raise UsageError("--var has no effect with --file FILE.py:FUNCTION: the function declares its own inputs")
         name = match.group("function")
         cost = call_user_function(match.group("path"), name)
-        source = args.expr.strip()
+        source = args.file.strip()
+    elif not args.expr:
+        raise UsageError("give an expression to differentiate (or --file FILE.py:FUNCTION)")
+    elif _FILE_FUNCTION.match(args.expr.strip()):
+        raise UsageError(f"{args.expr.strip()!r} is not an expression; to import that file and call the function "
+                         f"(which runs the file as Python would), ask for it: --file {args.expr.strip()}")
     else:
         specs = {}
         for spec in args.var or []:
@@ -91,10 +104,11 @@ def load_problem(args, scalar_cost: bool = True) -> Problem:
             specs[var_name] = (dtype, shape)
         name, body = split_assignment(args.expr)
         declared = {n: sd.tensor(n, shape, dtype) for n, (dtype, shape) in specs.items()}
+        text = re.sub(r"[\r\n\t]", " ", args.expr)  # show `NAME =` too: offsets are the same
         try:
-            cost = parse_expression(body, declared, declare=_declare(specs))
+            cost = parse_expression(body, declared, declare=_declare(specs), spans=spans)
         except ExpressionError as exc:
-            exc.text = re.sub(r"[\r\n\t]", " ", args.expr)  # show `NAME =` too: offsets are the same
+            exc.text = text
             raise
         source = args.expr.strip()
         if name is None:
@@ -112,8 +126,9 @@ def load_problem(args, scalar_cost: bool = True) -> Problem:
     if scalar_cost and (cost.ndim != 0 or not cost.type.is_float):
         raise SymdiffError(f"{name} has type {cost.type!r}; this command needs a float scalar (0-d) cost: "
                            "reduce it first, e.g. sum(...) or mean(...)")
-    problem = Problem(name, cost, source, inputs, from_file=bool(match))
+    problem = Problem(name, cost, source, inputs, from_file=bool(args.file), spans=spans, text=text)
     problem.wrt = _wrt(args.wrt, inputs)
+    args.problem = problem  # for describing a failure at run time
     return problem
 
 
@@ -149,8 +164,14 @@ def call_user_function(path: str, function: str) -> Expr:
     try:
         try:
             spec.loader.exec_module(module)
-        except SyntaxError as exc:
-            raise UsageError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+        except (SyntaxError, ValueError) as exc:
+            if isinstance(exc, SyntaxError) and exc.lineno is not None:
+                raise UsageError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+            if "null bytes" not in str(exc):
+                raise UserCodeError(_describe_user_exception(exc, path, f"importing {path}")) from exc
+            with open(path, "rb") as handle:
+                line = handle.read().split(b"\0", 1)[0].count(b"\n") + 1
+            raise UsageError(f"{path}:{line}: the file contains a NUL byte, so it is not Python source") from None
         except Exception as exc:
             raise UserCodeError(_describe_user_exception(exc, path, f"importing {path}")) from exc
         fn = getattr(module, function, None)
@@ -201,9 +222,27 @@ def bind_values(problem: Problem, text_items: list, extra: dict = None) -> dict:
         array = np.asarray(value)
         shape = symbols[name].type.shape
         if array.ndim == 0 and shape and None not in shape:
-            array = np.full(shape, array)  # a scalar for a fixed-shape input fills it
+            size = int(np.prod(shape, dtype=object))
+            try:
+                array = np.full(shape, array)  # a scalar for a fixed-shape input fills it
+            except MemoryError:
+                raise SymdiffError(f"--at {name}={value}: filling {name} (shape {fmt_shape(shape)}, "
+                                   f"{size:,} values) needs {_bytes(size * array.itemsize)}, more memory than "
+                                   "is free; declare a smaller size with --var") from None
         values[name] = array
     return values
+
+
+def _bytes(count: int) -> str:
+    """``80.0 GB``: a byte count for people.
+
+    >>> _bytes(80_000_000_000), _bytes(1536)
+    ('80.0 GB', '1.5 kB')
+    """
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
 
 
 # ------------------------------------------------------------------- output
@@ -212,7 +251,7 @@ _FORMATS = ("text", "dot", "json", "latex")
 
 
 def _value_text(value) -> str:
-    return printers.format_array(value, precision=6)
+    return printers.format_value(value)
 
 
 def _evaluate_nodes(nodes: list, values: dict) -> dict:
@@ -231,12 +270,10 @@ def _render(listing, args, problem: Problem, latex_names: dict, columns: list, s
         return printers.to_dot(listing, values=columns[0][1] if columns else None)
     if args.format == "json":
         return printers.to_json(listing, values=columns[0][1] if columns else None)
-    from .sympy_bridge import to_latex
+    from .sympy_bridge import latex_definitions
 
-    lines = []
-    for name, out in zip(listing.names, listing.outputs):
-        lines.append(f"{latex_names.get(name, name)} = {to_latex(out, optimize=False)}")
-    return "\n".join(lines)
+    return latex_definitions({latex_names.get(name, name): out for name, out in zip(listing.names, listing.outputs)},
+                             optimize=False)
 
 
 def _strip_name(source: str) -> str:
@@ -352,16 +389,39 @@ def cmd_hvp(args) -> str:
 
 
 # A dense Jacobian or Hessian is built as one sweep per input (or output) element;
-# past this many entries the command refuses instead of exhausting memory.
+# past these sizes the command refuses instead of exhausting memory: the entries of the
+# result, and the values all the sweeps compute together (each sweep computes about as
+# many as the graph it goes through: 20 million float64 values are 160 MB).
 MAX_DENSE_ENTRIES = 250_000
+MAX_SWEEP_VALUES = 20_000_000
+
+
+def _size(node: Expr) -> int:
+    return int(np.prod(node.type.shape, dtype=np.int64))
+
+
+def _require_static(what: str, problem: Problem, nodes) -> None:
+    """A dense Jacobian's size is part of its graph: every shape must be static."""
+    for node in nodes:
+        if None not in node.type.shape:
+            continue
+        if node.is_symbol and not problem.from_file:
+            example = "x".join("3" if d is None else str(d) for d in node.type.shape)
+            how = f"declare its size with --var, e.g. --var {node.name}:{example}"
+        elif node.is_symbol:
+            how = f"give {node.name} a static shape in your function"
+        else:
+            how = "declare the sizes of its inputs with --var (e.g. x:3 rather than x:vector)"
+        label = node.name if node.is_symbol else problem.name
+        raise UsageError(f"a dense {what} needs static sizes, and {label} has shape {fmt_shape(node.type.shape)} "
+                         f"(a size known only at run time); {how}.  For run-time sizes, use sd.jvp, sd.vjp or "
+                         f"sd.hvp from Python")
 
 
 def _check_dense_size(what: str, rows: Expr, columns) -> None:
-    entries = int(np.prod(rows.type.shape, dtype=np.int64))
+    entries = _size(rows)
     for w in columns:
-        if None in w.type.shape:
-            return  # sd.jacobian itself explains that the shapes must be static
-        entries_w = entries * int(np.prod(w.type.shape, dtype=np.int64))
+        entries_w = entries * _size(w)
         if entries_w > MAX_DENSE_ENTRIES:
             raise UsageError(
                 f"the dense {what} wrt {w.name} has {entries_w:,} entries (limit {MAX_DENSE_ENTRIES:,}); "
@@ -369,9 +429,30 @@ def _check_dense_size(what: str, rows: Expr, columns) -> None:
             )
 
 
+def _check_sweeps(what: str, graph, sweeps: dict, chosen: str, alternative: str) -> None:
+    """Refuse a dense derivative whose sweeps would compute more than MAX_SWEEP_VALUES
+    values: ``sweeps`` maps each mode to its number of sweeps through ``graph``."""
+    values = sum(_size(node) for node in toposort(graph))
+    work = sweeps[chosen] * values
+    if work <= MAX_SWEEP_VALUES:
+        return
+    other = [mode for mode in sweeps if mode != chosen and sweeps[mode] * values <= MAX_SWEEP_VALUES]
+    instead = (f"--mode {other[0]} needs {sweeps[other[0]]:,} sweep(s) ({sweeps[other[0]] * values:,} values): "
+               "use it" if other else alternative)
+    raise UsageError(f"the {what} by {sweeps[chosen]:,} {chosen} sweeps, each through a graph of {values:,} "
+                     f"values, would compute {work:,} values (about {_bytes(8 * work)}; limit "
+                     f"{MAX_SWEEP_VALUES:,}); {instead}")
+
+
 def cmd_jacobian(args) -> str:
     problem = load_problem(args, scalar_cost=False)
+    _require_static("jacobian", problem, problem.wrt + [problem.cost])
     _check_dense_size("jacobian", problem.cost, problem.wrt)
+    for w in problem.wrt:
+        sweeps = {"fwd": _size(w), "rev": _size(problem.cost)}
+        chosen = args.mode if args.mode != "auto" else ("fwd" if sweeps["fwd"] <= sweeps["rev"] else "rev")
+        _check_sweeps(f"jacobian wrt {w.name}", problem.cost, sweeps, chosen,
+                      f"use sd.sparse_jacobian(...) from Python, or sd.jvp / sd.vjp for a few directions")
     outputs = {problem.name: problem.cost}
     latex_names = {}
     for w in problem.wrt:
@@ -384,8 +465,13 @@ def cmd_jacobian(args) -> str:
 
 def cmd_hessian(args) -> str:
     problem = load_problem(args)
+    _require_static("hessian", problem, problem.wrt)
     for w in problem.wrt:
         _check_dense_size("hessian", w, problem.wrt)
+    gradients = sd.grad(problem.cost, problem.wrt, mode="rev")
+    for w in problem.wrt:  # each block is a Jacobian of the gradient: one sweep per element of w
+        _check_sweeps(f"hessian block wrt {w.name}", gradients, {"fwd": _size(w)}, "fwd",
+                      "use sd.hvp (Hessian-vector products) or sd.sparse_hessian(...) from Python")
     outputs = {problem.name: problem.cost}
     latex_names = {}
     if len(problem.wrt) == 1:
@@ -426,8 +512,9 @@ def _hessian_matrix(problem: Problem, blocks: dict, listing, values: dict) -> st
 
 
 def cmd_explain(args) -> str:
-    if args.format != "text":
-        raise UsageError("explain prints text only; for other formats use `symdiff grad --format ...`")
+    if args.format == "latex":
+        raise UsageError("explain prints text, dot or json (the graph with every message of the reverse sweep); "
+                         "for LaTeX use `symdiff grad --format latex`")
     problem = load_problem(args)
     events = []
     adjoints = autodiff.backprop([(problem.cost, const(1, problem.cost.dtype))], problem.wrt, problem.cost.label(),
@@ -443,6 +530,10 @@ def cmd_explain(args) -> str:
     if args.at:
         problem.values = bind_values(problem, args.at)
         values = _evaluate_nodes(listing.nodes, problem.values)
+    if args.format == "dot":  # the graph the sweep built, every message included
+        return printers.to_dot(listing, values=values)
+    if args.format == "json":
+        return printers.to_json(listing, values=values)
     return explain_text(problem, listing, events, values)
 
 
@@ -514,7 +605,7 @@ _EXAMPLES = {
   symdiff grad "sum(exp(W @ x))" --var W:2x3 --var x:vector --wrt W
   symdiff grad "sum(sigmoid(x) * x)" --var x:f32[n] --format dot -o grad.dot
   symdiff grad "x * sin(x)" --format latex
-  symdiff grad model.py:loss --wrt w --no-optimize""",
+  symdiff grad --file model.py:loss --wrt w --no-optimize""",
     "jvp": """examples:
   symdiff jvp "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1,a_dot=1,b_dot=0
   symdiff jvp "sin(x) * x" --var x:vector --at x=[0,1],x_dot=[1,1]""",
@@ -529,7 +620,8 @@ _EXAMPLES = {
   symdiff hessian "sum(x ** 3)" --var x:2 --at x=[1,2]""",
     "explain": """examples:
   symdiff explain "e = (a + b) * (b + 1)" --wrt a,b
-  symdiff explain "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1""",
+  symdiff explain "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1
+  symdiff explain "e = (a + b) * (b + 1)" --format dot -o sweep.dot""",
 }
 
 _DESCRIPTIONS = {
@@ -538,26 +630,30 @@ _DESCRIPTIONS = {
     "hvp": "Hessian-vector products H v (direction inputs are v_NAME); see --mode.",
     "jacobian": "The Jacobian of a (vector) expression as graph (sd.jacobian); shapes must be static; see --mode.",
     "hessian": "The Hessian's blocks as graph (sd.hessian / sd.jacobian of the gradient); shapes must be static.",
-    "explain": "Step through build_grad in reverse order: consumers, messages, and each grad-table sum.",
+    "explain": "Step through build_grad in reverse order: consumers, messages, and each grad-table sum "
+               "(--format dot or json: the graph with every message).",
 }
 
 _MAIN_HELP = """symdiff shows what symbol-to-symbol differentiation builds: the gradient as new nodes
 of the same graph, printed as a register listing, Graphviz DOT, JSON or LaTeX.
 
 EXPR is an expression over inputs (names not declared with --var are float64 scalars),
-optionally named as `NAME = EXPR`, or FILE.py:FUNCTION for a Python function that
-builds and returns the cost.  Expressions may use + - * / ** @, comparisons,
+optionally named as `NAME = EXPR`; it is parsed, never run.  --file FILE.py:FUNCTION
+instead imports FILE.py (which runs it, as Python would) and differentiates what
+FUNCTION() returns.  Expressions may use + - * / ** @, comparisons,
 methods such as x.sum(axis=0) and x.T, indexing with integer literals, and the
 functions:
 %s
 
-shapes (--var): x:vector  W:3x4  x:f32[n]  M:matrix  b:f32:vector  k:i64  s:scalar
+shapes (--var): x:vector  W:3x4  x:f32[n]  A:nx3  M:matrix  b:f32:vector  k:i64  s:scalar
 """ % textwrap.fill(", ".join(sorted(FUNCTIONS)), width=86, initial_indent="  ", subsequent_indent="  ")
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("expr", metavar="EXPR", help="expression, `NAME = EXPR`, or FILE.py:FUNCTION")
+    common.add_argument("expr", metavar="EXPR", nargs="?", help="expression, or `NAME = EXPR`")
+    common.add_argument("--file", metavar="FILE.py:FUNCTION",
+                        help="import FILE.py (running it, as Python would) and differentiate what FUNCTION() returns")
     common.add_argument("--wrt", metavar="A,B", help="inputs to differentiate with respect to (default: all float)")
     common.add_argument("--var", action="append", metavar="NAME:SHAPE", help="declare an input's dtype and shape")
     common.add_argument("--at", action="append", metavar="A=1,B=2",
@@ -592,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _clean_message(message: str, args) -> str:
     """Drop 'at FILE:LINE' origins that point into this command rather than the user's file."""
-    if _FILE_FUNCTION.match(args.expr.strip() if getattr(args, "expr", None) else ""):
+    if getattr(args, "file", None):
         return message
     return re.sub(r" \((?:built )?at [^()]*:\d+\)", "", re.sub(r"built at [^()\s;]*:\d+", "built at ?", message))
 
@@ -621,16 +717,43 @@ def main(argv=None) -> int:
     except Exception as exc:
         if args.debug:
             raise
+        problem = getattr(args, "problem", None)
         if isinstance(exc, ExpressionError):
             status, message = exc.status, exc.render()
         elif isinstance(exc, UsageError):
             status, message = 2, str(exc)
+        elif isinstance(exc, ShapeError) and getattr(exc, "node", None) is not None and problem and problem.text:
+            status, message = 1, _runtime_error_in_expression(exc, problem)
+        elif isinstance(exc, MemoryError):
+            status, message = 1, ("out of memory: the sizes given with --var (or the values with --at) need more "
+                                  "memory than is free; try smaller sizes (--debug shows where)")
         elif isinstance(exc, (SymdiffError, ValueError, TypeError, IndexError, ArithmeticError, OSError)):
             status, message = 1, str(exc)
         else:
             status, message = 1, f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
         sys.stderr.write(f"symdiff: error: {_clean_message(message, args)}\n")
         return status
+
+
+def _runtime_error_in_expression(exc: ShapeError, problem: Problem) -> str:
+    """A run-time failure told in the user's terms: the part of their expression whose
+    node failed (or, for a node differentiation appended, the part it differentiates),
+    with a caret under it, instead of a file and line inside the command."""
+    node, seen, stack = exc.node, set(), [exc.node]
+    span = None
+    while stack and span is None:  # breadth first: the nearest node the expression itself made
+        current = stack.pop(0)
+        span = problem.spans.get(current.id)
+        for x in current.inputs:
+            if x.id not in seen:
+                seen.add(x.id)
+                stack.append(x)
+    appended = " (in a derivative of it)" if node.id not in problem.spans else ""
+    message = f"{node.op.name}: {exc.reason}; input shapes {exc.shapes}"
+    if span is None:
+        return message
+    start, end = span
+    return ExpressionError(f"{message}{appended}", problem.text, start, end, 1).render()
 
 
 if __name__ == "__main__":

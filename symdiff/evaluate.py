@@ -203,9 +203,32 @@ def _check_not_stretched(node: Expr, args: list, out: np.ndarray):
 
 
 def _runtime_shape_error(node: Expr, args: list, why: str):
+    """Raise the ShapeError for ``node``; it carries ``node``, ``reason`` and ``shapes``
+    so a caller (the command line) can say where in its own terms."""
     shapes = ", ".join(f"{fmt_shape(np.shape(v))} (declared {fmt_shape(x.type.shape)})" for x, v in zip(node.inputs, args))
     at = f" at {node.where()}" if node.origin else ""
-    raise ShapeError(f"{node.op.name}{at}: {why}; input shapes {shapes}")
+    error = ShapeError(f"{node.op.name}{at}: {why}; input shapes {shapes}")
+    error.node, error.reason, error.shapes = node, why, shapes
+    raise error
+
+
+def _impl_failure(node: Expr, args: list, exc: Exception) -> str:
+    """Why ``node``'s NumPy implementation refused these values, in the op's terms
+    rather than NumPy's (its gufunc signatures and reduction jargon)."""
+    name = node.op.name
+    if name == "matmul" and len(args) == 2:
+        a, b = (np.shape(v) for v in args)
+        inner_a = a[-1] if a else None
+        inner_b = (b[-2] if len(b) > 1 else b[0]) if b else None
+        if inner_a is not None and inner_b is not None and inner_a != inner_b:
+            return f"the contracted sizes differ: {inner_a} (last axis of the left operand) != {inner_b}"
+    if node.op.kind == "reduction" and args:
+        axes = dict(node.attrs).get("axes", ())
+        empty = [a for a in axes if a < np.ndim(args[0]) and np.shape(args[0])[a] == 0]
+        if empty:
+            return (f"{name} over an empty axis (axis {empty[0]} has size 0) has no value"
+                    + (f"; give a start value ({name}(..., initial=...))" if name in ("max", "min") else ""))
+    return str(exc)
 
 
 def run(nodes: list, values: dict) -> dict:
@@ -226,7 +249,7 @@ def run(nodes: list, values: dict) -> dict:
                 raise IndexOutOfBoundsError(f"{node.op.name}{' at ' + node.where() if node.origin else ''}: {exc}") \
                     from None
             except (IndexError, ValueError) as exc:
-                _runtime_shape_error(node, args, str(exc))
+                _runtime_shape_error(node, args, _impl_failure(node, args, exc))
             out = np.asarray(out)
             if node.op.name in _STRETCHING:
                 _check_not_stretched(node, args, out)

@@ -19,15 +19,17 @@ import difflib
 import inspect
 import math
 import re
+import unicodedata
 
 import numpy as np
 
 from . import frontend as F
+from . import ir
 from .errors import SymdiffError
 from .ir import Expr
 from .types import DTYPES
 
-__all__ = ["ExpressionError", "parse_expression", "parse_var", "parse_values", "FUNCTIONS"]
+__all__ = ["ExpressionError", "parse_expression", "parse_var", "parse_values", "check_name", "FUNCTIONS"]
 
 MAX_LENGTH = 2000
 """Longest expression accepted; longer programs belong in a file (``FILE.py:FUNCTION``)."""
@@ -109,6 +111,9 @@ def _is_number(value) -> bool:
 
 def _precheck(text: str):
     """Reject text the parser could choke on (it recurses on nesting) with a clear message."""
+    if "\0" in text:
+        at = text.index("\0")
+        raise ExpressionError("the expression contains a NUL byte", text.replace("\0", " "), at, at + 1)
     if len(text) > MAX_LENGTH:
         raise ExpressionError(
             f"the expression is {len(text)} characters long; the limit is {MAX_LENGTH} "
@@ -158,11 +163,14 @@ def split_assignment(text: str) -> tuple:
     return match.group(1), " " * match.end() + text[match.end():]  # keep offsets for carets
 
 
-def parse_expression(text: str, symbols: dict, declare=None):
+def parse_expression(text: str, symbols: dict, declare=None, spans: dict = None):
     """Build the graph of ``text``; ``symbols`` maps names to symdiff expressions.
 
     A name not in ``symbols`` is passed to ``declare(name)`` (which returns a new
-    symbol) or, without ``declare``, is an error.  Returns an Expr.
+    symbol) or, without ``declare``, is an error.  Returns an Expr.  With ``spans`` (a
+    dict), each node the expression created is recorded there by id as the
+    ``(start, end)`` of the text that made it, so a failure at run time can point
+    into the user's text.
 
     >>> import symdiff as sd
     >>> a = sd.scalar("a")
@@ -182,14 +190,42 @@ def parse_expression(text: str, symbols: dict, declare=None):
         raise ExpressionError(f"syntax error: {reason}", text, start, end, 2, line) from None
     except (RecursionError, MemoryError):
         raise ExpressionError("the expression is nested too deeply to parse") from None
-    return _Builder(text, symbols, declare, indent).build(tree.body)
+    _check_spelling(tree, text, indent)
+    return _Builder(text, symbols, declare, indent, spans).build(tree.body)
+
+
+def _check_spelling(tree, text: str, indent: int):
+    """Python reads identifiers in NFKC form (a full-width ``ｘ`` is ``x``): say so rather
+    than silently use another name than the one typed (and than ``--var`` declared)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            start, end, _ = _span(node, text, indent)
+            written = text[start:end]
+            if written != node.id:
+                raise ExpressionError(
+                    f"the name {written!r} has characters Python reads as {node.id!r} (Unicode NFKC "
+                    f"normalization); write {node.id!r}", text, start, end)
+
+
+def check_name(name: str, what: str) -> str:
+    """A --var or --at name as Python would read it in an expression, or an error.
+
+    >>> check_name("x", "--var")
+    'x'
+    """
+    normal = unicodedata.normalize("NFKC", name)
+    if normal != name:
+        raise ExpressionError(f"{what} {name!r}: the name has characters Python reads as {normal!r} (Unicode NFKC "
+                              f"normalization), so the expression could not refer to it; write {normal!r}")
+    return name
 
 
 class _Builder:
     """The walk over a parsed expression, with an explicit stack."""
 
-    def __init__(self, text: str, symbols: dict, declare, indent: int = 0):
+    def __init__(self, text: str, symbols: dict, declare, indent: int = 0, spans: dict = None):
         self.text, self.symbols, self.declare, self.indent = text, dict(symbols), declare, indent
+        self.spans = spans
 
     def _fail(self, message: str, node, status: int = 2):
         _fail(message, node, self.text, status, self.indent)
@@ -278,6 +314,9 @@ class _Builder:
     def _apply(self, node, values: dict):
         get = lambda child: values[id(child)]  # noqa: E731
         if isinstance(node, ast.Constant):
+            if isinstance(node.value, float) and math.isinf(node.value):
+                self._fail("this number is too large for float64 (Python reads it as inf; write inf if you "
+                           "mean it)", node)
             if isinstance(node.value, bool) or _is_number(node.value) or node.value is None:
                 return node.value
             if isinstance(node.value, str):
@@ -291,7 +330,10 @@ class _Builder:
                 return -operand if isinstance(node.op, ast.USub) else operand
             return self._call(node, F.negative if isinstance(node.op, ast.USub) else (lambda x: x), [operand], {})
         if isinstance(node, ast.BinOp):
-            return self._call(node, _BINARY[type(node.op)], [get(node.left), get(node.right)], {})
+            left, right = get(node.left), get(node.right)
+            if _is_number(left) and _is_number(right):
+                return self._fold(node, left, right)
+            return self._call(node, _BINARY[type(node.op)], [left, right], {})
         if isinstance(node, ast.Compare):
             return self._call(node, _COMPARE[type(node.ops[0])], [get(node.left), get(node.comparators[0])], {})
         if isinstance(node, (ast.Tuple, ast.List)):
@@ -366,12 +408,50 @@ class _Builder:
             return sign * value.value
         self._fail("indices must be integer literals (basic indexing: ints, slices, None, ...)", node)
 
+    def _fold(self, node, left, right):
+        """Arithmetic on two numbers, done here, in Python, so that a result no dtype can
+        hold is an error at the number (``a ** (10**400)`` was silently inf)."""
+        op = type(node.op)
+        if op is ast.Pow and isinstance(left, int) and isinstance(right, int) and right >= 0 and abs(left) > 1 \
+                and right * math.log2(abs(left)) > 1100:
+            self._fail(f"{left} ** {right} is too large for float64", node, status=1)
+        try:
+            if op is ast.MatMult:
+                self._fail("@ needs arrays, not numbers", node, status=1)
+            value = {ast.Add: lambda: left + right, ast.Sub: lambda: left - right, ast.Mult: lambda: left * right,
+                     ast.Div: lambda: left / right, ast.Pow: lambda: left ** right}[op]()
+        except ZeroDivisionError:
+            self._fail("division by zero", node, status=1)
+        except OverflowError:
+            self._fail("the result is too large for float64", node, status=1)
+        if isinstance(value, complex):
+            self._fail(f"{left} ** {right} is not a real number", node, status=1)
+        if isinstance(value, float) and math.isinf(value):
+            self._fail("the result is too large for float64 (it would be inf)", node, status=1)
+        if isinstance(value, int) and value.bit_length() > 1024:
+            self._fail("the result is too large for float64", node, status=1)
+        return value
+
     def _call(self, node, fn, args, kwargs):
         """Apply a symdiff function; its failures point at this node (status 1)."""
+        mark = ir.new_node_mark()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except (SymdiffError, TypeError, ValueError, IndexError) as exc:
             self._fail(str(exc), node, status=1)
+        except OverflowError:  # a Python int no dtype of the expression holds
+            numbers = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
+            self._fail(f"the number {max(numbers, key=abs) if numbers else '?'} does not fit the expression's "
+                       "dtype (int64 or float64)", node, status=1)
+        if self.spans is not None and isinstance(result, Expr):
+            start, end, _ = _span(node, self.text, self.indent)
+            stack = [result]
+            while stack:  # the nodes this call created: newer than the mark
+                current = stack.pop()
+                if current.id >= mark and current.id not in self.spans:
+                    self.spans[current.id] = (start, end)
+                    stack.extend(current.inputs)
+        return result
 
 
 # ------------------------------------------------------------ shapes and values
@@ -382,13 +462,18 @@ _SHAPE_KEYWORDS = {"scalar": (), "vector": (None,), "matrix": (None, None)}
 _VAR_HELP = "use NAME:SHAPE, e.g. x:vector, W:3x4, x:f32[n], b:f32:vector, s:scalar"
 
 
+_TYPE_WORDS = sorted(set(_SHAPE_KEYWORDS) | set(_DTYPE_ALIASES))
+
+
 def parse_var(spec: str) -> tuple:
     """``"W:3x4"`` -> ``("W", "float64", (3, 4))``.
 
     SHAPE is ``scalar``, ``vector``, ``matrix``, sizes joined by ``x``
     (``3x4``, ``nx3``) or in brackets (``[3,4]``, ``[n]``), optionally after a
     dtype (``f32[n]``, ``f32:vector``, ``i64``).  A size written as a name or
-    ``?`` is known only at run time.
+    ``?`` is known only at run time.  A single word must be a dtype or a shape
+    keyword: ``x:scaler`` is an error (did you mean scalar?), not a size named
+    "scaler"; a lone named size is written ``x:[n]``.
 
     >>> parse_var("x:f32[n]")
     ('x', 'float32', (None,))
@@ -399,6 +484,7 @@ def parse_var(spec: str) -> tuple:
     name = name.strip()
     if not sep or not name.isidentifier():
         raise ExpressionError(f"bad --var {spec!r}: {_VAR_HELP}")
+    check_name(name, "--var")
     rest = rest.strip().lower().replace(" ", "")
     dtype = "float64"
     match = re.match(r"(float64|float32|int64|bool|f64|f32|i64|float|int|double)(?![a-z0-9_])", rest)
@@ -411,6 +497,11 @@ def parse_var(spec: str) -> tuple:
         dims = [d for d in rest[1:-1].split(",")] if rest[1:-1] else []
     else:
         dims = rest.split("x")
+        if len(dims) == 1 and not re.fullmatch(r"\d+|\?", rest):
+            close = difflib.get_close_matches(rest, _TYPE_WORDS, n=1, cutoff=0.6)
+            hint = f" (did you mean {name}:{close[0]}?)" if close else ""
+            raise ExpressionError(f"bad --var {spec!r}: unknown type {rest!r}{hint}; a size known only at run "
+                                  f"time is written in brackets ({name}:[{rest}]); {_VAR_HELP}")
     shape = []
     for d in dims:
         if re.fullmatch(r"\d+", d):
@@ -453,6 +544,7 @@ def parse_values(text: str) -> dict:
         name = name.strip()
         if not sep or not name.isidentifier():
             raise ExpressionError(f"bad --at item {item!r}: use NAME=VALUE, e.g. a=2,b=1 or x=[1,2,3]")
+        check_name(name, "--at")
         try:
             value = ast.literal_eval(literal.strip())
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):

@@ -10,6 +10,8 @@ these functions are called.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from . import frontend as F
@@ -17,7 +19,7 @@ from .errors import SymdiffError
 from .ir import Expr, as_list, toposort
 from .printers import optimized
 
-__all__ = ["to_sympy", "from_sympy", "to_latex"]
+__all__ = ["to_sympy", "from_sympy", "to_latex", "latex_definitions"]
 
 
 class SympyConversionError(SymdiffError, ValueError):
@@ -150,6 +152,72 @@ def to_latex(outputs, optimize: bool = True) -> str:
     outs, single = as_list(outputs)
     texts = [sympy.latex(f) for f in to_sympy(outs, optimize)]
     return texts[0] if single else texts
+
+
+INLINE_LATEX = 24  # a subexpression used more than once is written out where used up to this length
+
+
+def latex_definitions(outputs, optimize: bool = True) -> str:
+    """LaTeX for named scalar outputs, one line each, with every subexpression used more
+    than once (and longer than INLINE_LATEX characters) defined once on a line of its
+    own (``t_{1} = ...``) and referred to by name.
+
+    A formula written out in full repeats shared subexpressions, and a derivative
+    shares many: the gradient of the power tower x**x**...**x (n levels) has a tree of
+    size n**2 (55 s at n = 200 through ``sympy.latex``), but a graph of size n.  These
+    lines are as long as the graph, so the time is linear.  ``outputs`` maps each
+    LaTeX name to a scalar expression.
+
+    >>> import symdiff as sd
+    >>> x = sd.scalar("x")
+    >>> y = sd.exp(sd.sin(x) + sd.cos(x)) * sd.exp(sd.sin(x) + sd.cos(x))
+    >>> print(latex_definitions({"y": y}, optimize=False))
+    t_{1} = e^{\\sin{\\left(x \\right)} + \\cos{\\left(x \\right)}}
+    y = t_{1}^{2}
+    """
+    import sympy
+
+    names, exprs = list(outputs), list(outputs.values())
+    exprs = optimized(exprs, optimize)
+    nodes = toposort(exprs)
+    uses: dict[int, int] = {}
+    for node in nodes:
+        for x in node.inputs:
+            uses[x.id] = uses.get(x.id, 0) + 1
+    for out in exprs:
+        uses[out.id] = uses.get(out.id, 0) + 1
+    taken = {node.name for node in nodes if node.is_symbol}
+    prefix = next(p for p in ("t", "u", "w", "q") if not any(re.fullmatch(rf"{p}_\d+", n) for n in taken))
+    rules = _sympy_rules(sympy)
+    converted: dict[int, object] = {}  # node id -> what its consumers see (an expression or a name)
+    lines = []
+    for node in nodes:
+        if node.ndim != 0:
+            raise SympyConversionError(f"LaTeX output works on scalar-valued graphs; {node!r} has type {node.type!r}")
+        if node.is_symbol:
+            converted[node.id] = sympy.Symbol(node.name, real=True)
+            continue
+        if node.is_constant:
+            converted[node.id] = _number(node.params["value"].array, sympy)
+            continue
+        args = [converted[x.id] for x in node.inputs]
+        if node.op.name == "cast":
+            value = _cast(node, args[0], sympy)
+        elif node.op.name in _PASS_THROUGH:
+            value = args[0]
+        elif node.op.name in rules:
+            value = rules[node.op.name](*args)
+        else:
+            raise SympyConversionError(f"LaTeX output: no SymPy spelling for op {node.op.name!r} ({node!r})")
+        if uses.get(node.id, 0) > 1 and not isinstance(value, (sympy.Symbol, sympy.Number)):
+            text = sympy.latex(value)
+            if len(text) > INLINE_LATEX:  # short ones are clearer repeated, and cost at most that per use
+                name = sympy.Symbol(f"{prefix}_{len(lines) + 1}", real=True)
+                lines.append(f"{sympy.latex(name)} = {text}")
+                value = name
+        converted[node.id] = value
+    lines += [f"{name} = {sympy.latex(converted[out.id])}" for name, out in zip(names, exprs)]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- from SymPy

@@ -93,7 +93,7 @@ def test_golden_subcommand(name):
 
 
 def test_golden_function_in_a_file(model_dir):
-    result = run("grad", "model.py:loss", "--wrt", "W", "--no-optimize", cwd=model_dir)
+    result = run("grad", "--file", "model.py:loss", "--wrt", "W", "--no-optimize", cwd=model_dir)
     assert result.returncode == 0, result.stderr
     check_golden("cli_file.txt", result.stdout)
 
@@ -221,7 +221,7 @@ def test_hvp_modes_agree(capsys):
     (["jvp", "a * b", "--at", "a=1,b=2"], 2, "a_dot"),
     (["hvp", "v_a * a", "--wrt", "a"], 2, "already an input"),
     (["grad", "a", "--wrt", ","], 2, "--wrt names no inputs"),
-    (["explain", "a * a", "--format", "dot"], 2, "explain prints text only"),
+    (["explain", "a * a", "--format", "latex"], 2, "explain prints text, dot or json"),
     (["grad", "a" * (MAX_LENGTH + 1)], 2, "characters long"),
     (["grad", "(" * 100 + "a" + ")" * 100], 2, "nested more than"),
     (["grad", "a+" + "-" * 500 + "a"], 2, "signs in a row"),
@@ -259,12 +259,12 @@ def test_caret_in_a_long_expression_shows_a_window(capsys):
 def test_user_file_errors(capsys, model_dir):
     model = str(model_dir / "model.py")
     cases = [
-        (["grad", model + ":broken"], 1, "model.py:13: error in broken(): ShapeError"),
-        (["grad", model + ":not_an_expression"], 1, "must return one symdiff expression"),
-        (["grad", model + ":nope"], 2, "has no function 'nope' (functions: broken, loss, not_an_expression)"),
-        (["grad", model + ":loss", "--var", "x:3"], 2, "--var has no effect"),
-        (["grad", str(model_dir / "missing.py") + ":loss"], 2, "no such file"),
-        (["grad", str(model_dir / "bad_syntax.py") + ":loss"], 2, "bad_syntax.py:1: syntax error"),
+        (["grad", "--file", model + ":broken"], 1, "model.py:13: error in broken(): ShapeError"),
+        (["grad", "--file", model + ":not_an_expression"], 1, "must return one symdiff expression"),
+        (["grad", "--file", model + ":nope"], 2, "has no function 'nope' (functions: broken, loss, not_an_expression)"),
+        (["grad", "--file", model + ":loss", "--var", "x:3"], 2, "--var has no effect"),
+        (["grad", "--file", str(model_dir / "missing.py") + ":loss"], 2, "no such file"),
+        (["grad", "--file", str(model_dir / "bad_syntax.py") + ":loss"], 2, "bad_syntax.py:1: syntax error"),
     ]
     for argv, status, message in cases:
         got, _, err = call(capsys, *argv)
@@ -340,3 +340,110 @@ def test_dense_derivatives_of_huge_inputs_are_refused_clearly(capsys):
     assert status == 2 and "sparse_hessian" in err
     status, _, err = call(capsys, "jacobian", "sin(jx)", "--var", "jx:1000")
     assert status == 2 and "sparse_jacobian" in err
+
+
+# --------------------------------------------------- issue 15: rough edges found
+
+
+def test_dense_derivatives_need_static_sizes_and_say_how(capsys):
+    for command in ("hessian", "jacobian"):
+        status, _, err = call(capsys, command, "sum(sx ** 3)" if command == "hessian" else "sin(sx)",
+                              "--var", "sx:vector")
+        assert status == 2, err
+        assert "needs static sizes" in err and "--var sx:3" in err and "NoneType" not in err
+
+
+def test_forward_jacobian_is_guarded_on_the_work_of_its_sweeps(capsys):
+    status, _, err = call(capsys, "jacobian", "sum(exp(gx))", "--var", "gx:8000", "--mode", "fwd")
+    assert status == 2 and "8,000 fwd sweeps" in err and "--mode rev needs 1 sweep" in err
+    status, _, err = call(capsys, "jacobian", "exp(gx) * gx[0]", "--var", "gx:4000")  # square: no cheap mode
+    assert status == 2 and "sd.sparse_jacobian" in err and "MemoryError" not in err
+    status, out, _ = call(capsys, "jacobian", "sum(exp(gx))", "--var", "gx:8000", "--mode", "rev")
+    assert status == 0 and out
+
+
+def test_run_time_shape_errors_point_into_the_expression(capsys):
+    status, _, err = call(capsys, "grad", "sum(rw @ rx) + 1", "--var", "rw:2xn", "--var", "rx:[m]",
+                          "--at", "rw=[[1,2],[3,4]],rx=[1,2,3]")
+    assert status == 1
+    lines = err.splitlines()
+    assert "contracted sizes differ: 2" in lines[0] and "gufunc" not in err and "bin/symdiff" not in err
+    assert lines[1:] == ["    sum(rw @ rx) + 1", "        ^^^^^^^"]
+    status, _, err = call(capsys, "grad", "max(ex)", "--var", "ex:vector", "--at", "ex=[]")
+    assert status == 1 and "empty axis" in err and err.splitlines()[2] == "    ^^^^^^^"
+
+
+@pytest.mark.parametrize("spec, suggestion", [("a:scaler", "a:scalar"), ("a:f23", "a:f32"), ("v:vectr", "v:vector"),
+                                              ("n:size", "n:[size]")])
+def test_unknown_type_words_are_errors_with_a_suggestion(capsys, spec, suggestion):
+    status, _, err = call(capsys, "grad", "sum(a * 2)", "--var", spec)
+    assert status == 2 and "unknown type" in err and suggestion in err
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["grad", "na ** (10**400)", "--at", "na=2"], 1, "10 ** 400 is too large for float64"),
+    (["grad", "na * 1e400"], 2, "too large for float64 (Python reads it as inf"),
+    (["grad", "na * (10**308 * 10.0)"], 1, "too large for float64 (it would be inf)"),
+    (["grad", "\uff58 * 2", "--var", "x:3"], 2, "Python reads as 'x'"),
+    (["grad", "sum(x * 2)", "--var", "\uff58:3"], 2, "--var '\uff58'"),
+    (["grad", "na * 2", "--at", "\uff4ea=2"], 2, "--at '\uff4ea'"),
+    (["grad", "na *\x00 2"], 2, "NUL byte"),
+])
+def test_numbers_names_and_bytes_that_were_silently_changed(capsys, argv, status, message):
+    got, _, err = call(capsys, *argv)
+    assert (got, message in err) == (status, True), err
+
+
+def test_a_nul_byte_in_a_file_names_its_line(capsys, tmp_path):
+    path = tmp_path / "nul.py"
+    path.write_bytes(b"import symdiff\n\n\x00\n")
+    status, _, err = call(capsys, "grad", "--file", f"{path}:loss")
+    assert status == 2 and f"{path}:3: the file contains a NUL byte" in err and "None" not in err
+
+
+def test_memory_for_huge_sizes_is_the_users_size_with_the_bytes(capsys):
+    status, _, err = call(capsys, "grad", "sum(mx)", "--var", "mx:100000x100000", "--at", "mx=1")
+    assert status == 1 and "internal error" not in err and "80.0 GB" in err and "--var" in err
+
+
+def test_files_run_only_when_asked(capsys, model_dir, monkeypatch):
+    monkeypatch.chdir(model_dir)
+    status, _, err = call(capsys, "grad", "model.py:loss")
+    assert status == 2 and "--file model.py:loss" in err and "runs the file" in err
+    status, out, _ = call(capsys, "grad", "--file", "model.py:loss", "--wrt", "W")
+    assert status == 0 and "output dloss/dW" in out
+    status, _, err = call(capsys, "grad", "a", "--file", "model.py:loss")
+    assert status == 2 and "not both" in err
+
+
+def test_latex_of_a_power_tower_is_linear_in_its_depth(tmp_path):
+    """The gradient of x**x**...**x written out in full is quadratic in the depth (55 s
+    at 200 levels); with shared subexpressions named, the text grows linearly."""
+    lengths = []
+    for depth in (50, 100, 200):
+        target = tmp_path / f"tower{depth}.tex"
+        assert main(["grad", "x" + "**x" * depth, "--format", "latex", "-o", str(target)]) == 0
+        lengths.append(len(target.read_text()))
+    assert lengths[2] < 2.2 * lengths[1] < 4.5 * lengths[0]
+
+
+def test_explain_draws_dot_and_json(capsys):
+    status, out, _ = call(capsys, "explain", "e = (xa + xb) * (xb + 1)", "--format", "dot", "--at", "xa=2,xb=1")
+    assert status == 0 and out.startswith("digraph symdiff {") and "bprop of e (mul)" in out and "= 6" in out
+    status, out, _ = call(capsys, "explain", "e = (xa + xb) * (xb + 1)", "--format", "json")
+    assert status == 0 and sd.from_json(out)["de/dxb"] is not None
+
+
+def test_value_tables_hide_signed_zeros_and_rounding_noise(capsys):
+    status, out, _ = call(capsys, "grad", "sin(ta) * tb", "--at", "ta=3.141592653589793,tb=-0.0")
+    assert status == 0
+    table = out.splitlines()[1:-1]  # between the title and the summary
+    assert not any(" -0 " in line + " " or "e-16" in line for line in table), table
+    status, out, _ = call(capsys, "hvp", "sum(hx3 ** 3)", "--var", "hx3:3", "--at", "hx3=[1,2,3],v_hx3=[1,0,0]")
+    assert status == 0 and "%?" not in out and "a node not shown" in out
+
+
+def test_tables_for_vector_inputs_stay_narrow(capsys):
+    status, out, _ = call(capsys, "grad", "sum(sin(wx) * wx ** 3)", "--var", "wx:100", "--at", "wx=1.5")
+    assert status == 0
+    assert max(len(line) for line in out.splitlines()) <= 120
