@@ -23,11 +23,22 @@ from .ir import as_list, toposort
 BACKENDS = ("numba", "numpy")
 
 
-def function(inputs, outputs, backend="numba", optimize=True):
+SPARSE_FORMATS = ("auto", "scipy", "coo", "dense")
+
+
+def function(inputs, outputs, backend="numba", optimize=True, sparse_format="auto"):
     """Compile ``outputs`` as a function of the symbols ``inputs``.
 
     ``inputs``: a symbol or a list of symbols, the parameters in order.
     ``outputs``: one Expr (the call returns one value) or a list (a tuple back).
+    An output may also be a sparse Jacobian or Hessian (``sd.jacobian(...,
+    sparse=True)``, a :class:`~symdiff.sparsity.SparseDerivative`): its compressed
+    sweeps are compiled with the rest, and the call returns the matrix, as
+    ``sparse_format`` says: "scipy" a ``scipy.sparse.csr_matrix`` (an ImportError
+    here if SciPy is missing); "coo" the triple ``(rows, cols, values)`` of NumPy
+    arrays (flat C-order positions, sorted by row then column: ``matrix[rows[k],
+    cols[k]] = values[k]``); "dense" an ndarray; "auto" (the default) "scipy" when
+    SciPy is installed, else "coo", as ``SparseDerivative.evaluate`` does.
     ``backend``: "numba" (one compiled kernel) or "numpy" (the reference evaluator).
     ``optimize``: run the graph rewrites (``symdiff.rewrite.optimize``) first.
 
@@ -37,7 +48,15 @@ def function(inputs, outputs, backend="numba", optimize=True):
     >>> f = sd.function([a, b], [e, *sd.grad(e, [a, b])], backend="numpy")
     >>> f(2.0, 1.0)
     (np.float64(6.0), np.float64(2.0), np.float64(5.0))
+    >>> x = sd.vector("x", 3)
+    >>> hessian = sd.function([x], sd.hessian(sd.sum(x ** 3), x, sparse=True), sparse_format="coo")
+    >>> hessian([1.0, 2.0, 3.0])
+    (array([0, 1, 2]), array([0, 1, 2]), array([ 6., 12., 18.]))
     """
+    outputs, sparse = _sparse_outputs(outputs, sparse_format)
+    if sparse:
+        inner = function(inputs, outputs, backend=backend, optimize=optimize)
+        return SparseOutputsFunction(inner, sparse, sparse_format)
     symbols = _check_inputs(inputs)
     outs, single = as_list(outputs)
     _check_closed(symbols, outs)
@@ -49,6 +68,31 @@ def function(inputs, outputs, backend="numba", optimize=True):
     from .backends.numba_backend import NumbaFunction  # Numba is imported only here
 
     return NumbaFunction(symbols, outs, lowered, single)
+
+
+def _sparse_outputs(outputs, sparse_format):
+    """``outputs`` with each SparseDerivative replaced by its compressed node, and
+    {position: SparseDerivative} (position None for a single output)."""
+    from .sparsity import SparseDerivative
+
+    if isinstance(outputs, SparseDerivative):
+        found = {None: outputs}
+        outputs = outputs.compressed
+    elif isinstance(outputs, (list, tuple)) and any(isinstance(o, SparseDerivative) for o in outputs):
+        found = {k: o for k, o in enumerate(outputs) if isinstance(o, SparseDerivative)}
+        outputs = [o.compressed if isinstance(o, SparseDerivative) else o for o in outputs]
+    else:
+        return outputs, {}
+    if sparse_format not in SPARSE_FORMATS:
+        raise ValueError(f"sparse_format must be one of {SPARSE_FORMATS}, got {sparse_format!r}")
+    if sparse_format == "scipy":
+        from .sparsity import _scipy_sparse
+
+        if _scipy_sparse() is None:
+            raise ImportError("a sparse output is returned as a scipy.sparse matrix, and SciPy is not installed: "
+                              "install it (pip install symdiff[sparse]), or pass sparse_format='coo' for the "
+                              "triple (rows, cols, values), or 'dense'")
+    return outputs, found
 
 
 def _optimized(outs: list) -> list:
@@ -156,3 +200,28 @@ class NumpyFunction(CompiledFunction):
             seen.add(out.id)
             results.append(value)
         return results[0] if self.single else tuple(results)
+
+
+class SparseOutputsFunction:
+    """What ``sd.function`` returns when some outputs are sparse derivatives: the
+    compiled function of their compressed sweeps (``compiled``), whose results are
+    assembled into matrices (see ``sd.function``'s ``sparse_format``)."""
+
+    def __init__(self, compiled, sparse: dict, sparse_format: str):
+        self.compiled, self.sparse, self.sparse_format = compiled, sparse, sparse_format
+        self.inputs, self.backend = compiled.inputs, compiled.backend
+
+    @property
+    def source(self) -> str:
+        return self.compiled.source
+
+    def __repr__(self):
+        return f"<symdiff function with {len(self.sparse)} sparse output(s), {self.compiled!r}>"
+
+    def __call__(self, *args, **kwargs):
+        results = self.compiled(*args, **kwargs)
+        if None in self.sparse:
+            return self.sparse[None].assemble(results, format=self.sparse_format)
+        return tuple(self.sparse[k].assemble(r, format=self.sparse_format) if k in self.sparse else r
+                     for k, r in enumerate(results))
+

@@ -549,7 +549,18 @@ class SparseDerivative:
         """``sd.function(inputs, compressed, **options)`` followed by :meth:`assemble`, as one callable.
 
         The callable takes the input values like any compiled function and returns
-        the matrix; its ``compiled`` attribute is the underlying function.
+        the matrix in ``format`` (see :meth:`assemble`: by default a scipy.sparse
+        matrix, or without SciPy the ``(rows, cols, values)`` triple); its ``compiled``
+        attribute is the underlying function.  ``sd.function([x], H)`` does the same,
+        and takes other outputs beside it.
+
+        >>> import symdiff as sd
+        >>> x = sd.vector("x", 3)
+        >>> H = sd.hessian(sd.sum(x ** 3), x, sparse=True)
+        >>> H.compile([x], format="dense", backend="numpy")([1.0, 2.0, 3.0])
+        array([[ 6.,  0.,  0.],
+               [ 0., 12.,  0.],
+               [ 0.,  0., 18.]])
         """
         from .function import function
 

@@ -162,3 +162,28 @@ def test_huge_python_ints_never_wrap():
                  lambda: sd.function([k], k * 1, backend="numpy")(2**64 - 1)):
         with pytest.raises(InputTypeError, match="does not fit int64"):
             call()
+
+
+# ---------------------------------------------- 16: sparse derivatives compile
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_a_sparse_hessian_compiles_directly(backend):
+    """sd.function([x], sd.hessian(f, x, sparse=True)) raised a bare TypeError."""
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    x = sd.vector("x", 6)
+    cost = sd.sum(x[1:] * sd.exp(x[:-1]))
+    H = sd.hessian(cost, x, sparse=True)
+    point = np.linspace(-1, 1, 6)
+    dense = sd.evaluate(sd.hessian(cost, x), {x: point})
+    matrix = sd.function([x], H, backend=backend)(point)
+    assert scipy_sparse.issparse(matrix)
+    np.testing.assert_allclose(matrix.toarray(), dense, rtol=1e-13)
+    value, triple, gradient = sd.function([x], [cost, H, sd.grad(cost, x)], backend=backend,
+                                          sparse_format="coo")(point)
+    rows, cols, values = triple
+    np.testing.assert_allclose(dense[rows, cols], values, rtol=1e-13)
+    assert np.count_nonzero(dense) <= len(values) < dense.size
+    np.testing.assert_allclose(gradient, sd.evaluate(sd.grad(cost, x), {x: point}))
+    with pytest.raises(ValueError, match="sparse_format"):
+        sd.function([x], H, sparse_format="csc")
