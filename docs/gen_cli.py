@@ -90,6 +90,9 @@ happened.  With `--at` every node gets its value.
 """)
 w(run('symdiff explain "e = (a + b) * (b + 1)" --wrt a,b --at a=2,b=1'))
 w("""
+`--format dot` (or `json`) draws the same graph, with every message the sweep sent.
+""")
+w("""
 ## Expressions, shapes and values
 
 `EXPR` is a Python-like expression, optionally named (`e = ...`; the default name
@@ -126,17 +129,31 @@ w(run('symdiff grad "sum(tanh(W @ x) * b)" --var W:2x3 --var x:f32[n] --var b:ve
 w("\nWith arrays, the table shows each value (long arrays are abbreviated):\n\n")
 w(run('symdiff grad "sum(exp(v) * w)" --var v:2 --var w:2 --wrt v --at v=[0,1],w=[3,4]'))
 w("""
-## A Python function: `FILE.py:FUNCTION`
+In a table, `-0` prints as `0`, and a value smaller than 1e-12 of the largest in its
+column prints as `0`: sin(pi) is 1.2e-16 in floating point, which is rounding noise
+next to values of order 1 (the summary line under the table keeps the exact values).
+
+A word after `NAME:` must be a dtype or a shape keyword; anything else is an error
+with a suggestion, not a size named after the word:
+
+""")
+w(run('symdiff grad "sum(a * 2)" --var a:scaler'))
+w("""
+## A Python function: `--file FILE.py:FUNCTION`
 
 For programs too long for one line, write a function that builds and returns the
-cost; `symdiff` imports the file and calls it (with no arguments).  The function
-declares its own inputs, so `--var` does not apply.  Here `model.py` is:
+cost, and pass `--file FILE.py:FUNCTION`: `symdiff` imports the file and calls the
+function (with no arguments).  Importing runs the file as Python would (it can do
+anything Python can), so a file is run only when `--file` asks for it; an EXPR is
+parsed, never run, and an EXPR that looks like `FILE.py:FUNCTION` is refused.  The
+function declares its own inputs, so `--var` does not apply.  Here `model.py` is:
 
 ```python
 """ + MODEL + """```
 
 """)
-w(run('symdiff grad model.py:loss --wrt W'))
+w(run('symdiff grad --file model.py:loss --wrt W'))
+w(run('symdiff grad model.py:loss'))
 w("""
 ## Forward mode and second derivatives
 
@@ -178,7 +195,10 @@ note; with `--at` each label also shows the node's value.
 """)
 w(run('symdiff grad "e = a * exp(b)" --format dot --no-optimize'))
 w("""
-**LaTeX** (via SymPy; the graph must be scalar-valued):
+**LaTeX** (via SymPy; the graph must be scalar-valued).  A subexpression the
+results share, when it is longer than a few symbols, is written once on a line of its
+own (`t_{1} = ...`) and used by name, so the text grows with the graph and not with
+the formula written out in full (which, for derivatives, can grow much faster):
 
 """)
 w(run('symdiff grad "x * sin(x)" --format latex'))
@@ -215,12 +235,27 @@ traceback is printed unless `--debug` is given.
 """)
 w(run('symdiff grad "e = (a + b) * expp(b)"'))
 w(run('symdiff grad "sum(W @ x) + 1" --var W:2x3 --var x:4'))
+w("""
+Sizes known only at run time are checked when the values arrive, and a mismatch
+points at the part of the expression that failed:
+
+""")
+w(run('symdiff grad "sum(W @ x) + 1" --var W:2xn --var x:[m] --at W=[[1,2],[3,4]],x=[1,2,3]'))
 w(run('symdiff grad "a * b" --at a=1'))
 w(run('symdiff grad "x[a]" --var x:3'))
+w(run('symdiff grad "a ** (10**400)" --at a=2'))
+w("""
+A dense Jacobian or Hessian is one sweep per input (or output) element, so the command
+refuses one whose result has more than 250,000 entries, or whose sweeps would compute
+more than 20 million values, and says what to use instead:
+
+""")
+w(run('symdiff jacobian "sum(exp(x))" --var x:8000 --mode fwd'))
+w(run('symdiff hessian "sum(x ** 3)" --var x:vector'))
 w("""
 Limits: an expression is at most 2000 characters, brackets nest at most 64 deep
 and at most 64 signs may follow each other (Python's parser recurses on nesting;
-these limits keep it safe); longer programs belong in a `FILE.py:FUNCTION`.
+these limits keep it safe); longer programs belong in a file (`--file FILE.py:FUNCTION`).
 
 ## The same from Python
 

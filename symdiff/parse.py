@@ -117,7 +117,7 @@ def _precheck(text: str):
     if len(text) > MAX_LENGTH:
         raise ExpressionError(
             f"the expression is {len(text)} characters long; the limit is {MAX_LENGTH} "
-            "(write longer programs as a Python function and pass FILE.py:FUNCTION)"
+            "(write longer programs as a Python function and pass --file FILE.py:FUNCTION)"
         )
     depth = 0
     for i, ch in enumerate(text):
