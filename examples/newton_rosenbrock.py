@@ -14,16 +14,23 @@ Dense BFGS updates an n x n matrix with O(n^3) work per iteration, and a
 finite-difference gradient costs n function calls, so those two runs stop after a
 time budget (``--budget`` seconds) and report where they got to.
 
+    pip install -e '.[examples]'          # SciPy
     python examples/newton_rosenbrock.py [--n 1000] [--budget 1.0] [--backend numba|numpy]
 """
 
 import argparse
+import sys
 import time
 
 import numpy as np
-import scipy.optimize
 
 import symdiff as sd
+
+try:
+    import scipy.optimize
+except ImportError:  # the example's extra: name it instead of a bare ModuleNotFoundError
+    sys.exit("newton_rosenbrock.py runs SciPy's optimizers: install the examples extra, "
+             "pip install 'symdiff[examples]' (or pip install scipy)")
 
 
 def build(n, backend="numba"):

@@ -9,17 +9,24 @@ Hessian of Rosenbrock is indefinite, so the step solves (H + lambda I) d = -g an
 adapts lambda (Levenberg-Marquardt damping): lambda shrinks after a step that
 lowers f, grows after one that does not, and the iteration becomes Newton's.
 
+    pip install -e '.[examples]'          # SciPy
     python examples/sparse_newton.py [--n 100000] [--backend numba|numpy]
 """
 
 import argparse
+import sys
 import time
 
 import numpy as np
-import scipy.sparse
-import scipy.sparse.linalg
 
 import symdiff as sd
+
+try:
+    import scipy.sparse
+    import scipy.sparse.linalg
+except ImportError:  # the example's extra: name it instead of a bare ModuleNotFoundError
+    sys.exit("sparse_newton.py solves with scipy.sparse: install the examples extra, "
+             "pip install 'symdiff[examples]' (or pip install scipy)")
 
 
 def damped_newton(value_and_grad, sparse_hessian, compressed, x, tol=1e-8, max_iterations=200):

@@ -7,6 +7,11 @@ Compiled checks share one kernel per concern (compiles are slow).
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
+import runpy
+import sys
+
 import mpmath
 import numpy as np
 import pytest
@@ -187,3 +192,37 @@ def test_a_sparse_hessian_compiles_directly(backend):
     np.testing.assert_allclose(gradient, sd.evaluate(sd.grad(cost, x), {x: point}))
     with pytest.raises(ValueError, match="sparse_format"):
         sd.function([x], H, sparse_format="csc")
+
+
+# ----------------------------------------------------------- 19: the examples
+
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("example, blocked, argv", [
+    ("newton_rosenbrock.py", ("scipy",), []),
+    ("sparse_newton.py", ("scipy",), []),
+    ("train_mlp.py", ("sklearn",), ["--epochs", "1"]),
+])
+def test_examples_without_their_extra_name_it(monkeypatch, example, blocked, argv):
+    """They died with a bare ModuleNotFoundError."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in blocked:
+            monkeypatch.delitem(sys.modules, name)
+    for name in blocked:
+        monkeypatch.setitem(sys.modules, name, None)  # import name raises ImportError
+    monkeypatch.setattr(sys, "argv", [example] + argv)
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(EXAMPLES / example), run_name="__main__")
+    assert "symdiff[examples]" in str(stopped.value.code)
+
+
+def test_train_mlp_prints_each_epochs_own_time(capsys):
+    pytest.importorskip("sklearn")
+    spec = importlib.util.spec_from_file_location("train_mlp_example", EXAMPLES / "train_mlp.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--backend", "numpy", "--epochs", "2", "--batch-size", "256"])
+    epochs = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all(" epoch " in line and "(total " in line for line in epochs)
