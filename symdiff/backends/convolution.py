@@ -68,15 +68,15 @@ def _checks(L, node: Expr, x: Expr, w: Expr, like, nd: int):
         k = L.dim(w, 2 + axis)
         dilation = params["dilation"][axis]
         if isinstance(k, int):
-            reach = str(span(k, dilation))
+            reach = reach_text = str(span(k, dilation))
         else:
             L.dims.require(f"min({k}, 1)", "1", L.dims.description(k), "a filter needs at least one tap", context)
-            reach = f"{dilation} * ({k} - 1) + 1"
+            reach, reach_text = f"{dilation} * ({k} - 1) + 1", f"{dilation} * ({L.dims.description(k)} - 1) + 1"
         size = L.dim(x, 2 + axis)
         if params["transpose"] or (isinstance(size, int) and isinstance(k, int)):
             continue  # static sizes were checked when the graph was built
         lo, hi = params["padding"][axis]
-        what = f"the filter's span {reach} (kernel {L.dims.description(k)}, dilation {dilation})"
+        what = f"the filter's span {reach_text} (kernel {L.dims.description(k)}, dilation {dilation})"
         if params["cover"]:
             L.dims.require(f"min({size}, {reach})", reach, L.dims.description(size),
                            f"{what} must fit in it (the input of run-time size is taken to be the larger)", context)
