@@ -2,7 +2,7 @@
 
 Five epochs instead of the default ten keep the run short (the compile dominates
 it); five reach 0.978-0.987 over seeds 0-5, the default ten 0.980-0.987.  No timing
-is asserted (speed lives in benchmarks/; /work/notes/conv.md has the timings).
+is asserted (speed lives in benchmarks/).
 The gradient the example trains with is checked against finite differences on the
 reference evaluator, in this process.
 """
