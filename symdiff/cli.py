@@ -452,7 +452,7 @@ def cmd_jacobian(args) -> str:
         sweeps = {"fwd": _size(w), "rev": _size(problem.cost)}
         chosen = args.mode if args.mode != "auto" else ("fwd" if sweeps["fwd"] <= sweeps["rev"] else "rev")
         _check_sweeps(f"jacobian wrt {w.name}", problem.cost, sweeps, chosen,
-                      f"use sd.sparse_jacobian(...) from Python, or sd.jvp / sd.vjp for a few directions")
+                      "use sd.sparse_jacobian(...) from Python, or sd.jvp / sd.vjp for a few directions")
     outputs = {problem.name: problem.cost}
     latex_names = {}
     for w in problem.wrt:

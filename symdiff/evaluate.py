@@ -205,7 +205,8 @@ def _check_not_stretched(node: Expr, args: list, out: np.ndarray):
 def _runtime_shape_error(node: Expr, args: list, why: str):
     """Raise the ShapeError for ``node``; it carries ``node``, ``reason`` and ``shapes``
     so a caller (the command line) can say where in its own terms."""
-    shapes = ", ".join(f"{fmt_shape(np.shape(v))} (declared {fmt_shape(x.type.shape)})" for x, v in zip(node.inputs, args))
+    shapes = ", ".join(f"{fmt_shape(np.shape(v))} (declared {fmt_shape(x.type.shape)})"
+                       for x, v in zip(node.inputs, args))
     at = f" at {node.where()}" if node.origin else ""
     error = ShapeError(f"{node.op.name}{at}: {why}; input shapes {shapes}")
     error.node, error.reason, error.shapes = node, why, shapes

@@ -156,13 +156,11 @@ def test_entry_owned_by_another_user_is_refused(private_cache):
     cache._in_memory.clear()  # load it from disk again
     for path in (private_cache / "__pycache__").glob(key + ".*"):
         os.chown(path, 12345, 12345)
-    x = sd.vector("x")
     source_path = private_cache / (key + ".py")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         kernel, status = cache.load(source_path.read_text())
     assert status == "uncached" and "belongs to another user" in str(caught[0].message)
-    del x
 
 
 def test_unusable_pycache_never_falls_back_to_numbas_own_cache(private_cache, tmp_path, monkeypatch):
