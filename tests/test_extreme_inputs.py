@@ -13,7 +13,9 @@ None (or let mpmath raise ZeroDivisionError) where there is no reference: a pole
 convention, the sign of a zero (mpmath has no -0.0).  There only the two backends are
 compared.
 Nothing else: derivatives come from that formula by central differences at high
-precision.  ``test_every_elementwise_op_has_a_reference`` fails until the line exists.
+precision.  ``test_every_elementwise_op_has_a_reference`` fails until the line exists
+(or, for the ops of ``symdiff.ops.math``/``special``, until test_math_ops' own mpmath
+tables cover them).
 
 If an op is knowingly inaccurate somewhere, add ``(op, order): "why"`` to
 ``KNOWN_INACCURATE``: that test becomes a strict xfail, so fixing the op makes the
