@@ -86,17 +86,32 @@ def _strip_comments(source: str) -> str:
     return "\n".join(re.sub(r"\s*#.*$", "", line) for line in source.splitlines() if line.strip())
 
 
+# Modules outside this folder whose functions Numba compiles into kernels (paths from
+# the package root): the scalar algorithms both backends share.
+KERNEL_SOURCES = ("ops/special_scalar.py",)
+
+
+def fingerprinted_files() -> list:
+    """Every file whose code ends up in a cached kernel without appearing in its source.
+
+    >>> any(path.endswith("special_scalar.py") for path in fingerprinted_files())
+    True
+    """
+    folder = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(folder)
+    files = [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name.endswith(".py")]
+    return files + [os.path.join(package, *path.split("/")) for path in KERNEL_SOURCES]
+
+
 @functools.lru_cache(maxsize=None)
 def _backend_fingerprint() -> str:
-    """A hash of the backend's own code: IR regions and runtime helpers are compiled
-    into cached kernels without appearing in their source, so a changed backend
-    must not load kernels an older one built."""
+    """A hash of the code compiled into cached kernels besides their source (IR regions,
+    runtime helpers, ``KERNEL_SOURCES``), so a changed backend never loads kernels an
+    older one built."""
     digest = hashlib.sha256()
-    folder = os.path.dirname(os.path.abspath(__file__))
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".py"):
-            with open(os.path.join(folder, name), "rb") as handle:
-                digest.update(handle.read())
+    for path in fingerprinted_files():
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
     return digest.hexdigest()[:16]
 
 

@@ -18,11 +18,8 @@ from numba.extending import register_jitable
 
 from ..ops import special_scalar as _scalar
 
-# Numba compiles the algorithms of ops/special_scalar.py INTO cached kernels, but the
-# cache key fingerprints only this folder's files: this copy of that file's SHA-256 makes
-# a change there change this file, so old kernels are not loaded with old algorithms.
-# tests/test_math_ops.py fails, giving the new value, when it is out of date.
-SCALAR_SOURCE_SHA256 = "6d7357d050061ee1"
+# Numba compiles the algorithms of ops/special_scalar.py INTO cached kernels: that file is
+# in cache.KERNEL_SOURCES, so the kernel cache key follows it.
 
 for _helper in (_scalar._central, _scalar._tail_ratio, _scalar._half_square, _scalar._exp_half_square,
                 _scalar._is_integer, _scalar._cot_pi, _scalar._horner, _scalar._digamma_root_series,
