@@ -249,6 +249,9 @@ def run(nodes: list, values: dict) -> dict:
             except IndexOutOfBoundsError as exc:  # an index value out of range: name the node, keep the type
                 raise IndexOutOfBoundsError(f"{node.op.name}{' at ' + node.where() if node.origin else ''}: {exc}") \
                     from None
+            except np.linalg.LinAlgError as exc:  # a singular or indefinite matrix: NumPy's class, named
+                raise np.linalg.LinAlgError(f"{node.op.name}{' at ' + node.where() if node.origin else ''}: {exc}") \
+                    from None
             except (IndexError, ValueError) as exc:
                 _runtime_shape_error(node, args, _impl_failure(node, args, exc))
             out = np.asarray(out)

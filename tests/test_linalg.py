@@ -414,14 +414,10 @@ def test_singular_and_indefinite_matrices_raise_linalgerror_compiled():
     _check_failures("numba")
 
 
-@pytest.mark.xfail(strict=True, reason="sd.evaluate turns every ValueError of an impl into a ShapeError; needs the "
-                                       "evaluator's LinAlgError hook proposed in /work/notes/linalg.md")
 def test_singular_and_indefinite_matrices_raise_linalgerror_reference():
     _check_failures("numpy")
 
 
-@pytest.mark.xfail(strict=True, reason="needs the evaluator and call-wrapper LinAlgError hooks proposed in "
-                                       "/work/notes/linalg.md (the kernel's source holds no user line)")
 def test_linalgerror_names_the_node_and_the_users_line():
     X = sd.matrix("Xline", (None, None))
     chol = L.cholesky(X)  # the error names this line

@@ -100,6 +100,10 @@ class NumbaFunction(CompiledFunction):
             return self.kernel(*args, *self._hidden)
         except KernelIndexError:  # an index out of range: the reference evaluator names the node and index
             raise_index_error(self, args)
+        except np.linalg.LinAlgError:  # a singular or indefinite matrix: the reference names the node and line
+            from .factorizations import raise_linalg_error
+
+            raise_linalg_error(self, args)
         except KernelShapeError:
             raise ShapeError(self._describe_size_error(args)) from None
         except TypeError as exc:  # cannot happen for converted values; keep the cause visible
