@@ -38,8 +38,7 @@ from .sparsity import (
 from .printers import from_json, to_dot, to_json, to_text
 from .sympy_bridge import from_sympy, to_latex, to_sympy
 
-# issue 10: NumPy vocabulary (each family's front end is a module of symdiff.frontend)
-# issue 10: elementwise math and special functions
+# issue 10: NumPy vocabulary, one front-end module of symdiff.frontend per family: elementwise math and special functions
 from .frontend.math import (  # noqa: E402
     arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, around, cbrt, ceil, copysign, cosh, exp2, fix, floor,
     floor_divide, fmod, heaviside, hypot, isfinite, isinf, isnan, log10, log2, logaddexp, logaddexp2, mod, nan_to_num,
@@ -66,10 +65,8 @@ from . import signal  # noqa: F401  (sd.signal: SciPy's names)
 from .frontend.convolution import conv2d, convolve, correlate
 # issue 13: custom ops and derivative overrides
 from .custom import custom_jvp, custom_op, custom_vjp
-# issue 15: hardening
 # issue 16: distributed
 from . import distributed  # noqa: F401  (sd.distributed.Objective; Dask is imported only when one is built)
-
 # issue 11: linear algebra
 from . import linalg  # noqa: F401,E402  (sd.linalg: np.linalg's names, SciPy's solve_triangular, cho_*, expm)
 # issue 12: loops

@@ -74,13 +74,12 @@ FAMILIES = (
     "views",
     "linalg",
     "custom",
-    # issue 10 families:
     "ordering",
     "creation",
     "convolution",
     "indexing",
-    "factorizations",  # issue 11: linear algebra
-    "loops",  # issue 12: loops
+    "factorizations",
+    "loops",
 )
 
 
