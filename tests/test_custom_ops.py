@@ -314,7 +314,7 @@ def test_the_cli_shows_a_user_op_by_name(tmp_path):
         "softplus = sd.custom_op('cli_softplus', lambda x: np.logaddexp(0, x), elementwise=True,\n"
         "                        vjp=lambda g, out, x: g * sd.sigmoid(x))\n\n\n"
         "def loss():\n    x = sd.vector('x', 2)\n    return sd.sum(softplus(x) * x)\n")
-    result = subprocess.run([sys.executable, "-m", "symdiff", "grad", f"{model}:loss", "--at", "x=[1,2]"],
+    result = subprocess.run([sys.executable, "-m", "symdiff", "grad", "--file", f"{model}:loss", "--at", "x=[1,2]"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "cli_softplus x" in result.stdout and "bprop of %1 (cli_softplus)" in result.stdout

@@ -293,7 +293,7 @@ def test_cli_explain_shows_backprop_through_time(tmp_path, capsys):
                       "    w, x = sd.scalar('w'), sd.vector('x', 3)\n"
                       "    h, _ = sd.scan(lambda h, xt: (sd.tanh(w * h + xt), None), 0.0, x)\n"
                       "    return h * h\n")
-    assert cli.main(["explain", f"{source}:loss", "--wrt", "w", "--at", "w=0.5,x=[1,2,3]"]) == 0
+    assert cli.main(["explain", "--file", f"{source}:loss", "--wrt", "w", "--at", "w=0.5,x=[1,2,3]"]) == 0
     out = capsys.readouterr().out
     assert "body B0" in out and "body B1" in out and "reverse=True" in out
     assert "bprop of loop sends" in out
