@@ -83,6 +83,24 @@ def test_logsumexp_hessian_keeps_relative_accuracy():
         assert _relative_error(hessian_log_softmax, -want_h) < 1e-14
 
 
+def test_logsumexp_hessian_at_tied_logits():
+    """Tied maxima (zero-initialised weights) were counted as constants: the Hessian of
+    logsumexp and log_softmax at x = 0 was exactly 0 instead of diag(p) - p p^T."""
+    x, v = sd.vector("x", 3), sd.vector("v", 3)
+    cost = sd.logsumexp(x)
+    outputs = [sd.hessian(cost, x), sd.hvp(cost, x, v, mode="fwd-rev"),
+               sd.hessian(sd.sum(sd.log_softmax(x) * sd.constant([1.0, 0.0, 0.0])), x)]
+    for point in (np.zeros(3), np.array([2.0, 2.0, -1.0])):
+        p = np.exp(point - point.max())
+        p /= p.sum()
+        want = np.diag(p) - np.outer(p, p)
+        tangent = np.array([1.0, -2.0, 0.5])
+        for hessian, hv, hessian_log_softmax in _both([x, v], outputs, (point, tangent)):
+            np.testing.assert_allclose(hessian, want, rtol=1e-14, atol=1e-16)
+            np.testing.assert_allclose(hv, want @ tangent, rtol=1e-14, atol=1e-16)
+            np.testing.assert_allclose(hessian_log_softmax, -want, rtol=1e-14, atol=1e-16)
+
+
 # ----------------------------------------------------- 3: the sigmoid's tails
 
 

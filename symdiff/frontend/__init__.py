@@ -621,7 +621,10 @@ def _log_sum_exp_centred(centred, axes):
     """
     at_top = equal(centred, 0)
     others = R.SUM(where(at_top, 0, exp(centred)), axes=axes, keepdims=True)
-    tied = R.SUM(astype(at_top, centred.dtype), axes=axes, keepdims=True) - 1
+    # exp(centred) is exactly 1 at the top, but written out so that every tied maximum
+    # keeps its derivative: counting ties as constants made the Hessian at tied logits
+    # (zero-initialised weights) exactly 0.
+    tied = R.SUM(where(at_top, exp(centred), 0), axes=axes, keepdims=True) - 1
     return log1p(others + tied)
 
 
