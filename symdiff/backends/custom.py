@@ -1,7 +1,7 @@
 """Lowering of users' ops (``sd.custom_op``; see ``symdiff.custom``).
 
 A kernel calls a user's function through a module-level name its source defines,
-``_sd_numba_<op> = user_function("<op>", "<code hash>", "numba")`` (or ``_sd_impl_<op>``): the hash makes the
+``_sd_numba_<op> = user_function("<op>", "<code hash>", "numba")`` (or ``_sd_impl_<op>_<dtype>``): the hash makes the
 kernel's cache key change when the user's code changes, and a kernel built for other
 code refuses to load rather than run stale code.  Elementwise ops with a ``numba=``
 scalar function are fused into loops like built-in ones (their record's
@@ -27,7 +27,7 @@ _IMPORT = "from symdiff.backends.custom import user_function as _sd_user_functio
 
 def user_function(name: str, code_hash: str, mode: str):
     """The function a kernel calls for custom op ``name``: its jitted ``numba=``
-    function (mode "numba") or its checked ``impl`` (mode "impl")."""
+    function (mode "numba") or its checked ``impl`` (mode "impl:<result dtype>")."""
     record = CUSTOM_OPS.get(name)
     if record is None:
         raise CustomOpError(f"a compiled kernel calls custom op {name!r}, which is not registered in this process "
@@ -35,23 +35,30 @@ def user_function(name: str, code_hash: str, mode: str):
     if record.code_hash != code_hash:
         raise CustomOpError(f"a compiled kernel was built for other code of custom op {name!r}; build the "
                             f"function again")
-    if mode == "impl":
-        return _checked_call(record)
+    if mode.startswith("impl:"):
+        return _checked_call(record, mode.partition(":")[2])
     return _jitted(record)
 
 
-def _checked_call(record):
+def _checked_call(record, dtype: str):
     """The user's impl, its result checked against the dtype and the run-time shape the
     kernel expects (a wrong one would be read out of bounds), without the reference
-    evaluator's full type rule: a few hundred nanoseconds, not microseconds."""
+    evaluator's full type rule.  The usual result (a C-contiguous array of the right
+    dtype and shape) passes four identity and tuple tests; anything else takes NumPy's
+    conversions.  The object-mode block around it costs 1.5-2 us by itself (measured in
+    docs/architecture.md), so every test here counts."""
     impl, name = record.impl, record.op.name
+    expected = np.dtype(dtype)
 
-    def call(dtype, shape, *arrays, **attrs):
-        out = np.asarray(impl(*arrays, **attrs))
-        if out.dtype != dtype or out.shape != shape:
+    def call(shape, *arrays, **attrs):
+        out = impl(*arrays, **attrs)
+        if type(out) is np.ndarray and out.dtype is expected and out.shape == shape and out.flags.c_contiguous:
+            return out
+        out = np.asarray(out)
+        if out.dtype != expected or out.shape != shape:
             raise CustomOpError(f"custom op {name!r}: impl returned {out.dtype} of shape {out.shape}, but its type "
                                 f"rule says {dtype} of shape {shape}")
-        return out
+        return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
     return call
 
@@ -74,7 +81,11 @@ def _jitted(record):
 def _define(L, node: Expr, mode: str) -> str:
     """The kernel-level name of ``node``'s user function (defined once per kernel)."""
     record = CUSTOM_OPS[node.op.name]
-    name = f"_sd_numba_{node.op.name}" if mode == "numba" else f"_sd_impl_{node.op.name}"
+    if mode == "impl":  # one checked call per result dtype
+        mode = f"impl:{node.dtype}"
+        name = f"_sd_impl_{node.op.name}_{node.dtype}"
+    else:
+        name = f"_sd_numba_{node.op.name}"
     L.module_lines.setdefault("_sd_user_function", _IMPORT)
     L.module_lines.setdefault(name, f"{name} = _sd_user_function({node.op.name!r}, {record.code_hash!r}, {mode!r})")
     return name
@@ -160,10 +171,10 @@ def lower_custom(L, node: Expr):
                           f"impl from an object-mode block (about 2 us per call plus NumPy's own time)",
                           CustomOpWarning, stacklevel=4)
         impl = _define(L, node, "impl")
-        call = f"{impl}({node.dtype!r}, {L.shape_text(node)}, {', '.join(args)}{attrs})"
+        call = f"{impl}({L.shape_text(node)}, {', '.join(args)}{attrs})"
         kind = L.numba_type(node.dtype, node.ndim)
         lines.append(f"with numba.objmode({name}={kind!r}):")
-        lines.append(f"    {name} = {call}.item()" if node.ndim == 0 else f"    {name} = np.ascontiguousarray({call})")
+        lines.append(f"    {name} = {call}.item()" if node.ndim == 0 else f"    {name} = {call}")
         if node.ndim == 0:
             L.values[node.id] = Value("scalar", name=name, avail=at)
         else:
