@@ -65,11 +65,19 @@ from . import signal  # noqa: F401  (sd.signal: SciPy's names)
 from .frontend.convolution import conv2d, convolve, correlate
 # issue 13: custom ops and derivative overrides
 from .custom import custom_jvp, custom_op, custom_vjp
-# issue 16: distributed
-from . import distributed  # noqa: F401  (sd.distributed.Objective; Dask is imported only when one is built)
 # issue 11: linear algebra
 from . import linalg  # noqa: F401,E402  (sd.linalg: np.linalg's names, SciPy's solve_triangular, cho_*, expm)
 # issue 12: loops
 from .loops import LoopError, fori_loop, scan, while_loop  # noqa: E402
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # sd.distributed (issue 16) is imported on first use: it pulls in asyncio, about 50 ms
+    # of every process's start-up, for the few programs that use a cluster.
+    if name == "distributed":
+        import importlib
+
+        return importlib.import_module(".distributed", __name__)
+    raise AttributeError(f"module 'symdiff' has no attribute {name!r}")
