@@ -3,8 +3,8 @@
 The IEEE-exact rules of ``rewrite.py`` never reassociate, so they cannot turn
 ``a*b + b*a*2 - a*b`` into ``2*a*b``.  Without collecting like terms the k-th
 derivative of tanh(x) is a graph of O(k^2) nodes per order (each product's Leibniz
-terms stay separate), while as a polynomial in t = tanh(x) it has degree k+1 and
-O(k) operations by Horner's rule.  ``optimize(fast_math=True)`` therefore finishes
+terms stay separate), while as a polynomial in t = tanh(x) and s = sech2(x) (tanh's
+derivative) it has degree k+1 and O(k) operations by Horner's rule.  ``optimize(fast_math=True)`` therefore finishes
 with this pass.
 
 A *region* is a maximal set of 0-d float nodes built by add, sub, neg, mul, pow

@@ -380,9 +380,10 @@ def _facts_of(rw: Rewriter, x: Expr) -> int:
         return NO_NEG_ZERO | (FINITE | NONNEG if inputs[0] & FINITE else 0)
     if name == "neg":
         return inputs[0] & FINITE
-    if name in ("exp", "sigmoid", "softplus"):  # results in [+0, inf] or NaN
+    if name in ("exp", "sigmoid", "softplus", "sech2"):  # results in [+0, inf] or NaN
         finite_in = inputs[0] & FINITE
-        return NO_NEG_ZERO | (NONNEG if finite_in else 0) | (FINITE if name == "sigmoid" and finite_in else 0)
+        bounded = name in ("sigmoid", "sech2")  # in [0, 1]
+        return NO_NEG_ZERO | (NONNEG if finite_in else 0) | (FINITE if bounded and finite_in else 0)
     if name in ("sin", "cos", "tanh"):
         return inputs[0] & FINITE
     if name == "add":  # a sum is -0.0 only when both terms are

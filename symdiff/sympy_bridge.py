@@ -57,6 +57,7 @@ def _sympy_rules(sympy):
         "cos": sympy.cos,
         "tan": sympy.tan,
         "tanh": sympy.tanh,
+        "sech2": lambda x: sympy.sech(x) ** 2,
         "abs": sympy.Abs,
         "sign": sympy.sign,
         "sigmoid": lambda x: 1 / (1 + sympy.exp(-x)),

@@ -107,6 +107,7 @@ MPMATH = {
     "cos": mpmath.cos,
     "tan": mpmath.tan,
     "tanh": mpmath.tanh,
+    "sech2": lambda x: mpmath.sech(x) ** 2,
     "abs": abs,
     "sign": mpmath.sign,
     "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
@@ -125,18 +126,18 @@ MPMATH = {
 }
 
 # (op, order) -> why the op is knowingly inaccurate there: a strict xfail, in both dtypes.
-# These records belong to other work (issue 15 fixed sigmoid and softplus); each reason
-# names the fix.
+# Issue 15 fixed sigmoid, softplus, tanh and expm1; each reason
+# says what goes wrong and where.
 KNOWN_INACCURATE = {
-    ("tanh", "d1"): "tanh' = 1 - out**2 cancels once tanh rounds to +-1 (|x| > 19 in float64, 9 in float32; "
-                    "12 ulps at x = -3): 4 * sigmoid(2x) * sigmoid(-2x) would not",
-    ("tanh", "d2"): "inherits tanh' = 1 - out**2",
-    ("expm1", "d1"): "expm1' = out + 1 cancels for x < 0 (0 at x = -40, true 4e-18): exp(x) would not",
-    ("expm1", "d2"): "inherits expm1' = out + 1",
-    ("pow", "d1"): "y * x**(y - 1) overflows for subnormal x (x**-1 > max: inf, true 1 at x = y = 5e-324) "
-                   "and gives 0 * inf = NaN at y = 0 (true 0)",
-    ("pow", "d2"): "inherits pow's first derivatives; also NaN at x = inf, y = 0 (true limit 0)",
-    ("div", "d2"): "d2(x / y)/dy2 divides by y * y, which underflows to 0 for subnormal y: NaN at x = 0 (true 0)",
+    ("pow", "d1"): "y * x**(y - 1) overflows for subnormal x and tiny y (x**-1 > max: inf, true 1 at "
+                   "x = y = 5e-324), gives 0 * inf = NaN at x = 0, y = 0 (true 0), and out * log(x) gives "
+                   "0 * inf at x = inf, y < 0 (true limit 0).  A where() around those points would return a "
+                   "constant there and lose the cross derivatives (d/dy of the x-slope at y = 0 is x**-1, "
+                   "not 0), so the rules keep the closed forms",
+    ("pow", "d2"): "inherits the first derivatives' edges, and at subnormal or infinite x, or y = 0, multiplies "
+                   "a true infinite partial by a true zero one (0 * inf: NaN where the limit is finite)",
+    ("div", "d2"): "d2(x / y)/dy2 at subnormal y: the cotangent through out is d / y = inf and out's own slope "
+                   "-out / y is 0 at x = 0 (their product NaN, true 2x / y**3 = 0)",
 }
 
 # Non-elementwise ops whose samples leave their domain when scaled: op -> why.

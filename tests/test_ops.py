@@ -65,7 +65,7 @@ OP_TABLE = {
     # elementwise, unary
     "neg": RULES, "exp": RULES, "expm1": RULES, "log": RULES, "log1p": RULES, "sqrt": RULES,
     "sin": RULES, "cos": RULES, "tan": RULES, "tanh": RULES, "abs": RULES, "sign": NONE,
-    "sigmoid": RULES, "softplus": RULES,
+    "sigmoid": RULES, "softplus": RULES, "sech2": RULES,
     # elementwise, binary
     "add": RULES, "sub": RULES, "mul": RULES, "div": RULES, "pow": RULES, "maximum": RULES, "minimum": RULES,
     # comparisons and logic

@@ -90,7 +90,10 @@ def test_high_order_derivatives_shrink_to_their_polynomial():
                     assert got == pytest.approx(want, rel=1e-9, abs=1e-9), (name, order)
         assert sizes[12] <= 2.5 * sizes[6], (name, sizes)
     tanh12 = sd.optimize(sd.derivative(sd.tanh(x), x, 12), fast_math=True)  # = repeated sd.grad
-    assert sd.node_count(tanh12) <= 25  # 7 nonzero terms by Horner over t = tanh(x)
+    # tanh' is the primitive sech2(x) (relative accuracy where 1 - t**2 cancels), so the
+    # 12th derivative is a polynomial over two atoms, t = tanh(x) and s = sech2(x): 28
+    # nodes by Horner (25 over t alone, when tanh' was 1 - t**2).
+    assert sd.node_count(tanh12) <= 30
 
 
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-__all__ = ["KernelShapeError", "SLICE_NONE", "_sigmoid", "_softplus", "_slice_len", "_slice_start"]
+__all__ = ["KernelShapeError", "SLICE_NONE", "_sech2", "_sigmoid", "_softplus", "_slice_len", "_slice_start"]
 
 SLICE_NONE = 1 << 62  # stands for an omitted slice bound (None) in generated code
 
@@ -33,6 +33,12 @@ def _sigmoid(x):
     if x >= 0:
         return 1 / (1 + e)
     return e / (1 + e)
+
+
+@njit(nogil=True, error_model="numpy")
+def _sech2(x):
+    e = math.exp(-2 * abs(x))  # <= 1: no overflow, nothing cancels
+    return 4 * e / ((1 + e) * (1 + e))
 
 
 @njit(nogil=True, error_model="numpy")

@@ -91,6 +91,15 @@ def _sigmoid(b, args, dtypes, out, cast_to):
     return b.select(b.fcmp_ordered(">=", x, _const(out, 0.0)), positive, negative)
 
 
+def _sech2(b, args, dtypes, out, cast_to):
+    (x,) = args
+    ty = LLVM_TYPE[out]
+    minus_twice = b.fmul(_const(out, -2.0), _intrinsic(b, "llvm.fabs", ty, [x]))
+    e = _intrinsic(b, "llvm.exp", ty, [minus_twice])
+    one_plus = b.fadd(_const(out, 1.0), e)
+    return b.fdiv(b.fmul(_const(out, 4.0), e), b.fmul(one_plus, one_plus))
+
+
 def _softplus(b, args, dtypes, out, cast_to):
     (x,) = args
     ty = LLVM_TYPE[out]
@@ -253,6 +262,7 @@ IR_OPS = {
     "abs": _abs,
     "sign": _sign,
     "sigmoid": _sigmoid,
+    "sech2": _sech2,
     "softplus": _softplus,
     "add": _arith("fadd", "add"),
     "sub": _arith("fsub", "sub"),

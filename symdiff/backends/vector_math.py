@@ -127,8 +127,8 @@ class _Lanes:
 
 
 # What each pass computes per element, as instructions over _Lanes.  A transcendental op
-# is one libm call; sigmoid and softplus are their reference formulas (exp(-|x|) never
-# overflows), so the vector pass computes what ``_sigmoid``/``_softplus`` compute.
+# is one libm call; sigmoid, softplus and sech2 are their reference formulas (exp(-|x|)
+# never overflows), so the vector pass computes what ``_sigmoid``/``_softplus``/``_sech2`` compute.
 def _libm_recipe(libm_name: str):
     return lambda lanes, x: lanes.call(libm_name, x)
 
@@ -148,8 +148,15 @@ def _softplus_recipe(lanes, x):
     return b.fadd(b.select(positive, x, lanes.const(0.0)), tail)
 
 
+def _sech2_recipe(lanes, x):
+    b = lanes.b  # 4e / (1 + e)**2 with e = exp(-2|x|), as ``_sech2``
+    e = lanes.call("exp", b.fmul(lanes.const(-2.0), lanes.fabs(x)))
+    one_plus = b.fadd(lanes.const(1.0), e)
+    return b.fdiv(b.fmul(lanes.const(4.0), e), b.fmul(one_plus, one_plus))
+
+
 RECIPES = {op: _libm_recipe(name) for op, name in LIBM_NAME.items()}
-RECIPES.update(sigmoid=_sigmoid_recipe, softplus=_softplus_recipe)
+RECIPES.update(sigmoid=_sigmoid_recipe, softplus=_softplus_recipe, sech2=_sech2_recipe)
 
 
 def _make_intrinsic(op_name: str):
