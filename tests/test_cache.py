@@ -48,10 +48,14 @@ def test_second_process_loads_from_cache_and_damaged_entries_are_rebuilt(tmp_pat
     assert not elsewhere.exists()  # kernels land only in SYMDIFF_CACHE_DIR, not Numba's own places
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     sources = list(cache.glob("sd_*.py"))
-    compiled = sorted((cache / "__pycache__").glob("sd_*"))
+    compiled = sorted(path for path in (cache / "__pycache__").glob("sd_*") if path.suffix != ".pyc")
     assert len(sources) == 1 and {path.suffix for path in compiled} == {".nbi", ".nbc"}
     assert json.loads(next(cache.glob("sd_*.sha256")).read_text()).keys() == {p.name for p in compiled}
     assert _fresh_process(cache)["status"] == "hit"
+    # a process that writes bytecode adds sd_<key>.cpython-*.pyc beside Numba's files:
+    # still a healthy entry (counting it made the next process rebuild it as "damaged")
+    assert _fresh_process(cache, PYTHONDONTWRITEBYTECODE="") == {"status": "hit", "ok": True, "warnings": []}
+    assert _fresh_process(cache, PYTHONDONTWRITEBYTECODE="1") == {"status": "hit", "ok": True, "warnings": []}
 
     data = next(path for path in compiled if path.suffix == ".nbc")
     damaged = bytearray(data.read_bytes())

@@ -182,14 +182,21 @@ def _private_directory(path: str, what: str, inside: str = None):
 # ---------------------------------------------------------------- the entry files
 
 
-def _entry_files(directory: str, stem: str) -> list:
-    """Numba's compiled files for the entry ``stem`` (index and data), by path."""
+def _entry_files(directory: str, stem: str, numba_only: bool = True) -> list:
+    """Numba's compiled files for the entry ``stem`` (index and data), by path; with
+    ``numba_only=False`` also Python's bytecode of the kernel's module.
+
+    The checksums cover Numba's files only: Python writes ``sd_<key>.cpython-311.pyc``
+    beside them when a process imports the module with bytecode writing on (and another
+    Python version writes its own), so counting it turned a healthy entry into a
+    "damaged" one, rebuilt with a warning, whenever that setting or the Python changed."""
     pycache = os.path.join(directory, "__pycache__")
     try:
         names = sorted(os.listdir(pycache))
     except OSError:
         return []
-    return [os.path.join(pycache, name) for name in names if name.startswith(stem + ".")]
+    return [os.path.join(pycache, name) for name in names
+            if name.startswith(stem + ".") and (not numba_only or name.endswith((".nbi", ".nbc")))]
 
 
 def _digest(path: str) -> str:
@@ -198,7 +205,7 @@ def _digest(path: str) -> str:
 
 
 def _delete_entry(directory: str, stem: str):
-    for path in _entry_files(directory, stem) + [os.path.join(directory, stem + ".sha256")]:
+    for path in _entry_files(directory, stem, numba_only=False) + [os.path.join(directory, stem + ".sha256")]:
         with contextlib.suppress(OSError):
             os.unlink(path)
 
