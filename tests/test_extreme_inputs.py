@@ -13,12 +13,10 @@ None (or let mpmath raise ZeroDivisionError) where there is no reference: a pole
 convention, the sign of a zero (mpmath has no -0.0).  There only the two backends are
 compared.
 Nothing else: derivatives come from that formula by central differences at high
-precision.  ``test_every_elementwise_op_has_a_reference`` fails until the line exists
-(or, for the ops of ``symdiff.ops.math``/``special``, until test_math_ops' own mpmath
-tables cover them).
+precision.  ``test_every_elementwise_op_has_a_reference`` fails until the line exists.
 
-If an op is knowingly inaccurate somewhere, add ``(op, order): "why"`` to
-``KNOWN_INACCURATE``: that test becomes a strict xfail, so fixing the op makes the
+If an op is knowingly inaccurate somewhere, add ``(op, order): "why"`` (or
+``(op, order, dtype)``) to ``KNOWN_INACCURATE``: that test becomes a strict xfail, so fixing the op makes the
 entry fail and get removed.
 
 Non-elementwise ops need no entry: ``test_backends_agree_at_extreme_magnitudes`` runs
@@ -95,6 +93,74 @@ def _minimum(x, y):
     return mpmath.nan if mpmath.isnan(x) or mpmath.isnan(y) else min(x, y)
 
 
+def _atan2(y, x):
+    """IEEE 754's atan2 where mpmath has no answer: infinities, and zeros (whose sign
+    picks the result, which mpmath cannot see: no reference there)."""
+    if mpmath.isnan(y) or mpmath.isnan(x):
+        return mpmath.nan
+    if y == 0 or (x == 0 and mpmath.isinf(y)):
+        return None if y == 0 else mpmath.sign(y) * mpmath.pi / 2
+    if mpmath.isinf(y) and mpmath.isinf(x):
+        return mpmath.sign(y) * (mpmath.pi / 4 if x > 0 else 3 * mpmath.pi / 4)
+    if mpmath.isinf(x):
+        return mpmath.mpf(0) * mpmath.sign(y) if x > 0 else mpmath.sign(y) * mpmath.pi
+    if mpmath.isinf(y):
+        return mpmath.sign(y) * mpmath.pi / 2
+    return mpmath.atan2(y, x)
+
+
+def _log_ndtr_prime(x):
+    """pdf(x) / cdf(x); below -1e8 its asymptotic series, since mpmath's ncdf there came
+    out 0.04% off at -3e38 (the series' next term is below 1e-16 relative)."""
+    if mpmath.isfinite(x) and x < -1e8:
+        return -x - 1 / x + 2 / x**3
+    return mpmath.npdf(x) / mpmath.ncdf(x)
+
+
+def _log_add(x, y, base):
+    """log(base**x + base**y) in that base, as the larger plus log1p of the smaller
+    ratio: without the log1p, 1 + 1e-300 rounds to 1 at any working precision the
+    differences use.  IEEE 754's limits at infinities."""
+    if mpmath.isnan(x) or mpmath.isnan(y):
+        return mpmath.nan
+    high, low = (x, y) if x >= y else (y, x)
+    if mpmath.isinf(high):
+        # both infinite and equal: the value is that infinity, but the derivatives'
+        # limits depend on the path (x - y is NaN): no reference there
+        return None if low == high and mpmath.isinf(low) else high
+    return high + mpmath.log1p(mpmath.power(base, low - high)) / mpmath.log(base)
+
+
+def _exactly(fn, x, y):
+    """``fn`` over exact rationals (floor division and remainders of floats are exact
+    numbers however large the quotient); no reference for infinities, NaN or y = 0,
+    where the result is a convention, nor for quotients of 2**53 and more, where the
+    function jumps between neighbouring floats and differences see only the jumps."""
+    from fractions import Fraction
+
+    if not (mpmath.isfinite(x) and mpmath.isfinite(y)) or y == 0 or abs(x / y) >= 2**53:
+        return None  # beyond 2**53 the sawtooth's period is below the spacing of x
+    exact = []
+    for v in (x, y):  # exactly: the differences' points are not doubles
+        sign, mantissa, exponent, _ = v._mpf_
+        exact.append((-1) ** sign * Fraction(int(mantissa)) * Fraction(2) ** int(exponent))
+    result = fn(*exact)
+    with mpmath.workprec(4096):
+        return mpmath.mpf(result.numerator) / result.denominator
+
+
+def _log_abs_gamma(x):
+    """log|Gamma(x)| (scipy's gammaln); no reference at the poles (x = 0, -1, ...: inf,
+    with a sign convention for -0.0)."""
+    if mpmath.isnan(x):
+        return mpmath.nan
+    if mpmath.isinf(x):
+        return mpmath.inf
+    if x <= 0 and x == int(x):
+        return None
+    return mpmath.loggamma(x).real if x > 0 else mpmath.log(abs(mpmath.gamma(x)))
+
+
 # op name -> its value over mpmath numbers (see the module docstring).
 MPMATH = {
     "neg": operator.neg,
@@ -123,9 +189,41 @@ MPMATH = {
     "cast": lambda x, dtype: x,
     "stop_gradient": lambda x: x,
     # issue 10: elementwise math and special functions (add yours below this line)
+    "arcsin": mpmath.asin,
+    "arccos": mpmath.acos,
+    "arctan": mpmath.atan,
+    "arctan2": lambda y, x: _atan2(y, x),
+    "sinh": mpmath.sinh,
+    "cosh": mpmath.cosh,
+    "arcsinh": mpmath.asinh,
+    "arccosh": mpmath.acosh,
+    "arctanh": mpmath.atanh,
+    "hypot": lambda x, y: mpmath.inf if mpmath.isinf(x) or mpmath.isinf(y) else mpmath.hypot(x, y),
+    "log2": lambda x: mpmath.log(x, 2),
+    "log10": mpmath.log10,
+    "cbrt": lambda x: None if x == 0 else mpmath.sign(x) * mpmath.cbrt(abs(x)),  # cbrt'(0): a pole
+    "logaddexp": lambda x, y: _log_add(x, y, mpmath.e),
+    "logaddexp2": lambda x, y: _log_add(x, y, 2),
+    "floor": mpmath.floor,
+    "ceil": mpmath.ceil,
+    "trunc": lambda x: mpmath.floor(x) if x >= 0 else mpmath.ceil(x),
+    "rint": lambda x: x if mpmath.isinf(x) or mpmath.isnan(x) else mpmath.nint(x),
+    "floor_divide": lambda x, y: _exactly(lambda a, b: a // b, x, y),
+    "mod": lambda x, y: _exactly(lambda a, b: a - b * (a // b), x, y),
+    "fmod": lambda x, y: _exactly(lambda a, b: a - b * int(a / b), x, y),
+    "copysign": lambda x, y: None if y == 0 or mpmath.isnan(y) else abs(x) * mpmath.sign(y),
+    "erf": mpmath.erf,
+    "erfc": mpmath.erfc,
+    "erfinv": lambda x: mpmath.erfinv(x) if abs(x) <= 1 else mpmath.nan,
+    "gammaln": lambda x: _log_abs_gamma(x),
+    "polygamma": lambda x, n: None if x <= 0 and x == int(x) else mpmath.polygamma(int(n), x),
+    "ndtr": mpmath.ncdf,
+    "log_ndtr": lambda x: mpmath.log1p(-mpmath.ncdf(-x)) if x > 0 else mpmath.log(mpmath.ncdf(x)),
+    "log_ndtr_prime": lambda x: _log_ndtr_prime(x),
 }
 
-# (op, order) -> why the op is knowingly inaccurate there: a strict xfail, in both dtypes.
+# (op, order) -> why the op is knowingly inaccurate there: a strict xfail, in both dtypes
+# ((op, order, dtype) for one dtype only).
 # Issue 15 fixed sigmoid, softplus, tanh and expm1; each reason
 # says what goes wrong and where.
 KNOWN_INACCURATE = {
@@ -136,6 +234,28 @@ KNOWN_INACCURATE = {
                    "not 0), so the rules keep the closed forms",
     ("pow", "d2"): "inherits the first derivatives' edges, and at subnormal or infinite x, or y = 0, multiplies "
                    "a true infinite partial by a true zero one (0 * inf: NaN where the limit is finite)",
+    # issue 10's ops, first measured here (issue 15, item 4):
+    ("arctan", "d2"): "NaN at x = +-inf (true 0): -2x / (1 + x**2)**2 is inf / inf",
+    ("arcsinh", "d2"): "NaN at x = +-inf (true 0): the derivative of 1 / hypot(x, 1) meets inf * 0",
+    ("arccosh", "d2"): "NaN at x = inf (true 0): the derivative of 1 / (sqrt(x - 1) sqrt(x + 1)) meets inf * 0",
+    ("erf", "d2"): "NaN at x = +-inf (true 0): -2x exp(-x**2) is inf * 0",
+    ("erfc", "d2"): "NaN at x = +-inf (true 0): 2x exp(-x**2) is inf * 0",
+    ("ndtr", "d2"): "NaN at x = +-inf (true 0): -x pdf(x) is inf * 0",
+    ("cbrt", "d2"): "NaN at x = +-inf (true 0): the derivative of 1 / (3 out**2) meets inf * 0",
+    ("hypot", "d1"): "x / hypot(x, y) divides two subnormals (1.0 at x = y = 5e-324, true 0.7071), overflows "
+                     "in float32 at |x| = |y| = 3e38 (0, true 0.7071), and is inf / inf at x = inf (true 1); "
+                     "the fix is to scale x and y by max(|x|, |y|) (stop_gradient'ed: the ratio does not depend "
+                     "on it) before the division",
+    ("hypot", "d2"): "inherits hypot's first derivatives; NaN at (5e-324, 0)",
+    ("arctan2", "d1"): "x / h / h with h = hypot(y, x) is inf / inf at x = +-inf (NaN, true about 0)",
+    ("arctan2", "d2"): "inherits arctan2's first derivatives; NaN at subnormal y with x = 0",
+    ("logaddexp2", "d1"): "sigmoid((x - y) ln 2) rounds its argument: 308 ulps at (-1000, 0), 9 in float32; "
+                          "1 / (1 + 2**(y - x)) in two branches would not",
+    ("logaddexp2", "d2", "float64"): "inherits logaddexp2's first derivatives (427 ulps at (0, -1000))",
+    ("log_ndtr", "d2"): "log_ndtr'' = -r (x + r) with r = pdf / cdf ~ -x cancels for x << 0: 384 ulps at -20, "
+                        "47,261 at -700 (float64)",
+    ("log_ndtr_prime", "d1"): "the same cancellation: r' = -r (x + r)",
+    ("log_ndtr_prime", "d2"): "inherits it: 1e9 ulps at x = -40",
     ("div", "d2"): "d2(x / y)/dy2 at subnormal y: the cotangent through out is d / y = inf and out's own slope "
                    "-out / y is 0 at x = 0 (their product NaN, true 2x / y**3 = 0)",
 }
@@ -532,20 +652,13 @@ def _compare(case, order, index, dtype, got, want, problems):
 
 
 def test_every_elementwise_op_has_a_reference():
-    """Guard: an elementwise op with float inputs fails here until MPMATH has its line."""
-    # ops of symdiff.ops.math/special have their own mpmath table (values and first
-    # derivatives at the same extremes, both backends, float32 and float64) in test_math_ops
-    from test_math_ops import BINARY_DERIVATIVES, TABLE
-
-    # rounding ops (exact, no derivative) are compared bit for bit with NumPy at special
-    # values there, and polygamma and log_ndtr_prime have accuracy sweeps against mpmath
-    swept = {"ceil", "floor", "floor_divide", "rint", "trunc", "polygamma", "log_ndtr_prime"}
-    covered = set(MPMATH) | set(TABLE) | set(BINARY_DERIVATIVES) | swept
-    missing = sorted(set(_elementwise_ops()) - covered)
+    """Guard: an elementwise op with float inputs fails here until MPMATH has its line
+    (issue 10's math and special ops included: values and first and second derivatives)."""
+    missing = sorted(set(_elementwise_ops()) - set(MPMATH))
     assert not missing, f"add these ops to MPMATH in {__file__}: {missing}"
     stale = sorted(set(MPMATH) - set(_elementwise_ops()))
     assert not stale, f"MPMATH lists ops that are not (float) elementwise ops: {stale}"
-    unknown = sorted({name for name, _ in KNOWN_INACCURATE} - set(MPMATH))
+    unknown = sorted({key[0] for key in KNOWN_INACCURATE} - set(MPMATH))
     assert not unknown, f"KNOWN_INACCURATE names unknown ops: {unknown}"
 
 
@@ -564,10 +677,10 @@ def _params():
     params = []
     for name, op in sorted(_elementwise_ops().items()):
         if name not in MPMATH:
-            continue  # covered elsewhere or missing: the guard above says which
+            continue  # missing: the guard above names it
         for order in _orders(op):
             for dtype in DTYPES:
-                reason = KNOWN_INACCURATE.get((name, order))
+                reason = KNOWN_INACCURATE.get((name, order, dtype), KNOWN_INACCURATE.get((name, order)))
                 marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
                 params.append(pytest.param(name, order, dtype, marks=marks, id=f"{name}-{order}-{dtype}"))
     return params

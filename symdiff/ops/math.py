@@ -50,7 +50,11 @@ def _one(x):
 
 
 def _one_minus_square(x):
-    return (1 - x) * (1 + x)  # no cancellation near |x| = 1, unlike 1 - x * x
+    # (1 - x)(1 + x) does not cancel near |x| = 1, unlike 1 - x * x; but its derivative,
+    # -(1 + x) + (1 - x), cancels near 0 (0 instead of -2x at subnormal x: arcsin'' was 0
+    # there).  Both forms are the same polynomial, so every derivative agrees across
+    # the switch.
+    return F.where(F.abs(x) < 0.5, 1 - x * x, (1 - x) * (1 + x))
 
 
 ARCSIN = elementwise("arcsin", np.arcsin, (lambda d, out, x: d / F.sqrt(_one_minus_square(x)),),
@@ -100,9 +104,10 @@ HYPOT = elementwise("hypot", np.hypot, (_hypot_derivative(0), _hypot_derivative(
 
 # ------------------------------------------------------------- logs and roots
 
-LOG2 = elementwise("log2", np.log2, (lambda d, out, x: d / (x * LN2),), "math.log2({0})", (POSITIVE,),
+# d / x first: x * LN10 overflows at the largest floats, where 1 / (x ln 10) is a subnormal
+LOG2 = elementwise("log2", np.log2, (lambda d, out, x: (d / x) * (1 / LN2),), "math.log2({0})", (POSITIVE,),
                    doc="Base-2 logarithm, exact at powers of 2.")
-LOG10 = elementwise("log10", np.log10, (lambda d, out, x: d / (x * LN10),), "math.log10({0})", (POSITIVE,),
+LOG10 = elementwise("log10", np.log10, (lambda d, out, x: (d / x) * (1 / LN10),), "math.log10({0})", (POSITIVE,),
                     doc="Base-10 logarithm, exact at powers of 10.")
 CBRT = elementwise("cbrt", np.cbrt, (lambda d, out, x: d / (out * out * 3),), "np.cbrt({0})", (ANYWHERE,),
                    doc="The real cube root (negative for negative x).")
