@@ -65,15 +65,34 @@ ARCCOS = elementwise("arccos", np.arccos, (lambda d, out, x: -(d / F.sqrt(_one_m
 ARCTAN = elementwise("arctan", np.arctan, (lambda d, out, x: d / (x * x + 1),), "math.atan({0})", (ANYWHERE,))
 
 
-def _over_hypot_squared(numerator, y, x):
-    # numerator / (x*x + y*y) as (numerator / h) / h with h = hypot(x, y): no overflow
-    h = HYPOT(y, x)
-    return (numerator / h) / h
+def _unit_scaled(x, y):
+    """(x / m, y / m, m) with m = max(|x|, |y|) as a constant (stop_gradient): ratios
+    such as x / hypot(x, y) do not depend on m, and on the scaled pair they neither
+    divide two subnormals (1.0 at x = y = 5e-324, true 0.7071) nor overflow (float32
+    hypot(3e38, 3e38)).  An infinite coordinate scales to +-1 and a finite one beside it
+    to 0, the limits; m = 0 (the origin) leaves the pair as it is."""
+    m = F.stop_gradient(F.maximum(F.abs(x), F.abs(y)))
+    infinite = F.equal(m, np.inf)
+    safe = F.where(F.logical_or(F.equal(m, 0), infinite), 1, m)
+
+    def scaled(v):
+        at_infinity = F.where(F.equal(F.abs(v), np.inf), F.stop_gradient(F.sign(v)), v * 0)
+        return F.where(infinite, at_infinity, v / safe)
+
+    return scaled(x), scaled(y), m
+
+
+def _over_hypot_squared(numerator_is_x, y, x):
+    # x / (x*x + y*y) (or y / ...) as ((x / m) / h / h) / m with h = hypot of the scaled
+    # pair: no overflow, no quotient of subnormals, 0 at an infinite coordinate
+    xs, ys, m = _unit_scaled(x, y)
+    h = HYPOT(ys, xs)
+    return (((xs if numerator_is_x else ys) / h) / h) / m
 
 
 ARCTAN2 = elementwise(
     "arctan2", np.arctan2,
-    (lambda d, out, y, x: d * _over_hypot_squared(x, y, x), lambda d, out, y, x: -(d * _over_hypot_squared(y, y, x))),
+    (lambda d, out, y, x: d * _over_hypot_squared(True, y, x), lambda d, out, y, x: -(d * _over_hypot_squared(False, y, x))),
     "math.atan2({0}, {1})", (ANYWHERE, ANYWHERE),
     doc="arctan2(y, x): the angle of the point (x, y); derivatives x/r^2 and -y/r^2 (nan at the origin).",
 )
@@ -93,8 +112,11 @@ ARCTANH = elementwise("arctanh", np.arctanh, (lambda d, out, x: d / _one_minus_s
 
 def _hypot_derivative(which):
     def derivative(d, out, x, y):
-        # x / hypot: 0 at the origin (as d|x|/dx = sign(0) = 0 here), never 0/0
-        return d * ((x, y)[which] / F.where(F.equal(out, 0), 1, out))
+        # x / hypot(x, y) on the unit-scaled pair (see _unit_scaled); 0 at the origin (as
+        # d|x|/dx = sign(0) = 0 here), never 0/0
+        xs, ys, _ = _unit_scaled(x, y)
+        h = HYPOT(xs, ys)
+        return d * ((xs, ys)[which] / F.where(F.equal(h, 0), 1, h))
 
     return derivative
 
