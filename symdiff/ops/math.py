@@ -16,7 +16,8 @@ reasons, one per group:
   ``x - y * floor(x / y)`` is not.  d/dx = 1, d/dy = -(the integer quotient).
 - ``copysign``: the sign bit (of -0.0 and of NaN) is invisible to comparisons.
 - ``logaddexp logaddexp2``: NumPy's overflow-free form, and derivatives that are
-  sigmoids of the difference, smooth at x == y.  A composite ``max + log1p(exp(-|x -
+  sigmoids of the difference (for logaddexp2, in base 2: 1 / (1 + 2**(y - x))), smooth
+  at x == y.  A composite ``max + log1p(exp(-|x -
   y|))`` has the right first derivative but a zero second derivative at ties (0.25 is
   right), since max and abs are kinked there.  logaddexp2 via ``logaddexp(x ln2, y ln2)
   / ln2`` rounds its arguments: 256 ulp worst (54 at the 99th percentile) against
@@ -140,7 +141,14 @@ def _logaddexp_dx(d, out, x, y):
 
 
 def _logaddexp2_dx(d, out, x, y):
-    return d * F.sigmoid((x - y) * LN2)
+    # 2**x / (2**x + 2**y) = 1 / (1 + 2**(y - x)), one branch per sign of z = x - y so
+    # that the power is at most 1 (no overflow, no inf / inf), each branch's argument
+    # clamped by a where so the unselected one stays finite too.  Not
+    # sigmoid((x - y) ln 2): rounding the product costs |z| ln 2 ulps (308 at z = -1000).
+    z = x - y
+    above = F.power(2.0, F.where(z >= 0, -z, 0))
+    below = F.power(2.0, F.where(z < 0, z, 0))
+    return d * F.where(z >= 0, 1 / (above + 1), below / (below + 1))
 
 
 # np.logaddexp is x + log1p(exp(y - x)) for the larger x, x + log(2) at ties (inf included)
@@ -152,7 +160,7 @@ LOGADDEXP = elementwise(
 LOGADDEXP2 = elementwise(
     "logaddexp2", np.logaddexp2, (_logaddexp2_dx, lambda d, out, x, y: _logaddexp2_dx(d, out, y, x)),
     "np.logaddexp2({0}, {1})", (ANYWHERE, ANYWHERE),
-    doc="log2(2**x + 2**y) without overflow; derivatives sigmoid((x - y) ln 2) and sigmoid((y - x) ln 2).",
+    doc="log2(2**x + 2**y) without overflow; derivatives 1 / (1 + 2**(y - x)) and 1 / (1 + 2**(x - y)).",
 )
 
 # --------------------------------------------------------------------- rounding
