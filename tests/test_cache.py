@@ -56,6 +56,22 @@ def test_second_process_loads_from_cache_and_damaged_entries_are_rebuilt(tmp_pat
     # still a healthy entry (counting it made the next process rebuild it as "damaged")
     assert _fresh_process(cache, PYTHONDONTWRITEBYTECODE="") == {"status": "hit", "ok": True, "warnings": []}
     assert _fresh_process(cache, PYTHONDONTWRITEBYTECODE="1") == {"status": "hit", "ok": True, "warnings": []}
+    # kernel modules are imported from their source: bytecode beside them, damaged or
+    # not, is never run (a flipped byte in a .pyc became a wrong kernel that later
+    # processes loaded as a healthy "hit")
+    import importlib.util
+
+    from importlib import _bootstrap_external
+
+    bytecode = importlib.util.cache_from_source(str(sources[0]))
+    assert not os.path.exists(bytecode)
+    marker = tmp_path / "the bytecode ran"
+    planted = compile(sources[0].read_text() + f"\nopen({str(marker)!r}, 'w').close()\n", str(sources[0]), "exec")
+    status = sources[0].stat()  # a valid header for this source: Python would trust it
+    with open(bytecode, "wb") as handle:
+        handle.write(_bootstrap_external._code_to_timestamp_pyc(planted, status.st_mtime, status.st_size))
+    assert _fresh_process(cache, PYTHONDONTWRITEBYTECODE="")["ok"]
+    assert not marker.exists()
 
     data = next(path for path in compiled if path.suffix == ".nbc")
     damaged = bytearray(data.read_bytes())
