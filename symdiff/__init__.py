@@ -81,3 +81,7 @@ def __getattr__(name: str):
 
         return importlib.import_module(".distributed", __name__)
     raise AttributeError(f"module 'symdiff' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"distributed"})

@@ -297,7 +297,7 @@ class _Importer:
         if rule is None:
             raise SympyConversionError(
                 f"from_sympy: no symdiff spelling for {type(node).__name__} (in {node}); supported: "
-                "arithmetic, powers, exp, log, trig, tanh, sinh, cosh, Abs, sign, Max, Min, Piecewise, relations"
+                "arithmetic, powers, exp, log, trig, tanh, sech, sinh, cosh, Abs, sign, Max, Min, Piecewise, relations"
             )
         return rule(*args)
 
@@ -378,6 +378,12 @@ def _is_true(condition) -> bool:
     return found is not None and found.dtype == bool and bool(found.all())
 
 
+def _frontend_math():
+    from .frontend import math
+
+    return math
+
+
 _FROM_SYMPY = {
     "exp": F.exp,
     "log": lambda x, base=None: F.log(x) if base is None else F.divide(F.log(x), F.log(base)),
@@ -385,6 +391,9 @@ _FROM_SYMPY = {
     "cos": F.cos,
     "tan": F.tan,
     "tanh": F.tanh,
+    # tanh's derivative prints as sech(x)**2 (symdiff's sech2); 1 / cosh(x) is 0 where
+    # cosh overflows, as sech is there
+    "sech": lambda x: 1 / _frontend_math().cosh(x),
     "sinh": lambda x: (F.exp(x) - F.exp(-x)) / 2,
     "cosh": lambda x: (F.exp(x) + F.exp(-x)) / 2,
     "Abs": F.abs,

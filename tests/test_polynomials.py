@@ -92,7 +92,7 @@ def test_high_order_derivatives_shrink_to_their_polynomial():
     tanh12 = sd.optimize(sd.derivative(sd.tanh(x), x, 12), fast_math=True)  # = repeated sd.grad
     # tanh' is the primitive sech2(x) (relative accuracy where 1 - t**2 cancels), so the
     # 12th derivative is a polynomial over two atoms, t = tanh(x) and s = sech2(x): 28
-    # nodes by Horner (25 over t alone, when tanh' was 1 - t**2).
+    # nodes by Horner (20 over t alone, when tanh' was 1 - t**2).
     assert sd.node_count(tanh12) <= 30
 
 

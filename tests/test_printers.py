@@ -239,6 +239,17 @@ def test_to_sympy_of_a_gradient_is_exact():
     assert sd.to_latex(sd.exp(a) / 2) == r"\frac{e^{ts_{a}}}{2}"
 
 
+def test_tanh_derivatives_round_trip_through_sympy():
+    """tanh' is the primitive sech2, which SymPy spells sech(x)**2: back in, the same values."""
+    x = sd.scalar("rt_x")
+    for order in (1, 2, 3):
+        derivative = sd.derivative(sd.tanh(x), x, order)
+        back = sd.from_sympy(sd.to_sympy(derivative))
+        for point in (0.7, -3.0, 40.0):
+            assert float(sd.evaluate(back, {x: point})) == pytest.approx(
+                float(sd.evaluate(derivative, {x: point})), rel=1e-12, abs=1e-300)
+
+
 def test_from_sympy_shares_repeated_subexpressions():
     # x <- sin(x) * x + cos(x), 25 times: as a tree it doubles per layer; as a graph it is linear.
     x = sympy.Symbol("sh_x")
