@@ -105,6 +105,26 @@ def test_without_numba_the_kernel_calls_impl_and_warns_once():
         sd.function([x], [slow_square(x) + 1])  # the same op: no second warning
 
 
+@pytest.mark.filterwarnings("ignore::symdiff.custom.CustomOpWarning")
+@pytest.mark.parametrize("impl", [lambda v: v, lambda v: v[:], lambda v: v.reshape(v.shape)],
+                         ids=["itself", "a view", "a reshape"])
+def test_a_fallback_result_never_aliases_the_users_array(impl):
+    """An impl that returns its input (or a view of it) gave a compiled output sharing
+    memory with the caller's array; the reference evaluator returns a copy."""
+    op = sd.custom_op(f"test_alias_{next(_ALIAS_NAMES)}", impl, elementwise=True)
+    x = sd.vector("x")
+    f = sd.function([x], op(x))
+    given = np.array([1.0, 2.0, 3.0])
+    out = f(given)
+    np.testing.assert_array_equal(out, given)
+    assert not np.shares_memory(out, given)
+    out[0] = 99.0
+    assert given[0] == 1.0
+
+
+_ALIAS_NAMES = iter(range(10**6))
+
+
 def test_forward_mode_and_both_hvp_modes_come_from_a_vjp_rule_alone():
     lse = sd.custom_op("test_lse_vjp_only", lambda x: np.log(np.sum(np.exp(x))),
                        infer=lambda t: sd.TensorType(t.dtype, ()),
