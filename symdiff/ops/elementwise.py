@@ -168,8 +168,6 @@ COS = elementwise("cos", np.cos, (lambda d, out, x: -(d * F.sin(x)),), "math.cos
 TAN = elementwise("tan", np.tan, (lambda d, out, x: d * (out * out + 1),), "math.tan({0})", (((-1.2, 1.2),),))
 
 
-
-
 def _sech2(x):
     # 4e / (1 + e)**2 with e = exp(-2|x|) <= 1: no overflow, nothing cancels, a few ulps.
     e = np.exp(np.abs(x) * -2)
