@@ -90,9 +90,20 @@ def _polygamma(x, n):
     return _vectorized(lambda v: scalar.polygamma(n, v))(x)
 
 
-ERF = elementwise("erf", _vectorized(math.erf), (lambda d, out, x: d * (F.exp(-(x * x)) * TWO_OVER_SQRT_PI),),
+def _gaussian(x, scale):
+    """exp(-scale * x**2), whose derivatives are 0 at x = +-inf rather than NaN: there
+    the exponent's slope -2 scale x is infinite and meets exp's 0.  The infinities are
+    replaced by 0 before the square (so no inf reaches the derivative) and their value
+    put back after; the two wheres select on x alone, so every other point keeps the
+    plain formula and all its derivatives."""
+    infinite = F.equal(F.abs(x), np.inf)
+    finite = F.where(infinite, 0, x)
+    return F.where(infinite, 0, F.exp(finite * finite * -scale))
+
+
+ERF = elementwise("erf", _vectorized(math.erf), (lambda d, out, x: d * (_gaussian(x, 1.0) * TWO_OVER_SQRT_PI),),
                   "math.erf(np.float64({0}))", (ANYWHERE,), doc="The error function.")
-ERFC = elementwise("erfc", _vectorized(math.erfc), (lambda d, out, x: -(d * (F.exp(-(x * x)) * TWO_OVER_SQRT_PI)),),
+ERFC = elementwise("erfc", _vectorized(math.erfc), (lambda d, out, x: -(d * (_gaussian(x, 1.0) * TWO_OVER_SQRT_PI)),),
                    "math.erfc(np.float64({0}))", (ANYWHERE,), doc="1 - erf(x), accurate where erf(x) is near 1.")
 ERFINV = elementwise("erfinv", _vectorized(scalar.erfinv), (lambda d, out, x: d * (F.exp(out * out) * HALF_SQRT_PI),),
                      "_erfinv({0})", (((-0.9, 0.9),),), doc="The inverse of erf on [-1, 1].")
@@ -114,7 +125,7 @@ def _polygamma_samples(rng):
 POLYGAMMA.samples = _polygamma_samples
 
 NDTR = elementwise("ndtr", _vectorized(scalar.ndtr),
-                   (lambda d, out, x: d * (F.exp(x * x * -0.5) * scalar.INV_SQRT_2PI),),
+                   (lambda d, out, x: d * (_gaussian(x, 0.5) * scalar.INV_SQRT_2PI),),
                    "_ndtr({0})", (((-4.0, 4.0),),), doc="The standard normal CDF.")
 LOG_NDTR = elementwise("log_ndtr", _vectorized(scalar.log_ndtr), (lambda d, out, x: d * LOG_NDTR_PRIME(x),),
                        "_log_ndtr({0})", (((-8.0, 3.0),),), doc="log of the standard normal CDF, for any x.")
