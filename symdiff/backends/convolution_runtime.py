@@ -92,6 +92,17 @@ def _outer_offset(flat, fixed, sizes, S, step, fixed_step, lo, index):
 
 
 @njit(nogil=True, error_model="numpy", inline="always")
+def _fill_row(col, row, x, offset, step, start, stop, last):
+    """One row of a window: zeros before ``start`` and from ``stop``, x in between."""
+    for p in range(start):
+        col[_u(row + p)] = 0
+    for p in range(start, stop):
+        col[_u(row + p)] = x[_u(offset + p * step)]
+    for p in range(stop, last):
+        col[_u(row + p)] = 0
+
+
+@njit(nogil=True, error_model="numpy", inline="always")
 def _fill_windows(col, at, x, k, S, P, strides, dilation, lo, index):
     """col[at + flat(p)] = x[window element of output position p for tap k], 0 outside x."""
     nd = len(P)
@@ -105,14 +116,7 @@ def _fill_windows(col, at, x, k, S, P, strides, dilation, lo, index):
         for i in range(start0 * last):
             col[_u(at + i)] = 0
         for p0 in range(start0, stop0):
-            row = at + p0 * last
-            offset = (p0 * strides[0] + first0) * S[1] + first
-            for p in range(start):
-                col[_u(row + p)] = 0
-            for p in range(start, stop):
-                col[_u(row + p)] = x[_u(offset + p * step)]
-            for p in range(stop, last):
-                col[_u(row + p)] = 0
+            _fill_row(col, at + p0 * last, x, (p0 * strides[0] + first0) * S[1] + first, step, start, stop, last)
         for i in range(stop0 * last, P[0] * last):
             col[_u(at + i)] = 0
         return
@@ -123,13 +127,7 @@ def _fill_windows(col, at, x, k, S, P, strides, dilation, lo, index):
             for p in range(last):
                 col[_u(row + p)] = 0
             continue
-        offset += first
-        for p in range(start):
-            col[_u(row + p)] = 0
-        for p in range(start, stop):
-            col[_u(row + p)] = x[_u(offset + p * step)]
-        for p in range(stop, last):
-            col[_u(row + p)] = 0
+        _fill_row(col, row, x, offset + first, step, start, stop, last)
 
 
 @njit(nogil=True, error_model="numpy", inline="always")
