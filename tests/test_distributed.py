@@ -160,6 +160,65 @@ def test_reproducible_bits_mean_and_flat_api(client):
         here.close()
 
 
+def _set_slice_bytes(value):
+    from symdiff.distributed import worker
+
+    worker.SLICE_BYTES = value
+
+
+def test_blocks_run_in_cache_sized_slices(client, monkeypatch):
+    """A block longer than a slice is evaluated slice by slice, on the workers and in this
+    process alike: the numbers of one call over all rows, and the same bits on both paths."""
+    from symdiff.distributed import worker
+
+    default = worker.SLICE_BYTES
+    monkeypatch.setattr(worker, "SLICE_BYTES", 1)  # the smallest slice: 256 rows
+    client.run(_set_slice_bytes, 1)
+    try:
+        loss, params, X, y = logistic()
+        Xd, yd = dataset(1003, seed=3)
+        blocks = {X: [Xd[:700], Xd[700:]], y: [yd[:700], yd[700:]]}
+        with Objective(loss, params, blocks, client=client, local_below=0) as obj:
+            check_against_one_process(obj, loss, params, X, y, Xd, yd)
+            on_cluster = obj.value_and_grad(P0)
+        with pytest.warns(LocalEvaluationWarning), Objective(loss, params, blocks) as here:
+            here_result = here.value_and_grad(P0)
+        assert here_result[0] == on_cluster[0]
+        assert all(np.array_equal(a, b) for a, b in zip(here_result[1], on_cluster[1]))
+        calls = []
+        worker.run_block(lambda *args: calls.append(args[2].shape[0]) or 1.0, P0, (Xd[:700], yd[:700]))
+        assert calls == [256, 256, 188]
+    finally:
+        client.run(_set_slice_bytes, default)
+
+
+def test_keep_freed_memory_raises_the_trim_threshold_only_while_kernels_run(monkeypatch):
+    from symdiff.distributed import worker
+
+    class FakeLibc:
+        def __init__(self):
+            self.calls = []
+
+        def mallopt(self, parameter, value):
+            self.calls.append(("mallopt", parameter, value))
+
+        def malloc_trim(self, pad):
+            self.calls.append(("malloc_trim", pad))
+
+    libc = FakeLibc()
+    monkeypatch.setattr(worker, "_glibc", lambda: libc)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with worker.keep_freed_memory():
+        pass
+    assert libc.calls == []  # the worker's malloc is left as it is
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what Dask's nanny sets
+    with worker.keep_freed_memory():
+        with worker.keep_freed_memory():  # two objectives on one worker: restored after the last
+            pass
+        assert libc.calls == [("mallopt", -1, 2**30)]
+    assert libc.calls == [("mallopt", -1, 2**30), ("mallopt", -1, 65536), ("malloc_trim", 0)]
+
+
 def test_example_fits_close_to_the_truth(client):
     import importlib.util
 

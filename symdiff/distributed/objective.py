@@ -34,7 +34,7 @@ __all__ = ["Objective", "BlockLostError", "NotARowSumError", "LocalEvaluationWar
 
 # Below this many bytes of data an evaluation runs in the client process: the kernel then takes
 # about as long as one round trip to the workers (docs/distributed.md, "When it runs locally").
-LOCAL_BELOW = 16 * 2**20
+LOCAL_BELOW = 32 * 2**20
 
 INSTALL_HINT = 'sd.distributed needs Dask: pip install "symdiff[distributed]" (dask[array] and distributed)'
 
@@ -693,7 +693,7 @@ class Objective:
         head = self._kernel_args(values)
         if self.local:
             t0 = time.perf_counter()
-            results = [self._as_tuple(compiled(*head, *bundle)) for bundle in self._blocks]
+            results = [worker.run_block(compiled, head, bundle) for bundle in self._blocks]
             info = {"where": "local", "kernel_seconds": time.perf_counter() - t0, "worker_seconds": {},
                     "rounds": 0, "recovered": 0, "cache": {}}
         else:
