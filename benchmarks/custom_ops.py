@@ -5,9 +5,10 @@
    sizes static and None.  Target: at most 1.1x the built-in in a fused loop, so the
    comparison runs with ``SYMDIFF_VECTOR_MATH=off`` (both ops scalar in the loop);
    the built-in with vector math (libmvec passes) is shown too.
-2. The object-mode fallback (no ``numba=``): the kernel's time above NumPy's own
-   time for the same impl on a small array, with and without the overhead every
-   kernel call has (a kernel computing x + 1).  Target: at most 2 us per call.
+2. The fallback (no ``numba=``: the compiled function calls impl from Python between
+   kernels, ``symdiff/backends/staged.py``): its time above NumPy's own time for the
+   same impl on a small array, with and without the overhead every kernel call has (a
+   kernel computing x + 1).  Target: at most 2 us per call.
 
 Run: python benchmarks/custom_ops.py
 """
@@ -77,9 +78,9 @@ def main(fallback: bool = True):
             rounds[key].append(measure(fn, (small,), FULL)["median_s"] * 1e6)
     kernel_us, bare_us, plain_us = (statistics.median(rounds[k]) for k in ("kernel", "bare", "plain"))
     print()
-    print(f"| object-mode fallback, 16 elements (medians of {ROUNDS} rounds) | us per call |")
+    print(f"| fallback (impl between kernels), 16 elements (medians of {ROUNDS} rounds) | us per call |")
     print("|---|---|")
-    print(f"| compiled kernel calling impl | {kernel_us:.2f} |")
+    print(f"| compiled function calling impl | {kernel_us:.2f} |")
     print(f"| the user's NumPy function alone | {bare_us:.2f} |")
     print(f"| a kernel computing x + 1 (any call's overhead) | {plain_us:.2f} |")
     print(f"| fallback cost above NumPy's own time | {kernel_us - bare_us:.2f} |")

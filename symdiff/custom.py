@@ -300,8 +300,9 @@ def custom_op(name: str, impl: Callable, *, vjp=None, jvp=None, infer=None, elem
     broadcasts like NumPy and keeps its inputs' promoted dtype.
     numba: for an elementwise op, a scalar function (plain Python or ``@njit``)
     compiled into the fused loop; for other ops, ``fn(*arrays, out)`` filling a
-    preallocated output.  Without it the kernel calls ``impl`` in object mode
-    (about 2 us per call plus NumPy's time; a warning says so once per op).
+    preallocated output.  Without it the compiled function calls ``impl`` from
+    Python between kernels (about 1 us per call plus NumPy's time; from object mode
+    inside a loop body; a warning says so once per op).
     samples(rng) -> [(input arrays, attrs), ...]: valid inputs for
     ``symdiff.testing.check_op``.
 

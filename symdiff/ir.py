@@ -497,8 +497,9 @@ def as_list(outputs) -> tuple[list[Expr], bool]:
     return outs, False
 
 
-def toposort(outputs) -> list[Expr]:
+def toposort(outputs, stop=frozenset()) -> list[Expr]:
     """Every node needed to compute ``outputs``, inputs first (iterative, no recursion).
+    Nodes whose ids are in ``stop`` are included but not expanded (given values).
 
     >>> import symdiff as sd
     >>> a = sd.scalar("a")
@@ -513,7 +514,8 @@ def toposort(outputs) -> list[Expr]:
         if node.id in seen:
             continue
         seen[node.id] = node
-        stack.extend(x for x in node.inputs if x.id not in seen)
+        if node.id not in stop:
+            stack.extend(x for x in node.inputs if x.id not in seen)
     return [seen[i] for i in sorted(seen)]
 
 

@@ -54,7 +54,7 @@ my_cumsum = sd.custom_op(
     vjp=lambda g, out, x: _reverse_cumsum(g), jvp=lambda ts, out, x: my_cumsum(ts[0]),
     numba=_cumsum_numba, samples=lambda rng: [((rng.normal(size=5),), {})])
 
-# No numba=: compiled kernels call impl from object mode.
+# No numba=: the compiled function calls impl between kernels (from object mode inside a loop body).
 slow_square = sd.custom_op("test_slow_square", lambda x: x * x, elementwise=True,
                            vjp=lambda g, out, x: g * 2 * x,
                            samples=lambda rng: [((rng.normal(size=(3,)),), {})])
@@ -95,7 +95,7 @@ def test_a_user_op_with_unknown_sizes_preallocates_from_its_type_rule():
 
 def test_without_numba_the_kernel_calls_impl_and_warns_once():
     x = sd.vector("x")
-    with pytest.warns(CustomOpWarning, match="test_slow_square.*object-mode"):
+    with pytest.warns(CustomOpWarning, match="test_slow_square.*calls its impl from Python between kernels"):
         f = sd.function([x], [slow_square(x), sd.grad(sd.sum(slow_square(x)), x)])
     value, gradient = f(np.array([1.0, -2.0]))
     np.testing.assert_array_equal(value, [1.0, 4.0])
@@ -103,6 +103,91 @@ def test_without_numba_the_kernel_calls_impl_and_warns_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error", CustomOpWarning)
         sd.function([x], [slow_square(x) + 1])  # the same op: no second warning
+
+
+_CALLS: list = []  # what the logging impls below were called with
+
+
+def _logged_square(x):
+    _CALLS.append((type(x), getattr(x, "dtype", None), np.shape(x)))
+    return x * x
+
+
+logged_square = sd.custom_op("test_logged_square", _logged_square, elementwise=True,
+                             vjp=lambda g, out, x: g * 2 * x)
+slow_sum_of_squares = sd.custom_op("test_slow_sumsq", lambda v: np.sum(v * v), infer=lambda t: sd.TensorType(t.dtype, ()),
+                                   vjp=lambda g, out, v: g * 2 * v)
+
+
+@pytest.mark.filterwarnings("ignore::symdiff.custom.CustomOpWarning")
+def test_impl_calls_run_between_kernels_and_match_the_reference():
+    """Calls before, between and after kernels: a chain of two calls, a 0-d result, a
+    constant argument, a call's result returned twice and used by a kernel."""
+    x, w = sd.vector("x"), sd.vector("w")
+    first = slow_square(sd.sin(x) * w)
+    chained = logged_square(first + sd.constant(np.array([1.0, 2.0, 3.0])))
+    total = slow_sum_of_squares(chained) + sd.sum(first * w)
+    outputs = [total, chained, chained, *sd.grad(total, [x, w]), slow_square(sd.constant(np.array([2.0, -1.0])))]
+    compiled = sd.function([x, w], outputs)
+    reference = sd.function([x, w], outputs, backend="numpy")
+    assert "objmode" not in compiled.source and "kernel 2 of the function" in compiled.source
+    point = (np.array([0.5, -1.0, 2.0]), np.array([1.5, 0.25, -0.5]))
+    got, want = compiled(*point), reference(*point)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+    assert isinstance(got[0], float)
+    assert not np.shares_memory(got[1], got[2])
+
+
+@pytest.mark.filterwarnings("ignore::symdiff.custom.CustomOpWarning")
+def test_inputs_are_checked_before_any_impl_sees_them():
+    x = sd.vector("x", 3)
+    f = sd.function([x], logged_square(x))
+    _CALLS.clear()
+    np.testing.assert_array_equal(f([1, 2, 3]), [1.0, 4.0, 9.0])  # a list of ints: converted first
+    assert _CALLS == [(np.ndarray, np.dtype("float64"), (3,))]
+    _CALLS.clear()
+    with pytest.raises(sd.ShapeError, match="x"):
+        f(np.ones(4))  # the declared size is checked before the impl runs
+    with pytest.raises(TypeError, match="x"):
+        f("text")
+    assert _CALLS == []
+
+
+@pytest.mark.filterwarnings("ignore::symdiff.custom.CustomOpWarning")
+def test_errors_after_an_impl_call_name_the_node_and_line():
+    x, y = sd.vector("x"), sd.vector("y")
+    added = logged_square(x) + y
+    line = added.where()
+    f = sd.function([x, y], added)
+    with pytest.raises(sd.ShapeError, match=f"add at {line}.*\\(2,\\).*\\(3,\\)"):
+        f(np.ones(2), np.ones(3))
+
+    def failing(v):
+        _CALLS.append("failing")
+        raise ValueError("the user's own error")
+
+    op = sd.custom_op("test_failing_impl", failing, elementwise=True)
+    g = sd.function([x], op(x) * 2)
+    _CALLS.clear()
+    with pytest.raises(ValueError, match="the user's own error"):
+        g(np.ones(2))
+    assert _CALLS == ["failing"]  # called once: a user's error does not retry the call
+    wrong = sd.custom_op("test_wrong_shape_impl", lambda v: v[:1] * 1.0, elementwise=True)
+    h = sd.function([x], wrong(x) + 1)
+    with pytest.raises(CustomOpError, match="test_wrong_shape_impl.*shape \\(1,\\).*shape \\(2,\\)"):
+        h(np.ones(2))
+
+
+@pytest.mark.filterwarnings("ignore::symdiff.custom.CustomOpWarning")
+def test_an_impl_call_in_a_loop_body_runs_from_object_mode():
+    xs = sd.vector("xs")
+    final, ys = sd.scan(lambda c, xt: (c + slow_square(xt), c), sd.constant(0.0), xs)
+    f = sd.function([xs], [final, ys])
+    assert "objmode" in f.source
+    final_value, ys_value = f(np.array([1.0, 2.0, 3.0]))
+    assert final_value == 14.0
+    np.testing.assert_array_equal(ys_value, [0.0, 1.0, 5.0])
 
 
 @pytest.mark.filterwarnings("ignore::symdiff.custom.CustomOpWarning")

@@ -44,10 +44,8 @@ def _checked_call(record, dtype: str):
     """The user's impl, its result checked against the dtype and the run-time shape the
     kernel expects (a wrong one would be read out of bounds), without the reference
     evaluator's full type rule.  The usual result (a new C-contiguous array of the right
-    dtype and shape) passes a few identity and tuple tests; anything else takes NumPy's
-    conversions, and a result that shares memory with an input is copied (the compiled
-    output must not alias the user's array, as the reference evaluator's does not).
-    The object-mode block around the call costs 1.5-2.6 us by itself
+    dtype and shape) passes a few identity and tuple tests; anything else takes
+    ``checked_result``.  The object-mode block around the call costs 1.5-2.6 us by itself
     (benchmarks/numba_floor_probe.py), so every test here counts."""
     impl, name = record.impl, record.op.name
     expected = np.dtype(dtype)
@@ -55,17 +53,29 @@ def _checked_call(record, dtype: str):
     def call(shape, *arrays, **attrs):
         out = impl(*arrays, **attrs)
         if (type(out) is np.ndarray and out.base is None and out.dtype is expected and out.shape == shape
-                and out.flags.c_contiguous and not any(out is a for a in arrays)):
-            return out  # a new array that owns its data: the usual case
-        out = np.asarray(out)
-        if out.dtype != expected or out.shape != shape:
-            raise CustomOpError(f"custom op {name!r}: impl returned {out.dtype} of shape {out.shape}, but its type "
-                                f"rule says {dtype} of shape {shape}")
-        if any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in arrays):
-            return out.copy()  # an input (the user's array, maybe) or a view of one: never alias it
-        return out if out.flags.c_contiguous else np.ascontiguousarray(out)
+                and out.flags.c_contiguous):
+            for a in arrays:
+                if out is a:
+                    break
+            else:
+                return out  # a new array that owns its data: the usual case
+        return checked_result(name, expected, shape, out, arrays)
 
     return call
+
+
+def checked_result(name: str, expected, shape: tuple, out, arrays) -> np.ndarray:
+    """``out`` (what custom op ``name``'s impl returned for ``arrays``) as a new C-contiguous
+    array of dtype ``expected`` and shape ``shape``, or a CustomOpError: NumPy's conversions,
+    and a copy of a result that shares memory with an input (a compiled output must not
+    alias the user's array, as the reference evaluator's does not)."""
+    out = np.asarray(out)
+    if out.dtype != expected or out.shape != shape:
+        raise CustomOpError(f"custom op {name!r}: impl returned {out.dtype} of shape {out.shape}, but its type "
+                            f"rule says {expected} of shape {shape}")
+    if any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in arrays):
+        return out.copy()  # an input (the user's array, maybe) or a view of one: never alias it
+    return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
 
 def _jitted(record):

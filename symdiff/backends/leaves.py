@@ -11,11 +11,12 @@ from .lowering import Value, literal, lowers
 
 @lowers("symbol")
 def lower_symbol(L, node: Expr):
+    """A kernel parameter: a symbol, or a value computed outside this kernel (``L.given``)."""
     name = L.param_of[node.id]
     shape = []
     for k, d in enumerate(node.type.shape):
         if d is None:
-            shape.append(L.dims.new(f"{name}.shape[{k}]", f"{node.name}.shape[{k}]"))
+            shape.append(L.dims.new(f"{name}.shape[{k}]", f"{L.label(node)}.shape[{k}]"))
         else:
             shape.append(d)
     L.shape[node.id] = tuple(shape)

@@ -296,15 +296,20 @@ def _affine(i: str, start, step) -> str:
 
 
 class Lowering:
-    """Builds the program for ``outputs`` as a function of ``inputs`` (symbols)."""
+    """Builds the program for ``outputs`` as a function of ``inputs``: symbols, or any
+    nodes whose values the caller computes (they become parameters; see ``staged``).
+    ``extra_roots`` are nodes lowered without being returned (``result_hooks`` may read them)."""
 
-    def __init__(self, inputs: list, outputs: list, kernel_name: str = "kernel"):
+    def __init__(self, inputs: list, outputs: list, kernel_name: str = "kernel", extra_roots: tuple = ()):
         self.inputs = inputs
         self.outputs = outputs
         self.kernel_name = kernel_name
-        self.nodes = toposort(outputs)
-        self.position = {n.id: p for p, n in enumerate(self.nodes)}
-        self.uses: dict = {n.id: 0 for n in self.nodes}
+        given = {n.id for n in inputs if not n.is_symbol}
+        every = toposort(list(outputs) + list(extra_roots), stop=given)
+        self.given = [n for n in inputs if n.id in given]
+        self.nodes = [n for n in every if n.id not in given]
+        self.position = {n.id: p for p, n in enumerate(every)}
+        self.uses: dict = {n.id: 0 for n in every}
         for n in self.nodes:
             for x in n.inputs:
                 self.uses[x.id] += 1
@@ -328,7 +333,8 @@ class Lowering:
         # Parameters are always prefixed: a symbol may be named like anything the
         # kernel's source uses (np, math, sizes_agree, a13, ...).
         for k, sym in enumerate(inputs):
-            self.param_of[sym.id] = f"in{k}_{sym.name}"
+            self.param_of[sym.id] = f"in{k}_{sym.name if sym.is_symbol else 'given'}"
+        self.result_hooks: list = []  # fn(lowering) -> the text of one more returned value
 
     # --- small helpers
     def p(self, node: Expr) -> int:
@@ -455,6 +461,8 @@ class Lowering:
 
     # --- the main loop
     def run(self) -> Program:
+        for node in self.given:
+            lowering_of(OPS["symbol"])(self, node)
         for node in self.nodes:
             if node.op.kind == "elementwise":
                 self.infer_elementwise_shape(node)
@@ -634,6 +642,7 @@ class Lowering:
     def render(self) -> Program:
         returned: set = set()
         results = [self.output_text(o, returned) for o in self.outputs]
+        results += [hook(self) for hook in self.result_hooks]
         for finish in FINISHING_PASSES:  # after the outputs: copying one may add writes to a loop
             finish(self)
         params = [self.param_of[s.id] for s in self.inputs] + [name for name, _, _ in self.hidden]
@@ -650,8 +659,9 @@ class Lowering:
         for s in self.inputs:  # static dimensions of inputs
             for k, d in enumerate(s.type.shape):
                 if d is not None:
-                    self.dims.checks.append((f"{self.param_of[s.id]}.shape[{k}]", str(d), f"{s.name}.shape[{k}]",
-                                             f"the declared {d}", f"input {s.name} of type {s.type!r}"))
+                    self.dims.checks.append((f"{self.param_of[s.id]}.shape[{k}]", str(d),
+                                             f"{self.label(s)}.shape[{k}]", f"the declared {d}",
+                                             f"input {self.label(s)} of type {s.type!r}"))
         # One raise site for all checks: each raise is a lot of code for Numba to
         # compile; the caller finds which check failed by re-evaluating them in Python.
         if self.dims.checks:
@@ -709,7 +719,7 @@ class Lowering:
         header.append(f"def {self.kernel_name}({', '.join(params)}):")
         source = "\n".join(header) + "\n" + "\n".join("    " + line if line else "" for line in text.split("\n")) + "\n"
         return Program(source=source, kernel_name=self.kernel_name, params=params,
-                       input_names=[s.name for s in self.inputs], hidden=[array for _, array, _ in self.hidden],
+                       input_names=[self.label(s) for s in self.inputs], hidden=[array for _, array, _ in self.hidden],
                        checks=list(self.dims.checks), dim_definitions=list(self.dims.definitions),
                        signature=signature, regions=regions.count)
 

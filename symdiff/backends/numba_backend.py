@@ -27,7 +27,8 @@ from ..errors import InputTypeError, ShapeError
 from ..evaluate import coerce_input
 from ..function import CompiledFunction
 from ..ops.leaves import numpy_dtype
-from . import cache
+from . import cache, staged
+from .custom import _WARNED
 from .lowering import lower
 from .indexing import raise_index_error
 from .index_runtime import KernelIndexError
@@ -60,33 +61,45 @@ class NumbaFunction(CompiledFunction):
 
     def __init__(self, symbols, outputs, lowered, single):
         super().__init__(symbols, outputs, lowered, single)
-        self.program = lower(self.inputs, self.lowered_outputs, single)
-        self.source = self.program.source
-        self.kernel, self.cache_status = cache.load(self.source, self.program.kernel_name)
-        # constants are stored read-only; the kernel's signature takes writable arrays (it never writes them)
-        self._hidden = tuple(np.array(array, order="C") for array in self.program.hidden)
+        # The wrapper's own names all start with _sd_; an input named so is renamed.
+        self._names = [f"_sd_in{k}" if s.name.startswith("_sd_") else s.name for k, s in enumerate(self.inputs)]
+        stages = staged.plan(self.inputs, self.lowered_outputs)
+        if stages is None:
+            self.program = lower(self.inputs, self.lowered_outputs, single)
+            self.source = self.program.source
+            self.kernel, self.cache_status = cache.load(self.source, self.program.kernel_name)
+            # constants are stored read-only; the kernel's signature takes writable arrays (it never writes them)
+            self._hidden = self._first_hidden = tuple(np.array(array, order="C") for array in self.program.hidden)
+            self._first_kernel = self._rest = None
+        else:  # users' impl functions between kernels: ``kernel`` is the Python function running them all
+            staged.warn_once(stages, _WARNED)
+            staged.build(self, stages, self._names, single)
+            self._hidden = ()
         self.__class__ = self._specialised_class()
 
     def _specialised_class(self):
-        """A subclass whose ``__call__`` takes exactly the inputs, by name."""
-        # The wrapper's own names all start with _sd_; an input named so is renamed.
-        names = [f"_sd_in{k}" if s.name.startswith("_sd_") else s.name for k, s in enumerate(self.inputs)]
+        """A subclass whose ``__call__`` takes exactly the inputs, by name.  With several
+        kernels (``staged``) only the first one's errors take the slow path: it checks the
+        inputs before any user code runs."""
+        names = self._names
         params = ", ".join(names)
-        hidden = "".join(f", _sd_hidden[{k}]" for k in range(len(self._hidden)))
+        hidden = "".join(f", _sd_hidden[{k}]" for k in range(len(self._first_hidden)))
+        again = f"_sd_self._slow_call(_sd_exc, ({params}{',' if len(names) == 1 else ''}))"
         guards = []
         for sym, name in zip(self.inputs, names):
             if sym.ndim == 0:
                 guards.append(f"    if not ({_SCALAR_FAST_PATH[sym.dtype].format(x=name)}):\n"
                               f"        return _sd_self._slow_call(None, ({params}{',' if len(names) == 1 else ''}))\n")
-        source = (
-            f"def __call__(_sd_self, {params}):\n"
-            + "".join(guards)
-            + "    try:\n"
-            + f"        return _sd_kernel({params}{hidden})\n"
-            + "    except _sd_errors as _sd_exc:\n"
-            + f"        return _sd_self._slow_call(_sd_exc, ({params}{',' if len(names) == 1 else ''}))\n"
-        )
-        namespace = {"_sd_kernel": self.kernel, "_sd_hidden": self._hidden, "_sd_np": np,
+        if self._rest is None:
+            body = (f"    try:\n        return _sd_kernel({params}{hidden})\n"
+                    f"    except _sd_errors as _sd_exc:\n        return {again}\n")
+        else:
+            body = (f"    try:\n        _sd_first = _sd_kernel({params}{hidden})\n"
+                    f"    except _sd_errors as _sd_exc:\n        return {again}\n"
+                    f"    return _sd_rest({params}{', ' if names else ''}_sd_first)\n")
+        source = f"def __call__(_sd_self, {params}):\n" + "".join(guards) + body
+        namespace = {"_sd_kernel": self._first_kernel or self.kernel, "_sd_hidden": self._first_hidden,
+                     "_sd_rest": self._rest, "_sd_np": np,
                      "_sd_errors": (TypeError, ValueError, OverflowError, KernelShapeError, KernelIndexError)}
         exec(compile(source, f"<symdiff call wrapper {self!r}>", "exec"), namespace)
         call = namespace["__call__"]
@@ -108,6 +121,10 @@ class NumbaFunction(CompiledFunction):
             raise ShapeError(self._describe_size_error(args)) from None
         except TypeError as exc:  # cannot happen for converted values; keep the cause visible
             raise InputTypeError(f"the compiled kernel rejected the converted inputs: {exc}") from error
+
+    def _explain_failure(self, args, error):
+        """A later kernel of a staged function failed: the reference evaluator names why."""
+        staged.explain(self, args, error)
 
     @staticmethod
     def _convert(sym, value):
@@ -131,7 +148,7 @@ class NumbaFunction(CompiledFunction):
         namespace = {"SLICE_NONE": runtime.SLICE_NONE, "_slice_len": runtime._slice_len.py_func,
                      "_slice_start": runtime._slice_start.py_func}
         exec("\n".join(lines), namespace)
-        values = namespace["sizes"](*args, *self._hidden)
+        values = namespace["sizes"](*args, *self._first_hidden)
         for (left_size, right_size), (left_code, _, left, right, context) in zip(values, self.program.checks):
             if left_size != right_size:
                 if left_code.startswith("min("):  # a lower bound: min(size, needed) == needed
