@@ -108,6 +108,19 @@ def jax_times(n):
             "value+grad": best_of(run(value_grad), args)}
 
 
+def revolve_steps(n: int, snapshots: int) -> int:
+    """Steps the forward and reverse sweeps advance under ("binomial", snapshots): revolve's
+    minimum T(n, s) = r n - C(s + r, s + 1) (r: the least with C(s + r, s) >= n), plus the
+    forward sweep's last step, which revolve does not count (it starts the reverse sweep)."""
+    from math import comb
+
+    s = max(1, min(snapshots, n))
+    r = 0
+    while comb(s + r, s) < n:
+        r += 1
+    return r * n - comb(s + r, s + 1) + 1 if n > 1 else n
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10_000)
@@ -138,6 +151,15 @@ def main(argv=None) -> dict:
     report["stored carries (checkpoint='sqrt')"] = stored
     report["stored carries sqrt / sqrt(n)"] = stored / np.sqrt(n)
     report["stored bytes (checkpoint='sqrt')"] = stored * H * 8
+    for snapshots in (10, 100):
+        name = f"checkpoint=('binomial', {snapshots})"
+        report[f"value+grad, {name}"] = best_of(build(None, "grad", ("binomial", snapshots)), values)
+        report[f"value+grad binomial {snapshots} / value"] = report[f"value+grad, {name}"] / report["value"]
+        steps = revolve_steps(n, snapshots)
+        report[f"steps advanced, {name} (revolve's minimum)"] = steps
+        report[f"steps advanced / n, {name}"] = steps / n
+        # the snapshots, the carries of steps j and j + 1 in the reverse sweep, the last step's carry
+        report[f"stored bytes ({name})"] = (min(snapshots, n) + 3) * H * 8
     jax_report = jax_times(n)
     if jax_report is None:
         report["jax"] = "not installed"

@@ -31,10 +31,13 @@ from .types import TensorType
 
 __all__ = ["scan", "fori_loop", "while_loop", "LoopError", "CHECKPOINTS"]
 
-CHECKPOINTS = ("all", "sqrt", "an int k >= 1")
+CHECKPOINTS = ("all", "sqrt", "an int k >= 1", "('binomial', s)")
 """The store-or-recompute policies (``checkpoint=``): "all" stores every carry; "sqrt"
 and an int k store every k-th carry (k = isqrt(n) for "sqrt") and the compiled reverse
-sweep recomputes each segment of k steps once from its checkpoint."""
+sweep recomputes each segment of k steps once from its checkpoint; ("binomial", s)
+keeps at most s snapshots and recomputes as few steps as any schedule with s snapshots
+can (Griewank's revolve: the forward and reverse sweeps together advance the body
+T(n, s) + 1 times, 57,625 for n = 10,000 and s = 10, against n for "all")."""
 
 
 # ------------------------------------------------------------------- pytrees
@@ -127,10 +130,12 @@ def _check_checkpoint(kind, checkpoint):
         return checkpoint
     if isinstance(checkpoint, (int, np.integer)) and not isinstance(checkpoint, bool) and checkpoint >= 1:
         return int(checkpoint)
-    if isinstance(checkpoint, tuple) and checkpoint[:1] == ("binomial",):
-        raise ValueError(f"{kind}{_where()}: checkpoint={checkpoint!r}: the binomial (revolve) schedule is not "
-                         f"implemented; use 'sqrt' or an int k (every k-th carry stored)")
-    raise ValueError(f"{kind}{_where()}: checkpoint must be 'all', 'sqrt' or an int k >= 1, got {checkpoint!r}")
+    if (isinstance(checkpoint, (tuple, list)) and len(checkpoint) == 2 and checkpoint[0] == "binomial"
+            and isinstance(checkpoint[1], (int, np.integer)) and not isinstance(checkpoint[1], bool)
+            and checkpoint[1] >= 1):
+        return ("binomial", int(checkpoint[1]))
+    raise ValueError(f"{kind}{_where()}: checkpoint must be 'all', 'sqrt', an int k >= 1 or ('binomial', s) with "
+                     f"s >= 1 snapshots, got {checkpoint!r}")
 
 
 def _trip_count(kind, value, what):
@@ -192,7 +197,9 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint="all"):
     ``reverse=True`` walks the steps from the last.  ``checkpoint`` chooses what the
     reverse sweep keeps: ``"all"`` (every carry, the default), ``"sqrt"`` or an int k
     (every k-th carry; the compiled reverse sweep recomputes each segment once from its
-    checkpoint).  Only carries are stored, never the body's intermediates.
+    checkpoint), or ``("binomial", s)`` (at most s carries, placed by the revolve
+    schedule: the fewest recomputed steps for that memory).  Only carries are stored,
+    never the body's intermediates.
 
     >>> import symdiff as sd
     >>> xs, a = sd.vector("xs"), sd.scalar("a")

@@ -190,7 +190,7 @@ def test_every_checkpoint_policy_gives_the_same_derivatives():
     segment, not a multiple of k), in both directions and through a while loop."""
     rnn = RNN(None)
     outs = []
-    for checkpoint, reverse in (("sqrt", False), (3, True)):
+    for checkpoint, reverse in (("sqrt", False), (3, True), (("binomial", 3), False), (("binomial", 1), True)):
         hT, ys = sd.scan(rnn.cell, rnn.h0, rnn.X, reverse=reverse, checkpoint=checkpoint)
         cost = sd.sum(hT * hT) + sd.sum(ys)
         outs += sd.grad(cost, [*rnn.params, rnn.X])
@@ -199,15 +199,63 @@ def test_every_checkpoint_policy_gives_the_same_derivatives():
     outs += sd.grad(sd.sum(y), [rnn.b, rnn.h0])
     f = sd.function([*rnn.params, rnn.X], outs)
     assert f.source.count("recomputed from its checkpoint on entry") == 3
-    for n in (0, 2, 10):
+    assert f.source.count("# binomial schedule of loop") == 2
+    for n in (0, 1, 2, 10):
         values = rnn.values()
         values[rnn.X] = RNG.normal(size=(n, D))
         got = f(*[values[s] for s in [*rnn.params, rnn.X]])
         want = sd.evaluate(outs, values)
         for k, (g, w) in enumerate(zip(got, want)):
             assert _close(g, w, 1e-10), f"output {k} at n={n}"
-    hT, _ = sd.scan(rnn.cell, rnn.h0, rnn.X, checkpoint=2)
+    hT, _ = sd.scan(rnn.cell, rnn.h0, rnn.X, checkpoint=("binomial", 2))
     check_hvp(sd.sum(hT), rnn.params[:3], {**rnn.values(), rnn.X: RNG.normal(size=(N, D))})
+
+
+def test_the_binomial_schedule_takes_revolves_number_of_steps():
+    """``_revolve_next`` splits optimally (against the dynamic program), and the sweep the
+    kernels run (forward loop placing snapshots, reverse loop popping and re-advancing)
+    recomputes exactly T(n, s) - (n - 1) steps, T being revolve's minimal count."""
+    from functools import lru_cache
+
+    from symdiff.backends.runtime import _revolve_next
+
+    split = _revolve_next.py_func
+
+    @lru_cache(None)
+    def fewest(length, slots):  # steps advanced to reverse `length` steps with `slots` snapshots
+        if length <= 1:
+            return 0
+        if slots == 1:
+            return length * (length - 1) // 2
+        return min(m + fewest(length - m, slots - 1) + fewest(m, slots) for m in range(1, length))
+
+    def sweep(n, slots):  # the generated code's schedule, step for step
+        slots = max(1, min(slots, n))
+        stack, target = [0], split(0, n, slots, 1)
+        for step in range(n):
+            if step == target:
+                stack.append(step)
+                target = split(step, n, slots, len(stack))
+        advanced = 0
+        for j in range(n - 2, -1, -1):  # the last step's carry is kept by the forward loop
+            while stack[-1] > j:
+                stack.pop()
+            at, target = stack[-1], split(stack[-1], j + 1, slots, len(stack))
+            while at < j:
+                at += 1
+                advanced += 1
+                if at == target:
+                    stack.append(at)
+                    target = split(at, j + 1, slots, len(stack))
+            assert len(stack) <= slots
+        return advanced
+
+    for slots in range(1, 7):
+        for length in range(2, 90):
+            m = split(0, length, slots, 1) if slots > 1 else -1
+            if slots > 1:
+                assert 0 < m < length and m + fewest(length - m, slots - 1) + fewest(m, slots) == fewest(length, slots)
+            assert sweep(length, slots) == fewest(length, min(slots, length)) - (length - 1)
 
 
 # ---------------------------------------------------------------- bad input
@@ -233,8 +281,9 @@ def test_xs_of_different_lengths_and_bad_conditions():
         sd.while_loop(lambda c: c < sd.vector("z", 2), lambda c: c, 1.0)
     with pytest.raises(ValueError, match="checkpoint"):
         sd.scan(lambda c, x: (c, None), 0.0, length=2, checkpoint="everything")
-    with pytest.raises(ValueError, match="binomial .* not implemented"):
-        sd.scan(lambda c, x: (c, None), 0.0, length=2, checkpoint=("binomial", 3))
+    for bad in (("binomial", 0), ("binomial", 2.5), ("binomial",), ("revolve", 3)):
+        with pytest.raises(ValueError, match=r"\('binomial', s\) with s >= 1"):
+            sd.scan(lambda c, x: (c, None), 0.0, length=2, checkpoint=bad)
     p, q = sd.vector("p"), sd.vector("q")
     cost = sd.sum(sd.scan(lambda c, x: (c + x[0] * x[1], None), 0.0, (p, q))[0])
     with pytest.raises(sd.ShapeError, match="steps"):

@@ -178,18 +178,23 @@ def _lower_group(L, node: Expr, key) -> dict:
     t = f"t{p}"
     plan = _checkpoint_plan(L, members, params, n_text, p)
     checkpoint_lines = []
-    if plan is not None:  # store every k-th carry only; reverse loops recompute the segments
+    if plan is not None:  # store some carries only; reverse loops recompute the others
         plan.update(body_fn=f"{prefix}_body", xs=xs, consts=consts, n=n_text, reverse=params["reverse"],
-                    n_carry=c, n_ys=body.n_ys)
-        lines.append(f"{plan['k']} = {plan['k_code']}")
-        lines.append(f"{plan['m']} = ({n_text} + {plan['k']} - 1) // {plan['k']}")
-        for i, x in enumerate(init_nodes):
-            dims = [plan["m"]] + [L.dims.text(d) for d in L.dims_of(x)]
-            lines.append(f"{plan['stored'][i]} = np.empty({_shape_text(dims)}, dtype={NUMPY_NAME[x.dtype]})")
-            checkpoint_lines.append(f"    if {step} % {plan['k']} == 0:")
-            checkpoint_lines.extend(_store(plan["stored"][i], f"{step} // {plan['k']}", carries[i],
-                                           [L.dims.text(d) for d in L.dims_of(x)], "        "))
-        plan["shapes"] = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
+                    n_carry=c, n_ys=body.n_ys, carries=carries)
+        shapes = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
+        if "binomial" in plan:
+            lines.extend(_binomial_forward_setup(plan, init_nodes, shapes))
+            checkpoint_lines.extend(_binomial_forward_step(plan, step, shapes))
+        else:  # every k-th carry
+            lines.append(f"{plan['k']} = {plan['k_code']}")
+            lines.append(f"{plan['m']} = ({n_text} + {plan['k']} - 1) // {plan['k']}")
+            for i, x in enumerate(init_nodes):
+                dims = [plan["m"]] + shapes[i]
+                lines.append(f"{plan['stored'][i]} = np.empty({_shape_text(dims)}, dtype={NUMPY_NAME[x.dtype]})")
+                checkpoint_lines.append(f"    if {step} % {plan['k']} == 0:")
+                checkpoint_lines.extend(_store(plan["stored"][i], f"{step} // {plan['k']}", carries[i], shapes[i],
+                                               "        "))
+        plan["shapes"] = shapes
         plan["dtypes"] = [x.dtype for x in init_nodes]
         for m in members:
             what, index = m.params["part"]
@@ -291,15 +296,97 @@ def _checkpoint_plan(L, members, params, n_text, p):
                     or (params["dynamic"] and user.inputs[0] is not m.inputs[0])
                     or any(user.inputs[i] is m for i in range(len(user.inputs)) if i not in slots)):
                 return None
+    stored = [f"cks{p}_{i}" for i in range(params["body"].n_carry)]
+    if isinstance(policy, tuple):  # ("binomial", s)
+        readers = {group_key(user) for m in tapes for user in consumers[m.id]}
+        return {"binomial": int(policy[1]), "slots": f"cS{p}", "steps": f"ckt{p}", "depth": f"ckd{p}",
+                "next": f"ckn{p}", "last": [f"ckl{p}_{i}" for i in range(params["body"].n_carry)],
+                "stored": stored, "id": p, "shared": len(readers) > 1}
     k_code = f"max(1, int(math.sqrt({n_text})))" if policy == "sqrt" else f"max(1, {int(policy)})"
-    return {"k": f"ck{p}", "k_code": k_code, "m": f"cm{p}", "stored": [f"cks{p}_{i}" for i in range(
-        params["body"].n_carry)], "id": p}
+    return {"k": f"ck{p}", "k_code": k_code, "m": f"cm{p}", "stored": stored, "id": p}
+
+
+def _binomial_forward_setup(plan, init_nodes, shapes) -> list:
+    """Before a forward loop under ("binomial", s): the snapshot stack, holding step 0."""
+    n, slots, steps, depth = plan["n"], plan["slots"], plan["steps"], plan["depth"]
+    lines = [f"{slots} = max(1, min({plan['binomial']}, {n}))  # snapshot slots: more than n are never used",
+             f"{steps} = np.zeros({slots}, dtype=np.int64)  # the step each slot holds",
+             f"{depth} = 1",
+             f"{plan['next']} = _revolve_next(0, {n}, {slots}, 1)"]
+    for i, x in enumerate(init_nodes):
+        stored, carry = plan["stored"][i], plan["carries"][i]
+        lines.append(f"{stored} = np.empty({_shape_text([slots] + shapes[i])}, dtype={NUMPY_NAME[x.dtype]})")
+        lines.extend(_store(stored, "0", carry, shapes[i]))
+        lines.append(f"{plan['last'][i]} = {carry}")
+    return lines
+
+
+def _binomial_forward_step(plan, step: str, shapes) -> list:
+    """In the forward loop, before the body: push a snapshot where the schedule says, and
+    keep the carry of the last step (the reverse sweep starts from it, as revolve does)."""
+    n, slots, steps, depth, nxt = plan["n"], plan["slots"], plan["steps"], plan["depth"], plan["next"]
+    lines = [f"    if {step} == {nxt}:", f"        {steps}[{depth}] = {step}"]
+    for stored, carry, shape in zip(plan["stored"], plan["carries"], shapes):
+        lines.extend(_store(stored, depth, carry, shape, "        "))
+    lines += [f"        {depth} += 1", f"        {nxt} = _revolve_next({step}, {n}, {slots}, {depth})",
+              f"    if {step} == {n} - 1:"]
+    lines += [f"        {last} = {carry}" for last, carry in zip(plan["last"], plan["carries"])]
+    return lines
+
+
+def _binomial_slice(entry, t: str, q: int, recompute: list, setup: list):
+    """The carry a reverse loop ``q`` reads at xs index ``t`` from a loop under ("binomial", s):
+    forward step j = the forward loop's step at ``t``, taken in decreasing order; carry(j + 1)
+    is the previous iteration's carry(j) (the final carry first), and carry(j) is recomputed
+    from the latest snapshot at or before j, pushing snapshots where the schedule says.
+    The forward sweep plus these recomputations take exactly revolve's number of steps."""
+    plan, what, index = entry
+    g, n = plan["id"], plan["n"]
+    cur = [f"bc{q}_{g}_{i}" for i in range(plan["n_carry"])]
+    prev = [f"bp{q}_{g}_{i}" for i in range(plan["n_carry"])]
+    if not any(line.startswith(f"# binomial schedule of loop {g}") for line in recompute):
+        steps, stored, depth = f"bt{q}_{g}", [f"bs{q}_{g}_{i}" for i in range(plan["n_carry"])], f"bd{q}_{g}"
+        j, at, nxt, tr = f"bj{q}_{g}", f"ba{q}_{g}", f"bn{q}_{g}", f"br{q}_{g}"
+        # A reverse loop pops and pushes the stack: its own copy when several loops read it.
+        copy = ".copy()" if plan["shared"] else ""
+        setup.append(f"{depth} = {plan['depth']}")
+        setup.append(f"{steps} = {plan['steps']}{copy}")
+        setup += [f"{s} = {plan_s}{copy}" for s, plan_s in zip(stored, plan["stored"])]
+        setup += [f"{c} = {last}" for c, last in zip(cur, plan["last"])]
+        setup += [f"{p} = {final}" for p, final in zip(prev, plan["carries"])]
+        call = ", ".join([tr] + cur + [f"{x}[{tr}]" for x in plan["xs"]] + plan["consts"])
+        outs = cur + [f"_sy{q}_{g}_{y}" for y in range(plan["n_ys"])]
+        recompute += [
+            f"# binomial schedule of loop {g}: carry(j) recomputed from its latest snapshot",
+            f"{j} = {n} - 1 - {t}" if plan["reverse"] else f"{j} = {t}",
+            f"if {j} != {n} - 1:",
+            *[f"    {p} = {c}" for p, c in zip(prev, cur)],
+            f"    while {steps}[{depth} - 1] > {j}:",
+            f"        {depth} -= 1",
+            f"    {at} = {steps}[{depth} - 1]",
+            *[f"    {c} = {s}[{depth} - 1]" + (".copy()" if shape else "")
+              for c, s, shape in zip(cur, stored, plan["shapes"])],
+            f"    {nxt} = _revolve_next({at}, {j} + 1, {plan['slots']}, {depth})",
+            f"    while {at} < {j}:",
+            f"        {tr} = {n} - 1 - {at}" if plan["reverse"] else f"        {tr} = {at}",
+            f"        ({', '.join(outs)},) = {plan['body_fn']}({call})",
+            f"        {at} += 1",
+            f"        if {at} == {nxt}:",
+            f"            {steps}[{depth}] = {at}",
+            *[line for s, c, shape in zip(stored, cur, plan["shapes"])
+              for line in _store(s, depth, c, shape, "            ")],
+            f"            {depth} += 1",
+            f"            {nxt} = _revolve_next({at}, {j} + 1, {plan['slots']}, {depth})",
+        ]
+    return (prev if what == "next" else cur)[index]
 
 
 def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):
     """The slice at xs index ``t`` of a checkpointed tape read by reverse loop ``q``: the
     segment holding it is recomputed from its checkpoint when the loop enters it."""
     plan, what, index = entry
+    if "binomial" in plan:
+        return _binomial_slice(entry, t, q, recompute, setup)
     g = plan["id"]
     seg = [f"seg{q}_{g}_{i}" for i in range(plan["n_carry"])]
     current, offset, j = f"cur{q}_{g}", f"off{q}_{g}", f"sj{q}_{g}"

@@ -17,7 +17,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-__all__ = ["KernelShapeError", "SLICE_NONE", "_sech2", "_sigmoid", "_softplus", "_slice_len", "_slice_start"]
+__all__ = ["KernelShapeError", "SLICE_NONE", "_revolve_next", "_sech2", "_sigmoid", "_softplus", "_slice_len",
+           "_slice_start"]
 
 SLICE_NONE = 1 << 62  # stands for an omitted slice bound (None) in generated code
 
@@ -63,6 +64,35 @@ def _slice_start(n, start, stop, step):
     if start < 0:
         return max(start + n, -1)
     return min(start, n - 1)
+
+
+@njit(nogil=True, error_model="numpy")
+def _revolve_next(start, stop, snapshots, depth):
+    """Where the binomial (revolve) schedule places the next snapshot while advancing
+    from step ``start`` to reverse steps ``[start, stop)``, with ``depth`` of the
+    ``snapshots`` slots in use (one of them holds step ``start``); -1 for none.
+
+    For l = stop - start steps and c = snapshots - depth + 1 slots counting the one at
+    ``start``, let r be the least integer with C(c + r, c) >= l (the repetition number);
+    then start + max(C(c + r - 2, c), l - C(c - 1 + r, c - 1)) is an optimal split
+    (Griewank's binomial checkpointing; tests/test_loops.py checks it against the
+    dynamic program for every l < 400 and c <= 8)."""
+    c, length = snapshots - depth + 1, stop - start
+    if c < 2 or length < 2:
+        return -1
+    r, beta = 0, 1  # beta = C(c + r, c)
+    while beta < length:
+        r += 1
+        beta = beta * (c + r) // r
+    left = 0  # C(c + r - 2, c)
+    if r >= 2:
+        left = 1
+        for k in range(1, r - 1):
+            left = left * (c + k) // k
+    right = 1  # C(c - 1 + r, c - 1)
+    for k in range(1, r + 1):
+        right = right * (c - 1 + k) // k
+    return start + min(max(left, length - right, 1), length - 1)
 
 
 @njit(nogil=True, error_model="numpy")
