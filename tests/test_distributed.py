@@ -160,36 +160,77 @@ def test_reproducible_bits_mean_and_flat_api(client):
         here.close()
 
 
-def _set_slice_bytes(value):
-    from symdiff.distributed import worker
-
-    worker.SLICE_BYTES = value
-
-
-def test_blocks_run_in_cache_sized_slices(client, monkeypatch):
+def test_blocks_run_in_cache_sized_slices(client):
     """A block longer than a slice is evaluated slice by slice, on the workers and in this
     process alike: the numbers of one call over all rows, and the same bits on both paths."""
     from symdiff.distributed import worker
 
-    default = worker.SLICE_BYTES
-    monkeypatch.setattr(worker, "SLICE_BYTES", 1)  # the smallest slice: 256 rows
-    client.run(_set_slice_bytes, 1)
-    try:
-        loss, params, X, y = logistic()
-        Xd, yd = dataset(1003, seed=3)
-        blocks = {X: [Xd[:700], Xd[700:]], y: [yd[:700], yd[700:]]}
-        with Objective(loss, params, blocks, client=client, local_below=0) as obj:
-            check_against_one_process(obj, loss, params, X, y, Xd, yd)
-            on_cluster = obj.value_and_grad(P0)
-        with pytest.warns(LocalEvaluationWarning), Objective(loss, params, blocks) as here:
-            here_result = here.value_and_grad(P0)
-        assert here_result[0] == on_cluster[0]
-        assert all(np.array_equal(a, b) for a, b in zip(here_result[1], on_cluster[1]))
-        calls = []
-        worker.run_block(lambda *args: calls.append(args[2].shape[0]) or 1.0, P0, (Xd[:700], yd[:700]))
-        assert calls == [256, 256, 188]
-    finally:
-        client.run(_set_slice_bytes, default)
+    loss, params, X, y = logistic()
+    Xd, yd = dataset(1003, seed=3)
+    blocks = {X: [Xd[:700], Xd[700:]], y: [yd[:700], yd[700:]]}
+    with Objective(loss, params, blocks, client=client, local_below=0, slice_bytes=1) as obj:  # 256-row slices
+        check_against_one_process(obj, loss, params, X, y, Xd, yd)
+        on_cluster = obj.value_and_grad(P0)
+    with pytest.warns(LocalEvaluationWarning), Objective(loss, params, blocks, slice_bytes=1) as here:
+        here_result = here.value_and_grad(P0)
+    assert here_result[0] == on_cluster[0]
+    assert all(np.array_equal(a, b) for a, b in zip(here_result[1], on_cluster[1]))
+    calls = []
+    worker.run_block(lambda *args: calls.append(args[2].shape[0]) or 1.0, P0, (Xd[:700], yd[:700]), 1)
+    assert calls == [256, 256, 188]
+    calls.clear()
+    worker.run_block(lambda *args: calls.append(args[2].shape[0]) or 1.0, P0, (Xd[:700], yd[:700]), 0)
+    assert calls == [700]
+
+
+def test_slices_only_when_work_on_the_parameters_alone_is_small():
+    """Work that depends on the parameters only runs again in every slice: a factorisation of a
+    parameter matrix keeps whole blocks, the logistic loss's weights do not."""
+    from symdiff.distributed import worker
+    from symdiff.distributed.objective import slice_size
+
+    loss, params, X, y = logistic()
+    assert slice_size(sd.grad(loss, params) + [loss], [X, y], None) == worker.SLICE_BYTES
+    A, rows = sd.matrix("A", (100, 100)), sd.matrix("rows", (None, 100))
+    heavy = sd.sum((rows @ sd.linalg.expm(A)) ** 2)
+    assert slice_size([heavy, *sd.grad(heavy, [A])], [rows], None) == 0
+    assert slice_size([heavy], [rows], 4096) == 4096  # asked for: as asked
+    with pytest.raises(ValueError, match="slice_bytes"):
+        Objective(loss, params, {X: [np.zeros((2, D))], y: [np.zeros(2)]}, slice_bytes=-1)
+
+
+def test_workers_sharing_one_process_keep_their_own_blocks():
+    """A LocalCluster(processes=False): both workers live in this process and share the worker
+    module; each keeps its own share of the blocks (one round per evaluation, no retries)."""
+    loss, params, X, y = logistic()
+    Xd, yd = dataset(400, seed=4)
+    blocks = {X: [Xd[k::4] for k in range(4)], y: [yd[k::4] for k in range(4)]}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as threaded:
+        with Objective(loss, params, blocks, client=threaded, local_below=0, retries=0) as obj:
+            for _ in range(3):
+                obj.value(P0)
+                assert obj.last_evaluation["rounds"] == 1 and obj.last_evaluation["recovered"] == 0
+
+
+def test_read_only_blocks_are_made_writeable_once():
+    loss, params, X, y = logistic()
+    Xd, yd = dataset(50, seed=5)
+    Xd.setflags(write=False)
+    with pytest.warns(LocalEvaluationWarning), Objective(loss, params, {X: [Xd], y: [yd]}) as obj:
+        assert all(array.flags.writeable for array in obj._blocks[0])
+        value, _ = obj.value_and_grad(P0)
+    assert not Xd.flags.writeable  # the caller's array is left as it was
+    close(value, reference(loss, params, X, y, Xd, yd, ("value_and_grad",))["value_and_grad"][0])
+
+
+def test_an_error_in_a_block_names_the_block(client):
+    w, X = sd.vector("w", D), sd.matrix("X", (None, None))
+    loss = sd.sum((X @ w) ** 2)
+    blocks = {X: [np.ones((3, D)), np.ones((2, D + 1))]}
+    with Objective(loss, w, blocks, client=client, local_below=0, check_rows=False) as obj:
+        with pytest.raises(sd.ShapeError, match=r"block 1 \(rows 3:5 of X\) on worker"):
+            obj.value(np.ones(D))
 
 
 def test_keep_freed_memory_raises_the_trim_threshold_only_while_kernels_run(monkeypatch):
@@ -237,8 +278,8 @@ def _kill_after_first_block(dask_worker=None):
 
     original = worker._run_blocks
 
-    def dying(function, head, blocks):
-        original(function, head, blocks[:1])
+    def dying(function, head, blocks, slice_bytes):
+        original(function, head, blocks[:1], slice_bytes)
         os._exit(1)
 
     worker._run_blocks = dying

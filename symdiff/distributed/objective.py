@@ -24,13 +24,41 @@ import numpy as np
 
 from ..errors import DTypeError, InputError, ShapeError, SymdiffError
 from ..evaluate import coerce_input, evaluate
-from ..ir import Expr, as_list, symbols_of
+from ..ir import Expr, as_list, symbols_of, toposort
 from ..ops.leaves import numpy_dtype
 from ..types import fmt_shape
 from . import worker
 
 __all__ = ["Objective", "BlockLostError", "NotARowSumError", "LocalEvaluationWarning", "plan_placement",
            "LOCAL_BELOW", "dask_modules"]
+
+# Work on the parameters alone (nodes no data symbol reaches) is done again in every slice of a
+# block.  Slices are used when that work reads and writes at most this many elements, small next
+# to a 1 MiB slice (131,072 doubles): a 20-vector of weights, a 30 x 30 matrix factorised.
+PARAMETER_WORK_LIMIT = 4096
+
+
+def slice_size(outputs, data_symbols, requested) -> int:
+    """The slice size (bytes of data; 0: whole blocks) for a kernel of ``outputs``: ``requested``
+    when given, else ``worker.SLICE_BYTES`` unless the parameter-only work is larger than
+    ``PARAMETER_WORK_LIMIT`` elements, of unknown size, or a loop."""
+    if requested is not None:
+        return int(requested)
+    data = {s.id for s in data_symbols}
+    reaches_data: dict = {}
+    work = 0
+    for node in toposort(outputs):
+        reaches_data[node.id] = node.id in data or any(reaches_data[x.id] for x in node.inputs)
+        if reaches_data[node.id] or node.is_symbol or node.is_constant:
+            continue
+        if "body" in node.params:
+            return 0
+        for t in (node, *node.inputs):
+            if None in t.type.shape:
+                return 0
+            work += math.prod(t.type.shape)
+    return worker.SLICE_BYTES if work <= PARAMETER_WORK_LIMIT else 0
+
 
 # Below this many bytes of data an evaluation runs in the client process: the kernel then takes
 # about as long as one round trip to the workers (docs/distributed.md, "When it runs locally").
@@ -184,6 +212,11 @@ class Objective:
     ``progress``: True (stderr) or a file: one line per evaluation.
     ``check_rows``: at the first evaluation, check on three rows that the loss adds
     up over rows (this catches a mean over rows or a penalty inside the loss).
+    ``slice_bytes``: blocks are evaluated in slices of rows holding about this many
+    bytes, so that a kernel reading its data twice (the gradient's ``X.T @ r`` after
+    ``X @ w``) finds it in the cache; ``None`` (the default) chooses 1 MiB, or whole
+    blocks when work on the parameters alone (a factorisation of a parameter matrix)
+    would be repeated in every slice; 0: whole blocks.
     ``retries``: how many times an evaluation is retried after losing workers;
     ``recovery_timeout``: how long to wait for Dask to recompute lost blocks.
 
@@ -208,7 +241,8 @@ class Objective:
     """
 
     def __init__(self, loss, params, data, client=None, reduce="sum", *, n_workers=None,
-                 local_below=LOCAL_BELOW, progress=False, check_rows=True, retries=3, recovery_timeout=60.0):
+                 local_below=LOCAL_BELOW, progress=False, check_rows=True, retries=3, recovery_timeout=60.0,
+                 slice_bytes=None):
         dask_modules()  # the extra is required even when the data turns out small enough to stay here
         self._resources = _Resources()
         self._finalizer = weakref.finalize(self, self._resources.close)
@@ -223,6 +257,10 @@ class Objective:
         self.reduce = reduce
         self._progress = sys.stderr if progress is True else (progress or None)
         self._check_rows = bool(check_rows)
+        if slice_bytes is not None and (not isinstance(slice_bytes, (int, np.integer)) or slice_bytes < 0):
+            raise ValueError(f"Objective: slice_bytes must be None or an int >= 0, got {slice_bytes!r}")
+        self._slice_request = slice_bytes
+        self._slice_bytes = {}  # mode -> the slice size its kernel runs with
         self._retries = int(retries)
         self._recovery_timeout = float(recovery_timeout)
         self._functions = {}  # mode -> (compiled function, kernel spec for the workers)
@@ -486,6 +524,18 @@ class Objective:
     def _workers(self) -> list:
         return list(self.client.scheduler_info()["workers"])
 
+    def _raise_worker_error(self, address: str, error: BaseException):
+        """A worker's error, naming the block it was evaluating (``worker.run_blocks`` marks it);
+        symdiff's own errors (a size that disagrees) keep their class."""
+        index = getattr(error, "block_index", None)
+        where = f"{self._describe_block(index)} on worker {address}" if index is not None else f"worker {address}"
+        if isinstance(error, SymdiffError):
+            try:
+                raise type(error)(f"symdiff.distributed: {where}: {error}") from error
+            except TypeError:  # an error class that takes other arguments
+                pass
+        raise RuntimeError(f"symdiff.distributed: {where} failed: {error!r}") from error
+
     def _describe_block(self, i: int) -> str:
         start = sum(self.block_rows[:i])
         names = ", ".join(s.name for s in self.data_symbols)
@@ -574,6 +624,7 @@ class Objective:
 
         inputs, outputs = self._graphs[mode]
         compiled = function(inputs, outputs)  # the client compiles first: workers then load from the cache
+        self._slice_bytes[mode] = slice_size(compiled.lowered_outputs, self.data_symbols, self._slice_request)
         spec = None
         if not self.local:
             # The workers get the graph the client lowered (after its rewrites) and lower it as it is: the
@@ -693,11 +744,11 @@ class Objective:
         head = self._kernel_args(values)
         if self.local:
             t0 = time.perf_counter()
-            results = [worker.run_block(compiled, head, bundle) for bundle in self._blocks]
+            results = [worker.run_block(compiled, head, bundle, self._slice_bytes[mode]) for bundle in self._blocks]
             info = {"where": "local", "kernel_seconds": time.perf_counter() - t0, "worker_seconds": {},
                     "rounds": 0, "recovered": 0, "cache": {}}
         else:
-            results, info = self._dispatch(spec, head)
+            results, info = self._dispatch(spec, head, self._slice_bytes[mode])
         totals = self._sum(results)
         seconds = time.perf_counter() - start
         self.evaluations += 1
@@ -733,9 +784,9 @@ class Objective:
               f"{len(self.block_rows)} blocks on {where}: {1e3 * seconds:8.1f} ms (kernels "
               f"{1e3 * info['kernel_seconds']:.1f} ms){extra}", file=self._progress, flush=True)
 
-    def _request(self, spec, head, targets, only) -> dict:
+    def _request(self, spec, head, targets, only, slice_bytes) -> dict:
         request = {"token": self._token, "version": self._version, "kernel": spec["hash"], "head": head,
-                   "placement": None, "spec": None, "only": only}
+                   "placement": None, "spec": None, "only": only, "slice_bytes": slice_bytes}
         for address in targets:
             version, kernels = self._sent.get(address, (None, ()))
             if version != self._version:
@@ -744,7 +795,7 @@ class Objective:
                 request["spec"] = spec
         return request
 
-    def _dispatch(self, spec, head):
+    def _dispatch(self, spec, head, slice_bytes):
         """Evaluate every block on the workers holding it; retry lost blocks on the survivors."""
         if self._stale:
             self._place()
@@ -758,14 +809,14 @@ class Objective:
         targets, only = None, None
         while pending:
             expected = list(self._placement) if targets is None else targets
-            request = self._request(spec, head, expected, only)
+            request = self._request(spec, head, expected, only, slice_bytes)
             answers = self.client.run(worker.evaluate, request, workers=targets, on_error="return")
             info["rounds"] += 1
             failed, missing, resend = [], [], []
             for address, answer in answers.items():
                 if isinstance(answer, BaseException):
                     if not isinstance(answer, (OSError, TimeoutError)):  # not a lost connection: a real error
-                        raise RuntimeError(f"symdiff.distributed: worker {address} failed: {answer!r}") from answer
+                        self._raise_worker_error(address, answer)
                     failed.append(address)
                     continue
                 if address not in self._known:

@@ -37,7 +37,8 @@ import numpy as np
 __all__ = ["evaluate", "preload", "install", "forget", "build_function", "file_lock"]
 
 _FUNCTIONS: dict = {}  # graph hash -> (compiled function, how its kernel was obtained)
-_PLACEMENTS: dict = {}  # objective token -> (placement version, [(block index, key), ...])
+_PLACEMENTS: dict = {}  # (objective token, worker address) -> (placement version, [(block index, key), ...])
+# (keyed by address too: the workers of a LocalCluster(processes=False) share this module)
 _BUILD_LOCK = threading.Lock()  # one build at a time in this process
 _EXECUTORS: dict = {}  # thread count -> executor running the kernels off the event loop
 
@@ -178,12 +179,13 @@ def _rebuild(document: str, names: list) -> list:
 SLICE_BYTES = 2**20
 
 
-def run_block(function, head: tuple, bundle: tuple) -> tuple:
-    """The outputs of ``function(*head, *bundle)`` as a tuple, computed slice by slice
-    (each output is a sum over rows, so slices add up; float64 totals, added in row order)."""
+def run_block(function, head: tuple, bundle: tuple, slice_bytes: int = SLICE_BYTES) -> tuple:
+    """The outputs of ``function(*head, *bundle)`` as a tuple, computed in slices of rows
+    holding about ``slice_bytes`` bytes (at least 256 rows; 0: the whole block at once).
+    Each output is a sum over rows, so slices add up (float64 totals, added in row order)."""
     rows = bundle[0].shape[0]
     row_bytes = sum(array.itemsize * (array.size // rows) for array in bundle) if rows else 0
-    step = max(256, SLICE_BYTES // max(row_bytes, 1))
+    step = max(256, slice_bytes // max(row_bytes, 1)) if slice_bytes else rows
     if rows <= step:
         out = function(*head, *bundle)
         return out if isinstance(out, tuple) else (out,)
@@ -253,10 +255,17 @@ def _glibc():
     return _LIBC[0]
 
 
-def _run_blocks(function, head: tuple, blocks: list) -> tuple:
-    """Each block's outputs (as a tuple), and the seconds the loop took."""
+def _run_blocks(function, head: tuple, blocks: list, slice_bytes: int) -> tuple:
+    """Each block's outputs (as a tuple), and the seconds the loop took.  An error is
+    marked with the block's index (``block_index``), which the client names."""
     start = time.perf_counter()
-    results = [(index, run_block(function, head, bundle)) for index, bundle in blocks]
+    results = []
+    for index, bundle in blocks:
+        try:
+            results.append((index, run_block(function, head, bundle, slice_bytes)))
+        except Exception as exc:
+            exc.block_index = index
+            raise
     return results, time.perf_counter() - start
 
 
@@ -274,8 +283,8 @@ async def evaluate(request: dict, dask_worker=None):
     token = request["token"]
     need = []
     if request.get("placement") is not None:
-        _PLACEMENTS[token] = (request["version"], request["placement"].get(address, []))
-    known = _PLACEMENTS.get(token)
+        _PLACEMENTS[token, address] = (request["version"], request["placement"].get(address, []))
+    known = _PLACEMENTS.get((token, address))
     if known is None or known[0] != request["version"]:
         need.append("placement")
     spec = request.get("spec")
@@ -301,14 +310,14 @@ async def evaluate(request: dict, dask_worker=None):
     if request["kernel"] not in _FUNCTIONS:
         await loop.run_in_executor(pool, build_function, spec)
     function, status = _FUNCTIONS[request["kernel"]]  # status: how this worker got the kernel
-    head = tuple(request["head"])
+    head, slice_bytes = tuple(request["head"]), request.get("slice_bytes", SLICE_BYTES)
     start = time.perf_counter()
     with keep_freed_memory():
         if threads == 1:
-            results, _ = await loop.run_in_executor(pool, _run_blocks, function, head, blocks)
+            results, _ = await loop.run_in_executor(pool, _run_blocks, function, head, blocks, slice_bytes)
         else:
             shares = [blocks[k::threads] for k in range(threads)]
-            parts = await asyncio.gather(*(loop.run_in_executor(pool, _run_blocks, function, head, share)
+            parts = await asyncio.gather(*(loop.run_in_executor(pool, _run_blocks, function, head, share, slice_bytes)
                                            for share in shares))
             results = sorted((item for part, _ in parts for item in part), key=lambda item: item[0])
     seconds = time.perf_counter() - start
@@ -333,7 +342,7 @@ async def install(spec: dict, dask_worker=None):
 
 def forget(token: str, dask_worker=None):
     """Drop an objective's placement (its kernels stay: other objectives may share them)."""
-    _PLACEMENTS.pop(token, None)
+    _PLACEMENTS.pop((token, dask_worker.address if dask_worker is not None else None), None)
     return True
 
 
@@ -348,8 +357,10 @@ def bundle_rows(bundle: tuple) -> int:
 
 
 def make_bundle(dtypes: tuple, *blocks) -> tuple:
-    """One block of every data array as C-contiguous arrays of the symbols' dtypes (a task)."""
-    return tuple(np.ascontiguousarray(block, dtype=dtype) for block, dtype in zip(blocks, dtypes))
+    """One block of every data array as writeable C-contiguous arrays of the symbols' dtypes (a
+    task): a read-only block (a memory map, np.frombuffer) would make every kernel call copy it."""
+    arrays = [np.ascontiguousarray(block, dtype=dtype) for block, dtype in zip(blocks, dtypes)]
+    return tuple(array if array.flags.writeable else array.copy() for array in arrays)
 
 
 def same_bundle(bundle: tuple) -> tuple:
