@@ -60,6 +60,7 @@ class CustomOpRecord:
     impl: Callable
     numba: Optional[Callable]
     code_hash: str
+    elementwise: bool = False  # broadcasts like NumPy (its result's sizes are its inputs')
 
 
 CUSTOM_OPS: dict[str, CustomOpRecord] = {}
@@ -280,6 +281,9 @@ class CustomOp:
             inputs = F.operands(*args, to_float=True)  # ints and bools promote to float64, as NumPy's math does
         else:
             inputs = [F.as_expr(a) for a in args]
+        bad = [key for key in attrs if not key.isidentifier() or keyword.iskeyword(key)]
+        if bad:
+            raise CustomOpError(f"custom op {self.name!r}: attribute names must be Python identifiers, got {bad}")
         return make_node(self.op, inputs, attrs)
 
     def __repr__(self) -> str:
@@ -370,7 +374,7 @@ def custom_op(name: str, impl: Callable, *, vjp=None, jvp=None, infer=None, elem
         doc=(inspect.getdoc(impl) or "").split("\n")[0],
         user=True,
     )
-    record = CustomOpRecord(op, impl, numba, code_hash(impl, numba))
+    record = CustomOpRecord(op, impl, numba, code_hash(impl, numba), elementwise)
     CUSTOM_OPS[name] = record
     return CustomOp(record, elementwise)
 

@@ -180,6 +180,60 @@ def test_errors_after_an_impl_call_name_the_node_and_line():
 
 
 @pytest.mark.filterwarnings("ignore::symdiff.custom.CustomOpWarning")
+def test_impl_calls_get_what_the_reference_gives_them():
+    """Found by review: run-time sizes of several inputs, 0-d inputs as 0-d arrays of the
+    input's dtype, attributes of any value, read-only results, an impl that writes its input
+    or returns an array it keeps, inputs named like builtins, a function of no inputs."""
+    x, y, s = sd.vector("x"), sd.vector("y"), sd.scalar("s")
+    v = np.array([1.0, 2.0, 3.0])
+    add = sd.custom_op("test_review_add", lambda a, b: a + b, elementwise=True)
+    np.testing.assert_array_equal(sd.function([x, y], add(x, y))(v, 2 * v), 3 * v)
+    with pytest.raises(sd.ShapeError, match="test_review_add at"):
+        sd.function([x, y], add(x, y))(v, np.ones(2))
+    inc = sd.custom_op("test_review_inc", lambda a: a + 1, infer=lambda t: t)
+    assert sd.function([s], inc(s))(2) == 3.0  # an int for a float64 scalar: impl sees a float64 0-d array
+    assert sd.function([s], inc(s) * 2)(2) == 6.0
+    scale = sd.custom_op("test_review_scale", lambda a, k=1.0: a * k, infer=lambda t, **kw: t)
+    for k in (np.float64(2.0), float("inf")):
+        got = sd.function([x], scale(x, k=k) + 0.0)(v)
+        np.testing.assert_array_equal(got, v * k)
+        looped = sd.fori_loop(0, 2, lambda i, c: scale(c, k=k), x)  # object mode in the loop body
+        np.testing.assert_array_equal(sd.function([x], looped)(v), v * k * k)
+    with pytest.raises(CustomOpError, match="identifiers"):
+        scale(x, **{"lambda": 1.0})
+    read_only = sd.custom_op("test_review_frombuffer", lambda a: np.frombuffer((a * 2).tobytes()), elementwise=True)
+    np.testing.assert_array_equal(sd.function([x], read_only(x) * 2.0)(v), 4 * v)
+    assert sd.function([x], read_only(x))(v).flags.writeable
+
+    def writes(a):
+        a[0] = 99.0
+        return a * 2
+
+    given = v.copy()
+    with pytest.raises(ValueError, match="read-only"):
+        sd.function([x], sd.custom_op("test_review_writes", writes, elementwise=True)(x))(given)
+    np.testing.assert_array_equal(given, v)
+    kept = np.arange(3.0)
+    got = sd.function([x], sd.custom_op("test_review_kept", lambda a: kept, elementwise=True)(x))(v)
+    got[0] = -1.0
+    assert kept[0] == 0.0
+    named = sd.vector("type")
+    np.testing.assert_array_equal(sd.function([named], slow_square(named) + named)(v), v * v + v)
+    assert sd.function([sd.scalar("float")], sd.scalar("float") * 2)(3.0) == 6.0
+    np.testing.assert_array_equal(sd.function([], sd.constant(np.array([1.0, 2.0])) * 2)(), [2.0, 4.0])
+
+
+def test_a_numba_function_with_attributes_that_does_not_compile_names_the_op_and_reason():
+    def kernel(x, out, k=1.0):
+        for i in range(x.shape[0]):
+            out[i] = x[i] * k * undefined_name  # noqa: F821
+
+    op = sd.custom_op("test_review_numba_attrs", lambda a, k=1.0: a * k, infer=lambda t, **kw: t, numba=kernel)
+    with pytest.raises(CustomOpError, match="test_review_numba_attrs.*undefined_name"):
+        sd.function([sd.vector("x")], op(sd.vector("x"), k=2.0))
+
+
+@pytest.mark.filterwarnings("ignore::symdiff.custom.CustomOpWarning")
 def test_an_impl_call_in_a_loop_body_runs_from_object_mode():
     xs = sd.vector("xs")
     final, ys = sd.scan(lambda c, xt: (c + slow_square(xt), c), sd.constant(0.0), xs)

@@ -12,6 +12,8 @@ output, or, without one, ``impl`` from an object-mode block.
 
 from __future__ import annotations
 
+import math
+import sys
 import warnings
 
 import numpy as np
@@ -21,7 +23,7 @@ from ..ir import Expr
 from .lowering import NUMBA_SCALAR, Value, finishing_pass, lowers
 
 _JITTED: dict = {}  # (op name, code hash) -> the Numba dispatcher of its numba= function
-_WARNED: set = set()
+_WARNED: set = set()  # (op name, how its impl is called) already warned about
 _IMPORT = "from symdiff.backends.custom import user_function as _sd_user_function"
 
 
@@ -40,6 +42,38 @@ def user_function(name: str, code_hash: str, mode: str):
     return _jitted(record)
 
 
+def warn_once(name: str, how: str, cost: str):
+    """One CustomOpWarning per op and calling path, pointing at the user's line."""
+    if (name, how) in _WARNED:
+        return
+    _WARNED.add((name, how))
+    import symdiff
+
+    package = symdiff.__file__.rpartition("/")[0]
+    frame, level = sys._getframe(1), 2  # stacklevel 2: warn_once's caller
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"custom op {name!r} has no numba= implementation: {how} ({cost} per call plus NumPy's own "
+                  f"time)", CustomOpWarning, stacklevel=level)
+
+
+def attribute_code(name: str, key: str, value) -> str:
+    """Source text for an attribute value in generated code (kernels import math and np),
+    or a CustomOpError naming the op and attribute."""
+    if isinstance(value, (bool, int, str, type(None))):
+        return repr(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "math.nan"
+        return repr(value) if math.isfinite(value) else ("math.inf" if value > 0 else "-math.inf")
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return f"np.{type(value).__name__}({attribute_code(name, key, value.item())})"
+    if isinstance(value, tuple):
+        return "(" + "".join(attribute_code(name, key, v) + ", " for v in value) + ")"
+    raise CustomOpError(f"custom op {name!r}: attribute {key}={value!r} cannot be written into compiled code "
+                        f"(use numbers, strings, bools, None or tuples of them; or pass it as an input)")
+
+
 def _checked_call(record, dtype: str):
     """The user's impl, its result checked against the dtype and the run-time shape the
     kernel expects (a wrong one would be read out of bounds), without the reference
@@ -51,9 +85,12 @@ def _checked_call(record, dtype: str):
     expected = np.dtype(dtype)
 
     def call(shape, *arrays, **attrs):
+        for a in arrays:  # fresh wrappers of the kernel's arrays: the user's impl must not write them
+            if type(a) is np.ndarray:
+                a.flags.writeable = False
         out = impl(*arrays, **attrs)
         if (type(out) is np.ndarray and out.base is None and out.dtype is expected and out.shape == shape
-                and out.flags.c_contiguous):
+                and out.flags.carray):
             for a in arrays:
                 if out is a:
                     break
@@ -73,8 +110,8 @@ def checked_result(name: str, expected, shape: tuple, out, arrays) -> np.ndarray
     if out.dtype != expected or out.shape != shape:
         raise CustomOpError(f"custom op {name!r}: impl returned {out.dtype} of shape {out.shape}, but its type "
                             f"rule says {expected} of shape {shape}")
-    if any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in arrays):
-        return out.copy()  # an input (the user's array, maybe) or a view of one: never alias it
+    if not out.flags.writeable or any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in arrays):
+        return out.copy()  # read-only, or an input (the user's array, maybe) or a view of one: never alias it
     return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
 
@@ -107,17 +144,31 @@ def _define(L, node: Expr, mode: str) -> str:
 
 
 def _compile_check(node: Expr, signature: tuple, what: str):
-    """Compile the user's numba= function now, so a function that does not compile is
-    an error naming the op instead of an error deep in the kernel's compilation."""
+    """Compile the user's numba= function now (with the node's attributes, by keyword, in
+    the function's parameter order), so a function that does not compile is an error
+    naming the op and Numba's reason instead of an error deep in the kernel's compilation."""
+    import inspect
+
+    from numba import typeof
     from numba.core.errors import NumbaError
 
     record = CUSTOM_OPS[node.op.name]
+    dispatcher = _jitted(record)
+    if node.params:
+        parameters = list(inspect.signature(dispatcher.py_func).parameters)[len(signature):]
+        unknown = sorted(set(node.params) - set(parameters))
+        if unknown:
+            raise CustomOpError(f"custom op {node.op.name!r}: its numba= {what} has no parameter for attribute(s) "
+                                f"{unknown}")
+        signature += tuple(typeof(node.params[p]) for p in parameters if p in node.params)
     try:
-        _jitted(record).compile(signature)
+        dispatcher.compile(signature)
     except NumbaError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        reason = next((line for line in lines if not line.startswith(("Failed in", "During:"))),
+                      lines[0] if lines else type(exc).__name__)
         raise CustomOpError(f"custom op {node.op.name!r}: its numba= {what} does not compile for "
-                            f"({', '.join(str(t) for t in signature)}): {first}") from None
+                            f"({', '.join(str(t) for t in signature)}): {reason}") from None
 
 
 @finishing_pass
@@ -140,6 +191,9 @@ def _output_dims(L, node: Expr) -> tuple:
     input size; anything else (max(n, m), n - 1) cannot be computed in the kernel."""
     from ..types import TensorType
 
+    if CUSTOM_OPS[node.op.name].elementwise:  # broadcasting, with the checks a built-in op gets
+        L.infer_elementwise_shape(node)
+        return L.shape[node.id]
     sizes = []  # the run-time sizes, in order of first appearance
     for x in node.inputs:
         for k in range(x.ndim):
@@ -176,16 +230,15 @@ def lower_custom(L, node: Expr):
     L.shape[node.id] = _output_dims(L, node)
     args = [_argument(L, x) for x in node.inputs]
     at = max([L.avail(x) for x in node.inputs], default=0)
-    attrs = "".join(f", {k}={v!r}" for k, v in node.params.items())
+    attrs = "".join(f", {k}={attribute_code(node.op.name, k, v)}" for k, v in node.params.items())
     name = f"a{L.p(node)}"
     lines = [f"# {L.comment(node)}: custom op"]
-    if record.numba is None:
-        if node.op.name not in _WARNED:
-            _WARNED.add(node.op.name)
-            warnings.warn(f"custom op {node.op.name!r} has no numba= implementation: the compiled kernel calls its "
-                          f"impl from an object-mode block (about 2 us per call plus NumPy's own time)",
-                          CustomOpWarning, stacklevel=4)
+    if record.numba is None:  # only inside loop bodies: elsewhere the function is split (staged.py)
+        warn_once(node.op.name, "inside a loop body the compiled kernel calls its impl from an object-mode block",
+                  "about 2 us")
         impl = _define(L, node, "impl")
+        args = [f"np.array({a}, dtype=np.{x.dtype if x.dtype != 'bool' else 'bool_'})" if x.ndim == 0 else a
+                for a, x in zip(args, node.inputs)]  # impl gets 0-d arrays, as from the reference evaluator
         call = f"{impl}({L.shape_text(node)}, {', '.join(args)}{attrs})"
         kind = L.numba_type(node.dtype, node.ndim)
         lines.append(f"with numba.objmode({name}={kind!r}):")
@@ -197,13 +250,12 @@ def lower_custom(L, node: Expr):
         L.prelude(at).extend(lines)
         return
     fn = _define(L, node, "numba")
-    if not node.params:
-        from numba import types
+    from numba import types
 
-        signature = [types.Array(getattr(types, NUMBA_SCALAR[x.dtype]), x.ndim, "C") if x.ndim
-                     else getattr(types, NUMBA_SCALAR[x.dtype]) for x in node.inputs]
-        signature.append(types.Array(getattr(types, NUMBA_SCALAR[node.dtype]), node.ndim, "C"))
-        _compile_check(node, tuple(signature), "array function")
+    signature = [types.Array(getattr(types, NUMBA_SCALAR[x.dtype]), x.ndim, "C") if x.ndim
+                 else getattr(types, NUMBA_SCALAR[x.dtype]) for x in node.inputs]
+    signature.append(types.Array(getattr(types, NUMBA_SCALAR[node.dtype]), node.ndim, "C"))
+    _compile_check(node, tuple(signature), "array function")
     L.allocate(name, node)
     lines.append(f"{fn}({', '.join(args + [name])}{attrs})")
     if node.ndim == 0:

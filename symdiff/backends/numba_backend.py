@@ -28,7 +28,6 @@ from ..evaluate import coerce_input
 from ..function import CompiledFunction
 from ..ops.leaves import numpy_dtype
 from . import cache, staged
-from .custom import _WARNED
 from .lowering import lower
 from .indexing import raise_index_error
 from .index_runtime import KernelIndexError
@@ -39,14 +38,14 @@ from .runtime import KernelShapeError
 # policy accepts without converting, and that Numba's conversion keeps exact (an int64
 # int becomes a float64 by rounding, as the policy allows; a float32 input takes a Python
 # float only below float32's largest value, so nothing overflows to inf).
-_SCALAR_FAST_PATH = {
-    "float64": "type({x}) is float or type({x}) is _sd_np.float64 "
-               "or (type({x}) is int and -9223372036854775808 <= {x} <= 9223372036854775807)",
-    "float32": "type({x}) is _sd_np.float32 or (type({x}) is float and -3.4028234663852886e38 <= {x} "
+_SCALAR_FAST_PATH = {  # builtins by _sd_ names: an input may be called "type" or "float"
+    "float64": "_sd_type({x}) is _sd_float or _sd_type({x}) is _sd_np.float64 "
+               "or (_sd_type({x}) is _sd_int and -9223372036854775808 <= {x} <= 9223372036854775807)",
+    "float32": "_sd_type({x}) is _sd_np.float32 or (_sd_type({x}) is _sd_float and -3.4028234663852886e38 <= {x} "
                "<= 3.4028234663852886e38)",
-    "int64": "(type({x}) is int and -9223372036854775808 <= {x} <= 9223372036854775807) "
-             "or type({x}) is _sd_np.int64",
-    "bool": "type({x}) is bool or type({x}) is _sd_np.bool_",
+    "int64": "(_sd_type({x}) is _sd_int and -9223372036854775808 <= {x} <= 9223372036854775807) "
+             "or _sd_type({x}) is _sd_np.int64",
+    "bool": "_sd_type({x}) is _sd_bool or _sd_type({x}) is _sd_np.bool_",
 }
 
 
@@ -72,7 +71,7 @@ class NumbaFunction(CompiledFunction):
             self._hidden = self._first_hidden = tuple(np.array(array, order="C") for array in self.program.hidden)
             self._first_kernel = self._rest = None
         else:  # users' impl functions between kernels: ``kernel`` is the Python function running them all
-            staged.warn_once(stages, _WARNED)
+            staged.warn_once(stages)
             staged.build(self, stages, self._names, single)
             self._hidden = ()
         self.__class__ = self._specialised_class()
@@ -83,7 +82,7 @@ class NumbaFunction(CompiledFunction):
         inputs before any user code runs."""
         names = self._names
         params = ", ".join(names)
-        hidden = "".join(f", _sd_hidden[{k}]" for k in range(len(self._first_hidden)))
+        arguments = ", ".join(names + [f"_sd_hidden[{k}]" for k in range(len(self._first_hidden))])
         again = f"_sd_self._slow_call(_sd_exc, ({params}{',' if len(names) == 1 else ''}))"
         guards = []
         for sym, name in zip(self.inputs, names):
@@ -91,15 +90,16 @@ class NumbaFunction(CompiledFunction):
                 guards.append(f"    if not ({_SCALAR_FAST_PATH[sym.dtype].format(x=name)}):\n"
                               f"        return _sd_self._slow_call(None, ({params}{',' if len(names) == 1 else ''}))\n")
         if self._rest is None:
-            body = (f"    try:\n        return _sd_kernel({params}{hidden})\n"
+            body = (f"    try:\n        return _sd_kernel({arguments})\n"
                     f"    except _sd_errors as _sd_exc:\n        return {again}\n")
         else:
-            body = (f"    try:\n        _sd_first = _sd_kernel({params}{hidden})\n"
+            body = (f"    try:\n        _sd_first = _sd_kernel({arguments})\n"
                     f"    except _sd_errors as _sd_exc:\n        return {again}\n"
                     f"    return _sd_rest({params}{', ' if names else ''}_sd_first)\n")
         source = f"def __call__(_sd_self, {params}):\n" + "".join(guards) + body
         namespace = {"_sd_kernel": self._first_kernel or self.kernel, "_sd_hidden": self._first_hidden,
-                     "_sd_rest": self._rest, "_sd_np": np,
+                     "_sd_rest": self._rest, "_sd_np": np, "_sd_type": type, "_sd_float": float, "_sd_int": int,
+                     "_sd_bool": bool,
                      "_sd_errors": (TypeError, ValueError, OverflowError, KernelShapeError, KernelIndexError)}
         exec(compile(source, f"<symdiff call wrapper {self!r}>", "exec"), namespace)
         call = namespace["__call__"]

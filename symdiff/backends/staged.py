@@ -29,15 +29,16 @@ one kernel).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..custom import CUSTOM_OPS, CustomOpWarning
+from ..custom import CUSTOM_OPS
 from ..errors import ShapeError
 from ..ir import Expr, toposort
 from ..ops.leaves import numpy_dtype
-from . import cache
+from . import cache, custom
 from .custom import checked_result
 from .lowering import Lowering
 
@@ -130,7 +131,8 @@ def build(function, stages: list, names: list, single: bool):
     ``_rest``)."""
     symbols = function.inputs
     arg_of = {s.id: name for s, name in zip(symbols, names)}
-    namespace = {"_sd_explain": function._explain_failure}
+    namespace = {"_sd_explain": function._explain_failure, "_sd_np": np, "_sd_type": type,
+                 "_sd_refs": sys.getrefcount}
     value_names: dict = {}
 
     def value(x: Expr) -> str:
@@ -175,7 +177,10 @@ def build(function, stages: list, names: list, single: bool):
         lines.append(f"{', '.join(targets)}, = {call}")
         for n in stage.calls:
             lines.extend(_call_lines(n, value, shape_names[n.id], namespace))
-    if skip_last:
+    if skip_last:  # the outputs are impl results: copy one the impl keeps a reference to (a cache)
+        for o in function.lowered_outputs:
+            if o.ndim:
+                lines += [f"if _sd_refs({value(o)}) > 2:", f"    {value(o)} = {value(o)}.copy()"]
         results = [f"{value(o)}.item()" if o.ndim == 0 else value(o) for o in function.lowered_outputs]
         lines.append("return " + (results[0] if single else "(" + ", ".join(results) + ",)"))
     params = ", ".join(names)
@@ -197,41 +202,49 @@ def build(function, stages: list, names: list, single: bool):
 
 
 def _call_lines(node: Expr, value, shape: str, namespace: dict) -> list:
-    """The impl call for ``node`` and the check of its result, inline: the usual result
-    (a new C-contiguous array of the right dtype and shape that is not an input; for a
-    0-d result, a NumPy scalar of the right type) passes a few identity tests, about
-    0.25 us; anything else goes through ``checked_result`` (conversions, copies, errors)."""
-    record, out = CUSTOM_OPS[node.op.name], value(node)
+    """The impl call for ``node`` and the check of its result, inline.  The impl gets
+    read-only views of arrays (it must not write the user's arrays or the kernels'),
+    0-d arrays for scalars (as from the reference evaluator) and its attributes as
+    given.  The usual result (a new writeable C-contiguous array of the right dtype and
+    shape; for a 0-d result, a NumPy scalar of the right type) passes a few identity
+    tests; anything else goes through ``checked_result`` (conversions, copies, errors)."""
+    record, out, k = CUSTOM_OPS[node.op.name], value(node), len(namespace)
     impl, dtype = f"_sd_impl_{node.op.name}", np.dtype(numpy_dtype(node.dtype))
     namespace[impl], namespace["_sd_checked"] = record.impl, checked_result
     namespace[f"_sd_{dtype.name}"], namespace[f"_sd_{dtype.name}_scalar"] = dtype, dtype.type
     namespace["_sd_ndarray"] = np.ndarray
-    args = [value(x) for x in node.inputs]
-    attrs = "".join(f", {k}={v!r}" for k, v in node.params.items())
-    lines = [f"{out} = {impl}({', '.join(args)}{attrs})  # {node.op.name} at {node.where() or '?'}"]
+    lines, args = [], []
+    for j, x in enumerate(node.inputs):
+        arg = f"_sd_a{k}_{j}"
+        if x.ndim:
+            lines += [f"{arg} = {value(x)}.view()", f"{arg}.flags.writeable = False"]
+        else:
+            kind = np.dtype(numpy_dtype(x.dtype))
+            namespace[f"_sd_{kind.name}"] = kind
+            lines.append(f"{arg} = _sd_np.array({value(x)}, _sd_{kind.name})")
+        args.append(arg)
+    attrs = ""
+    if node.params:
+        namespace[f"_sd_attrs{k}"] = dict(node.params)
+        attrs = f", **_sd_attrs{k}"
+    lines.append(f"{out} = {impl}({', '.join(args)}{attrs})  # {node.op.name} at {node.where() or '?'}")
     fix = f"_sd_checked({node.op.name!r}, _sd_{dtype.name}, {shape}, {out}, ({', '.join(args)}{',' if args else ''}))"
     if node.ndim == 0:
-        lines.append(f"if type({out}) is not _sd_{dtype.name}_scalar:")
+        lines.append(f"if _sd_type({out}) is not _sd_{dtype.name}_scalar:")
         lines.append(f"    {out} = {fix}[()]")
         return lines
-    arrays = "".join(f" and {out} is not {a}" for a, x in zip(args, node.inputs) if x.ndim)
-    lines.append(f"if not (type({out}) is _sd_ndarray and {out}.base is None and {out}.dtype is _sd_{dtype.name} "
-                 f"and {out}.shape == {shape} and {out}.flags.c_contiguous{arrays}):")
+    lines.append(f"if not (_sd_type({out}) is _sd_ndarray and {out}.base is None and {out}.dtype is "
+                 f"_sd_{dtype.name} and {out}.shape == {shape} and {out}.flags.carray):")
     lines.append(f"    {out} = {fix}")
     return lines
 
 
-def warn_once(stages: list, warned: set):
-    """One warning per op (the user's line is the caller's caller's caller)."""
-    import warnings
-
+def warn_once(stages: list):
+    """One warning per op, at the user's line."""
     for stage in stages:
         for n in stage.calls:
-            if n.op.name not in warned:
-                warned.add(n.op.name)
-                warnings.warn(f"custom op {n.op.name!r} has no numba= implementation: the compiled function calls "
-                              f"its impl from Python between kernels (about 1 us per call plus NumPy's own time)",
-                              CustomOpWarning, stacklevel=4)
+            custom.warn_once(n.op.name, "the compiled function calls its impl from Python between kernels",
+                             "about 1 us")
 
 
 def explain(function, args, error):
