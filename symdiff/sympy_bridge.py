@@ -16,7 +16,7 @@ import numpy as np
 
 from . import frontend as F
 from .errors import SymdiffError
-from .ir import Expr, as_list, toposort
+from .ir import Expr, as_list, make_node, toposort
 from .printers import optimized
 
 __all__ = ["to_sympy", "from_sympy", "to_latex", "latex_definitions"]
@@ -84,6 +84,19 @@ def _sympy_rules(sympy):
     }
 
 
+def _users_op(node):
+    """A user's op without attributes as an undefined SymPy function of its name (printed as
+    such; ``from_sympy`` maps it back while the op is registered); a ``custom_vjp`` or
+    ``custom_jvp`` node as its body's value.  None for other ops."""
+    import sympy
+
+    if node.op.kind == "custom_derivative":
+        return lambda body, *inputs: body
+    if node.op.user and not node.params:
+        return sympy.Function(node.op.name, real=True)
+    return None
+
+
 def to_sympy(outputs, optimize: bool = True):
     """A SymPy expression for each output of a scalar-valued graph (every node 0-d).
 
@@ -117,6 +130,8 @@ def to_sympy(outputs, optimize: bool = True):
             converted[node.id] = converted[node.inputs[0].id]
         elif node.op.name in rules:
             converted[node.id] = rules[node.op.name](*(converted[x.id] for x in node.inputs))
+        elif _users_op(node):
+            converted[node.id] = _users_op(node)(*(converted[x.id] for x in node.inputs))
         else:
             raise SympyConversionError(f"to_sympy: no SymPy spelling for op {node.op.name!r} ({node!r})")
     results = [converted[o.id] for o in outs]
@@ -208,6 +223,8 @@ def latex_definitions(outputs, optimize: bool = True) -> str:
             value = args[0]
         elif node.op.name in rules:
             value = rules[node.op.name](*args)
+        elif _users_op(node):
+            value = _users_op(node)(*args)
         else:
             raise SympyConversionError(f"LaTeX output: no SymPy spelling for op {node.op.name!r} ({node!r})")
         if uses.get(node.id, 0) > 1 and not isinstance(value, (sympy.Symbol, sympy.Number)):
@@ -294,6 +311,12 @@ class _Importer:
         if isinstance(node, sympy.Piecewise):
             return _piecewise(args)
         rule = _FROM_SYMPY.get(type(node).__name__)
+        if rule is None and isinstance(node, sympy.core.function.AppliedUndef):
+            from .custom import CUSTOM_OPS
+
+            record = CUSTOM_OPS.get(type(node).__name__)  # a user's op, as to_sympy spelled it
+            if record is not None:
+                return make_node(record.op, args, {})
         if rule is None:
             raise SympyConversionError(
                 f"from_sympy: no symdiff spelling for {type(node).__name__} (in {node}); supported: "

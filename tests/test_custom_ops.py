@@ -410,6 +410,11 @@ def test_printers_show_user_ops_and_json_needs_them_registered():
             record["op"] = "test_never_registered"
     with pytest.raises(GraphFormatError, match="test_never_registered.*not registered.*custom_op"):
         sd.from_json(json.dumps(document))
+    s = sd.scalar("s")
+    scalar = my_softplus(s) + 1  # SymPy and LaTeX: an undefined function of the op's name, mapped back
+    assert str(sd.to_sympy(scalar)) == "test_softplus(s) + 1"
+    assert r"\operatorname{test}_{softplus}{\left(s \right)}" in sd.to_latex(scalar)
+    assert sd.evaluate(sd.from_sympy(sd.to_sympy(scalar), {"s": s}), {s: 0.5}) == sd.evaluate(scalar, {s: 0.5})
 
 
 def test_rewrites_treat_user_ops_as_opaque():
