@@ -284,6 +284,12 @@ class CustomOp:
         bad = [key for key in attrs if not key.isidentifier() or keyword.iskeyword(key)]
         if bad:
             raise CustomOpError(f"custom op {self.name!r}: attribute names must be Python identifiers, got {bad}")
+        for key, value in attrs.items():
+            try:
+                hash(value)
+            except TypeError:
+                raise CustomOpError(f"custom op {self.name!r}: attribute {key}={value!r} is not hashable (nodes are "
+                                    f"shared by value): pass a tuple, not a {type(value).__name__}") from None
         return make_node(self.op, inputs, attrs)
 
     def __repr__(self) -> str:

@@ -444,7 +444,8 @@ def make_node(op: Op, inputs: Sequence[Expr], attrs: dict) -> Expr:
             raise TypeError(f"{op.name}: expected symdiff expressions as inputs, got {type(x).__name__} {x!r}")
     inputs = tuple(inputs)
     attr_items = tuple(sorted(attrs.items())) if attrs else ()
-    key = (op, inputs, attr_items)
+    # A user's impl may tell -0.0 from 0.0 or True from 1: its attributes are keyed by type and repr.
+    key = (op, inputs, tuple((k, _typed_key(v)) for k, v in attr_items) if op.user else attr_items)
     node = _intern_table.get(key)  # a plain read; the insert below is locked
     if node is not None:
         return node
@@ -467,6 +468,13 @@ def make_node(op: Op, inputs: Sequence[Expr], attrs: dict) -> Expr:
         node.id = next(_next_id)
         _intern_table[key] = node
     return node
+
+
+def _typed_key(value):
+    """``value`` as a hash key that equal values of other types or signs do not share."""
+    if isinstance(value, tuple):
+        return tuple, tuple(_typed_key(v) for v in value)
+    return type(value), repr(value)
 
 
 def _describe_failure(op: Op, inputs: Sequence[Expr], reason: str) -> str:

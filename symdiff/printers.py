@@ -486,9 +486,14 @@ def _dot_body(listing: Listing, body, loop_key: str) -> list:
 
 
 def _encode_attr(value):
-    """Attribute values as JSON: tuples become lists (decoded back to tuples)."""
+    """Attribute values as JSON: tuples become lists (decoded back to tuples); a float that
+    JSON cannot spell (inf, nan) and NumPy scalars become tagged objects."""
     if isinstance(value, tuple):
         return [_encode_attr(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return {"float": repr(value)}
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return {"numpy": value.dtype.name, "value": _encode_attr(value.item())}
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     raise GraphFormatError(f"cannot write attribute value {value!r} of type {type(value).__name__} as JSON")
@@ -497,6 +502,10 @@ def _encode_attr(value):
 def _decode_attr(value):
     if isinstance(value, list):
         return tuple(_decode_attr(v) for v in value)
+    if isinstance(value, dict) and set(value) == {"float"} and value["float"] in ("inf", "-inf", "nan"):
+        return float(value["float"])
+    if isinstance(value, dict) and set(value) == {"numpy", "value"}:
+        return np.dtype(value["numpy"]).type(_decode_attr(value["value"]))
     return value
 
 

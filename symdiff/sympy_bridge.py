@@ -310,13 +310,13 @@ class _Importer:
             return self._power(args[0], node.exp)
         if isinstance(node, sympy.Piecewise):
             return _piecewise(args)
-        rule = _FROM_SYMPY.get(type(node).__name__)
-        if rule is None and isinstance(node, sympy.core.function.AppliedUndef):
+        if isinstance(node, sympy.core.function.AppliedUndef):
             from .custom import CUSTOM_OPS
 
-            record = CUSTOM_OPS.get(type(node).__name__)  # a user's op, as to_sympy spelled it
+            record = CUSTOM_OPS.get(type(node).__name__)  # a user's op, as to_sympy spelled it (even "Abs")
             if record is not None:
                 return make_node(record.op, args, {})
+        rule = _FROM_SYMPY.get(type(node).__name__)
         if rule is None:
             raise SympyConversionError(
                 f"from_sympy: no symdiff spelling for {type(node).__name__} (in {node}); supported: "

@@ -210,7 +210,7 @@ def test_impl_calls_get_what_the_reference_gives_them():
         return a * 2
 
     given = v.copy()
-    with pytest.raises(ValueError, match="read-only"):
+    with pytest.raises(CustomOpError, match="test_review_writes.*writes to one of its inputs"):
         sd.function([x], sd.custom_op("test_review_writes", writes, elementwise=True)(x))(given)
     np.testing.assert_array_equal(given, v)
     kept = np.arange(3.0)
@@ -221,6 +221,57 @@ def test_impl_calls_get_what_the_reference_gives_them():
     np.testing.assert_array_equal(sd.function([named], slow_square(named) + named)(v), v * v + v)
     assert sd.function([sd.scalar("float")], sd.scalar("float") * 2)(3.0) == 6.0
     np.testing.assert_array_equal(sd.function([], sd.constant(np.array([1.0, 2.0])) * 2)(), [2.0, 4.0])
+
+
+@pytest.mark.filterwarnings("ignore::symdiff.custom.CustomOpWarning")
+def test_second_review_attributes_loop_bodies_and_users_errors():
+    x, s = sd.vector("x"), sd.scalar("s")
+    v = np.array([1.0, 2.0, 3.0])
+    times = sd.custom_op("test_review2_times", lambda a, k=1.0: a * k, infer=lambda t, **kw: t)
+    assert times(x, k=0.0) is not times(x, k=-0.0) and times(x, k=1) is not times(x, k=True)
+    assert sd.function([s], 1.0 / times(s, k=-0.0))(2.0) == -np.inf
+    with pytest.raises(CustomOpError, match="not hashable"):
+        times(x, k=[1.0])
+    for k in (float("inf"), np.float32(2.5), np.int64(3)):
+        again = sd.from_json(sd.to_json(times(x, k=k)))["out"]
+        assert again.params["k"] == k and type(again.params["k"]) is type(k)
+
+    def scaled(a, out, k=2.0):
+        for i in range(a.shape[0]):
+            out[i] = a[i] * k
+
+    with_default = sd.custom_op("test_review2_default", lambda a, k=2.0: a * k, infer=lambda t, **kw: t,
+                                numba=scaled)
+    np.testing.assert_array_equal(sd.function([x], with_default(x))(v), 2 * v)
+    buffer = np.zeros(3)
+
+    def halve_into_buffer(a):
+        np.multiply(a, 0.5, out=buffer)
+        return buffer
+
+    halve = sd.custom_op("test_review2_buffer", halve_into_buffer, elementwise=True)
+    final, _ = sd.scan(lambda c, t: (halve(c), None), x, length=3)  # a loop body: object mode
+    f = sd.function([x], final)
+    first = f(v)
+    np.testing.assert_array_equal(first, v / 8)
+    f(2 * v)
+    np.testing.assert_array_equal(first, v / 8)  # not the impl's buffer, overwritten by the second call
+    calls = []
+
+    def failing(a):
+        calls.append(1)
+        raise ValueError("the user's own error")
+
+    fails = sd.custom_op("test_review2_fails", failing, elementwise=True)
+    for compiled in (sd.function([x], sd.scan(lambda c, t: (fails(c), None), x, length=2)[0]),
+                     sd.function([x], fails(x) * 2)):
+        for given in (v, [1.0, 2.0, 3.0]):  # the fast path, and the slow one (a list is converted)
+            calls.clear()
+            with pytest.raises(ValueError, match="the user's own error"):
+                compiled(given)
+            assert calls == [1]
+    user_abs = sd.custom_op("Abs", lambda a: -a, elementwise=True)  # named like a SymPy function
+    assert sd.evaluate(sd.from_sympy(sd.to_sympy(user_abs(s)), {"s": s}), {s: 3.0}) == -3.0
 
 
 def test_a_numba_function_with_attributes_that_does_not_compile_names_the_op_and_reason():

@@ -60,15 +60,16 @@ def warn_once(name: str, how: str, cost: str):
 def attribute_code(name: str, key: str, value) -> str:
     """Source text for an attribute value in generated code (kernels import math and np),
     or a CustomOpError naming the op and attribute."""
-    if isinstance(value, (bool, int, str, type(None))):
+    kind = type(value)
+    if kind in (bool, int, str, type(None)):
         return repr(value)
-    if isinstance(value, float):
+    if kind is float:
         if math.isnan(value):
             return "math.nan"
         return repr(value) if math.isfinite(value) else ("math.inf" if value > 0 else "-math.inf")
-    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
-        return f"np.{type(value).__name__}({attribute_code(name, key, value.item())})"
-    if isinstance(value, tuple):
+    if kind in (np.bool_, np.int64, np.int32, np.float64, np.float32):
+        return f"np.{kind.__name__}({attribute_code(name, key, value.item())})"
+    if kind is tuple:
         return "(" + "".join(attribute_code(name, key, v) + ", " for v in value) + ")"
     raise CustomOpError(f"custom op {name!r}: attribute {key}={value!r} cannot be written into compiled code "
                         f"(use numbers, strings, bools, None or tuples of them; or pass it as an input)")
@@ -85,17 +86,14 @@ def _checked_call(record, dtype: str):
     expected = np.dtype(dtype)
 
     def call(shape, *arrays, **attrs):
-        for a in arrays:  # fresh wrappers of the kernel's arrays: the user's impl must not write them
-            if type(a) is np.ndarray:
-                a.flags.writeable = False
-        out = impl(*arrays, **attrs)
+        views = tuple(read_only(a) if type(a) is np.ndarray else a for a in arrays)  # impl must not write them
+        try:
+            out = impl(*views, **attrs)
+        except BaseException as exc:
+            raise users_error(name, exc)
         if (type(out) is np.ndarray and out.base is None and out.dtype is expected and out.shape == shape
-                and out.flags.carray):
-            for a in arrays:
-                if out is a:
-                    break
-            else:
-                return out  # a new array that owns its data: the usual case
+                and out.flags.carray and sys.getrefcount(out) <= 2):
+            return out  # a new array that owns its data and that impl keeps no reference to: the usual case
         return checked_result(name, expected, shape, out, arrays)
 
     return call
@@ -106,13 +104,35 @@ def checked_result(name: str, expected, shape: tuple, out, arrays) -> np.ndarray
     array of dtype ``expected`` and shape ``shape``, or a CustomOpError: NumPy's conversions,
     and a copy of a result that shares memory with an input (a compiled output must not
     alias the user's array, as the reference evaluator's does not)."""
+    kept = type(out) is np.ndarray and sys.getrefcount(out) > 3  # (out, this frame's argument, getrefcount's)
     out = np.asarray(out)
     if out.dtype != expected or out.shape != shape:
         raise CustomOpError(f"custom op {name!r}: impl returned {out.dtype} of shape {out.shape}, but its type "
                             f"rule says {expected} of shape {shape}")
-    if not out.flags.writeable or any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in arrays):
-        return out.copy()  # read-only, or an input (the user's array, maybe) or a view of one: never alias it
+    if kept or out.base is not None or not out.flags.writeable:
+        return np.array(out, order="C")  # a view (of an input or a buffer impl keeps), kept, or read-only
     return out if out.flags.c_contiguous else np.ascontiguousarray(out)
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``: what a user's impl is given."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def users_error(name: str, error: BaseException) -> BaseException:
+    """``error`` raised by custom op ``name``'s impl, marked so that the call wrapper lets it
+    through unchanged instead of retrying the call (``NumbaFunction._slow_call``).  Writing to
+    a read-only argument becomes a CustomOpError naming the op."""
+    if isinstance(error, ValueError) and "read-only" in str(error):
+        error = CustomOpError(f"custom op {name!r}: its impl writes to one of its inputs ({error}); impl must "
+                              f"return a new array")
+    try:
+        error._sd_users_error = True
+    except AttributeError:  # an exception type without a __dict__
+        pass
+    return error
 
 
 def _jitted(record):
@@ -154,13 +174,16 @@ def _compile_check(node: Expr, signature: tuple, what: str):
 
     record = CUSTOM_OPS[node.op.name]
     dispatcher = _jitted(record)
-    if node.params:
-        parameters = list(inspect.signature(dispatcher.py_func).parameters)[len(signature):]
-        unknown = sorted(set(node.params) - set(parameters))
-        if unknown:
-            raise CustomOpError(f"custom op {node.op.name!r}: its numba= {what} has no parameter for attribute(s) "
-                                f"{unknown}")
-        signature += tuple(typeof(node.params[p]) for p in parameters if p in node.params)
+    rest = list(inspect.signature(dispatcher.py_func).parameters.values())[len(signature):]
+    unknown = sorted(set(node.params) - {p.name for p in rest})
+    if unknown:
+        raise CustomOpError(f"custom op {node.op.name!r}: its numba= {what} has no parameter for attribute(s) "
+                            f"{unknown}")
+    try:  # the attributes given, and the defaults of the parameters not given
+        signature += tuple(typeof(node.params[p.name] if p.name in node.params else p.default) for p in rest
+                           if p.name in node.params or p.default is not p.empty)
+    except ValueError as exc:
+        raise CustomOpError(f"custom op {node.op.name!r}: an attribute Numba cannot type ({exc})") from None
     try:
         dispatcher.compile(signature)
     except NumbaError as exc:
@@ -235,7 +258,7 @@ def lower_custom(L, node: Expr):
     lines = [f"# {L.comment(node)}: custom op"]
     if record.numba is None:  # only inside loop bodies: elsewhere the function is split (staged.py)
         warn_once(node.op.name, "inside a loop body the compiled kernel calls its impl from an object-mode block",
-                  "about 2 us")
+                  "about 4-6 us")
         impl = _define(L, node, "impl")
         args = [f"np.array({a}, dtype=np.{x.dtype if x.dtype != 'bool' else 'bool_'})" if x.ndim == 0 else a
                 for a, x in zip(args, node.inputs)]  # impl gets 0-d arrays, as from the reference evaluator

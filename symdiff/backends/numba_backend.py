@@ -107,20 +107,28 @@ class NumbaFunction(CompiledFunction):
         return type("NumbaFunction", (NumbaFunction,), {"__call__": call, "__module__": __name__})
 
     def _slow_call(self, error, values):
-        """Check and convert every value (naming the input at fault), then call again."""
+        """Check and convert every value (naming the input at fault), then call again.  An
+        error raised by a user's impl (marked by ``custom.users_error``) goes through as it
+        is: the user's code is not run twice."""
+        if getattr(error, "_sd_users_error", False):
+            raise error
         args = [self._convert(sym, value) for sym, value in zip(self.inputs, values)]
         try:
             return self.kernel(*args, *self._hidden)
-        except KernelIndexError:  # an index out of range: the reference evaluator names the node and index
-            raise_index_error(self, args)
-        except np.linalg.LinAlgError:  # a singular or indefinite matrix: the reference names the node and line
-            from .factorizations import raise_linalg_error
+        except Exception as exc:
+            if getattr(exc, "_sd_users_error", False):
+                raise
+            if isinstance(exc, KernelIndexError):  # an index out of range: the reference names the node and index
+                raise_index_error(self, args)
+            if isinstance(exc, np.linalg.LinAlgError):  # singular or indefinite: the reference names node and line
+                from .factorizations import raise_linalg_error
 
-            raise_linalg_error(self, args)
-        except KernelShapeError:
-            raise ShapeError(self._describe_size_error(args)) from None
-        except TypeError as exc:  # cannot happen for converted values; keep the cause visible
-            raise InputTypeError(f"the compiled kernel rejected the converted inputs: {exc}") from error
+                raise_linalg_error(self, args)
+            if isinstance(exc, KernelShapeError):
+                raise ShapeError(self._describe_size_error(args)) from None
+            if isinstance(exc, TypeError):  # cannot happen for converted values; keep the cause visible
+                raise InputTypeError(f"the compiled kernel rejected the converted inputs: {exc}") from error
+            raise
 
     def _explain_failure(self, args, error):
         """A later kernel of a staged function failed: the reference evaluator names why."""

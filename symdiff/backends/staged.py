@@ -39,7 +39,7 @@ from ..errors import ShapeError
 from ..ir import Expr, toposort
 from ..ops.leaves import numpy_dtype
 from . import cache, custom
-from .custom import checked_result
+from .custom import checked_result, users_error
 from .lowering import Lowering
 
 
@@ -210,7 +210,7 @@ def _call_lines(node: Expr, value, shape: str, namespace: dict) -> list:
     tests; anything else goes through ``checked_result`` (conversions, copies, errors)."""
     record, out, k = CUSTOM_OPS[node.op.name], value(node), len(namespace)
     impl, dtype = f"_sd_impl_{node.op.name}", np.dtype(numpy_dtype(node.dtype))
-    namespace[impl], namespace["_sd_checked"] = record.impl, checked_result
+    namespace[impl], namespace["_sd_checked"], namespace["_sd_users_error"] = record.impl, checked_result, users_error
     namespace[f"_sd_{dtype.name}"], namespace[f"_sd_{dtype.name}_scalar"] = dtype, dtype.type
     namespace["_sd_ndarray"] = np.ndarray
     lines, args = [], []
@@ -227,7 +227,10 @@ def _call_lines(node: Expr, value, shape: str, namespace: dict) -> list:
     if node.params:
         namespace[f"_sd_attrs{k}"] = dict(node.params)
         attrs = f", **_sd_attrs{k}"
-    lines.append(f"{out} = {impl}({', '.join(args)}{attrs})  # {node.op.name} at {node.where() or '?'}")
+    lines += [f"try:  # {node.op.name} at {node.where() or '?'}",
+              f"    {out} = {impl}({', '.join(args)}{attrs})",
+              "except BaseException as _sd_exc:",
+              f"    raise _sd_users_error({node.op.name!r}, _sd_exc)"]
     fix = f"_sd_checked({node.op.name!r}, _sd_{dtype.name}, {shape}, {out}, ({', '.join(args)}{',' if args else ''}))"
     if node.ndim == 0:
         lines.append(f"if _sd_type({out}) is not _sd_{dtype.name}_scalar:")
