@@ -68,7 +68,7 @@ from .custom import custom_jvp, custom_op, custom_vjp
 # issue 11: linear algebra
 from . import linalg  # noqa: F401,E402  (sd.linalg: np.linalg's names, SciPy's solve_triangular, cho_*, expm)
 # issue 12: loops
-from .loops import LoopError, fori_loop, scan, while_loop  # noqa: E402
+from .loops import CheckpointWarning, LoopError, fori_loop, scan, while_loop  # noqa: E402
 
 __version__ = "0.1.0"
 

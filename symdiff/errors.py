@@ -34,3 +34,16 @@ class InputError(SymdiffError, ValueError):
 
 class InputTypeError(SymdiffError, TypeError):
     """An input value of the wrong kind or dtype."""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by the caller point at the user's
+    line: the first frame outside the symdiff package."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(2), 2  # stacklevel 2: the caller's caller
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -26,10 +26,10 @@ import numpy as np
 from . import frontend as F
 from .errors import DTypeError, ShapeError
 from .ir import _PACKAGE_DIR, Expr, make_node
-from .ops.loops import LOOP, T_TYPE, LoopError, make_body, temporary, tracing
+from .ops.loops import LOOP, T_TYPE, CheckpointWarning, LoopError, make_body, temporary, tracing
 from .types import TensorType
 
-__all__ = ["scan", "fori_loop", "while_loop", "LoopError", "CHECKPOINTS"]
+__all__ = ["scan", "fori_loop", "while_loop", "LoopError", "CheckpointWarning", "CHECKPOINTS"]
 
 CHECKPOINTS = ("all", "sqrt", "an int k >= 1", "('binomial', s)")
 """The store-or-recompute policies (``checkpoint=``): "all" stores every carry; "sqrt"
@@ -133,7 +133,7 @@ def _check_checkpoint(kind, checkpoint):
     if (isinstance(checkpoint, (tuple, list)) and len(checkpoint) == 2 and checkpoint[0] == "binomial"
             and isinstance(checkpoint[1], (int, np.integer)) and not isinstance(checkpoint[1], bool)
             and checkpoint[1] >= 1):
-        return ("binomial", int(checkpoint[1]))
+        return ("binomial", min(int(checkpoint[1]), 2**62))  # more snapshots than steps are never used
     raise ValueError(f"{kind}{_where()}: checkpoint must be 'all', 'sqrt', an int k >= 1 or ('binomial', s) with "
                      f"s >= 1 snapshots, got {checkpoint!r}")
 
@@ -199,7 +199,11 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint="all"):
     (every k-th carry; the compiled reverse sweep recomputes each segment once from its
     checkpoint), or ``("binomial", s)`` (at most s carries, placed by the revolve
     schedule: the fewest recomputed steps for that memory).  Only carries are stored,
-    never the body's intermediates.
+    never the body's intermediates.  A policy other than "all" applies where the stored
+    carries are read only by the reverse sweeps of the same kernel; where something else
+    reads them (the default reverse-over-reverse ``sd.hvp``, a user's op without
+    ``numba=`` between the loop and the loss) every carry is stored, with a
+    ``CheckpointWarning``.
 
     >>> import symdiff as sd
     >>> xs, a = sd.vector("xs"), sd.scalar("a")
@@ -315,7 +319,7 @@ def while_loop(cond_fun, body_fun, init_val, max_steps=None, checkpoint="all"):
     """
     where = _where()
     kind = "while_loop"
-    _check_checkpoint(kind, checkpoint)
+    checkpoint = _check_checkpoint(kind, checkpoint)
     if max_steps is not None:
         max_steps = _trip_count(kind, max_steps, "max_steps")
     init_structure, init_paths = _flatten(init_val)

@@ -211,6 +211,21 @@ def test_every_checkpoint_policy_gives_the_same_derivatives():
     check_hvp(sd.sum(hT), rnn.params[:3], {**rnn.values(), rnn.X: RNG.normal(size=(N, D))})
 
 
+def test_a_checkpoint_policy_that_cannot_apply_says_so():
+    """Found by review: where the stored carries leave the reverse sweeps (a reverse-over-reverse
+    HVP) every carry is stored; a CheckpointWarning names the loop.  A list policy works for every
+    loop kind, and a huge number of snapshots is clamped."""
+    rnn = RNN(None)
+    hT, _ = sd.scan(rnn.cell, rnn.h0, rnn.X, checkpoint=["binomial", 2**70])
+    assert hT.params["checkpoint"] == ("binomial", 2**62)
+    direction = [np.full(w.type.shape, 0.1) for w in rnn.params[:2]]
+    with pytest.warns(sd.CheckpointWarning, match=r"scan at test_loops.py:\d+: checkpoint=\('binomial', .*every carry"):
+        sd.function([*rnn.params, rnn.X], sd.hvp(sd.sum(hT), rnn.params[:2], direction, mode="rev-rev"))
+    looped = sd.while_loop(lambda h: sd.sum(h * h) < 30.0, lambda h: h * 1.3 + rnn.b, rnn.h0, max_steps=50,
+                           checkpoint=["binomial", 3])
+    assert looped.params["checkpoint"] == ("binomial", 3)
+
+
 def test_the_binomial_schedule_takes_revolves_number_of_steps():
     """``_revolve_next`` splits optimally (against the dynamic program), and the sweep the
     kernels run (forward loop placing snapshots, reverse loop popping and re-advancing)

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from ..custom import CUSTOM_OPS, CustomOpError, CustomOpWarning
+from ..errors import user_stacklevel
 from ..ir import Expr
 from .lowering import NUMBA_SCALAR, Value, finishing_pass, lowers
 
@@ -47,14 +48,8 @@ def warn_once(name: str, how: str, cost: str):
     if (name, how) in _WARNED:
         return
     _WARNED.add((name, how))
-    import symdiff
-
-    package = symdiff.__file__.rpartition("/")[0]
-    frame, level = sys._getframe(1), 2  # stacklevel 2: warn_once's caller
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame, level = frame.f_back, level + 1
     warnings.warn(f"custom op {name!r} has no numba= implementation: {how} ({cost} per call plus NumPy's own "
-                  f"time)", CustomOpWarning, stacklevel=level)
+                  f"time)", CustomOpWarning, stacklevel=user_stacklevel())
 
 
 def attribute_code(name: str, key: str, value) -> str:

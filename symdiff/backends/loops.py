@@ -19,7 +19,8 @@ import re
 
 from ..errors import ShapeError
 from ..ir import Expr
-from ..ops.loops import LoopError, group_key
+from ..errors import user_stacklevel
+from ..ops.loops import CheckpointWarning, LoopError, group_key
 from .lowering import NUMBA_SCALAR, NUMPY_NAME, Lowering, LoweringError, Value, literal, lowers
 
 __all__ = ["KernelLoopError", "KernelLoopShapeError"]
@@ -286,7 +287,8 @@ def _checkpoint_plan(L, members, params, n_text, p):
                 consumers[x.id].append(node)
     for m in tapes:
         if m.id in L.output_ids:
-            return None
+            return _stores_every_carry(params, "another kernel of the function reads them (a user's op "
+                                               "without numba= between the loop and the loss)")
         for user in consumers[m.id]:
             up = user.params
             first = (1 if up.get("dynamic") else 0) + (up["body"].n_carry if user.op is m.op else 0)
@@ -295,7 +297,8 @@ def _checkpoint_plan(L, members, params, n_text, p):
                     or up["dynamic"] != params["dynamic"] or up["length"] != params["length"]
                     or (params["dynamic"] and user.inputs[0] is not m.inputs[0])
                     or any(user.inputs[i] is m for i in range(len(user.inputs)) if i not in slots)):
-                return None
+                return _stores_every_carry(params, "something other than a reverse sweep reads them (a "
+                                                   "reverse-over-reverse HVP does; mode='fwd-rev' does not)")
     stored = [f"cks{p}_{i}" for i in range(params["body"].n_carry)]
     if isinstance(policy, tuple):  # ("binomial", s)
         readers = {group_key(user) for m in tapes for user in consumers[m.id]}
@@ -379,6 +382,16 @@ def _binomial_slice(entry, t: str, q: int, recompute: list, setup: list):
             f"            {nxt} = _revolve_next({at}, {j} + 1, {plan['slots']}, {depth})",
         ]
     return (prev if what == "next" else cur)[index]
+
+
+def _stores_every_carry(params, why: str):
+    """No checkpoint plan (every carry stored), with a warning saying why."""
+    import warnings
+
+    label = f"{params['kind']} at {params['at']}" if params.get("at") else params["kind"]
+    warnings.warn(f"{label}: checkpoint={params['checkpoint']!r} is not applied, every carry is stored: {why}",
+                  CheckpointWarning, stacklevel=user_stacklevel())
+    return None
 
 
 def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):

@@ -76,7 +76,7 @@ def _revolve_next(start, stop, snapshots, depth):
     ``start``, let r be the least integer with C(c + r, c) >= l (the repetition number);
     then start + max(C(c + r - 2, c), l - C(c - 1 + r, c - 1)) is an optimal split
     (Griewank's binomial checkpointing; tests/test_loops.py checks it against the
-    dynamic program for every l < 400 and c <= 8)."""
+    dynamic program for every l < 90 and c <= 6)."""
     c, length = snapshots - depth + 1, stop - start
     if c < 2 or length < 2:
         return -1

@@ -53,6 +53,10 @@ class LoopError(SymdiffError, RuntimeError):
     """A loop failed at run time (a while loop exceeded its max_steps)."""
 
 
+class CheckpointWarning(UserWarning):
+    """A loop's ``checkpoint=`` policy could not be applied: every carry is stored."""
+
+
 _local = threading.local()
 _temporaries = itertools.count()
 
