@@ -2,7 +2,7 @@
 
 1. softplus re-implemented as ``sd.custom_op(..., numba=scalar)`` against the
    built-in softplus, each as sum(softplus(x)) with its gradient, on 1e6 elements,
-   sizes static and None.  Target: at most 1.1x the built-in in a fused loop, so the
+   sizes static and None, measured in turns (medians of ROUNDS rounds).  Target: at most 1.1x the built-in in a fused loop, so the
    comparison runs with ``SYMDIFF_VECTOR_MATH=off`` (both ops scalar in the loop);
    the built-in with vector math (libmvec passes) is shown too.
 2. The fallback (no ``numba=``: the compiled function calls impl from Python between
@@ -49,11 +49,15 @@ def main(fallback: bool = True):
     print("|---|---|---|---|---|")
     for sizes in ("static", "None"):
         x = sd.vector("x", x_value.size if sizes == "static" else None)
-        times = []
+        functions = []
         for softplus in (sd.softplus, custom_softplus):
             y = sd.sum(softplus(x))
-            f = sd.function([x], [y, sd.grad(y, x)])
-            times.append(measure(f, (x_value,), FULL)["median_s"] * 1e6)
+            functions.append(sd.function([x], [y, sd.grad(y, x)]))
+        rounds = [[], []]  # measured in turns, as the fallback below: minutes apart, timings drift
+        for _ in range(ROUNDS):
+            for k, f in enumerate(functions):
+                rounds[k].append(measure(f, (x_value,), FULL)["median_s"] * 1e6)
+        times = [statistics.median(r) for r in rounds]
         print(f"| sum(softplus(x)) + gradient, n = 1e6 | {sizes} | {times[0]:.0f} | {times[1]:.0f} | "
               f"{times[1] / times[0]:.3f} |")
 
