@@ -235,9 +235,6 @@ KNOWN_INACCURATE = {
     ("pow", "d2"): "inherits the first derivatives' edges, and at subnormal or infinite x, or y = 0, multiplies "
                    "a true infinite partial by a true zero one (0 * inf: NaN where the limit is finite)",
     # issue 10's ops, first measured here (issue 15, item 4):
-    ("arctan", "d2"): "NaN at x = +-inf (true 0): -2x / (1 + x**2)**2 is inf / inf",
-    ("arccosh", "d2"): "NaN at x = inf (true 0): the derivative of 1 / (sqrt(x - 1) sqrt(x + 1)) meets inf * 0",
-    ("cbrt", "d2"): "NaN at x = +-inf (true 0): the derivative of 1 / (3 out**2) meets inf * 0",
     ("hypot", "d2"): "the derivative of x / hypot(x, y) is 1/h - x**2/h**3, which cancels for |y| << |x| "
                      "(4,212 ulps at (40, 0.5)) and underflows for subnormal y beside a tiny x",
     ("arctan2", "d2"): "NaN at subnormal y with x = 0 (true: overflows to inf), from the derivative of the scaled "

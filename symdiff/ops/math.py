@@ -62,8 +62,15 @@ ARCSIN = elementwise("arcsin", np.arcsin, (lambda d, out, x: d / F.sqrt(_one_min
                      "math.asin({0})", (INSIDE_ONE,))
 ARCCOS = elementwise("arccos", np.arccos, (lambda d, out, x: -(d / F.sqrt(_one_minus_square(x))),),
                      "math.acos({0})", (INSIDE_ONE,))
-# 1/(1 + x*x) underflows to 0 from |x| = 1.3e154 on, where the true value is below 6e-309
-ARCTAN = elementwise("arctan", np.arctan, (lambda d, out, x: d / (x * x + 1),), "math.atan({0})", (ANYWHERE,))
+# d / h / h with h = hypot(x, 1), not d / (1 + x*x): the square overflows from |x| = 1.3e154
+# on (the slope is subnormal there, not 0), and the second derivative of d / (1 + x*x) is
+# inf / inf = NaN at x = +-inf (true 0); each quotient by h has a derivative that is 0 there.
+def _arctan_derivative(d, out, x):
+    h = HYPOT(x, _one(x))
+    return d / h / h
+
+
+ARCTAN = elementwise("arctan", np.arctan, (_arctan_derivative,), "math.atan({0})", (ANYWHERE,))
 
 
 def _unit_scaled(x, y):
@@ -106,7 +113,9 @@ COSH = elementwise("cosh", np.cosh, (lambda d, out, x: d * SINH(x),), "math.cosh
 # 1/sqrt(x*x + 1) would be 0 from |x| = 1.3e154; 1/hypot(x, 1) is 1/|x| there, as it should
 ARCSINH = elementwise("arcsinh", np.arcsinh, (lambda d, out, x: d / HYPOT(x, _one(x)),), "math.asinh({0})",
                       (ANYWHERE,))
-ARCCOSH = elementwise("arccosh", np.arccosh, (lambda d, out, x: d / (F.sqrt(x - 1) * F.sqrt(x + 1)),),
+# two quotients, not d / (sqrt(x - 1) sqrt(x + 1)): the product's derivative is inf / inf at
+# x = inf, where each quotient's derivative is 0 (the true second derivative)
+ARCCOSH = elementwise("arccosh", np.arccosh, (lambda d, out, x: d / F.sqrt(x - 1) / F.sqrt(x + 1),),
                       "math.acosh({0})", (((1.2, 3.0),),))
 ARCTANH = elementwise("arctanh", np.arctanh, (lambda d, out, x: d / _one_minus_square(x),), "math.atanh({0})",
                       (INSIDE_ONE,))
@@ -133,7 +142,7 @@ LOG2 = elementwise("log2", np.log2, (lambda d, out, x: (d / x) * (1 / LN2),), "m
                    doc="Base-2 logarithm, exact at powers of 2.")
 LOG10 = elementwise("log10", np.log10, (lambda d, out, x: (d / x) * (1 / LN10),), "math.log10({0})", (POSITIVE,),
                     doc="Base-10 logarithm, exact at powers of 10.")
-CBRT = elementwise("cbrt", np.cbrt, (lambda d, out, x: d / (out * out * 3),), "np.cbrt({0})", (ANYWHERE,),
+CBRT = elementwise("cbrt", np.cbrt, (lambda d, out, x: d / out / out / 3,), "np.cbrt({0})", (ANYWHERE,),
                    doc="The real cube root (negative for negative x).")
 
 
