@@ -300,12 +300,15 @@ class Lowering:
     nodes whose values the caller computes (they become parameters; see ``staged``).
     ``extra_roots`` are nodes lowered without being returned (``result_hooks`` may read them)."""
 
-    def __init__(self, inputs: list, outputs: list, kernel_name: str = "kernel", extra_roots: tuple = ()):
+    def __init__(self, inputs: list, outputs: list, kernel_name: str = "kernel", extra_roots: tuple = (),
+                 node_order: Optional[dict] = None):
         self.inputs = inputs
         self.outputs = outputs
         self.kernel_name = kernel_name
         given = {n.id for n in inputs if not n.is_symbol}
         every = toposort(list(outputs) + list(extra_roots), stop=given)
+        if node_order:  # another process's creation order (node id -> rank): its generated names
+            every.sort(key=lambda n: node_order[n.id])
         self.given = [n for n in inputs if n.id in given]
         self.nodes = [n for n in every if n.id not in given]
         self.position = {n.id: p for p, n in enumerate(every)}
@@ -863,7 +866,7 @@ class RegionCounter:
         return used
 
 
-def lower(inputs: list, outputs: list, single: bool) -> Program:
+def lower(inputs: list, outputs: list, single: bool, node_order: Optional[dict] = None) -> Program:
     """The kernel source and calling facts for ``outputs`` of the symbols ``inputs``.
 
     >>> import symdiff as sd
@@ -879,7 +882,7 @@ def lower(inputs: list, outputs: list, single: bool) -> Program:
         return r2
     <BLANKLINE>
     """
-    lowering = Lowering(inputs, outputs)
+    lowering = Lowering(inputs, outputs, node_order=node_order)
     lowering.single_output = single
     return lowering.run()
 

@@ -53,18 +53,20 @@ class NumbaFunction(CompiledFunction):
     """A function compiled to one Numba kernel (see ``sd.function``).
 
     ``source`` is the generated kernel, ``cache_status`` tells how the kernel was
-    obtained ("miss", "hit", "memory", "uncached").
+    obtained ("miss", "hit", "memory", "uncached").  ``node_order`` (node id -> rank), for
+    ``sd.distributed``'s workers: lower the nodes in the order another process created them,
+    so the generated source (the cache key) is that process's.
     """
 
     backend = "numba"
 
-    def __init__(self, symbols, outputs, lowered, single):
+    def __init__(self, symbols, outputs, lowered, single, node_order=None):
         super().__init__(symbols, outputs, lowered, single)
         # The wrapper's own names all start with _sd_; an input named so is renamed.
         self._names = [f"_sd_in{k}" if s.name.startswith("_sd_") else s.name for k, s in enumerate(self.inputs)]
         stages = staged.plan(self.inputs, self.lowered_outputs)
         if stages is None:
-            self.program = lower(self.inputs, self.lowered_outputs, single)
+            self.program = lower(self.inputs, self.lowered_outputs, single, node_order)
             self.source = self.program.source
             self.kernel, self.cache_status = cache.load(self.source, self.program.kernel_name)
             # constants are stored read-only; the kernel's signature takes writable arrays (it never writes them)

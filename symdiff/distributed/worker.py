@@ -131,26 +131,29 @@ def build_function(spec: dict):
     """
     import symdiff as sd
     from symdiff.backends.cache import cache_dir, cache_key
+    from symdiff.backends.numba_backend import NumbaFunction
 
     with _BUILD_LOCK:
         known = _FUNCTIONS.get(spec["hash"])
         if known is not None:
             return known[0], "memory"
-        outputs = _rebuild(spec["graph"], spec["outputs"])
+        outputs, order = _rebuild(spec["graph"], spec["outputs"])
         inputs = [sd.tensor(name, tuple(shape), dtype) for name, dtype, shape in spec["inputs"]]
         with file_lock(os.path.join(cache_dir(), f".distributed-{spec['hash']}.lock")):
-            function = sd.function(inputs, outputs, optimize=False)  # the client's rewritten graph, as it is
+            # The client's rewritten graph, as it is, lowered in the client's node order: nodes an earlier
+            # graph already made here have other ids, and the generated names would follow those.
+            function = NumbaFunction(inputs, outputs, outputs, False, node_order=order)
         status = function.cache_status
         if spec.get("key") not in (None, cache_key(function.source)):
-            # The same kernel under other names: the generated names follow the order this process created
-            # the nodes in, which differs when an earlier graph here already made some of them.
-            status += " (own source)"
+            status += " (own source)"  # not expected; the kernel is compiled here then
         _FUNCTIONS[spec["hash"]] = (function, status)
         return function, status
 
 
-def _rebuild(document: str, names: list) -> list:
-    """The outputs ``names`` of a graph document, every node given the client's origin.
+def _rebuild(document: str, names: list) -> tuple:
+    """The outputs ``names`` of a graph document, every node given the client's origin, and
+    the client's order of the nodes (this process's node id -> place in the document, which
+    lists them in the order the client created them).
 
     The kernel's comments quote each node's origin (the user's file:line); with the
     client's origins the generated source is byte for byte the client's, so the
@@ -169,7 +172,8 @@ def _rebuild(document: str, names: list) -> list:
     for record in records:
         if "origin" in record:
             built[str(record["id"])].origin = (record["origin"][0], record["origin"][1])
-    return [built[str(position[name])] for name in names]
+    order = {built[str(record["id"])].id: k for k, record in enumerate(records)}
+    return [built[str(position[name])] for name in names], order
 
 
 # A block is evaluated in slices of rows holding about this many bytes of data.  A kernel
