@@ -314,6 +314,14 @@ PATTERN_RULES = {
 PATTERN_RULES.update(indexing_ops.PATTERN_RULES)  # issue 10: gathers and scatters, beside their ops
 
 
+def _declared_elementwise(name: str) -> bool:
+    """A user's op made with ``elementwise=True`` (without ``numba=`` its kind is "custom")."""
+    from .custom import CUSTOM_OPS
+
+    record = CUSTOM_OPS.get(name)
+    return record is not None and record.elementwise
+
+
 def jacobian_pattern(y, x) -> Pattern:
     """The structural sparsity pattern of d y / d x, found from the graph: shape (y.size, x.size).
 
@@ -337,7 +345,7 @@ def jacobian_pattern(y, x) -> Pattern:
         if all(p is None for p in incoming):
             continue
         static_size(node, "jacobian_pattern")
-        if node.op.kind == "elementwise":
+        if node.op.kind == "elementwise" or (node.op.user and _declared_elementwise(node.op.name)):
             rule = _rule_elementwise
         else:
             rule = PATTERN_RULES.get(node.op.name, _rule_dense)

@@ -270,6 +270,10 @@ def test_second_review_attributes_loop_bodies_and_users_errors():
             with pytest.raises(ValueError, match="the user's own error"):
                 compiled(given)
             assert calls == [1]
+    sized = sd.vector("sized", 6)
+    sparse = sd.jacobian(slow_square(sized * 2.0), sized, sparse=True)  # elementwise: a diagonal pattern
+    assert sparse.pattern.nnz == 6
+    np.testing.assert_array_equal(sparse.evaluate({sized: np.arange(6.0)}, "dense"), np.diag(8.0 * np.arange(6.0)))
     user_abs = sd.custom_op("Abs", lambda a: -a, elementwise=True)  # named like a SymPy function
     assert sd.evaluate(sd.from_sympy(sd.to_sympy(user_abs(s)), {"s": s}), {s: 3.0}) == -3.0
 
