@@ -278,6 +278,21 @@ def test_second_review_attributes_loop_bodies_and_users_errors():
     assert sd.evaluate(sd.from_sympy(sd.to_sympy(user_abs(s)), {"s": s}), {s: 3.0}) == -3.0
 
 
+@pytest.mark.filterwarnings("ignore::symdiff.custom.CustomOpWarning")
+def test_an_impl_op_whose_result_size_only_the_result_knows():
+    """Between kernels the result's size is read off the result (a unique count); the next
+    kernel takes it as a value of run-time size.  A result of the wrong rank is an error."""
+    unique = sd.custom_op("test_unique", lambda a: np.unique(a), infer=lambda t: sd.TensorType(t.dtype, (None,)))
+    x = sd.vector("x")
+    f = sd.function([x], [unique(x), sd.sum(unique(x) ** 2)])
+    values, total = f(np.array([3.0, 1.0, 3.0, 2.0]))
+    np.testing.assert_array_equal(values, [1.0, 2.0, 3.0])
+    assert total == 14.0
+    wrong = sd.custom_op("test_wrong_rank", lambda a: np.zeros((2, 2)), infer=lambda t: sd.TensorType(t.dtype, (None,)))
+    with pytest.raises(CustomOpError, match=r"test_wrong_rank.*shape \(2, 2\).*shape \(\?,\)"):
+        sd.function([x], wrong(x) + 1)(np.ones(3))
+
+
 def test_a_numba_function_with_attributes_that_does_not_compile_names_the_op_and_reason():
     def kernel(x, out, k=1.0):
         for i in range(x.shape[0]):

@@ -101,9 +101,12 @@ def checked_result(name: str, expected, shape: tuple, out, arrays) -> np.ndarray
     alias the user's array, as the reference evaluator's does not)."""
     kept = type(out) is np.ndarray and sys.getrefcount(out) > 3  # (out, this frame's argument, getrefcount's)
     out = np.asarray(out)
-    if out.dtype != expected or out.shape != shape:
+    if out.dtype != expected or len(out.shape) != len(shape) or any(
+            want not in (-1, got) for got, want in zip(out.shape, shape)):  # -1: a size only the result knows
+        rule = "(" + "".join(("?" if want == -1 else str(want)) + ", " for want in shape).rstrip(", ") + \
+            ("," if len(shape) == 1 else "") + ")"
         raise CustomOpError(f"custom op {name!r}: impl returned {out.dtype} of shape {out.shape}, but its type "
-                            f"rule says {expected} of shape {shape}")
+                            f"rule says {expected} of shape {rule}")
     if kept or out.base is not None or not out.flags.writeable:
         return np.array(out, order="C")  # a view (of an input or a buffer impl keeps), kept, or read-only
     return out if out.flags.c_contiguous else np.ascontiguousarray(out)
@@ -202,11 +205,13 @@ def define_elementwise_functions(L):
             _compile_check(node, signature, "scalar function")
 
 
-def _output_dims(L, node: Expr) -> tuple:
+def _output_dims(L, node: Expr, partial: bool = False) -> tuple:
     """The kernel's sizes of ``node``'s result, found by running its type rule with each
     run-time input size replaced by distinct stand-ins, twice with the stand-ins in
     opposite orders: a result size that is the same input's stand-in both times is that
-    input size; anything else (max(n, m), n - 1) cannot be computed in the kernel."""
+    input size; anything else (max(n, m), n - 1, a unique count) cannot be computed in the
+    kernel: an error, or None for that size when ``partial`` (the caller reads it off the
+    result: ``staged``)."""
     from ..types import TensorType
 
     if CUSTOM_OPS[node.op.name].elementwise:  # broadcasting, with the checks a built-in op gets
@@ -227,6 +232,8 @@ def _output_dims(L, node: Expr) -> tuple:
         found = node.op.infer(tuple(types), **node.params).shape
         mappings.append([by_value.get(f, f if s is not None and f == s else None)
                          for f, s in zip(found, node.type.shape)])
+    if partial:
+        return tuple(a if a == b else None for a, b in zip(*mappings))
     if mappings[0] != mappings[1] or None in mappings[0]:
         raise CustomOpError(f"custom op {node.op.name!r} at {node.where() or '?'}: the compiled kernel cannot tell "
                             f"its result's size from its inputs' sizes at run time (its type rule gives "

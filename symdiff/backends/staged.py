@@ -119,8 +119,8 @@ def _kernel_inputs(symbols: list, stage: Stage, first: bool) -> list:
 def _shape_hook(node: Expr):
     from .custom import _output_dims
 
-    def hook(L) -> str:
-        dims = [L.dims.text(d) for d in _output_dims(L, node)]
+    def hook(L) -> str:  # -1 for a size the type rule cannot tell from the inputs' (checked_result reads it)
+        dims = ["-1" if d is None else L.dims.text(d) for d in _output_dims(L, node, partial=True)]
         return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
     return hook
