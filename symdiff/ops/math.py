@@ -62,12 +62,15 @@ ARCSIN = elementwise("arcsin", np.arcsin, (lambda d, out, x: d / F.sqrt(_one_min
                      "math.asin({0})", (INSIDE_ONE,))
 ARCCOS = elementwise("arccos", np.arccos, (lambda d, out, x: -(d / F.sqrt(_one_minus_square(x))),),
                      "math.acos({0})", (INSIDE_ONE,))
-# d / h / h with h = hypot(x, 1), not d / (1 + x*x): the square overflows from |x| = 1.3e154
-# on (the slope is subnormal there, not 0), and the second derivative of d / (1 + x*x) is
-# inf / inf = NaN at x = +-inf (true 0); each quotient by h has a derivative that is 0 there.
+# d / (1 + x*x), but 0 at x = +-inf: there the second derivative of that form is inf / inf
+# (NaN; true 0).  The infinities are replaced by 0 before the square and the value put back
+# after (as erf's Gaussian does): two wheres on x alone, so every other point keeps the plain
+# formula and all its derivatives.  (d / h / h with h = hypot(x, 1) also works there, but
+# hypot has no vector pass: value+grad of sum(arctan(x)) on 1e6 elements took 20 ms against 3.2.)
 def _arctan_derivative(d, out, x):
-    h = HYPOT(x, _one(x))
-    return d / h / h
+    infinite = F.equal(F.abs(x), np.inf)
+    finite = F.where(infinite, 0, x)
+    return F.where(infinite, 0, d / (finite * finite + 1))
 
 
 ARCTAN = elementwise("arctan", np.arctan, (_arctan_derivative,), "math.atan({0})", (ANYWHERE,))
