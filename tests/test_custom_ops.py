@@ -288,6 +288,13 @@ def test_an_impl_op_whose_result_size_only_the_result_knows():
     values, total = f(np.array([3.0, 1.0, 3.0, 2.0]))
     np.testing.assert_array_equal(values, [1.0, 2.0, 3.0])
     assert total == 14.0
+    np.testing.assert_array_equal(sd.evaluate(unique(x), {x: np.array([2.0, 2.0])}), [2.0])  # the reference too
+    y = sd.vector("y")
+    with pytest.raises(sd.ShapeError, match="add at"):  # the size the result brings is checked like any other
+        sd.function([x, y], unique(x) + y)(np.array([1.0, 1.0, 3.0]), np.array([1.0, 2.0, 3.0]))
+    rows = sd.matrix("rows", (None, 3))
+    with pytest.raises(CustomOpError, match="apply the op outside the loop"):
+        sd.function([rows], sd.scan(lambda c, r: (c + sd.sum(unique(r)), None), sd.constant(0.0), rows)[0])
     wrong = sd.custom_op("test_wrong_rank", lambda a: np.zeros((2, 2)), infer=lambda t: sd.TensorType(t.dtype, (None,)))
     with pytest.raises(CustomOpError, match=r"test_wrong_rank.*shape \(2, 2\).*shape \(\?,\)"):
         sd.function([x], wrong(x) + 1)(np.ones(3))

@@ -235,10 +235,12 @@ def _output_dims(L, node: Expr, partial: bool = False) -> tuple:
     if partial:
         return tuple(a if a == b else None for a, b in zip(*mappings))
     if mappings[0] != mappings[1] or None in mappings[0]:
+        advice = ("declare the inputs with static sizes" if any(None in x.type.shape for x in node.inputs)
+                  else "only its result knows it, which a kernel cannot wait for inside a loop body: apply the op "
+                       "outside the loop, or give it a numba= implementation with a static result size")
         raise CustomOpError(f"custom op {node.op.name!r} at {node.where() or '?'}: the compiled kernel cannot tell "
                             f"its result's size from its inputs' sizes at run time (its type rule gives "
-                            f"{node.type!r}, a size that is not one input's size); declare the inputs with "
-                            f"static sizes")
+                            f"{node.type!r}, a size that is not one input's size); {advice}")
     return tuple(mappings[0])
 
 
