@@ -359,6 +359,16 @@ def _import_file(path: str, module_name: str):
     return module.__dict__
 
 
+def load_program(program):
+    """``load`` for a lowered program: its kernel, how it was obtained, and its hidden
+    constant arguments as writable C-contiguous copies (constants are stored read-only; the
+    kernel's signature takes writable arrays, and it never writes them)."""
+    import numpy as np
+
+    kernel, status = load(program.source, program.kernel_name)
+    return kernel, status, tuple(np.array(array, order="C") for array in program.hidden)
+
+
 def load(source: str, kernel_name: str = "kernel"):
     """The compiled kernel for ``source`` and how it was obtained:
     "memory" (built before in this process), "hit" (loaded from disk), "miss"

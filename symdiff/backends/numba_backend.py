@@ -68,9 +68,8 @@ class NumbaFunction(CompiledFunction):
         if stages is None:
             self.program = lower(self.inputs, self.lowered_outputs, single, node_order)
             self.source = self.program.source
-            self.kernel, self.cache_status = cache.load(self.source, self.program.kernel_name)
-            # constants are stored read-only; the kernel's signature takes writable arrays (it never writes them)
-            self._hidden = self._first_hidden = tuple(np.array(array, order="C") for array in self.program.hidden)
+            self.kernel, self.cache_status, self._hidden = cache.load_program(self.program)
+            self._first_hidden = self._hidden
             self._first_kernel = self._rest = None
         else:  # users' impl functions between kernels: ``kernel`` is the Python function running them all
             staged.warn_once(stages)

@@ -522,15 +522,24 @@ def _tune_malloc() -> str:
         return "system"
     if any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ):
         return "environment"
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return "system"
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
-    if mallopt(m_mmap_threshold, 32 << 20) and mallopt(m_trim_threshold, 256 << 20):
+    mallopt = libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is not None and mallopt(M_MMAP_THRESHOLD, 32 << 20) and mallopt(M_TRIM_THRESHOLD, 256 << 20):
         return "tuned"
     return "system"
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (glibc's <malloc.h>)
+
+
+def libc_function(name: str, argtypes: list):
+    """The C library's function ``name`` (glibc's mallopt, malloc_trim) through ctypes,
+    returning an int, or None where the C library has no such function."""
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
 
 
 MALLOC = _tune_malloc()

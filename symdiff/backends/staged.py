@@ -140,11 +140,11 @@ def build(function, stages: list, names: list, single: bool):
     def value(x: Expr) -> str:
         if x.id in arg_of:
             return arg_of[x.id]
-        if x.is_constant:
-            name = f"_sd_const{len(namespace)}"
-            namespace[name] = x.params["value"].array
-            return name
-        return value_names.setdefault(x.id, f"_sd_v{len(value_names)}")
+        if x.id not in value_names:
+            value_names[x.id] = f"_sd_v{len(value_names)}"
+            if x.is_constant:  # an impl's argument: the graph's (read-only) array itself
+                namespace[value_names[x.id]] = x.params["value"].array
+        return value_names[x.id]
 
     skip_last = (not stages[-1].computed and len({o.id for o in function.lowered_outputs}) == len(stages[-1].returned)
                  and all(calls_impl(o) for o in stages[-1].returned))
@@ -159,8 +159,7 @@ def build(function, stages: list, names: list, single: bool):
         lowering.single_output = single if s == len(stages) - 1 else False
         lowering.result_hooks = [_shape_hook(n) for n in stage.calls]
         program = lowering.run()
-        kernel, status = cache.load(program.source, program.kernel_name)
-        hidden = tuple(np.array(array, order="C") for array in program.hidden)
+        kernel, status, hidden = cache.load_program(program)
         sources.append(f"# ---- kernel {s} of the function (symdiff.backends.staged)\n{program.source}")
         statuses.append(status)
         namespace[f"_sd_k{s}"] = kernel

@@ -764,13 +764,7 @@ class Objective:
 
     def _sum(self, results) -> list:
         """Block results added in block order (float64), so a partitioning always gives the same bits."""
-        totals = None
-        for outputs in results:
-            if totals is None:
-                totals = [np.array(o, dtype=np.float64) for o in outputs]
-            else:
-                for total, o in zip(totals, outputs):
-                    total += o
+        totals = worker.add_up(results)
         if self.reduce == "mean":
             totals = [t / self.rows for t in totals]
         return totals

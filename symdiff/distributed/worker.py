@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import threading
@@ -193,19 +194,24 @@ def run_block(function, head: tuple, bundle: tuple, slice_bytes: int = SLICE_BYT
     if rows <= step:
         out = function(*head, *bundle)
         return out if isinstance(out, tuple) else (out,)
+    return tuple(add_up(function(*head, *(array[start:start + step] for array in bundle))
+                        for start in range(0, rows, step)))
+
+
+def add_up(results) -> list:
+    """Output-wise totals of ``results`` (each a tuple of outputs, or one output), in float64,
+    added in the order given: a fixed order gives the same bits every time."""
     totals = None
-    for start in range(0, rows, step):
-        out = function(*head, *(array[start:start + step] for array in bundle))
+    for out in results:
         out = out if isinstance(out, tuple) else (out,)
         if totals is None:
             totals = [np.array(o, dtype=np.float64) for o in out]
         else:
             for total, o in zip(totals, out):
                 total += o
-    return tuple(totals)
+    return totals
 
 
-_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter (malloc.h)
 _KEEPING = [0]  # evaluations running with the threshold raised (objectives may share a worker)
 _KEEPING_LOCK = threading.Lock()
 
@@ -227,36 +233,32 @@ def keep_freed_memory():
     if libc is None:
         yield
         return
+    from symdiff.backends.runtime import M_TRIM_THRESHOLD
+
     with _KEEPING_LOCK:
         _KEEPING[0] += 1
         if _KEEPING[0] == 1:
-            libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
+            libc.mallopt(M_TRIM_THRESHOLD, 2**30)
     try:
         yield
     finally:
         with _KEEPING_LOCK:
             _KEEPING[0] -= 1
             if not _KEEPING[0]:
-                libc.mallopt(_M_TRIM_THRESHOLD, int(setting))
+                libc.mallopt(M_TRIM_THRESHOLD, int(setting))
                 libc.malloc_trim(0)
 
 
-_LIBC: list = []
-
-
+@functools.lru_cache(maxsize=None)
 def _glibc():
-    """glibc through ctypes, or None on other C libraries."""
-    if not _LIBC:
-        import ctypes
-        import ctypes.util
+    """glibc's mallopt and malloc_trim (``runtime.libc_function``), or None elsewhere."""
+    import ctypes
+    from types import SimpleNamespace
 
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            libc.mallopt.argtypes, libc.malloc_trim.argtypes = [ctypes.c_int, ctypes.c_int], [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            libc = None
-        _LIBC.append(libc)
-    return _LIBC[0]
+    from symdiff.backends.runtime import libc_function  # the kernels have loaded the backend already
+
+    mallopt, trim = libc_function("mallopt", [ctypes.c_int, ctypes.c_int]), libc_function("malloc_trim", [ctypes.c_size_t])
+    return None if mallopt is None or trim is None else SimpleNamespace(mallopt=mallopt, malloc_trim=trim)
 
 
 def _run_blocks(function, head: tuple, blocks: list, slice_bytes: int) -> tuple:
