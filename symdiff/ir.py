@@ -419,9 +419,10 @@ def inherit_provenance(node: Expr, like: Expr, mark: int) -> Expr:
 
 @contextmanager
 def gc_paused():
-    """Pause the cyclic garbage collector for a pass over the graph.  Nodes hold no
-    reference cycles, so the collector's repeated scans of the many nodes a pass
-    allocates only cost time (a quarter to a third of a large sweep)."""
+    """Pause the cyclic garbage collector for a pass over the graph or a compile.  Nodes
+    hold no reference cycles, so the collector's repeated scans of the many objects a pass
+    allocates only cost time (a quarter to a third of a large sweep); the cycles a compiler
+    leaves are collected once the collector runs again."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -253,3 +253,32 @@ def test_vector_math_off_gives_scalar_loops_and_the_same_numbers():
     off, on = eval(runs["off"][1]), eval(runs["on"][1])
     np.testing.assert_allclose(on[0], off[0], rtol=1e-5)
     np.testing.assert_allclose(on[1], off[1], rtol=1e-5, atol=1e-6)  # 1 - tanh^2 cancels in float32 either way
+
+
+def test_long_region_split_into_parts_matches_one_block(monkeypatch):
+    """A region above ``scalar_ir.SPLIT_ABOVE`` is emitted as noinline functions passing values
+    through stack slots: float64, float32, int64 and bool values cross part boundaries, sin
+    and cos of one value fall in different parts, and an early value is read after the region.
+    The results equal the one-block kernel's bit for bit."""
+    from symdiff.backends import scalar_ir
+
+    x, k = sd.scalar("x"), sd.scalar("k", "int64")
+    y, counts = x, k
+    for i in range(12):
+        s = sd.sin(y)
+        y = s * y + sd.where(y > 0.5, 0.25, -0.25) + sd.cos(y) * sd.astype(counts, "float64") * 1e-2
+        counts = counts * 3 + i
+    single = sd.astype(y, "float32") * 1.5
+    outputs = [y, sd.grad(y, x), single, counts, s]
+    one_block = sd.function([x, k], outputs)
+    monkeypatch.setattr(scalar_ir, "SPLIT_ABOVE", 20)
+    monkeypatch.setattr(scalar_ir, "PART_SIZE", 7)
+    in_parts = sd.function([x, k], outputs)
+    assert "part_size=7" in in_parts.source and "part_size" not in one_block.source
+    assert " parts: _region" in in_parts.source
+    for point in (0.3, -1.2, 2.0):
+        got, want = in_parts(point, 2), one_block(point, 2)
+        for g, w, r in zip(got, want, sd.evaluate(outputs, {x: point, k: 2})):
+            assert np.asarray(g).dtype == np.asarray(w).dtype
+            np.testing.assert_array_equal(g, w)
+            np.testing.assert_allclose(g, r, rtol=1e-6 if np.asarray(r).dtype == np.float32 else 1e-12)

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import InputTypeError, ShapeError
 from ..evaluate import coerce_input
 from ..function import CompiledFunction
+from ..ir import gc_paused
 from ..ops.leaves import numpy_dtype
 from . import cache, staged
 from .lowering import lower
@@ -65,16 +66,19 @@ class NumbaFunction(CompiledFunction):
         # The wrapper's own names all start with _sd_; an input named so is renamed.
         self._names = [f"_sd_in{k}" if s.name.startswith("_sd_") else s.name for k, s in enumerate(self.inputs)]
         stages = staged.plan(self.inputs, self.lowered_outputs)
-        if stages is None:
-            self.program = lower(self.inputs, self.lowered_outputs, single, node_order)
-            self.source = self.program.source
-            self.kernel, self.cache_status, self._hidden = cache.load_program(self.program)
-            self._first_hidden = self._hidden
-            self._first_kernel = self._rest = None
-        else:  # users' impl functions between kernels: ``kernel`` is the Python function running them all
-            staged.warn_once(stages)
-            staged.build(self, stages, self._names, single)
-            self._hidden = ()
+        # The collector's scans of the objects lowering and compiling allocate cost a third of
+        # the 40,000-node chain's compile (13.9 -> 9.5 s); what they leave is freed after.
+        with gc_paused():
+            if stages is None:
+                self.program = lower(self.inputs, self.lowered_outputs, single, node_order)
+                self.source = self.program.source
+                self.kernel, self.cache_status, self._hidden = cache.load_program(self.program)
+                self._first_hidden = self._hidden
+                self._first_kernel = self._rest = None
+            else:  # users' impl functions between kernels: ``kernel`` is the Python function running them all
+                staged.warn_once(stages)
+                staged.build(self, stages, self._names, single)
+                self._hidden = ()
         self.__class__ = self._specialised_class()
 
     def _specialised_class(self):
