@@ -347,7 +347,7 @@ class Lowering:
         return self.dims.find(self.shape[node.id][axis])
 
     def dims_of(self, node: Expr) -> tuple:
-        return tuple(self.dims.find(d) for d in self.shape[node.id])
+        return tuple(map(self.dims.find, self.shape[node.id]))
 
     def shape_text(self, node: Expr) -> str:
         dims = [self.dims.text(d) for d in self.shape[node.id]]
@@ -507,7 +507,7 @@ class Lowering:
         return (self.load(x, self.broadcast_index(x, idx)), x.dtype, "load")
 
     def same_shape(self, x: Expr, idx: list) -> bool:
-        return x.ndim == len(idx) and all(self.dim(x, k) == d for k, d in enumerate(self.current_domain))
+        return x.ndim == len(idx) and self.dims_of(x) == self.current_domain
 
     def lower_scalar(self, node: Expr):
         for x in node.inputs:
@@ -527,18 +527,17 @@ class Lowering:
             elementwise.lower_vector_math(self, node)
             return
         inline = []
+        in_domain = []  # per input: fused into a loop nest over this node's domain
         for x in node.inputs:
             v = self.values[x.id]
-            if v.kind == "fused" and v.array is None and x.ndim == node.ndim and self.dims_of(x) == self.current_domain:
+            fused = v.kind == "fused" and self.dims_of(x) == self.current_domain
+            in_domain.append(fused)
+            if fused and v.array is None and x.ndim == node.ndim:
                 inline.append(v.group)
         step = None
         if inline:
             target = max(inline)
-            def inline_in_target(x):
-                v = self.values[x.id]
-                return v.kind == "fused" and v.group == target and self.dims_of(x) == self.current_domain
-
-            others = [x for x in node.inputs if not inline_in_target(x)]
+            others = [x for x, fused in zip(node.inputs, in_domain) if not (fused and self.values[x.id].group == target)]
             if all(self.ready(x) <= target for x in others):
                 step = self.steps[target]
         if step is None:
