@@ -282,3 +282,44 @@ def test_long_region_split_into_parts_matches_one_block(monkeypatch):
             assert np.asarray(g).dtype == np.asarray(w).dtype
             np.testing.assert_array_equal(g, w)
             np.testing.assert_allclose(g, r, rtol=1e-6 if np.asarray(r).dtype == np.float32 else 1e-12)
+
+
+def test_regions_negate_nan_and_cast_nan_to_int_as_numpy_in_one_block_and_in_parts(monkeypatch):
+    """Negation flips a NaN's sign (fneg, not 0 - x, which optnone parts kept as a subtraction),
+    and NaN cast to int64 is NumPy's INT64_MIN, not LLVM's poison."""
+    from symdiff.backends import scalar_ir
+
+    a = sd.scalar("a")
+    nan = (a - a) / (a - a)
+    as_int = sd.astype(sd.sqrt(a), "int64")
+    pad = a
+    for _ in range(30):
+        pad = pad * 0.5 + sd.sin(pad)
+    outputs = [sd.copysign(1.0, -nan), sd.copysign(1.0, sd.sigmoid(nan)), as_int,
+               sd.sigmoid(sd.copysign(sd.astype(as_int, "float64"), sd.abs(pad))), pad]
+    with np.errstate(invalid="ignore"):
+        want = [np.asarray(w) for w in sd.evaluate(outputs, {a: -1.0})]
+    for split_above, part_size in ((8192, 1024), (4, 3)):
+        monkeypatch.setattr(scalar_ir, "SPLIT_ABOVE", split_above)
+        monkeypatch.setattr(scalar_ir, "PART_SIZE", part_size)
+        f = sd.function([a], outputs)
+        assert f.program.regions >= 1
+        for k, (g, w) in enumerate(zip(f(-1.0), want)):
+            np.testing.assert_array_equal(np.asarray(g), w, err_msg=f"output {k}, split above {split_above}")
+            assert np.signbit(g) == np.signbit(w), (k, split_above)
+
+
+def test_a_region_with_more_inputs_than_a_part_stays_one_block(monkeypatch):
+    """Storing thousands of inputs into slots made LLVM's scheduler slower than one block."""
+    from symdiff.backends import scalar_ir
+
+    monkeypatch.setattr(scalar_ir, "SPLIT_ABOVE", 20)
+    monkeypatch.setattr(scalar_ir, "PART_SIZE", 4)
+    xs = [sd.scalar(f"x{k}") for k in range(6)]
+    y = sum(sd.sin(x) * x for x in xs)
+    for _ in range(10):
+        y = sd.cos(y) * y + 0.5
+    f = sd.function(xs, y)
+    assert "part_size" not in f.source and f.program.regions >= 1
+    np.testing.assert_allclose(f(*[0.1 * k for k in range(6)]), sd.evaluate(y, {x: 0.1 * k for k, x in enumerate(xs)}),
+                               rtol=1e-12)

@@ -830,13 +830,14 @@ class RegionCounter:
         in_types = [dtype for _, dtype in inputs.values()]
         out_types = {s.out: s.node.dtype for s in run}
         # The instructions are one string, a line each: Python compiles a string constant at
-        # once, and a list of 22,000 tuples (the 5,000-layer chain) in 1.5 s, on every load.
+        # once, and a list of 45,000 tuples (the 5,000-layer chain) in 1.5 s, on every load.
         self.definitions.append(f'{name} = make_region({name!r}, {in_locals!r}, {in_types!r}, r"""')
         for s, ins in zip(run, instructions):
             comment = s.comment.replace('"""', "'''")
             self.definitions.append(f"    {scalar_ir.instruction_text(ins)}  # {comment}")
         # The part size is in the source, so it is in the cache key.
-        part_size = scalar_ir.PART_SIZE if len(run) > scalar_ir.SPLIT_ABOVE else None
+        split = len(run) > scalar_ir.SPLIT_ABOVE and len(inputs) <= scalar_ir.PART_SIZE
+        part_size = scalar_ir.PART_SIZE if split else None
         self.definitions.append(f'""", {outputs!r}, {[out_types[o] for o in outputs]!r}'
                                 + (f", part_size={part_size})" if part_size else ")"))
         lines = list(hoisted)

@@ -21,6 +21,8 @@ takes the slow path and the shared rules.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..errors import InputTypeError, ShapeError
@@ -50,6 +52,9 @@ _SCALAR_FAST_PATH = {  # builtins by _sd_ names: an input may be called "type" o
 }
 
 
+PAUSE_COMPILE_ABOVE = 1 << 20  # characters of kernel source (the 5,000-node chain's: 1 MB)
+
+
 class NumbaFunction(CompiledFunction):
     """A function compiled to one Numba kernel (see ``sd.function``).
 
@@ -66,19 +71,22 @@ class NumbaFunction(CompiledFunction):
         # The wrapper's own names all start with _sd_; an input named so is renamed.
         self._names = [f"_sd_in{k}" if s.name.startswith("_sd_") else s.name for k, s in enumerate(self.inputs)]
         stages = staged.plan(self.inputs, self.lowered_outputs)
-        # The collector's scans of the objects lowering and compiling allocate cost a third of
-        # the 40,000-node chain's compile (13.9 -> 9.5 s); what they leave is freed after.
-        with gc_paused():
-            if stages is None:
+        if stages is None:
+            # The collector's scans of the many objects lowering and Numba allocate for a big
+            # graph take a third of its compile (40,000-node chain: 15.2-17.3 s with the compile
+            # unpaused, 9.7-11.1 s paused).  The pause is process-wide (other threads' cyclic
+            # garbage waits for it), so the compile of an ordinary kernel is not paused.
+            with gc_paused():
                 self.program = lower(self.inputs, self.lowered_outputs, single, node_order)
-                self.source = self.program.source
+            self.source = self.program.source
+            with gc_paused() if len(self.source) > PAUSE_COMPILE_ABOVE else contextlib.nullcontext():
                 self.kernel, self.cache_status, self._hidden = cache.load_program(self.program)
-                self._first_hidden = self._hidden
-                self._first_kernel = self._rest = None
-            else:  # users' impl functions between kernels: ``kernel`` is the Python function running them all
-                staged.warn_once(stages)
-                staged.build(self, stages, self._names, single)
-                self._hidden = ()
+            self._first_hidden = self._hidden
+            self._first_kernel = self._rest = None
+        else:  # users' impl functions between kernels: ``kernel`` is the Python function running them all
+            staged.warn_once(stages)
+            staged.build(self, stages, self._names, single)
+            self._hidden = ()
         self.__class__ = self._specialised_class()
 
     def _specialised_class(self):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
+from ..ir import gc_paused
+
 F64, F32, I64, I1 = ir.DoubleType(), ir.FloatType(), ir.IntType(64), ir.IntType(1)
 LLVM_TYPE = {"float64": F64, "float32": F32, "int64": I64, "bool": I1}
 FLOATS = ("float64", "float32")
@@ -62,7 +64,7 @@ def _arith(float_fn, int_fn):
 
 def _neg(b, args, dtypes, out, cast_to):
     (x,) = args
-    return b.fsub(_const(out, -0.0), x) if out in FLOATS else b.neg(x)
+    return b.fneg(x) if out in FLOATS else b.neg(x)
 
 
 def _abs(b, args, dtypes, out, cast_to):
@@ -84,7 +86,7 @@ def _sign(b, args, dtypes, out, cast_to):
 def _sigmoid(b, args, dtypes, out, cast_to):
     (x,) = args
     ty = LLVM_TYPE[out]
-    e = _intrinsic(b, "llvm.exp", ty, [b.fsub(_const(out, -0.0), _intrinsic(b, "llvm.fabs", ty, [x]))])
+    e = _intrinsic(b, "llvm.exp", ty, [b.fneg(_intrinsic(b, "llvm.fabs", ty, [x]))])
     denominator = b.fadd(_const(out, 1.0), e)
     positive = b.fdiv(_const(out, 1.0), denominator)
     negative = b.fdiv(e, denominator)
@@ -103,7 +105,7 @@ def _sech2(b, args, dtypes, out, cast_to):
 def _softplus(b, args, dtypes, out, cast_to):
     (x,) = args
     ty = LLVM_TYPE[out]
-    minus_x = b.fsub(_const(out, -0.0), x)
+    minus_x = b.fneg(x)
     above = b.fadd(x, _libm(b, "log1p", ty, [_intrinsic(b, "llvm.exp", ty, [minus_x])]))
     below = _libm(b, "log1p", ty, [_intrinsic(b, "llvm.exp", ty, [x])])
     return b.select(b.fcmp_ordered(">", x, _const(out, 0.0)), above, below)
@@ -152,7 +154,11 @@ def convert(b, value, source: str, target: str):
     if source in FLOATS and target in FLOATS:
         return b.fpext(value, ty) if target == "float64" else b.fptrunc(value, ty)
     if source in FLOATS:
-        return b.fptosi(value, ty)
+        # fptosi of NaN or of a value out of int64's range is poison, which the optimiser may
+        # turn into anything; x86 (and NumPy there) gives INT64_MIN, so select it explicitly.
+        bound = _const(source, 2.0 ** 63)
+        in_range = b.and_(b.fcmp_ordered("<", value, bound), b.fcmp_ordered(">=", value, b.fneg(bound)))
+        return b.select(in_range, b.fptosi(value, ty), _const(target, -(2 ** 63)))
     return b.sitofp(value, ty)
 
 
@@ -192,7 +198,7 @@ def _logaddexp(exp_name, log_scale, tie_add):
         x, y = args
         ty = LLVM_TYPE[out]
         difference = b.fsub(x, y)
-        minus = b.fsub(_const(out, -0.0), difference)
+        minus = b.fneg(difference)
 
         def log1p_exp(t):
             value = _libm(b, "log1p", ty, [_libm(b, exp_name, ty, [t])])
@@ -410,6 +416,9 @@ def _emit(b, instructions, values: dict, dtypes: dict, paired: dict, defined=Non
 # skipped, which halves the compile again (20,000-node chain: 9.7 -> 6.6 s) at a small cost
 # in speed (its call 481 -> 491 us; an arithmetic chain's 121 -> 137 us).  Graphs that big
 # are dominated by their compile time; smaller regions keep one optimised block.
+# A region that takes more than PART_SIZE inputs stays one block: the kernel would store each
+# into its slot, and LLVM scheduled those 10,000 stores (a gradient region after an erfinv,
+# which has no IR form) in 16.8 s against 4.0 s for the one block.
 SPLIT_ABOVE = 8192
 PART_SIZE = 1024
 
@@ -426,17 +435,6 @@ class _LoadOnFirstRead(dict):
         return value
 
 
-class _DtypeOf(dict):
-    """Dtypes of a part's values, read through to the region's table."""
-
-    def __init__(self, table):
-        super().__init__()
-        self.table = table
-
-    def __missing__(self, name):
-        return self.table[name]
-
-
 def _emit_in_parts(b, region_name, instructions, values: dict, dtypes: dict, paired: dict, out_names,
                    part_size: int):
     """Emit ``instructions`` as consecutive parts, each its own noinline function.
@@ -444,7 +442,7 @@ def _emit_in_parts(b, region_name, instructions, values: dict, dtypes: dict, pai
     A value defined in one part (or an input of the region) and read in a later one (or
     returned by the region) lives in a stack slot of its dtype: stored where it is defined,
     loaded where a later part first reads it.  A slot is reused once its value's last
-    reader has run, so the stack holds at most the values live across one part boundary.
+    reader has run (after that part: its own new values may be stored before it reads the old).
     """
     defined_in = {name: -1 for name in values}  # the region's inputs: defined before part 0
     dtype_of = dict(dtypes)
@@ -524,8 +522,12 @@ def _emit_in_parts(b, region_name, instructions, values: dict, dtypes: dict, pai
         # allocation of thousands of such values took longer than one big block.
         local = _LoadOnFirstRead(inner, function.args, address)
         stored = set(born[k])
-        _emit(inner, part, local, _DtypeOf(dtype_of), paired,
-              lambda name: name in stored and inner.store(local[name], address(inner, function.args, name)))
+
+        def store_if_read_later(name, inner=inner, local=local, function=function, stored=stored):
+            if name in stored:
+                inner.store(local[name], address(inner, function.args, name))
+
+        _emit(inner, part, local, dtype_of, paired, store_if_read_later)
         inner.ret_void()
         b.call(function, buffers)
     for name in out_names:
@@ -598,10 +600,11 @@ def make_region(name, in_names, in_dtypes, instructions, out_names, out_dtypes, 
             values[local] = context.cast(builder, raw, packed_type[k], numba_type[dtype])
             dtypes[local] = dtype
         paired = _sin_cos_pairs(instructions)
-        if part_size is None:
-            _emit(builder, instructions, values, dtypes, paired)
-        else:
-            _emit_in_parts(builder, name, instructions, values, dtypes, paired, out_names, part_size)
+        with gc_paused():  # llvmlite's objects: several per instruction
+            if part_size is None:
+                _emit(builder, instructions, values, dtypes, paired)
+            else:
+                _emit_in_parts(builder, name, instructions, values, dtypes, paired, out_names, part_size)
         return context.make_tuple(builder, result_type, [values[o] for o in out_names])
 
     def typer(typingctx, packed):
