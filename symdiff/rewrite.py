@@ -1006,14 +1006,19 @@ def broadcast_static(node, rw):
 
 
 def _same_shape_source(ref: Expr) -> Optional[Expr]:
-    """An input of ``ref`` with exactly ``ref``'s static shape (so the same run-time
-    shape), for ops whose result shape is their inputs' broadcast shape."""
-    if ref.op.kind == "elementwise" or ref.op is S.BROADCAST_LIKE:
+    """The deepest node reached through inputs of ``ref``'s exact static shape (so the
+    same run-time shape), through ops whose result shape is their inputs' broadcast shape;
+    None if ``ref`` has no such input.  Followed in a loop: one step per rewrite recursed
+    once per layer of a deep graph (a 100-layer chain on a vector of run-time size hit
+    Python's recursion limit)."""
+    source = None
+    while ref.op.kind == "elementwise" or ref.op is S.BROADCAST_LIKE:
         candidates = ref.inputs if ref.op.kind == "elementwise" else ref.inputs[1:]
-        for x in candidates:
-            if x.type.shape == ref.type.shape:
-                return x
-    return None
+        step = next((x for x in candidates if x.type.shape == ref.type.shape), None)
+        if step is None:
+            break
+        source = ref = step
+    return source
 
 
 @rule("dce", "broadcast_like(x, f(r, ...)) -> broadcast_like(x, r) when r has f's shape (f elementwise)",

@@ -199,3 +199,25 @@ def test_a_deep_chain_of_distinct_unary_ops_under_a_low_recursion_limit():
         assert alive() is None
     finally:
         sys.setrecursionlimit(saved)
+
+
+def test_rewriting_a_deep_chain_on_a_vector_of_run_time_size_does_not_recurse_per_layer():
+    """The gradient of a chain on ``sd.vector("x")`` reads the forward sizes through
+    broadcast_like/dim nodes; their rewrite to the size's source followed one layer per
+    recursion (a 100-layer chain hit the recursion limit in sd.optimize)."""
+    from symdiff.rewrite import optimize
+
+    saved = sys.getrecursionlimit()
+    sys.setrecursionlimit(500)
+    try:
+        x = sd.vector("x_deep_none")
+        y = x
+        for _ in range(2_000):
+            y = sd.sin(y) * y + sd.cos(y)
+        outputs = [sd.sum(y), sd.grad(sd.sum(y), x)]
+        optimized = optimize(outputs)
+        point = {x: np.linspace(-1.0, 1.0, 5)}
+        for got, want in zip(sd.evaluate(list(optimized), point), sd.evaluate(outputs, point)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    finally:
+        sys.setrecursionlimit(saved)
