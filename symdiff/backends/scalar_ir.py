@@ -18,8 +18,6 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from ..ir import gc_paused
-
 F64, F32, I64, I1 = ir.DoubleType(), ir.FloatType(), ir.IntType(64), ir.IntType(1)
 LLVM_TYPE = {"float64": F64, "float32": F32, "int64": I64, "bool": I1}
 FLOATS = ("float64", "float32")
@@ -156,8 +154,8 @@ def convert(b, value, source: str, target: str):
     if source in FLOATS:
         # fptosi of NaN or of a value out of int64's range is poison, which the optimiser may
         # turn into anything; x86 (and NumPy there) gives INT64_MIN, so select it explicitly.
-        bound = _const(source, 2.0 ** 63)
-        in_range = b.and_(b.fcmp_ordered("<", value, bound), b.fcmp_ordered(">=", value, b.fneg(bound)))
+        in_range = b.and_(b.fcmp_ordered("<", value, _const(source, 2.0 ** 63)),
+                          b.fcmp_ordered(">=", value, _const(source, -2.0 ** 63)))
         return b.select(in_range, b.fptosi(value, ty), _const(target, -(2 ** 63)))
     return b.sitofp(value, ty)
 
@@ -423,16 +421,23 @@ SPLIT_ABOVE = 8192
 PART_SIZE = 1024
 
 
-class _LoadOnFirstRead(dict):
-    """A part's values: one defined elsewhere is loaded from its slot when first read."""
+class _PartValues(dict):
+    """A part's values: one defined in another part is loaded from its slot where first read,
+    and one of ``crossing`` is stored into its slot where defined (``defined``).  A value
+    loaded on entry or stored on exit would be live across the whole part, and LLVM's
+    register allocation of thousands of such values took longer than one big block."""
 
-    def __init__(self, builder, pointers, address):
+    def __init__(self, builder, pointers, address, crossing: set):
         super().__init__()
-        self.builder, self.pointers, self.address = builder, pointers, address
+        self.builder, self.pointers, self.address, self.crossing = builder, pointers, address, crossing
 
     def __missing__(self, name):
         value = self[name] = self.builder.load(self.address(self.builder, self.pointers, name))
         return value
+
+    def defined(self, name):
+        if name in self.crossing:
+            self.builder.store(self[name], self.address(self.builder, self.pointers, name))
 
 
 def _emit_in_parts(b, region_name, instructions, values: dict, dtypes: dict, paired: dict, out_names,
@@ -468,7 +473,7 @@ def _emit_in_parts(b, region_name, instructions, values: dict, dtypes: dict, pai
             last_read[name] = k
     for name in out_names:
         last_read[name] = len(parts)  # read back by the caller
-    crossing = [name for name in defined_in if last_read.get(name, -1) > defined_in[name]]
+    crossing = [name for name in defined_in if last_read.get(name, -1) > defined_in[name]]  # in order
 
     # Slots: the inputs' first; then, part by part, slots for the values it defines, and after
     # it, the slots of the values it read for the last time (a part loads a value where it
@@ -510,6 +515,7 @@ def _emit_in_parts(b, region_name, instructions, values: dict, dtypes: dict, pai
         if defined_in[name] < 0:
             b.store(values[name], address(b, buffers, name))
     function_type = ir.FunctionType(ir.VoidType(), pointer_types)
+    stored = set(crossing)
     for k, part in enumerate(parts):
         function = ir.Function(b.module, function_type, b.module.get_unique_name(f"{region_name}_part{k}"))
         function.linkage = "internal"
@@ -517,17 +523,8 @@ def _emit_in_parts(b, region_name, instructions, values: dict, dtypes: dict, pai
         function.attributes.add("nounwind")
         function.attributes.add("optnone")
         inner = ir.IRBuilder(function.append_basic_block("entry"))
-        # Loaded where first read and stored where defined: a value loaded on entry or
-        # stored on exit would be live across the whole part, and LLVM's register
-        # allocation of thousands of such values took longer than one big block.
-        local = _LoadOnFirstRead(inner, function.args, address)
-        stored = set(born[k])
-
-        def store_if_read_later(name, inner=inner, local=local, function=function, stored=stored):
-            if name in stored:
-                inner.store(local[name], address(inner, function.args, name))
-
-        _emit(inner, part, local, dtype_of, paired, store_if_read_later)
+        local = _PartValues(inner, function.args, address, stored)
+        _emit(inner, part, local, dtype_of, paired, local.defined)
         inner.ret_void()
         b.call(function, buffers)
     for name in out_names:
@@ -600,11 +597,10 @@ def make_region(name, in_names, in_dtypes, instructions, out_names, out_dtypes, 
             values[local] = context.cast(builder, raw, packed_type[k], numba_type[dtype])
             dtypes[local] = dtype
         paired = _sin_cos_pairs(instructions)
-        with gc_paused():  # llvmlite's objects: several per instruction
-            if part_size is None:
-                _emit(builder, instructions, values, dtypes, paired)
-            else:
-                _emit_in_parts(builder, name, instructions, values, dtypes, paired, out_names, part_size)
+        if part_size is None:
+            _emit(builder, instructions, values, dtypes, paired)
+        else:
+            _emit_in_parts(builder, name, instructions, values, dtypes, paired, out_names, part_size)
         return context.make_tuple(builder, result_type, [values[o] for o in out_names])
 
     def typer(typingctx, packed):
