@@ -20,9 +20,10 @@ from numba import njit  # noqa: E402
 import symdiff as sd  # noqa: E402
 from symdiff.backends import runtime  # noqa: E402
 
-# (m, n, k): square, non-square, one row, one column, inner size one, and empty products
+# (m, n, k): square, non-square, one row, one column (beyond the four rows _matvec's loops take
+# at a time), inner size one, and empty products
 SIZES = [(2, 3, 4), (4, 4, 4), (7, 5, 9), (64, 33, 17), (1, 6, 5), (6, 1, 5), (1, 1, 1), (3, 4, 1), (1, 1, 7),
-         (0, 3, 2), (3, 0, 2), (2, 3, 0), (0, 0, 0)]
+         (0, 3, 2), (3, 0, 2), (2, 3, 0), (0, 0, 0), (9, 1, 13), (1, 11, 6), (1, 1, 0), (0, 1, 3), (1, 0, 3)]
 CASES = [(m, n, k, transpose_a, transpose_b) for m, n, k in SIZES for transpose_a in (0, 1) for transpose_b in (0, 1)]
 NUMPY_BLAS_OVERRIDDEN = os.environ.get(runtime.BLAS_ENV, "numpy").strip().lower() not in ("", "numpy")
 
@@ -95,6 +96,7 @@ def _gemm_implementations():
     if runtime.BLAS_SOURCE != "scipy" and runtime._scipy_blas_available():
         found.append(("scipy", runtime._make_gemm(runtime.BlasChoice("scipy", "numba"))))
     found.append(("loops", runtime._gemm_loops))
+    found.append(("matvec", runtime._matvec))  # what kernels call where an operand is a vector
     return found
 
 

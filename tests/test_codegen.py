@@ -323,3 +323,33 @@ def test_a_region_with_more_inputs_than_a_part_stays_one_block(monkeypatch):
     assert "part_size" not in f.source and f.program.regions >= 1
     np.testing.assert_allclose(f(*[0.1 * k for k in range(6)]), sd.evaluate(y, {x: 0.1 * k for k, x in enumerate(xs)}),
                                rtol=1e-12)
+
+
+def test_sums_reassociated_and_static_inner_loops_hidden_match_numpy():
+    """A float sum into one scalar adds with ``_sum_add`` (vectorised partial sums) and static
+    inner loops of 8 or more run to ``_opaque`` bounds: sizes around the vector widths, both
+    float dtypes, static and run-time sizes, infinities and NaN propagate as in NumPy."""
+    shapes = [(0, 9), (1, 7), (3, 8), (5, 37), (2, 1001)]
+    cases = []
+    for dtype in ("float64", "float32"):
+        for rows, cols in shapes:
+            for static in (True, False):
+                X = sd.matrix(f"X{len(cases)}", (rows, cols) if static else (None, None), dtype=dtype)
+                outputs = [sd.sum(X * 2.0), sd.sum(sd.exp(X), axis=1), sd.sum(X, axis=0)]
+                cases.append((dtype, rows, cols, static, X, outputs))
+    f = sd.function([c[4] for c in cases], [out for c in cases for out in c[5]])
+    assert "_sum_add(" in f.source and "_opaque(37)" in f.source and "range(_opaque(7))" not in f.source
+    rng = np.random.default_rng(11)
+    arguments = []
+    for dtype, rows, cols, _, _, _ in cases:
+        values = rng.normal(size=(rows, cols)).astype(dtype)
+        if values.size > 6:
+            values.flat[3] = np.inf if cols % 2 else np.nan
+        arguments.append(values)
+    got = f(*arguments)
+    want = sd.evaluate([out for c in cases for out in c[5]], {c[4]: a for c, a in zip(cases, arguments)})
+    for (dtype, rows, cols, static, _, _), k in zip(cases, range(0, len(got), 3)):
+        for g, w in zip(got[k:k + 3], want[k:k + 3]):
+            tolerance = 1e-5 if dtype == "float32" else 1e-12
+            np.testing.assert_allclose(g, w, rtol=tolerance, atol=tolerance,
+                                       err_msg=f"{dtype} {rows}x{cols} static={static}")

@@ -1,5 +1,6 @@
 """Lowering of matmul: one BLAS ``gemm`` call per (broadcast) batch element, with
-transposed operands read in place (see ``runtime._gemm``)."""
+transposed operands read in place (see ``runtime._gemm``), or ``runtime._matvec``'s
+loops where an operand is a vector."""
 
 from __future__ import annotations
 
@@ -57,7 +58,12 @@ def lower_matmul(L, node: Expr):
 
     xa, yb = batch_part(x, ad, a.ndim), batch_part(y, bd, b.ndim)
     out = f"{name}[{_index_text(bidx)}]" if nb else name
-    gemm = "_gemm" if blas else "_gemm_loops"  # BLAS takes float32/float64 only
+    if not blas:
+        gemm = "_gemm_loops"  # BLAS takes float32/float64 only
+    elif "1" in (m, n):
+        gemm = "_matvec"  # a vector operand: loops beat BLAS (see runtime._matvec)
+    else:
+        gemm = "_gemm"
     lines.append(f"{indent}{gemm}({out}, {xa}, {yb}, {m}, {n}, {k}, {transpose_a}, {transpose_b})")
     if node.ndim == 0:
         scalar = f"v{L.p(node)}"
