@@ -983,6 +983,19 @@ def matmul_zero(node, rw):
     return None
 
 
+@rule("algebra", "A @ B -> A * B + 0.0   if the contracted size is statically 1 and both are matrices (an "
+                 "outer product; + 0.0 gives matmul's +0.0 for a -0.0 product)", "matmul")
+def matmul_outer(node, rw):
+    # One product per element: as a broadcasting multiply it fuses into the loop that reads
+    # it, where gemm with k = 1 was a BLAS call and an array (the outer products of
+    # backprop through a loop's matrix-vector step, once per step).
+    a, b = node.inputs
+    if a.ndim < 2 or b.ndim < 2 or a.type.shape[-1] != 1 or node.dtype not in ("float32", "float64"):
+        return None
+    product = rw.make(E.MUL, a, b)
+    return None if product is None else rw.make(E.ADD, product, const(0.0, node.dtype))
+
+
 @rule("zeros", "scatter_slice(0, r, i) -> 0", "scatter_slice")
 def scatter_zero(node, rw):
     g, ref = node.inputs
