@@ -235,8 +235,6 @@ KNOWN_INACCURATE = {
     ("pow", "d2"): "inherits the first derivatives' edges, and at subnormal or infinite x, or y = 0, multiplies "
                    "a true infinite partial by a true zero one (0 * inf: NaN where the limit is finite)",
     # issue 10's ops, first measured here (issue 15, item 4):
-    ("hypot", "d2"): "the derivative of x / hypot(x, y) is 1/h - x**2/h**3, which cancels for |y| << |x| "
-                     "(4,212 ulps at (40, 0.5)) and underflows for subnormal y beside a tiny x",
     ("arctan2", "d2"): "NaN at subnormal y with x = 0 (true: overflows to inf), from the derivative of the scaled "
                        "quotient meeting 0 * inf",
     ("log_ndtr", "d2"): "log_ndtr'' = -r (x + r) with r = pdf / cdf ~ -x cancels for x << 0: 384 ulps at -20, "
