@@ -183,6 +183,23 @@ def test_none_leading_dimension_one_kernel_for_every_length():
         assert all(_close(g, w, 1e-10) for g, w in zip(got, want))
 
 
+def test_run_time_sizes_everywhere_gradient_and_hvp_compile():
+    """Every size None (hidden width, inputs, steps): the reverse sweep's per-step outputs
+    (a cotangent as a column, x @ W's row) take their sizes from a carry through
+    expand_dims, matmul and elementwise work (found by review: "cannot tell the size")."""
+    W, U, xs, h0 = sd.matrix("W", (None, None)), sd.matrix("U", (None, None)), sd.matrix("xs", (None, None)), \
+        sd.vector("h0", None)
+    hT, ys = sd.scan(lambda h, x: (sd.tanh(W @ h + U @ x), sd.sum(sd.tanh(W @ h) ** 2) + x @ x), h0, xs)
+    loss = sd.sum(ys) + sd.sum(hT @ W)
+    rolled = sd.fori_loop(0, 4, lambda i, c: sd.sin(W.T @ c) + c @ W, h0)
+    outs = [loss, *sd.grad(loss, [W, U, h0]), sd.hvp(loss, h0, h0), *sd.grad(sd.sum(rolled), [W, h0])]
+    values = {W: RNG.normal(size=(6, 6)) * 0.3, U: RNG.normal(size=(6, 5)) * 0.3, xs: RNG.normal(size=(9, 5)),
+              h0: RNG.normal(size=6)}
+    got = sd.function([W, U, xs, h0], outs)(*values.values())
+    for i, (g, w) in enumerate(zip(got, sd.evaluate(outs, values))):
+        assert _close(g, w, 1e-10), f"output {i}"
+
+
 def test_every_checkpoint_policy_gives_the_same_derivatives():
     """Compiled: "sqrt" and an int k keep every k-th carry and recompute segments in the
     reverse sweep (no full tape in the kernel); gradients equal the reference's (which

@@ -451,16 +451,42 @@ def _body_dims(L, body, y: Expr, inputs, label):
 
 
 def _placeholder_axis(body, y: Expr, axis: int):
+    """(placeholder slot, its axis) whose run-time size axis ``axis`` of ``y`` has, found
+    through the ops that keep a size (elementwise work, broadcasts, expand_dims, squeeze,
+    transpose, matmul's rows and columns), or None."""
     slot_of = {ph.id: slot for slot, ph in enumerate(body.placeholders)}
-    node = y
-    while node.id not in slot_of:
-        if node.op.kind != "elementwise" and node.op.name != "broadcast_like":
-            return None
-        following = [x for x in node.inputs[:1 if node.op.name == "broadcast_like" else None]
-                     if x.ndim == node.ndim and x.type.shape[axis] is None]
-        if node.op.name == "broadcast_like":
-            following = [node.inputs[1]] if node.inputs[1].ndim == node.ndim else []
-        if not following:
-            return None
-        node = following[0]
-    return slot_of[node.id], axis
+    pending, seen = [(y, axis)], set()
+    while pending:
+        node, k = pending.pop()
+        if (node.id, k) in seen:
+            continue
+        seen.add((node.id, k))
+        if node.id in slot_of:
+            return slot_of[node.id], k
+        pending.extend((x, j) for x, j in _axis_sources(node, k) if x.type.shape[j] is None)
+    return None
+
+
+def _axis_sources(node: Expr, k: int) -> list:
+    """(input, axis) pairs of ``node`` whose size is the size of its axis ``k``."""
+    name, inputs = node.op.name, node.inputs
+    if node.op.kind == "elementwise":
+        return [(x, k - (node.ndim - x.ndim)) for x in inputs if k - (node.ndim - x.ndim) >= 0]
+    if name == "broadcast_like":
+        return [(inputs[1], k)] if inputs[1].ndim == node.ndim else []
+    if name == "expand_dims":
+        added = sorted(a % node.ndim for a in node.params["axes"])
+        return [] if k in added else [(inputs[0], k - sum(a < k for a in added))]
+    if name == "squeeze":
+        removed = {a % inputs[0].ndim for a in node.params["axes"]}
+        kept = [a for a in range(inputs[0].ndim) if a not in removed]
+        return [(inputs[0], kept[k])]
+    if name == "transpose":
+        return [(inputs[0], node.params["axes"][k])]
+    if name == "matmul":
+        a, b = inputs
+        if b.ndim > 1 and k == node.ndim - 1:
+            return [(b, b.ndim - 1)]
+        if a.ndim > 1 and k == node.ndim - (2 if b.ndim > 1 else 1):
+            return [(a, a.ndim - 2)]
+    return []

@@ -489,6 +489,7 @@ def _make_gemm(choice: BlasChoice):
             ensure_blas()  # loads SciPy's cython_blas into Numba's helper table
         return types.none(out, a, b, types.int64, types.int64, types.int64, types.int64, types.int64), codegen
 
+    _gemm.emit = codegen  # for _matvec, which falls back to this call
     return _gemm
 
 
@@ -504,24 +505,168 @@ __all__ += ["_gemm", "_gemm_loops", "BLAS", "BLAS_SOURCE"]
 # --- matrix-vector products ----------------------------------------------------------
 #
 # BLAS is slow at a product with one vector operand: through gemm, 32x32 @ v took 136 ns
-# and 100,000x20 @ v 892 us, where these loops take 80 ns and 410 us (X.T @ v: 1,755 against
-# 294 us), and they are never slower up to SINGLE_THREAD_BELOW multiply-adds (measured in
-# docs/architecture.md, "Matrix-vector products").  Reassociating the sums lets LLVM keep
-# vector accumulators, as BLAS does; contraction gives fused multiply-adds.
+# and 100,000x20 @ v 892 us, where loops over four rows at a time take 59 ns and 248 us
+# (X.T @ v: 1,755 against 264 us), and they are not slower up to SINGLE_THREAD_BELOW
+# multiply-adds (docs/architecture.md, "Matrix-vector products").  The loops are LLVM IR
+# functions defined in the kernel's own module: written as Numba functions they cost
+# 0.2-0.8 s of compile in every process that builds a kernel calling them (the RNN's
+# value+grad compiled in 2.65 s instead of 1.3).  Their sums may be reassociated, so LLVM
+# keeps vector accumulators, and multiply-adds contract to FMAs, as BLAS does; NaN and
+# infinity keep IEEE semantics.  Their sizes are hidden from LLVM (``_hidden``): a static
+# 100,000 x 20, constant-folded, had each row of 20 unrolled and took 3,625 us instead of 248.
 
-_VECTOR_LOOP_MATH = {"reassoc", "contract"}
+_REASSOC = ("reassoc", "contract")
 
 
-@intrinsic
-def _data_pointer(typingctx, array):
-    """The pointer to a C-contiguous array's first element."""
-    if not isinstance(array, types.Array) or array.layout != "C":
-        return None
+def _rows_function(module, kind: str, element):
+    """The module's ``symdiff_rows_<kind>_<f64|f32>(out, matrix, vector, rows, length)``
+    (defined on first use), for a row-major ``matrix`` and three non-overlapping buffers:
+    kind "dot": out[i] = sum_p matrix[i, p] * vector[p] (four rows share each read of
+    ``vector``); kind "axpy": out[j] = sum_p vector[p] * matrix[p, j] (four rows added to
+    ``out`` per pass)."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    name = f"symdiff_rows_{kind}_{'f32' if isinstance(element, ir.FloatType) else 'f64'}"
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    int64 = ir.IntType(64)
+    pointer = element.as_pointer()
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), [pointer, pointer, pointer, int64, int64]), name)
+    function.linkage = "internal"
+    function.attributes.add("noinline")
+    for argument in function.args[:3]:
+        argument.add_attribute("noalias")
+    out, matrix, vector, rows, length = function.args
+    builder = ir.IRBuilder(function.append_basic_block("entry"))
+    zero, one, four = ir.Constant(element, 0.0), ir.Constant(int64, 1), ir.Constant(int64, 4)
+
+    def load(base, index):
+        return builder.load(builder.gep(base, [index]))
+
+    def multiply_add(total, x, y):
+        return builder.fadd(total, builder.fmul(x, y, flags=("contract",)), flags=_REASSOC)
+
+    blocked = builder.mul(builder.udiv(rows, four), four)
+    if kind == "dot":
+        sums = [cgutils.alloca_once(builder, element) for _ in range(4)]
+        with cgutils.for_range_slice(builder, ir.Constant(int64, 0), blocked, four, int64) as (i, _):
+            starts = [builder.mul(builder.add(i, ir.Constant(int64, q)), length) for q in range(4)]
+            for total in sums:
+                builder.store(zero, total)
+            with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (p, _):
+                vp = load(vector, p)
+                for total, row in zip(sums, starts):
+                    builder.store(multiply_add(builder.load(total), load(matrix, builder.add(row, p)), vp), total)
+            for q, total in enumerate(sums):
+                builder.store(builder.load(total), builder.gep(out, [builder.add(i, ir.Constant(int64, q))]))
+        with cgutils.for_range_slice(builder, blocked, rows, one, int64) as (i, _):
+            row = builder.mul(i, length)
+            builder.store(zero, sums[0])
+            with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (p, _):
+                value = multiply_add(builder.load(sums[0]), load(matrix, builder.add(row, p)), load(vector, p))
+                builder.store(value, sums[0])
+            builder.store(builder.load(sums[0]), builder.gep(out, [i]))
+    else:
+        with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (j, _):
+            builder.store(zero, builder.gep(out, [j]))
+        with cgutils.for_range_slice(builder, ir.Constant(int64, 0), blocked, four, int64) as (p, _):
+            rows_q = [builder.add(p, ir.Constant(int64, q)) for q in range(4)]
+            weights = [load(vector, r) for r in rows_q]
+            starts = [builder.mul(r, length) for r in rows_q]
+            with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (j, _):
+                total = builder.fmul(load(matrix, builder.add(starts[0], j)), weights[0], flags=("contract",))
+                for start, weight in zip(starts[1:], weights[1:]):
+                    total = multiply_add(total, load(matrix, builder.add(start, j)), weight)
+                target = builder.gep(out, [j])
+                builder.store(builder.fadd(builder.load(target), total, flags=_REASSOC), target)
+        with cgutils.for_range_slice(builder, blocked, rows, one, int64) as (p, _):
+            weight, start = load(vector, p), builder.mul(p, length)
+            with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (j, _):
+                target = builder.gep(out, [j])
+                builder.store(multiply_add(builder.load(target), load(matrix, builder.add(start, j)), weight), target)
+    builder.ret_void()
+    return function
+
+
+def _matvec_codegen(kind):
+    """Code for ``_matvec``; ``kind`` ("dot" or "axpy", with the operands' roles) when the
+    call's literal arguments decide it, so a kernel defines and optimises only that loop."""
 
     def codegen(context, builder, signature, args):
-        return context.make_array(signature.args[0])(context, builder, args[0]).data
+        from llvmlite import ir
 
-    return types.CPointer(array.dtype)(array), codegen
+        out, a, b, m, n, k, transpose_a, transpose_b = args
+        out_type, a_type, b_type = signature.args[:3]
+        element = context.get_value_type(out_type.dtype)
+        int64 = ir.IntType(64)
+        one = ir.Constant(int64, 1)
+
+        def data(array_type, value):
+            return context.make_array(array_type)(context, builder, value).data
+
+        def call(which, matrix, vector, rows, length):
+            builder.call(_rows_function(builder.module, which, element), [o, matrix, vector, rows, length])
+
+        work = builder.mul(builder.mul(m, n), k)
+        vector_operand = builder.or_(builder.icmp_signed("==", m, one), builder.icmp_signed("==", n, one))
+        loops = builder.and_(vector_operand, builder.icmp_signed("<", work, ir.Constant(int64, SINGLE_THREAD_BELOW)))
+        with builder.if_else(loops) as (small, large):
+            with small:
+                o, x, y = data(out_type, out), data(a_type, a), data(b_type, b)
+                m, n, k = (_hidden(builder, size) for size in (m, n, k))  # no constant propagation into the loops
+                cases = {  # (n == 1, transposed operand) -> the loop and its operands
+                    (True, True): ("axpy", x, y, k, m),  # op(a) @ y with a stored (k, m)
+                    (True, False): ("dot", x, y, m, k),  # a stored (m, k)
+                    (False, True): ("dot", y, x, n, k),  # x @ op(b) with b stored (n, k)
+                    (False, False): ("axpy", y, x, k, n),  # b stored (k, n)
+                }
+                if kind is not None:
+                    call(*cases[kind])
+                else:
+                    zero = ir.Constant(transpose_a.type, 0)
+                    with builder.if_else(builder.icmp_signed("==", n, one)) as (column, row):
+                        for n_is_one, block, flag in ((True, column, transpose_a), (False, row, transpose_b)):
+                            with block:
+                                with builder.if_else(builder.icmp_signed("!=", flag, zero)) as (yes, no):
+                                    with yes:
+                                        call(*cases[(n_is_one, True)])
+                                    with no:
+                                        call(*cases[(n_is_one, False)])
+            with large:
+                if BLAS:
+                    _gemm.emit(context, builder, signature, args)
+                else:
+                    context.compile_internal(builder, _gemm_loops.py_func, signature, args)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _literal(value_type):
+    return value_type.literal_value if isinstance(value_type, types.IntegerLiteral) else None
+
+
+@intrinsic(prefer_literal=True)
+def _matvec(typingctx, out, a, b, m, n, k, transpose_a, transpose_b):
+    """``_gemm``'s contract; a product with m = 1 or n = 1 (a vector operand) runs in the
+    loops of ``_rows_function`` below SINGLE_THREAD_BELOW multiply-adds (above, BLAS's
+    threads win), any other in BLAS."""
+    if not all(isinstance(x, types.Array) and x.layout == "C" for x in (out, a, b)):
+        return None
+    if out.dtype not in (types.float32, types.float64) or a.dtype != out.dtype or b.dtype != out.dtype:
+        return None
+    if BLAS and BLAS_SOURCE == "scipy":
+        from numba.np.linalg import ensure_blas
+
+        ensure_blas()
+    kind = None  # decided by the generated code's literals: which size is 1, which operand is transposed
+    if _literal(n) == 1 and _literal(transpose_a) is not None:
+        kind = (True, bool(_literal(transpose_a)))
+    elif _literal(m) == 1 and _literal(transpose_b) is not None:
+        kind = (False, bool(_literal(transpose_b)))
+    return types.none(out, a, b, m, n, k, transpose_a, transpose_b), _matvec_codegen(kind)
 
 
 @intrinsic
@@ -533,11 +678,16 @@ def _opaque(typingctx, value):
         return None
 
     def codegen(context, builder, signature, args):
-        from llvmlite import ir
-
-        return builder.asm(ir.FunctionType(args[0].type, [args[0].type]), "", "=r,0", [args[0]], side_effect=False)
+        return _hidden(builder, args[0])
 
     return types.int64(types.int64), codegen
+
+
+def _hidden(builder, value):
+    """``value`` through an empty inline-assembly identity: LLVM cannot see its value."""
+    from llvmlite import ir
+
+    return builder.asm(ir.FunctionType(value.type, [value.type]), "", "=r,0", [value], side_effect=False)
 
 
 @intrinsic
@@ -556,80 +706,6 @@ def _sum_add(typingctx, total, value):
         return builder.fadd(args[0], addend, flags=("reassoc",))
 
     return total(total, value), codegen
-
-
-@njit(nogil=True, error_model="numpy", fastmath=_VECTOR_LOOP_MATH)
-def _rows_dot(out, matrix, vector, rows, length, zero):
-    """out[i] = sum_p matrix[i, p] * vector[p] for a row-major ``matrix`` (pointers to
-    the data); four rows share each read of ``vector``."""
-    i = 0
-    while i + 4 <= rows:
-        s0, s1, s2, s3 = zero, zero, zero, zero
-        r0 = i * length
-        r1 = r0 + length  # (one assignment each: a tuple of these stopped LLVM vectorising, 4.5x slower)
-        r2 = r1 + length
-        r3 = r2 + length
-        for p in range(length):
-            vp = vector[p]
-            s0 += matrix[r0 + p] * vp
-            s1 += matrix[r1 + p] * vp
-            s2 += matrix[r2 + p] * vp
-            s3 += matrix[r3 + p] * vp
-        out[i], out[i + 1], out[i + 2], out[i + 3] = s0, s1, s2, s3
-        i += 4
-    while i < rows:
-        s0 = zero
-        r0 = i * length
-        for p in range(length):
-            s0 += matrix[r0 + p] * vector[p]
-        out[i] = s0
-        i += 1
-
-
-@njit(nogil=True, error_model="numpy", fastmath=_VECTOR_LOOP_MATH)
-def _rows_axpy(out, matrix, vector, rows, length, zero):
-    """out[j] = sum_p vector[p] * matrix[p, j] for a row-major ``matrix`` (pointers to
-    the data): rows are added to ``out`` four at a time (one pass over ``out`` per four rows)."""
-    for j in range(length):
-        out[j] = zero
-    p = 0
-    while p + 4 <= rows:
-        g0, g1, g2, g3 = vector[p], vector[p + 1], vector[p + 2], vector[p + 3]
-        r0 = p * length
-        r1 = r0 + length  # (one assignment each: a tuple of these stopped LLVM vectorising, 4.5x slower)
-        r2 = r1 + length
-        r3 = r2 + length
-        for j in range(length):
-            out[j] += matrix[r0 + j] * g0 + matrix[r1 + j] * g1 + matrix[r2 + j] * g2 + matrix[r3 + j] * g3
-        p += 4
-    while p < rows:
-        g0 = vector[p]
-        r0 = p * length
-        for j in range(length):
-            out[j] += matrix[r0 + j] * g0
-        p += 1
-
-
-@njit(nogil=True, error_model="numpy")
-def _matvec(out, a, b, m, n, k, transpose_a, transpose_b):
-    """``_gemm``'s contract; a product with m = 1 or n = 1 (a vector operand) runs in
-    ``_rows_dot``/``_rows_axpy`` below SINGLE_THREAD_BELOW multiply-adds (above, BLAS's
-    threads win), any other in BLAS."""
-    if m * n * k >= SINGLE_THREAD_BELOW or (m != 1 and n != 1):
-        _gemm(out, a, b, m, n, k, transpose_a, transpose_b)
-        return
-    # pointers, not reshaped views: three views cost 55 ns of reference counting (32x32: 81 -> 135 ns)
-    o, x, y, zero = _data_pointer(out), _data_pointer(a), _data_pointer(b), out.dtype.type(0)
-    m, n, k = _opaque(m), _opaque(n), _opaque(k)
-    if n == 1:  # op(a) @ y: a stored (m, k), or (k, m) read transposed
-        if transpose_a:
-            _rows_axpy(o, x, y, k, m, zero)
-        else:
-            _rows_dot(o, x, y, m, k, zero)
-    elif transpose_b:  # x @ op(b), b stored (n, k)
-        _rows_dot(o, y, x, n, k, zero)
-    else:  # b stored (k, n)
-        _rows_axpy(o, y, x, k, n, zero)
 
 
 __all__ += ["_matvec", "_opaque", "_sum_add"]
