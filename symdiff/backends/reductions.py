@@ -57,8 +57,9 @@ def lower_reduction(L, node: Expr):
         L.allocate(name, node, fill=init if op != "sum" else None, zeros=op == "sum")
         out_idx = ["0" if a in axes else i for a, i in enumerate(idx) if keep or a not in axes]
         target = f"{name}[{_index_text(out_idx)}]"
-    if op == "sum" and node.ndim == 0 and node.dtype in ("float32", "float64"):
-        # one scalar accumulator: a reassociable add, so LLVM vectorises the sum (runtime._sum_add)
+    if op == "sum" and node.dtype in ("float32", "float64"):
+        # a reassociable add, so LLVM vectorises the sum (runtime._sum_add): into a scalar, or
+        # into an element across an inner loop (sum(X, axis=1) on 1000 x 1000: 807 -> 100 us)
         step.body.append(f"{target} = _sum_add({target}, {value})  # {L.comment(node)}")
     elif op in ("sum", "prod"):
         step.body.append(f"{target} {'+' if op == 'sum' else '*'}= {value}  # {L.comment(node)}")
