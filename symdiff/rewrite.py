@@ -990,7 +990,9 @@ def matmul_outer(node, rw):
     # it, where gemm with k = 1 was a BLAS call and an array (the outer products of
     # backprop through a loop's matrix-vector step, once per step).
     a, b = node.inputs
-    if a.ndim < 2 or b.ndim < 2 or a.type.shape[-1] != 1 or node.dtype not in ("float32", "float64"):
+    if a.ndim < 2 or b.ndim < 2 or node.dtype not in ("float32", "float64"):
+        return None
+    if a.type.shape[-1] != 1 or b.type.shape[-2] != 1:  # both static: a multiply would broadcast a mismatch
         return None
     product = rw.make(E.MUL, a, b)
     return None if product is None else rw.make(E.ADD, product, const(0.0, node.dtype))

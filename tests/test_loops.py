@@ -192,10 +192,15 @@ def test_run_time_sizes_everywhere_gradient_and_hvp_compile():
     hT, ys = sd.scan(lambda h, x: (sd.tanh(W @ h + U @ x), sd.sum(sd.tanh(W @ h) ** 2) + x @ x), h0, xs)
     loss = sd.sum(ys) + sd.sum(hT @ W)
     rolled = sd.fori_loop(0, 4, lambda i, c: sd.sin(W.T @ c) + c @ W, h0)
-    outs = [loss, *sd.grad(loss, [W, U, h0]), sd.hvp(loss, h0, h0), *sd.grad(sd.sum(rolled), [W, h0])]
+    # through a row pick and through matmul's batch axis (found by the second review)
+    batches = sd.tensor("batches", (None, None, 1))
+    picked = sd.sum(sd.scan(lambda C, x: (C + 0.1 * sd.sin(C.T @ C), sd.expand_dims(C[0], 0)), W, batches)[1])
+    batched = sd.sum(sd.scan(lambda C, x: (C * 0.9, C @ sd.expand_dims(sd.sin(C), 2)), W, batches)[1])
+    outs = [loss, *sd.grad(loss, [W, U, h0]), sd.hvp(loss, h0, h0), *sd.grad(sd.sum(rolled), [W, h0]),
+            *sd.grad(picked + batched, [W])]
     values = {W: RNG.normal(size=(6, 6)) * 0.3, U: RNG.normal(size=(6, 5)) * 0.3, xs: RNG.normal(size=(9, 5)),
-              h0: RNG.normal(size=6)}
-    got = sd.function([W, U, xs, h0], outs)(*values.values())
+              h0: RNG.normal(size=6), batches: RNG.normal(size=(3, 6, 1))}
+    got = sd.function([W, U, xs, h0, batches], outs)(*values.values())
     for i, (g, w) in enumerate(zip(got, sd.evaluate(outs, values))):
         assert _close(g, w, 1e-10), f"output {i}"
 

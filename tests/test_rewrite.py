@@ -226,6 +226,15 @@ def test_power_of_two_scaling_stays_when_it_would_change_an_overflow():
     assert not result.fired["fold_power_of_two_scaling"]
 
 
+def test_matmul_outer_keeps_the_size_check_of_a_run_time_contracted_size():
+    """(n, 1) @ (m, k) with m known only at run time is not an outer product: a multiply
+    would broadcast (3, 1) against (3, 4) where matmul must refuse (found by review)."""
+    left, right = sd.matrix("left", (None, 1)), sd.matrix("right", (None, None))
+    assert sd.optimize([left @ right])[0].op.name == "matmul"
+    with pytest.raises(sd.ShapeError):
+        sd.function([left, right], left @ right)(np.ones((3, 1)), np.ones((3, 4)))
+
+
 def test_every_rule_has_a_case():
     covered = {case[0] for case in CASES}
     assert set(RULES) - covered == set(), "rules without a test case"

@@ -453,7 +453,8 @@ def _body_dims(L, body, y: Expr, inputs, label):
 def _placeholder_axis(body, y: Expr, axis: int):
     """(placeholder slot, its axis) whose run-time size axis ``axis`` of ``y`` has, found
     through the ops that keep a size (elementwise work, broadcasts, expand_dims, squeeze,
-    transpose, matmul's rows and columns), or None."""
+    transpose, whole-axis slices, reductions' other axes, matmul's rows, columns and batch
+    axes), or None."""
     slot_of = {ph.id: slot for slot, ph in enumerate(body.placeholders)}
     pending, seen = [(y, axis)], set()
     while pending:
@@ -483,10 +484,21 @@ def _axis_sources(node: Expr, k: int) -> list:
         return [(inputs[0], kept[k])]
     if name == "transpose":
         return [(inputs[0], node.params["axes"][k])]
+    if name == "slice":  # an axis taken whole keeps its size (an integer pick keeps a size-1 axis)
+        index = node.params["index"]
+        return [(inputs[0], k)] if k >= len(index) or index[k] == (None, None, 1) else []
+    if name in ("sum", "max", "min", "prod"):
+        reduced = set(node.params["axes"])
+        kept = [a for a in range(inputs[0].ndim) if node.params["keepdims"] or a not in reduced]
+        return [] if kept[k] in reduced else [(inputs[0], kept[k])]
     if name == "matmul":
         a, b = inputs
+        matrix_axes = (a.ndim > 1) + (b.ndim > 1)
         if b.ndim > 1 and k == node.ndim - 1:
             return [(b, b.ndim - 1)]
-        if a.ndim > 1 and k == node.ndim - (2 if b.ndim > 1 else 1):
+        if a.ndim > 1 and k == node.ndim - matrix_axes:
             return [(a, a.ndim - 2)]
+        batch = node.ndim - matrix_axes  # leading axes, broadcast from both operands' batch axes
+        return [(x, k - (batch - (x.ndim - 2))) for x in (a, b)
+                if x.ndim > 2 and k - (batch - (x.ndim - 2)) >= 0]
     return []
