@@ -591,8 +591,9 @@ def _rows_function(module, kind: str, element):
 
 
 def _matvec_codegen(kind):
-    """Code for ``_matvec``; ``kind`` ("dot" or "axpy", with the operands' roles) when the
-    call's literal arguments decide it, so a kernel defines and optimises only that loop."""
+    """Code for ``_matvec``.  ``kind`` is (n == 1, the vector's partner read transposed)
+    when the call's literal arguments decide it, so a kernel defines and optimises only the
+    one loop it needs; None decides at run time."""
 
     def codegen(context, builder, signature, args):
         from llvmlite import ir
@@ -671,9 +672,9 @@ def _matvec(typingctx, out, a, b, m, n, k, transpose_a, transpose_b):
 
 @intrinsic
 def _opaque(typingctx, value):
-    """``value``, hidden from LLVM's constant propagation (an empty inline-assembly
-    identity): a static 100,000 x 20 row-dot unrolled its rows of 20 and took 3,625 us
-    instead of 248."""
+    """``value``, hidden from LLVM's constant propagation (``_hidden``): the bound of a
+    static inner loop (``lowering.Dims.loop_bound``), which LLVM would otherwise unroll
+    completely before vectorising."""
     if value != types.int64:
         return None
 
