@@ -983,8 +983,8 @@ def matmul_zero(node, rw):
     return None
 
 
-@rule("algebra", "A @ B -> A * B + 0.0   if the contracted size is statically 1 and both are matrices (an "
-                 "outer product; + 0.0 gives matmul's +0.0 for a -0.0 product)", "matmul")
+@rule("algebra", "A @ B -> A * B + 0.0   if the contracted size is statically 1 on both sides and both are "
+                 "float matrices (an outer product; + 0.0 gives matmul's +0.0 for a -0.0 product)", "matmul")
 def matmul_outer(node, rw):
     # One product per element: as a broadcasting multiply it fuses into the loop that reads
     # it, where gemm with k = 1 was a BLAS call and an array (the outer products of
@@ -992,7 +992,7 @@ def matmul_outer(node, rw):
     a, b = node.inputs
     if a.ndim < 2 or b.ndim < 2 or node.dtype not in ("float32", "float64"):
         return None
-    if a.type.shape[-1] != 1 or b.type.shape[-2] != 1:  # both static: a multiply would broadcast a mismatch
+    if a.type.shape[-1] != 1 or b.type.shape[-2] != 1:  # a run-time size needs matmul's check
         return None
     product = rw.make(E.MUL, a, b)
     return None if product is None else rw.make(E.ADD, product, const(0.0, node.dtype))

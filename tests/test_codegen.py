@@ -326,7 +326,7 @@ def test_a_region_with_more_inputs_than_a_part_stays_one_block(monkeypatch):
 
 
 def test_sums_reassociated_and_static_inner_loops_hidden_match_numpy():
-    """A float sum into one scalar adds with ``_sum_add`` (vectorised partial sums) and static
+    """A float sum (into a scalar or an array element) adds with ``_sum_add`` (vectorised partial sums) and static
     inner loops of 8 or more run to ``_opaque`` bounds: sizes around the vector widths, both
     float dtypes, static and run-time sizes, infinities and NaN propagate as in NumPy."""
     shapes = [(0, 9), (1, 7), (3, 8), (5, 37), (2, 1001)]

@@ -549,43 +549,38 @@ def _rows_function(module, kind: str, element):
         return builder.fadd(total, builder.fmul(x, y, flags=("contract",)), flags=_REASSOC)
 
     blocked = builder.mul(builder.udiv(rows, four), four)
-    if kind == "dot":
-        sums = [cgutils.alloca_once(builder, element) for _ in range(4)]
-        with cgutils.for_range_slice(builder, ir.Constant(int64, 0), blocked, four, int64) as (i, _):
-            starts = [builder.mul(builder.add(i, ir.Constant(int64, q)), length) for q in range(4)]
-            for total in sums:
-                builder.store(zero, total)
-            with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (p, _):
-                vp = load(vector, p)
-                for total, row in zip(sums, starts):
-                    builder.store(multiply_add(builder.load(total), load(matrix, builder.add(row, p)), vp), total)
-            for q, total in enumerate(sums):
-                builder.store(builder.load(total), builder.gep(out, [builder.add(i, ir.Constant(int64, q))]))
-        with cgutils.for_range_slice(builder, blocked, rows, one, int64) as (i, _):
-            row = builder.mul(i, length)
-            builder.store(zero, sums[0])
-            with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (p, _):
-                value = multiply_add(builder.load(sums[0]), load(matrix, builder.add(row, p)), load(vector, p))
-                builder.store(value, sums[0])
-            builder.store(builder.load(sums[0]), builder.gep(out, [i]))
-    else:
+    sums = [cgutils.alloca_once(builder, element) for _ in range(4)]
+
+    def dot_rows(first, count):  # out[first + q] for q < count, sharing each read of vector
+        starts = [builder.mul(builder.add(first, ir.Constant(int64, q)), length) for q in range(count)]
+        for total in sums[:count]:
+            builder.store(zero, total)
+        with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (p, _):
+            vp = load(vector, p)
+            for total, row in zip(sums, starts):
+                builder.store(multiply_add(builder.load(total), load(matrix, builder.add(row, p)), vp), total)
+        for q, total in enumerate(sums[:count]):
+            builder.store(builder.load(total), builder.gep(out, [builder.add(first, ir.Constant(int64, q))]))
+
+    def axpy_rows(first, count):  # rows first .. first + count - 1 added to out in one pass
+        rows_q = [builder.add(first, ir.Constant(int64, q)) for q in range(count)]
+        weights = [load(vector, r) for r in rows_q]
+        starts = [builder.mul(r, length) for r in rows_q]
+        with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (j, _):
+            total = builder.fmul(load(matrix, builder.add(starts[0], j)), weights[0], flags=("contract",))
+            for start, weight in zip(starts[1:], weights[1:]):
+                total = multiply_add(total, load(matrix, builder.add(start, j)), weight)
+            target = builder.gep(out, [j])
+            builder.store(builder.fadd(builder.load(target), total, flags=_REASSOC), target)
+
+    if kind == "axpy":
         with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (j, _):
             builder.store(zero, builder.gep(out, [j]))
-        with cgutils.for_range_slice(builder, ir.Constant(int64, 0), blocked, four, int64) as (p, _):
-            rows_q = [builder.add(p, ir.Constant(int64, q)) for q in range(4)]
-            weights = [load(vector, r) for r in rows_q]
-            starts = [builder.mul(r, length) for r in rows_q]
-            with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (j, _):
-                total = builder.fmul(load(matrix, builder.add(starts[0], j)), weights[0], flags=("contract",))
-                for start, weight in zip(starts[1:], weights[1:]):
-                    total = multiply_add(total, load(matrix, builder.add(start, j)), weight)
-                target = builder.gep(out, [j])
-                builder.store(builder.fadd(builder.load(target), total, flags=_REASSOC), target)
-        with cgutils.for_range_slice(builder, blocked, rows, one, int64) as (p, _):
-            weight, start = load(vector, p), builder.mul(p, length)
-            with cgutils.for_range_slice(builder, ir.Constant(int64, 0), length, one, int64) as (j, _):
-                target = builder.gep(out, [j])
-                builder.store(multiply_add(builder.load(target), load(matrix, builder.add(start, j)), weight), target)
+    rows_pass = dot_rows if kind == "dot" else axpy_rows
+    with cgutils.for_range_slice(builder, ir.Constant(int64, 0), blocked, four, int64) as (i, _):
+        rows_pass(i, 4)
+    with cgutils.for_range_slice(builder, blocked, rows, one, int64) as (i, _):
+        rows_pass(i, 1)
     builder.ret_void()
     return function
 

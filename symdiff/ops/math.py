@@ -141,7 +141,7 @@ def _over_hypot(a, b):
     first = F.sign(F.where(a_major, a, 0)) / F.sqrt(u * u + 1)
     b_second = F.where(a_major, 1, b)
     v = F.where(a_major, 0, a) / b_second
-    second = (v * F.stop_gradient(F.sign(b_second))) / F.sqrt(v * v + 1)
+    second = (v * F.sign(b_second)) / F.sqrt(v * v + 1)
     return F.where(a_major, first, second)
 
 
