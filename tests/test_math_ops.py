@@ -16,6 +16,7 @@ rules against finite differences and its kernel against the reference.  Here:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mpmath
@@ -25,6 +26,7 @@ import pytest
 import symdiff as sd
 from symdiff.ops import special_scalar
 from symdiff.testing import check_grads, check_hvp, check_jvp
+from test_extreme_inputs import _log_ndtr_derivative
 
 mpmath.mp.dps = 50
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -51,6 +53,11 @@ def _log_ndtr_prime_ref(x):
         return -x / (1 - 1 / x ** 2 + 3 / x ** 4 - 15 / x ** 6)
     return mpmath.npdf(x) / (mpmath.ncdf(x) if x < 1e4 else 1)
 
+
+
+def _log_ndtr_derivative_at(x, n):
+    with mpmath.workprec(256):  # the Riccati recurrence cancels; mpmath's default 53 bits is not enough
+        return +_log_ndtr_derivative(x, n)
 
 def _erfc(x):  # mpmath's erfc cannot take |x| > ~1e9; there it is 0 or 2 to any precision a float has
     return mpmath.erfc(x) if abs(x) < 1e4 else (M(0) if x > 0 else M(2))
@@ -383,7 +390,8 @@ def test_binary_ops_in_an_ir_region_match_the_reference():
 def test_helper_backed_ops_end_ir_regions_and_stay_exact():
     from symdiff.backends import scalar_ir
 
-    assert scalar_ir.PYTHON_STATEMENT_OPS == {"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime"}
+    assert scalar_ir.PYTHON_STATEMENT_OPS == {"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime",
+                                             "log_ndtr_derivative"}
     a = sd.scalar("a")
     y = a
     for _ in range(30):
@@ -422,19 +430,22 @@ def test_logaddexp_is_smooth_at_ties():
     assert np.all(sd.evaluate(sd.hessian(composite, z), tie) == 0)
 
 
-def test_log_ndtr_and_its_derivative_in_the_far_tail():
+def test_log_ndtr_and_its_derivatives_in_the_far_tail():
+    """Value and the first three derivatives keep relative accuracy down to -1e300 (the
+    second and third cancelled as composites of phi/Phi: 384 and 3e7 ulps at -20)."""
     x = sd.vector("x")
-    points = np.array([-40.0, -1e3, -1e8, -1e15, -1e300])
-    outputs = [sd.special.log_ndtr(x), sd.grad(sd.sum(sd.special.log_ndtr(x)), x),
-               sd.grad(sd.sum(sd.grad(sd.sum(sd.special.log_ndtr(x)), x)), x)]
-    for values, slopes, curvatures in (sd.evaluate(outputs, {x: points}), sd.function([x], outputs)(points)):
-        for p, v, s, c in zip(points, values, slopes, curvatures):
-            want_v, want_s = _log_ndtr_ref(M(float(p))), _log_ndtr_prime_ref(M(float(p)))
-            assert _ulps(v, want_v, np.float64) <= 2, (p, v)
-            assert _ulps(s, want_s, np.float64) <= 2, (p, s)
-            if p >= -1e3:  # the second derivative -r (x + r) cancels: x^2 eps relative (documented)
-                r = want_s
-                np.testing.assert_allclose(c, float(-r * (M(float(p)) + r)), rtol=float(p) ** 2 * 3e-16)
+    points = np.array([-3.5, -20.0, -40.0, -1e3, -1e8, -1e15, -1e100, -1e300])
+    value = sd.special.log_ndtr(x)
+    outputs = [value]
+    for _ in range(3):
+        outputs.append(sd.grad(sd.sum(outputs[-1]), x))
+    for results in (sd.evaluate(outputs, {x: points}), sd.function([x], outputs)(points)):
+        for p, *got in zip(points, *results):
+            with mpmath.workprec(256):
+                want = [_log_ndtr_ref(M(float(p))), _log_ndtr_prime_ref(M(float(p)))]
+                want += [_log_ndtr_derivative(M(float(p)), n) for n in (2, 3)]
+            for order, (g, w) in enumerate(zip(got, want)):
+                assert _ulps(g, w, np.float64) <= 4, (p, order, g, w)
     assert sd.evaluate(sd.special.log_ndtr(-40.0), {}) == pytest.approx(-804.6084420137538, rel=1e-15)
 
 
@@ -500,6 +511,11 @@ def test_special_functions_are_accurate_against_mpmath():
         "log_ndtr": (special_scalar.log_ndtr, _log_ndtr_ref, np.concatenate([rng.uniform(-60, 30, 60), tail]), 6),
         "log_ndtr_prime": (special_scalar.log_ndtr_prime, _log_ndtr_prime_ref,
                            np.concatenate([rng.uniform(-60, 30, 60), tail]), 4),
+        # orders 4 and 5 below -3: up to 16 ulps of rounding in the Taylor recurrence
+        **{f"log_ndtr_derivative{n}": (functools.partial(special_scalar.log_ndtr_derivative, n),
+                                        functools.partial(_log_ndtr_derivative_at, n=n),
+                                        np.concatenate([rng.uniform(-60, 30, 60), rng.uniform(-3.2, 3.2, 60), tail]),
+                                        limit) for n, limit in ((2, 4), (3, 6), (4, 10), (5, 20))},
     }
     for name, (ours, exact, points, limit) in cases.items():
         errors = [_ulps(ours(p), exact(M(float(p))), np.float64) for p in points]
@@ -664,3 +680,26 @@ def test_even_order_polygamma_at_negative_half_integers_is_the_reflection_withou
         got = sd.evaluate(sd.special.polygamma(n, x), {x: points})
         want = sd.evaluate(sd.special.polygamma(n, x), {x: 1 - points})
         np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def test_log_ndtr_series_are_the_ones_mpmath_gives():
+    """The Chebyshev series of log Phi's orders 2-5 on [-3, 3] in special_scalar, recomputed:
+    the stored numbers are what this derivation gives (to 1e-15 of the largest coefficient)."""
+    series, starts = special_scalar._LOG_NDTR_SERIES, special_scalar._LOG_NDTR_STARTS
+    roots, root_starts = special_scalar._LOG_NDTR_ROOTS, special_scalar._LOG_NDTR_ROOT_STARTS
+    with mpmath.workdps(40):
+        for k, (n, low, high) in enumerate(special_scalar.LOG_NDTR_SERIES_LAYOUT):
+            zeros = [M(roots[2 * j]) + M(roots[2 * j + 1]) for j in range(root_starts[k], root_starts[k + 1])]
+            for z in zeros:  # each a zero of the function, to 1e-30
+                assert abs(_log_ndtr_derivative(z, n)) < 1e-30, (n, z)
+            stored = series[starts[k]:starts[k + 1]]
+            size = len(stored)
+            nodes = [mpmath.cos(mpmath.pi * (i + M(0.5)) / size) for i in range(size)]
+            def reduced(u):
+                x = (high - low) / 2 * u + M(high + low) / 2
+                return _log_ndtr_derivative(x, n) / mpmath.fprod([x - z for z in zeros])
+            values = [reduced(u) for u in nodes]
+            for j, c in enumerate(stored):
+                want = 2 * mpmath.fsum(v * mpmath.cos(mpmath.pi * j * (i + M(0.5)) / size)
+                                       for i, v in enumerate(values)) / size
+                assert abs(c - want) <= 1e-15 * abs(stored[0]), (n, low, j, c, want)

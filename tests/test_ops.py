@@ -86,7 +86,7 @@ OP_TABLE = {
     "cbrt": RULES, "logaddexp": RULES, "logaddexp2": RULES, "floor": NONE, "ceil": NONE, "trunc": NONE,
     "rint": NONE, "floor_divide": NONE, "mod": RULES, "fmod": RULES, "copysign": RULES,
     "erf": RULES, "erfc": RULES, "erfinv": RULES, "gammaln": RULES, "polygamma": RULES, "ndtr": RULES,
-    "log_ndtr": RULES, "log_ndtr_prime": RULES,
+    "log_ndtr": RULES, "log_ndtr_prime": RULES, "log_ndtr_derivative": RULES,
     # issue 10: indexing, gathers and scatters
     "gather": RULES, "scatter_add": RULES, "scatter_set": RULES, "scatter_mul": RULES, "scatter_max": RULES,
     "scatter_min": RULES,

@@ -321,7 +321,8 @@ IR_OPS = {
 # (``symdiff.backends.special_math``), which an IR region cannot call, so they end a
 # region and run as Python statements in the kernel.  The guard test accepts an op
 # listed here instead of one in IR_OPS.
-PYTHON_STATEMENT_OPS = frozenset({"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime"})
+PYTHON_STATEMENT_OPS = frozenset({"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime",
+                                  "log_ndtr_derivative"})
 
 # Integer versions stay Python statements: LLVM's sdiv/srem are undefined at 0 and at
 # INT_MIN / -1, where NumPy and Numba give 0.

@@ -25,11 +25,14 @@ for _helper in (_scalar._central, _scalar._tail_ratio, _scalar._half_square, _sc
                 _scalar._is_integer, _scalar._cot_pi, _scalar._horner, _scalar._digamma_root_series,
                 _scalar._digamma_positive, _scalar.digamma, _scalar._scaled_hurwitz_zeta, _scalar._cot_derivative,
                 _scalar._polygamma_positive, _scalar.ndtr, _scalar.log_ndtr, _scalar.log_ndtr_prime,
-                _scalar.erfinv, _scalar.polygamma):
+                _scalar._chebyshev, _scalar._mills_terms, _scalar._mills_tails, _scalar._mills_jet,
+                _scalar._has_series, _scalar._series, _scalar._riccati, _scalar.log_ndtr_derivative, _scalar.erfinv,
+                _scalar.polygamma):
     register_jitable(_helper)
 
 _ndtr_scalar, _log_ndtr_scalar, _log_ndtr_prime_scalar = _scalar.ndtr, _scalar.log_ndtr, _scalar.log_ndtr_prime
 _erfinv_scalar, _polygamma_scalar = _scalar.erfinv, _scalar.polygamma
+_log_ndtr_derivative_scalar = _scalar.log_ndtr_derivative
 
 
 # The entry points convert to float64 before the call, so a float32 argument is computed
@@ -51,6 +54,11 @@ def _log_ndtr_prime(x):
 
 
 @njit(nogil=True, error_model="numpy")
+def _log_ndtr_derivative(n, x):
+    return _log_ndtr_derivative_scalar(n, np.float64(x))
+
+
+@njit(nogil=True, error_model="numpy")
 def _erfinv(x):
     return _erfinv_scalar(np.float64(x))
 
@@ -60,4 +68,4 @@ def _polygamma(n, x):
     return _polygamma_scalar(n, np.float64(x))
 
 
-__all__ = ["_ndtr", "_log_ndtr", "_log_ndtr_prime", "_erfinv", "_polygamma"]
+__all__ = ["_ndtr", "_log_ndtr", "_log_ndtr_prime", "_log_ndtr_derivative", "_erfinv", "_polygamma"]

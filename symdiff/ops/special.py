@@ -15,7 +15,10 @@ Why each is one:
   -1e300.  Its derivative phi(x)/Phi(x) is the op ``log_ndtr_prime``: the usual form
   exp(-x^2/2 - log_ndtr(x))/sqrt(2 pi) subtracts two numbers of size x^2/2, which is all
   rounding error at x = -1e8 (the ratio is about -x there); the op computes it with no
-  exp at all in the lower tail.  Its own derivative is -r (x + r), so the family closes.
+  exp at all in the lower tail.  Its own derivative -r (x + r) cancels for x << 0 (-1 at
+  x = -1e15 came out 0), and so does every later one: ``log_ndtr_derivative(x, n)``
+  (n >= 2, derivative n + 1, as polygamma) computes them from the Mills ratio's continued
+  fraction and Chebyshev series (details in special_scalar).
 
 The algorithms that libm lacks are in ``symdiff.ops.special_scalar``: plain Python that
 the reference runs per element (``np.frompyfunc``) and Numba compiles for kernels.
@@ -130,9 +133,36 @@ NDTR = elementwise("ndtr", _vectorized(scalar.ndtr),
 LOG_NDTR = elementwise("log_ndtr", _vectorized(scalar.log_ndtr), (lambda d, out, x: d * LOG_NDTR_PRIME(x),),
                        "_log_ndtr({0})", (((-8.0, 3.0),),), doc="log of the standard normal CDF, for any x.")
 LOG_NDTR_PRIME = elementwise(
-    "log_ndtr_prime", _vectorized(scalar.log_ndtr_prime), (lambda d, out, x: -(d * (out * (x + out))),),
-    # its derivative -r (x + r) cancels for x << 0 (x + r ~ -1/x): about x^2 eps relative,
-    # so float32 tests stay above -5
+    "log_ndtr_prime", _vectorized(scalar.log_ndtr_prime), (lambda d, out, x: d * LOG_NDTR_DERIVATIVE(x, n=2),),
     "_log_ndtr_prime({0})", (((-5.0, 3.0),),),
     doc="phi(x)/Phi(x), the derivative of log_ndtr, without cancellation (about -x for very negative x).",
 )
+
+
+def _log_ndtr_derivative_dtype(types, n):
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        raise DTypeError(f"log_ndtr_derivative needs a static int order n >= 2, got {n!r}")
+    return float_only(types)
+
+
+def _log_ndtr_derivative(x, n):
+    return _vectorized(lambda v: scalar.log_ndtr_derivative(n, v))(x)
+
+
+LOG_NDTR_DERIVATIVE = elementwise(
+    "log_ndtr_derivative", _log_ndtr_derivative, (lambda d, out, x, n: d * LOG_NDTR_DERIVATIVE(x, n=n + 1),),
+    "_log_ndtr_derivative({n}, {0})", (((-8.0, 3.0),),), dtype_rule=_log_ndtr_derivative_dtype,
+    doc="The n-th derivative of log_ndtr (attribute n >= 2), accurate for x << 0, where composites of "
+        "phi/Phi cancel; its derivative is order n + 1.",
+)
+
+
+def _log_ndtr_derivative_samples(rng):
+    def draw(shape, low=-8.0, high=3.0):
+        return rng.uniform(low, high, size=shape)
+
+    return [((draw(()),), {"n": 2}), ((draw((4,)),), {"n": 3}), ((draw((3, 4)),), {"n": 2}),
+            ((draw((5,), -40.0, -3.0),), {"n": 3})]
+
+
+LOG_NDTR_DERIVATIVE.samples = _log_ndtr_derivative_samples
