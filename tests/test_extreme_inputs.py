@@ -248,22 +248,10 @@ MPMATH = {
 
 # (op, order) -> why the op is knowingly inaccurate there: a strict xfail, in both dtypes
 # ((op, order, dtype) for one dtype only).
-# Issue 15 fixed sigmoid, softplus, tanh and expm1; each reason
-# says what goes wrong and where.
-KNOWN_INACCURATE = {
-    ("pow", "d1"): "y * x**(y - 1) overflows for subnormal x and tiny y (x**-1 > max: inf, true 1 at "
-                   "x = y = 5e-324), gives 0 * inf = NaN at x = 0, y = 0 (true 0), and out * log(x) gives "
-                   "0 * inf at x = inf, y < 0 (true limit 0).  A where() around those points would return a "
-                   "constant there and lose the cross derivatives (d/dy of the x-slope at y = 0 is x**-1, "
-                   "not 0), so the rules keep the closed forms",
-    ("pow", "d2"): "inherits the first derivatives' edges, and at subnormal or infinite x, or y = 0, multiplies "
-                   "a true infinite partial by a true zero one (0 * inf: NaN where the limit is finite)",
-    # issue 10's ops, first measured here (issue 15, item 4):
-    ("arctan2", "d2"): "NaN at subnormal y with x = 0 (true: overflows to inf), from the derivative of the scaled "
-                       "quotient meeting 0 * inf",
-    ("div", "d2"): "d2(x / y)/dy2 at subnormal y: the cotangent through out is d / y = inf and out's own slope "
-                   "-out / y is 0 at x = 0 (their product NaN, true 2x / y**3 = 0)",
-}
+# Issue 15 fixed sigmoid, softplus, tanh and expm1, then hypot, log_ndtr's derivatives, pow,
+# div and arctan2 (the last three: 0 * inf between an infinite cotangent or partial and an
+# exact zero); a reason says what goes wrong and where.
+KNOWN_INACCURATE: dict = {}
 
 # Non-elementwise ops whose samples leave their domain when scaled: op -> why.
 NOT_SCALABLE: dict = {}

@@ -226,7 +226,17 @@ SUB = elementwise("sub", np.subtract, (lambda d, out, x, y: d, lambda d, out, x,
                   (ANYWHERE, ANYWHERE), dtype_rule=no_bool)
 MUL = elementwise("mul", np.multiply, (lambda d, out, x, y: d * y, lambda d, out, x, y: d * x), "({0} * {1})",
                   (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
-DIV = elementwise("div", np.divide, (lambda d, out, x, y: d / y, lambda d, out, x, y: -(d * out) / y),
+def _times_quotient(d, out):
+    """d * out, but 0 where d is infinite and out is 0.  The y-slope -out / y is then exactly
+    0, while a second derivative's cotangent can be a true inf (1/y at a subnormal y):
+    d2(x/y)/dy2 at x = 0 came out 0 * inf = NaN.  Masked only there: masking wherever out
+    is 0 would also zero the product's derivative in out, which higher derivatives need
+    (the 4th derivative of 1/(1 + x^2) at 0 came out 16, not 24)."""
+    return F.where(F.logical_and(F.equal(out, 0), F.equal(F.abs(d), np.inf)), 0, d * out)
+
+
+DIV = elementwise("div", np.divide,
+                  (lambda d, out, x, y: d / y, lambda d, out, x, y: -_times_quotient(d, out) / y),
                   "({0} / {1})", (ANYWHERE, ANYWHERE))
 
 
@@ -238,7 +248,7 @@ def _jvp_div(tangents, out, x, y):
     if ty is None:
         total = DIV(tx, y)
     else:
-        slope = MUL(ty, out)
+        slope = _times_quotient(ty, out)
         total = DIV(NEG(slope) if tx is None else SUB(tx, slope), y)
     return total if total.type.shape == out.type.shape else structure.BROADCAST_LIKE(total, out)
 
@@ -258,12 +268,43 @@ def _pow_dx(d, out, x, y):
         if c == 2.0:
             return d * (x * 2)
         return d * (F.power(x, c - 1) * c)
-    return d * (y * F.power(x, y - 1))
+    return d * _pow_slope(out, x, y)
+
+
+def _pow_slope(out, x, y):
+    """y x**(y - 1), in three regimes, each fed its own points only (a stand-in elsewhere)
+    so that no regime's 0 * inf reaches a value or a derivative:
+
+    - (y / x) x**y at a positive x where x**y is finite and normal, (y / x)**2 is finite
+      and y is outside [1/2, 2).  y x**(y - 1) overflows for tiny x and y (5e-324 * inf
+      at x = y = 5e-324, where the slope is 1), rounds y - 1, and its derivative
+      y (y - 1) x**(y - 2) is 0 * inf at (1e-300, 0), where it is 0.  The quotient form's
+      derivative has a second term, (y / x)**2 x**y, which cancels the first by at most
+      3x outside [1/2, 2);
+    - x = y = 0: 0 (x**0 is 1);
+    - elsewhere y x**(y - 1) (y - 1 is exact on [1/2, 2)).
+
+    x**y is recomputed, not taken from ``out``: a regime's stand-in cotangent is 0, and 0
+    reaching out's own rules (out log x = inf at (1e300, 2)) would be 0 * inf."""
+    limits = np.finfo(out.dtype)
+    positive = F.logical_and(F.greater(x, 0), F.less(x, np.inf))
+    normal_power = F.logical_and(F.greater_equal(out, float(limits.tiny)), F.less(out, np.inf))
+    square_fits = F.less(F.abs(y / x), float(np.sqrt(limits.max)))
+    no_cancellation = F.logical_or(F.less(y, 0.5), F.greater_equal(y, 2))
+    quotient = F.logical_and(F.logical_and(positive, normal_power), F.logical_and(square_fits, no_cancellation))
+    zeros = F.logical_and(F.equal(x, 0), F.equal(y, 0))
+    x_quotient, y_quotient = F.where(quotient, x, 1), F.where(quotient, y, 1)
+    quotient_form = (y_quotient / x_quotient) * F.power(x_quotient, y_quotient)
+    standing_in = F.logical_or(quotient, zeros)
+    x_power, y_power = F.where(standing_in, 1, x), F.where(standing_in, 1, y)
+    power_form = y_power * F.power(x_power, y_power - 1)
+    return F.where(quotient, quotient_form, F.where(zeros, 0, power_form))
 
 
 def _pow_dy(d, out, x, y):
-    # out * log(x), taken as 0 at x = 0 where out is 0 (as JAX does), not 0 * -inf.
-    return d * (out * F.log(F.where(F.equal(x, 0), 1, x)))
+    # out * log(x), taken as 0 where out is 0 (x = 0 < y, as JAX does; x**y underflowed; x =
+    # inf with y < 0), not 0 * -inf or 0 * inf
+    return d * (out * F.log(F.where(F.equal(out, 0), 1, x)))
 
 
 def _power(x, y):
