@@ -221,3 +221,26 @@ def test_compiled_sign_maximum_minimum_follow_numpy_on_signed_zeros_and_nan():
             for got, want in zip(f(x, y), sd.evaluate(outputs, {v: x, w: y})):
                 np.testing.assert_array_equal(got, want)
                 np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_a_float_sum_over_nothing_adds_its_identity_as_numpy_does():
+    """np.sum(-0.0) is 0.0 (0.0 + -0.0); the compiled kernel returned the value itself."""
+    s, x = sd.scalar("s"), sd.vector("x")
+    outputs = [sd.sum(s), sd.sum(x, axis=()), sd.prod(s), sd.max(s)]
+    feeds = {s: -0.0, x: np.array([-0.0, 2.0])}
+    want = [np.sum(np.float64(-0.0)), np.sum(feeds[x], axis=()), np.prod(np.float64(-0.0)), np.float64(-0.0)]
+    for got in (sd.evaluate(outputs, feeds), sd.function([s, x], outputs)(-0.0, feeds[x])):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+            assert np.all(np.signbit(g) == np.signbit(w)), (g, w)
+
+
+def test_compiled_float32_scalars_come_back_as_numpy_float32():
+    t, v = sd.scalar("t", dtype="float32"), sd.vector("v", dtype="float32")
+    pair = sd.function([t, v], [t * 2, sd.sum(v), v])
+    single = sd.function([v], sd.sum(v * v))
+    for args in ((np.float32(1.5), np.ones(3, np.float32)), (1.5, [1.0, 2.0, 3.0])):  # fast and slow paths
+        doubled, total, same = pair(*args)
+        assert type(doubled) is np.float32 and type(total) is np.float32 and same.dtype == np.float32
+    assert type(single(np.ones(2, np.float32))) is np.float32
+    assert type(sd.function([v], sd.sum(sd.astype(v, "float64")))(np.ones(2, np.float32))) is float

@@ -424,8 +424,7 @@ def test_compiled_kernel_matches_reference():
         for k, (g, w) in enumerate(zip(got, want)):
             g, w = np.asarray(g), np.asarray(w)
             assert g.shape == w.shape, f"output {k} at n={n}: shape {g.shape}, reference {w.shape}"
-            # a kernel's 0-d float32 result comes back as a Python float (as in tests/test_codegen.py)
-            assert g.dtype == w.dtype or g.ndim == 0, f"output {k} at n={n}: dtype {g.dtype}, reference {w.dtype}"
+            assert g.dtype == w.dtype, f"output {k} at n={n}: dtype {g.dtype}, reference {w.dtype}"
             np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-13, err_msg=f"output {k} at n={n}")
 
 

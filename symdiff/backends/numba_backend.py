@@ -97,27 +97,37 @@ class NumbaFunction(CompiledFunction):
         params = ", ".join(names)
         arguments = ", ".join(names + [f"_sd_hidden[{k}]" for k in range(len(self._first_hidden))])
         again = f"_sd_self._slow_call(_sd_exc, ({params}{',' if len(names) == 1 else ''}))"
+        # Numba returns a 0-d float32 as a Python float; the reference gives np.float32
+        finish = "_sd_finish" if any(o.ndim == 0 and o.dtype == "float32" for o in self.lowered_outputs) else ""
         guards = []
         for sym, name in zip(self.inputs, names):
             if sym.ndim == 0:
                 guards.append(f"    if not ({_SCALAR_FAST_PATH[sym.dtype].format(x=name)}):\n"
-                              f"        return _sd_self._slow_call(None, ({params}{',' if len(names) == 1 else ''}))\n")
+                              f"        return {finish}(_sd_self._slow_call(None, ({params}"
+                              f"{',' if len(names) == 1 else ''})))\n")
         if self._rest is None:
-            body = (f"    try:\n        return _sd_kernel({arguments})\n"
-                    f"    except _sd_errors as _sd_exc:\n        return {again}\n")
+            body = (f"    try:\n        return {finish}(_sd_kernel({arguments}))\n"
+                    f"    except _sd_errors as _sd_exc:\n        return {finish}({again})\n")
         else:
             body = (f"    try:\n        _sd_first = _sd_kernel({arguments})\n"
-                    f"    except _sd_errors as _sd_exc:\n        return {again}\n"
-                    f"    return _sd_rest({params}{', ' if names else ''}_sd_first)\n")
+                    f"    except _sd_errors as _sd_exc:\n        return {finish}({again})\n"
+                    f"    return {finish}(_sd_rest({params}{', ' if names else ''}_sd_first))\n")
         source = f"def __call__(_sd_self, {params}):\n" + "".join(guards) + body
         namespace = {"_sd_kernel": self._first_kernel or self.kernel, "_sd_hidden": self._first_hidden,
                      "_sd_rest": self._rest, "_sd_np": np, "_sd_type": type, "_sd_float": float, "_sd_int": int,
-                     "_sd_bool": bool,
+                     "_sd_bool": bool, "_sd_finish": self._float32_scalars(),
                      "_sd_errors": (TypeError, ValueError, OverflowError, KernelShapeError, KernelIndexError)}
         exec(compile(source, f"<symdiff call wrapper {self!r}>", "exec"), namespace)
         call = namespace["__call__"]
         call.__doc__ = f"Evaluate the outputs at ({params})."
         return type("NumbaFunction", (NumbaFunction,), {"__call__": call, "__module__": __name__})
+
+    def _float32_scalars(self):
+        """The kernel's results with each 0-d float32 output as np.float32."""
+        if self.single:
+            return np.float32
+        positions = frozenset(k for k, out in enumerate(self.lowered_outputs) if out.ndim == 0 and out.dtype == "float32")
+        return lambda results: tuple(np.float32(v) if k in positions else v for k, v in enumerate(results))
 
     def _slow_call(self, error, values):
         """Check and convert every value (naming the input at fault), then call again.  An

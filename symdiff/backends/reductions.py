@@ -17,7 +17,9 @@ def lower_reduction(L, node: Expr):
     keep = node.params["keepdims"]
     xd = L.shape[x.id]
     L.shape[node.id] = tuple(1 if a in axes else d for a, d in enumerate(xd) if keep or a not in axes)
-    if x.ndim == 0 or not axes:  # nothing reduced: the value itself
+    # nothing reduced: the value itself; but a float sum adds its identity, as NumPy does
+    # (np.sum(-0.0) is 0.0), so it takes the loop below
+    if (x.ndim == 0 or not axes) and not (node.op.name == "sum" and node.dtype in ("float32", "float64")):
         if node.ndim == 0:
             L.ready(x)
             L.values[node.id] = Value("scalar", name=L.values[x.id].name, avail=L.avail(x))
