@@ -227,12 +227,15 @@ SUB = elementwise("sub", np.subtract, (lambda d, out, x, y: d, lambda d, out, x,
 MUL = elementwise("mul", np.multiply, (lambda d, out, x, y: d * y, lambda d, out, x, y: d * x), "({0} * {1})",
                   (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
 def _times_quotient(d, out):
-    """d * out, but 0 where d is infinite and out is 0.  The y-slope -out / y is then exactly
-    0, while a second derivative's cotangent can be a true inf (1/y at a subnormal y):
-    d2(x/y)/dy2 at x = 0 came out 0 * inf = NaN.  Masked only there: masking wherever out
-    is 0 would also zero the product's derivative in out, which higher derivatives need
-    (the 4th derivative of 1/(1 + x^2) at 0 came out 16, not 24)."""
-    return F.where(F.logical_and(F.equal(out, 0), F.equal(F.abs(d), np.inf)), 0, d * out)
+    """d * out, but 0 where out is 0 and the product is NaN (d infinite, or NaN).  The
+    y-slope -out / y is then exactly 0, while a second derivative's cotangent can be a true
+    inf (1/y at a subnormal y): d2(x/y)/dy2 at x = 0 came out 0 * inf = NaN.  Not a mask
+    wherever out is 0: that also zeroed the product's derivative in out, which higher
+    derivatives need (the 4th derivative of 1/(1 + x^2) at 0 came out 16, not 24).  The
+    test is on the product, not on d, so that it sits in the loop that computes the product
+    (testing d there stored a bool array per division)."""
+    product = d * out
+    return F.where(F.logical_and(F.not_equal(product, product), F.equal(out, 0)), 0, product)
 
 
 DIV = elementwise("div", np.divide,
@@ -365,8 +368,9 @@ GREATER_EQUAL = elementwise("greater_equal", np.greater_equal, None, "({0} >= {1
 EQUAL = elementwise("equal", np.equal, None, "({0} == {1})", (ANYWHERE, ANYWHERE), dtype_rule=bool_result)
 NOT_EQUAL = elementwise("not_equal", np.not_equal, None, "({0} != {1})", (ANYWHERE, ANYWHERE), dtype_rule=bool_result)
 LOGICAL_NOT = elementwise("logical_not", np.logical_not, None, "(not {0})", ("bool",), dtype_rule=bool_only)
-LOGICAL_AND = elementwise("logical_and", np.logical_and, None, "({0} and {1})", ("bool", "bool"), dtype_rule=bool_only)
-LOGICAL_OR = elementwise("logical_or", np.logical_or, None, "({0} or {1})", ("bool", "bool"), dtype_rule=bool_only)
+# & and |, not and/or: no branch in a loop body (bools: the same values)
+LOGICAL_AND = elementwise("logical_and", np.logical_and, None, "({0} & {1})", ("bool", "bool"), dtype_rule=bool_only)
+LOGICAL_OR = elementwise("logical_or", np.logical_or, None, "({0} | {1})", ("bool", "bool"), dtype_rule=bool_only)
 
 # ------------------------------------------------------------ select and cast
 
