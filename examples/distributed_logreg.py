@@ -18,7 +18,12 @@ import argparse
 import time
 
 import numpy as np
-from scipy.optimize import minimize
+try:
+    import dask.array  # noqa: F401  (checked here: make_data and the cluster need it)
+    from scipy.optimize import minimize
+except ImportError:  # the example's extra: name it instead of a bare ModuleNotFoundError
+    raise SystemExit("distributed_logreg.py fits with SciPy's L-BFGS-B on a Dask cluster: install the extras, "
+                     "pip install 'symdiff[distributed,examples]'") from None
 
 import symdiff as sd
 

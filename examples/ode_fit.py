@@ -78,7 +78,11 @@ def build(steps: int, dt: float, backend: str):
 
 
 def main(argv=None) -> dict:
-    from scipy.optimize import minimize
+    try:
+        from scipy.optimize import minimize
+    except ImportError:  # the example's extra: name it instead of a bare ModuleNotFoundError
+        raise SystemExit("ode_fit.py fits with SciPy's trust-ncg: install the examples extra, "
+                         "pip install 'symdiff[examples]' (or pip install scipy)") from None
 
     parser = argparse.ArgumentParser(description="Fit Lotka-Volterra parameters through an RK4 fori_loop.")
     parser.add_argument("--backend", default="numba", choices=("numba", "numpy"))

@@ -54,8 +54,12 @@ def init_params(rng, hidden: int) -> list:
 
 
 def load_data(seed: int):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:  # the example's extra: name it instead of a bare ModuleNotFoundError
+        raise SystemExit("rnn_digits.py trains on scikit-learn's digits: install the examples extra, "
+                         "pip install 'symdiff[examples]' (or pip install scikit-learn)") from None
 
     digits = load_digits()  # 1797 images of 8x8 pixels, values 0..16
     images = digits.images / 16.0

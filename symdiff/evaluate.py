@@ -277,17 +277,32 @@ def export(value: np.ndarray):
     return value
 
 
-def evaluate(outputs, inputs=None):
+def evaluate(outputs, inputs=None, sparse_format="auto"):
     """Evaluate ``outputs`` with NumPy, given ``{symbol or name: value}``.
 
     One Expr gives one value; a list gives a list.  0-d results are NumPy
-    scalars.  Input arrays are never modified, and results never alias them.
+    scalars.  Input arrays are never modified, and results never alias them.  A
+    sparse derivative (``sd.hessian(..., sparse=True)``) gives its matrix, in
+    ``sparse_format`` as ``sd.function`` returns it.
 
     >>> import symdiff as sd
     >>> x = sd.vector("x")
     >>> sd.evaluate([sd.sum(x), x * 2], {x: [1.0, 2.0]})
     [np.float64(3.0), array([2., 4.])]
+    >>> y = sd.vector("y", 3)
+    >>> sd.evaluate(sd.hessian(sd.sum(y ** 3), y, sparse=True), {y: [1.0, 2.0, 3.0]}, sparse_format="dense")
+    array([[ 6.,  0.,  0.],
+           [ 0., 12.,  0.],
+           [ 0.,  0., 18.]])
     """
+    from .function import _sparse_outputs  # function.py imports this module
+
+    outputs, sparse = _sparse_outputs(outputs, sparse_format)
+    if sparse:
+        results = evaluate(outputs, inputs)
+        if None in sparse:
+            return sparse[None].assemble(results, format=sparse_format)
+        return [sparse[k].assemble(r, format=sparse_format) if k in sparse else r for k, r in enumerate(results)]
     outs, single = as_list(outputs)
     nodes = toposort(outs)
     values = bind_inputs([n for n in nodes if n.is_symbol], inputs)

@@ -483,7 +483,12 @@ class SparseDerivative:
 
     ``compressed`` is an ordinary node holding one sweep (jvp, vjp or hvp) per
     colour; evaluate or compile it like any node and pass its value to
-    :meth:`assemble`.  :meth:`evaluate` does both with the NumPy evaluator.
+    :meth:`assemble`.  :meth:`evaluate` does both with the NumPy evaluator, and
+    :meth:`compile` with a compiled function (``H.compile([x])``, a callable
+    returning the matrix).  ``sd.function([x], H)`` and ``sd.evaluate(H, ...)`` take
+    it as an output directly, beside other outputs; the matrix comes as a
+    scipy.sparse matrix, or without SciPy as the triple (rows, cols, values)
+    (``sparse_format`` chooses: "auto", "scipy", "coo", "dense").
 
     Attributes: ``kind`` ("jacobian" or "hessian"), ``mode`` (the sweeps:
     "fwd", "rev", "fwd-rev" or "rev-rev"), ``pattern`` (:class:`Pattern`,
@@ -497,6 +502,9 @@ class SparseDerivative:
     >>> H
     SparseDerivative(hessian of %... wrt x, (5, 5), nnz=12, 3 fwd-rev sweeps)
     >>> H.evaluate({x: np.arange(5.0)}, format="dense")[:2]
+    array([[2., 0., 0., 0., 0.],
+           [0., 4., 2., 0., 0.]])
+    >>> H.compile([x], format="dense")(np.arange(5.0))[:2]
     array([[2., 0., 0., 0., 0.],
            [0., 4., 2., 0., 0.]])
     """

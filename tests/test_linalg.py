@@ -515,3 +515,18 @@ def test_pure_loop_fallback_matches_lapack():
     x = rhs.copy()
     lapack._loops_trisolve(t, x, np.bool_(True), np.bool_(True), np.bool_(False))
     _close(x, scipy_linalg.solve_triangular(t, rhs, lower=True, trans=1), "loops trisolve")
+
+
+def test_a_factorisation_beside_a_copied_view_compiles():
+    """The fuzzer's find: the copy-in loops of a triangular solve (in cholesky's gradient) were
+    indexed c0, c1, the names of copies of views: with the transpose as node %1 its copy c1
+    was also a loop index, and the kernel did not type."""
+    A = sd.matrix("A", (None, 3))
+    transposed = sd.transpose(A)  # built first: node %1 of the kernel
+    S = sd.matrix("S")
+    cost = sd.sum(sd.linalg.cholesky(S) ** 2 * sd.constant(np.arange(9.0).reshape(3, 3)))
+    outputs = [transposed, cost, sd.grad(cost, S)]
+    a, s = np.arange(6.0).reshape(2, 3), np.array([[4.0, 2.0, 0.0], [2.0, 5.0, 1.0], [0.0, 1.0, 3.0]])
+    got = sd.function([A, S], outputs)(a, s)
+    for g, w in zip(got, sd.evaluate(outputs, {A: a, S: s})):
+        np.testing.assert_allclose(g, w, rtol=1e-12)

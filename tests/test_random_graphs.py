@@ -305,7 +305,7 @@ def _dtype_name(array) -> str:
 @given(data=st.data())
 def test_random_graphs_over_every_op_compiled_and_differentiated(data):
     graphs = [data.draw(op_graphs(k)) for k in range(GRAPHS_PER_KERNEL)]
-    inputs, outputs, values, labels = [], [], {}, []
+    inputs, outputs, values, labels, tolerances = [], [], {}, [], []
     for symbols, cost, point, label, out in graphs:
         inputs += symbols
         values.update(point)
@@ -314,14 +314,17 @@ def test_random_graphs_over_every_op_compiled_and_differentiated(data):
                                                             else [])
         outputs += targets
         labels += [label] * len(targets)
+        # float32 anywhere in the graph: the backends' float32 math differs in the last bits,
+        # and a float64 result computed from it (a post-op times float64 weights) carries that
+        single = any(s.dtype == "float32" for s in symbols) or out.dtype == "float32"
+        tolerances += [1e-5 if single else 1e-10] * len(targets)
         if cost is not None and wrt and out.op.differentiable and out.dtype == "float64":
             check_grads(cost, wrt, {s: point[s] for s in symbols}, order=2, label=label)
     compiled = sd.function(inputs, outputs)(*[values[s] for s in inputs])
     reference = sd.evaluate(outputs, values)
-    for got, want, label in zip(compiled, reference, labels):
+    for got, want, label, tolerance in zip(compiled, reference, labels, tolerances):
         got, want = np.asarray(got), np.asarray(want)
         assert got.shape == want.shape, label
-        tolerance = 1e-5 if want.dtype == np.float32 else 1e-10
         np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tolerance,
                                    atol=tolerance * max(1.0, float(np.max(np.abs(want), initial=0.0))), err_msg=label)
 

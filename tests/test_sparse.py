@@ -366,3 +366,23 @@ def test_unknown_sizes_and_bad_arguments_are_reported():
         sd.sparse_hessian(sd.sum(y ** 3), y, coloring="greedy")
     with pytest.raises(sd.GradientError, match="scalar"):
         sd.hessian(sd.sin(y), y, sparse=True)
+
+
+def test_evaluate_takes_a_sparse_derivative_as_function_does():
+    x = sd.vector("x", 4)
+    H = sd.hessian(sd.sum(x[1:] * x[:-1] ** 2), x, sparse=True)
+    point = {x: np.arange(1.0, 5.0)}
+    dense = H.evaluate(point, format="dense")
+    for fmt in ("dense", "coo"):
+        alone = sd.evaluate(H, point, sparse_format=fmt)
+        value, beside = sd.evaluate([sd.sum(x), H], point, sparse_format=fmt)
+        compiled = sd.function([x], [sd.sum(x), H], sparse_format=fmt)(point[x])[1]
+        for got in (alone, beside, compiled):
+            if fmt == "coo":
+                rows, cols, values = got
+                got = np.zeros((4, 4))
+                got[rows, cols] = values
+            np.testing.assert_array_equal(got, dense)
+        assert value == 10.0
+    with pytest.raises(ValueError, match="sparse_format must be one of"):
+        sd.evaluate(H, point, sparse_format="csc")

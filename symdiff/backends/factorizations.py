@@ -88,7 +88,7 @@ class _Emitter:
 
     def copy_in(self, dest: str, x: Expr, core_dims: tuple):
         """dest[batch element] = x's batch element, read through views (no extra copy)."""
-        names = [f"c{k}" for k in range(len(core_dims))]
+        names = [f"ci{k}" for k in range(len(core_dims))]  # not c{k}: a view's copy is named c{p}
         indent = ""
         for name, d in zip(names, core_dims):
             self.add(f"{indent}for {name} in range({self.L.dims.text(d)}):")

@@ -278,14 +278,15 @@ def _pow_slope(out, x, y):
     """y x**(y - 1), in three regimes, each fed its own points only (a stand-in elsewhere)
     so that no regime's 0 * inf reaches a value or a derivative:
 
-    - (y / x) x**y at a positive x where x**y is finite and normal, (y / x)**2 is finite
-      and y is outside [1/2, 2).  y x**(y - 1) overflows for tiny x and y (5e-324 * inf
-      at x = y = 5e-324, where the slope is 1), rounds y - 1, and its derivative
-      y (y - 1) x**(y - 2) is 0 * inf at (1e-300, 0), where it is 0.  The quotient form's
-      derivative has a second term, (y / x)**2 x**y, which cancels the first by at most
-      3x outside [1/2, 2);
+    - (y / x) x**y for y < 1/2 at a positive x where x**y is finite and normal and
+      (y / x)**2 is finite.  y x**(y - 1) overflows for tiny x and y (5e-324 * inf at
+      x = y = 5e-324, where the slope is 1), and its derivative y (y - 1) x**(y - 2) is
+      0 * inf at (1e-300, 0), where it is 0; at (1e15, -2) in float32 it passes through a
+      subnormal x**(y - 1).  The quotient form's derivative has a second term,
+      (y / x)**2 x**y, which cancels the first by at most 3x below 1/2;
     - x = y = 0: 0 (x**0 is 1);
-    - elsewhere y x**(y - 1) (y - 1 is exact on [1/2, 2)).
+    - elsewhere y x**(y - 1), whose derivatives keep pow's exact polynomial zeros (the
+      4th x-derivative of x**3) and do not form x**y log x (inf at (1e154, 2)).
 
     x**y is recomputed, not taken from ``out``: a regime's stand-in cotangent is 0, and 0
     reaching out's own rules (out log x = inf at (1e300, 2)) would be 0 * inf."""
@@ -293,8 +294,7 @@ def _pow_slope(out, x, y):
     positive = F.logical_and(F.greater(x, 0), F.less(x, np.inf))
     normal_power = F.logical_and(F.greater_equal(out, float(limits.tiny)), F.less(out, np.inf))
     square_fits = F.less(F.abs(y / x), float(np.sqrt(limits.max)))
-    no_cancellation = F.logical_or(F.less(y, 0.5), F.greater_equal(y, 2))
-    quotient = F.logical_and(F.logical_and(positive, normal_power), F.logical_and(square_fits, no_cancellation))
+    quotient = F.logical_and(F.logical_and(positive, normal_power), F.logical_and(square_fits, F.less(y, 0.5)))
     zeros = F.logical_and(F.equal(x, 0), F.equal(y, 0))
     x_quotient, y_quotient = F.where(quotient, x, 1), F.where(quotient, y, 1)
     quotient_form = (y_quotient / x_quotient) * F.power(x_quotient, y_quotient)

@@ -289,7 +289,9 @@ def _mills_jet(t, n):
     q = np.zeros(n)
     d[0] = t
     d[1] = 1.0
-    for k in range(_mills_terms(t), 0, -1):
+    # higher Taylor coefficients converge later: order 20 at t = 3 was 8e-4 off with the
+    # value's 119 terms, 2e-11 (rounding) from 300 on
+    for k in range(20 + int(900.0 * (1.0 + n / 5.0) / (t * t)), 0, -1):
         q[0] = 1.0 / d[0]  # q = 1 / d, term by term
         for i in range(1, n):
             total = 0.0
@@ -341,8 +343,12 @@ def _riccati(n, x):
 
 
 def log_ndtr_derivative(n, x):
-    """The n-th derivative of log(Phi(x)) for n >= 2: relative accuracy at any x for orders
-    2-5, and below -3 at every order (about -1 and 2 / |x|^3 for x << 0)."""
+    """The n-th derivative of log(Phi(x)) for n >= 2 (about -1 and 2 / |x|^3 for x << 0):
+    within 3, 6, 9 and 17 ulp for orders 2 to 5 (measured on 900 points) below x = 37.5;
+    below -3 the Taylor recurrence loses more with the order (2e-11 relative at order 20).
+    Above 37.5 phi/Phi is subnormal and the derivatives built on it keep only its precision
+    (1e-11 relative at 38; 0 from 38.5 on, where a high order can still be a subnormal).
+    Orders above 5 on [-3, 3] keep absolute accuracy only."""
     x = float(x)
     if x != x:
         return x
