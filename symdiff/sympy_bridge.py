@@ -10,7 +10,9 @@ these functions are called.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 
 import numpy as np
 
@@ -166,8 +168,28 @@ def to_latex(outputs, optimize: bool = True) -> str:
     import sympy
 
     outs, single = as_list(outputs)
-    texts = [sympy.latex(f) for f in to_sympy(outs, optimize)]
+    with _deep_recursion():  # SymPy's conversion and printer recurse once per level of nesting
+        texts = [sympy.latex(f) for f in to_sympy(outs, optimize)]
     return texts[0] if single else texts
+
+
+DEEPEST = 100_000  # the recursion limit to_latex allows itself (a 500-level power tower needs ~9,000)
+
+
+@contextlib.contextmanager
+def _deep_recursion():
+    """Raise the interpreter's recursion limit for a deep expression; a RecursionError even
+    then becomes a clear error naming the alternative."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, DEEPEST))
+    try:
+        yield
+    except RecursionError:
+        raise SymdiffError("the expression is nested too deeply for SymPy's LaTeX printer; "
+                           "symdiff.sympy_bridge.latex_definitions (or the CLI's --format latex) writes it with shared "
+                           "subexpressions defined once") from None
+    finally:
+        sys.setrecursionlimit(previous)
 
 
 INLINE_LATEX = 24  # a subexpression used more than once is written out where used up to this length

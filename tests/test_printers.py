@@ -293,3 +293,13 @@ def test_from_json_refuses_malformed_nodes():
     for broken in (bad_shape, leaf_with_inputs, string_id, dict(document, nodes=5)):
         with pytest.raises(GraphFormatError):
             sd.from_json(broken)
+
+
+def test_to_latex_of_a_deep_tower_is_not_a_recursion_error():
+    """SymPy's converter and printer recurse once per level: a 500-level power tower raised
+    a bare RecursionError at the default limit."""
+    x = sd.scalar("x")
+    tower = x
+    for _ in range(500):
+        tower = x ** tower
+    assert sd.to_latex(tower).count("x") == 501
