@@ -226,6 +226,8 @@ SUB = elementwise("sub", np.subtract, (lambda d, out, x, y: d, lambda d, out, x,
                   (ANYWHERE, ANYWHERE), dtype_rule=no_bool)
 MUL = elementwise("mul", np.multiply, (lambda d, out, x, y: d * y, lambda d, out, x, y: d * x), "({0} * {1})",
                   (ANYWHERE, ANYWHERE), dtype_rule=same_dtype)
+
+
 def _times_quotient(d, out):
     """d * out, but 0 where out is 0 and the product is NaN (d infinite, or NaN).  The
     y-slope -out / y is then exactly 0, while a second derivative's cotangent can be a true
@@ -306,9 +308,8 @@ def _pow_slope(out, x, y):
 
 def _pow_dy(d, out, x, y):
     # out * log(x), taken as 0 where out is 0 (x = 0 < y, as JAX does; x**y underflowed; x =
-    # inf with y < 0), not 0 * -inf or 0 * inf
-    # (d * out) first: out log x overflows at (2.2e-308, 1e-15) in a second derivative,
-    # where d = y = 1e-15 brings the product back (-inf before; true 4.5e307)
+    # inf with y < 0), not 0 * -inf or 0 * inf.  d * out first: in a second derivative out
+    # log x can overflow where d brings the product back (-inf at (2.2e-308, 1e-15), true 4.5e307)
     return (d * out) * F.log(F.where(F.equal(out, 0), 1, x))
 
 
