@@ -37,8 +37,8 @@ try:
     import sklearn  # noqa: F401  (checked here: the comparison needs it)
     from scipy.optimize import minimize
 except ImportError:  # the example's extra: name it instead of a bare ModuleNotFoundError
-    raise SystemExit("gaussian_process.py fits with SciPy's L-BFGS-B and compares with scikit-learn: install the examples extra, "
-                     "pip install 'symdiff[examples]'") from None
+    raise SystemExit("gaussian_process.py fits with SciPy's L-BFGS-B and compares with scikit-learn: "
+                     "install the examples extra, pip install 'symdiff[examples]'") from None
 
 import symdiff as sd
 

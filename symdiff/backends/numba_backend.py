@@ -126,7 +126,8 @@ class NumbaFunction(CompiledFunction):
         """The kernel's results with each 0-d float32 output as np.float32."""
         if self.single:
             return np.float32
-        positions = frozenset(k for k, out in enumerate(self.lowered_outputs) if out.ndim == 0 and out.dtype == "float32")
+        positions = frozenset(k for k, out in enumerate(self.lowered_outputs)
+                              if out.ndim == 0 and out.dtype == "float32")
         return lambda results: tuple(np.float32(v) if k in positions else v for k, v in enumerate(results))
 
     def _slow_call(self, error, values):
