@@ -235,7 +235,11 @@ def _times_quotient(d, out):
     wherever out is 0: that also zeroed the product's derivative in out, which higher
     derivatives need (the 4th derivative of 1/(1 + x^2) at 0 came out 16, not 24).  The
     test is on the product, not on d, so that it sits in the loop that computes the product
-    (testing d there stored a bool array per division)."""
+    (testing d there stored a bool array per division).  A finite constant d (the seed of a
+    gradient) needs no mask, and a printed first gradient shows none."""
+    constant = F.constant_value(d)
+    if constant is not None and np.all(np.isfinite(constant)):
+        return d * out
     product = d * out
     return F.where(F.logical_and(F.not_equal(product, product), F.equal(out, 0)), 0, product)
 
