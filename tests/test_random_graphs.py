@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -258,9 +259,10 @@ FUZZABLE = _fuzzable_ops()
 
 
 @st.composite
-def op_graphs(draw, number: int):
-    """(symbols, cost or None, values, label) for one random application of one op."""
-    name = draw(st.sampled_from(FUZZABLE))
+def op_graphs(draw, number: int, name=None):
+    """(symbols, cost or None, values, label) for one random application of one op (``name``,
+    or one drawn from the registry)."""
+    name = draw(st.sampled_from(FUZZABLE)) if name is None else name
     op = sd.ir.OPS[name]
     samples = [(tuple(np.asarray(a) for a in arrays), attrs)
                for arrays, attrs in op.samples(np.random.default_rng(draw(st.integers(0, 2 ** 16))))]
@@ -304,7 +306,25 @@ def _dtype_name(array) -> str:
           phases=[Phase.explicit, Phase.generate])
 @given(data=st.data())
 def test_random_graphs_over_every_op_compiled_and_differentiated(data):
-    graphs = [data.draw(op_graphs(k)) for k in range(GRAPHS_PER_KERNEL)]
+    _check_graphs([data.draw(op_graphs(k)) for k in range(GRAPHS_PER_KERNEL)])
+
+
+# Every op once per run, whatever the draws above pick: the registry in kernels of
+# GRAPHS_PER_KERNEL graphs, each op's graph drawn (derandomised) as above.
+CHUNKS = [FUZZABLE[i:i + GRAPHS_PER_KERNEL] for i in range(0, len(FUZZABLE), GRAPHS_PER_KERNEL)]
+
+
+@pytest.mark.parametrize("chunk", range(len(CHUNKS)))
+@settings(max_examples=1, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
+          phases=[Phase.generate])
+@given(data=st.data())
+def test_every_fuzzable_op_in_a_random_graph(chunk, data):
+    _check_graphs([data.draw(op_graphs(k, name)) for k, name in enumerate(CHUNKS[chunk])])
+
+
+def _check_graphs(graphs):
+    """Compile the graphs into one kernel: values and gradients against the reference, and
+    the reference gradients to order 2 against finite differences."""
     inputs, outputs, values, labels, tolerances = [], [], {}, [], []
     for symbols, cost, point, label, out in graphs:
         inputs += symbols
