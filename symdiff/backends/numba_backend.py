@@ -97,8 +97,8 @@ class NumbaFunction(CompiledFunction):
         params = ", ".join(names)
         arguments = ", ".join(names + [f"_sd_hidden[{k}]" for k in range(len(self._first_hidden))])
         again = f"_sd_self._slow_call(_sd_exc, ({params}{',' if len(names) == 1 else ''}))"
-        # Numba returns a 0-d float32 as a Python float; the reference gives np.float32
-        finish = "_sd_finish" if any(o.ndim == 0 and o.dtype == "float32" for o in self.lowered_outputs) else ""
+        finisher = self._float32_scalars()
+        finish = "_sd_finish" if finisher else ""
         guards = []
         for sym, name in zip(self.inputs, names):
             if sym.ndim == 0:
@@ -115,7 +115,7 @@ class NumbaFunction(CompiledFunction):
         source = f"def __call__(_sd_self, {params}):\n" + "".join(guards) + body
         namespace = {"_sd_kernel": self._first_kernel or self.kernel, "_sd_hidden": self._first_hidden,
                      "_sd_rest": self._rest, "_sd_np": np, "_sd_type": type, "_sd_float": float, "_sd_int": int,
-                     "_sd_bool": bool, "_sd_finish": self._float32_scalars(),
+                     "_sd_bool": bool, "_sd_finish": finisher,
                      "_sd_errors": (TypeError, ValueError, OverflowError, KernelShapeError, KernelIndexError)}
         exec(compile(source, f"<symdiff call wrapper {self!r}>", "exec"), namespace)
         call = namespace["__call__"]
@@ -123,11 +123,14 @@ class NumbaFunction(CompiledFunction):
         return type("NumbaFunction", (NumbaFunction,), {"__call__": call, "__module__": __name__})
 
     def _float32_scalars(self):
-        """The kernel's results with each 0-d float32 output as np.float32."""
-        if self.single:
-            return np.float32
+        """A function giving the kernel's results with each 0-d float32 output as np.float32
+        (Numba returns a Python float; the reference gives np.float32), or None if none is."""
         positions = frozenset(k for k, out in enumerate(self.lowered_outputs)
                               if out.ndim == 0 and out.dtype == "float32")
+        if not positions:
+            return None
+        if self.single:
+            return np.float32
         return lambda results: tuple(np.float32(v) if k in positions else v for k, v in enumerate(results))
 
     def _slow_call(self, error, values):

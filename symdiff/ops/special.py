@@ -83,14 +83,24 @@ def _gammaln(x):
     return _lgamma(x)
 
 
-def _polygamma_dtype(types, n):
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise DTypeError(f"polygamma needs a static int order n >= 0, got {n!r}")
-    return float_only(types)
+def _order_dtype(name, lowest):
+    """The dtype rule of an op with a static int order attribute n >= lowest."""
+    def rule(types, n):
+        if not isinstance(n, int) or isinstance(n, bool) or n < lowest:
+            raise DTypeError(f"{name} needs a static int order n >= {lowest}, got {n!r}")
+        return float_only(types)
+
+    return rule
 
 
-def _polygamma(x, n):
-    return _vectorized(lambda v: scalar.polygamma(n, v))(x)
+def _of_order(scalar_fn):
+    """The NumPy reference of an op with an order attribute: scalar_fn(n, v) per element."""
+    return lambda x, n: _vectorized(lambda v: scalar_fn(n, v))(x)
+
+
+def _order_samples(cases):
+    """Samples from (shape, n, low, high) cases."""
+    return lambda rng: [((rng.uniform(low, high, size=shape),), {"n": n}) for shape, n, low, high in cases]
 
 
 def _gaussian(x, scale):
@@ -112,20 +122,13 @@ ERFINV = elementwise("erfinv", _vectorized(scalar.erfinv), (lambda d, out, x: d 
                      "_erfinv({0})", (((-0.9, 0.9),),), doc="The inverse of erf on [-1, 1].")
 GAMMALN = elementwise("gammaln", _gammaln, (lambda d, out, x: d * POLYGAMMA(x, n=0),), "math.lgamma(np.float64({0}))",
                       (((0.3, 4.0), (-2.7, -2.3)),), doc="log|Gamma(x)|; inf at the poles 0, -1, -2...")
-POLYGAMMA = elementwise("polygamma", _polygamma, (lambda d, out, x, n: d * POLYGAMMA(x, n=n + 1),),
-                        "_polygamma({n}, {0})", (((0.4, 4.0),),), dtype_rule=_polygamma_dtype,
+POLYGAMMA = elementwise("polygamma", _of_order(scalar.polygamma), (lambda d, out, x, n: d * POLYGAMMA(x, n=n + 1),),
+                        "_polygamma({n}, {0})", (((0.4, 4.0),),), dtype_rule=_order_dtype("polygamma", 0),
                         doc="The n-th derivative of digamma (attribute n >= 0); its derivative is polygamma n + 1.")
 
 
-def _polygamma_samples(rng):
-    def draw(shape, low=0.4, high=4.0):
-        return rng.uniform(low, high, size=shape)
-
-    return [((draw(()),), {"n": 0}), ((draw((4,)),), {"n": 1}), ((draw((3, 4)),), {"n": 2}),
-            ((draw((4,), -1.8, -1.2),), {"n": 0}), ((draw((2, 3), -2.8, -2.2),), {"n": 3})]
-
-
-POLYGAMMA.samples = _polygamma_samples
+POLYGAMMA.samples = _order_samples([((), 0, 0.4, 4.0), ((4,), 1, 0.4, 4.0), ((3, 4), 2, 0.4, 4.0),
+                                    ((4,), 0, -1.8, -1.2), ((2, 3), 3, -2.8, -2.2)])
 
 NDTR = elementwise("ndtr", _vectorized(scalar.ndtr),
                    (lambda d, out, x: d * (_gaussian(x, 0.5) * scalar.INV_SQRT_2PI),),
@@ -139,30 +142,13 @@ LOG_NDTR_PRIME = elementwise(
 )
 
 
-def _log_ndtr_derivative_dtype(types, n):
-    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
-        raise DTypeError(f"log_ndtr_derivative needs a static int order n >= 2, got {n!r}")
-    return float_only(types)
-
-
-def _log_ndtr_derivative(x, n):
-    return _vectorized(lambda v: scalar.log_ndtr_derivative(n, v))(x)
-
-
 LOG_NDTR_DERIVATIVE = elementwise(
-    "log_ndtr_derivative", _log_ndtr_derivative, (lambda d, out, x, n: d * LOG_NDTR_DERIVATIVE(x, n=n + 1),),
-    "_log_ndtr_derivative({n}, {0})", (((-8.0, 3.0),),), dtype_rule=_log_ndtr_derivative_dtype,
+    "log_ndtr_derivative", _of_order(scalar.log_ndtr_derivative), (lambda d, out, x, n: d * LOG_NDTR_DERIVATIVE(x, n=n + 1),),
+    "_log_ndtr_derivative({n}, {0})", (((-8.0, 3.0),),), dtype_rule=_order_dtype("log_ndtr_derivative", 2),
     doc="The n-th derivative of log_ndtr (attribute n >= 2), accurate for x << 0, where composites of "
         "phi/Phi cancel; its derivative is order n + 1.",
 )
 
 
-def _log_ndtr_derivative_samples(rng):
-    def draw(shape, low=-8.0, high=3.0):
-        return rng.uniform(low, high, size=shape)
-
-    return [((draw(()),), {"n": 2}), ((draw((4,)),), {"n": 3}), ((draw((3, 4)),), {"n": 2}),
-            ((draw((5,), -40.0, -3.0),), {"n": 3})]
-
-
-LOG_NDTR_DERIVATIVE.samples = _log_ndtr_derivative_samples
+LOG_NDTR_DERIVATIVE.samples = _order_samples([((), 2, -8.0, 3.0), ((4,), 3, -8.0, 3.0), ((3, 4), 2, -8.0, 3.0),
+                                              ((5,), 3, -40.0, -3.0)])

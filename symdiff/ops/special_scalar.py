@@ -178,7 +178,9 @@ def log_ndtr_prime(x):
 LOG_NDTR_SERIES_LAYOUT = ((2, -3.0, -1.0), (2, -1.0, 1.0), (3, -3.0, -1.0), (3, -1.0, 1.0),
                           (4, -3.0, -1.0), (4, -1.0, 1.0), (4, 1.0, 3.0),
                           (5, -3.0, -1.0), (5, -1.0, 1.0), (5, 1.0, 3.0))
-_LOG_NDTR_FIRST = (0, 2, 4, 7)  # order n's series start at index _LOG_NDTR_FIRST[n - 2]
+# order n's series start at index _LOG_NDTR_FIRST[n - 2]
+_LOG_NDTR_FIRST = tuple(min(k for k, (order, _, _) in enumerate(LOG_NDTR_SERIES_LAYOUT) if order == n)
+                        for n in sorted({order for order, _, _ in LOG_NDTR_SERIES_LAYOUT}))
 # series k: _LOG_NDTR_SERIES[_LOG_NDTR_STARTS[k]:_LOG_NDTR_STARTS[k + 1]]; its zeros, as
 # (high, low) pairs: _LOG_NDTR_ROOTS[2 j], _LOG_NDTR_ROOTS[2 j + 1] for j in
 # range(_LOG_NDTR_ROOT_STARTS[k], _LOG_NDTR_ROOT_STARTS[k + 1])
@@ -264,15 +266,18 @@ def _chebyshev(start, stop, u):
     return u * b1 - b2 + 0.5 * _LOG_NDTR_SERIES[start]
 
 
-def _mills_terms(t):
-    return 20 + int(900.0 / (t * t))  # t * t may overflow: 20 terms
+def _mills_terms(t, order):
+    """Terms of the continued fraction for 1 ulp at t >= 3 for derivatives up to ``order``:
+    higher Taylor coefficients converge later (order 20 at t = 3 was 8e-4 off with the 119
+    terms that orders 2 and 3 need, 2e-11 (rounding) from 300 on).  t * t may overflow: 20."""
+    return 20 + int(900.0 * (1.0 + max(order - 3, 0) / 5.0) / (t * t))
 
 
 def _mills_tails(t):
     """D_1 .. D_4 of the Mills ratio's continued fraction, for t >= 3."""
     d = t
     d2 = d3 = d4 = t
-    for k in range(_mills_terms(t), 0, -1):
+    for k in range(_mills_terms(t, 3), 0, -1):
         d = t + k / d
         if k == 4:
             d4 = d
@@ -289,9 +294,7 @@ def _mills_jet(t, n):
     q = np.zeros(n)
     d[0] = t
     d[1] = 1.0
-    # higher Taylor coefficients converge later: order 20 at t = 3 was 8e-4 off with the
-    # value's 119 terms, 2e-11 (rounding) from 300 on
-    for k in range(20 + int(900.0 * (1.0 + n / 5.0) / (t * t)), 0, -1):
+    for k in range(_mills_terms(t, n), 0, -1):
         q[0] = 1.0 / d[0]  # q = 1 / d, term by term
         for i in range(1, n):
             total = 0.0
