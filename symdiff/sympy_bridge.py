@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+import threading
 
 import numpy as np
 
@@ -173,23 +174,27 @@ def to_latex(outputs, optimize: bool = True) -> str:
     return texts[0] if single else texts
 
 
-DEEPEST = 100_000  # the recursion limit to_latex allows itself (a 500-level power tower needs ~9,000)
+# The recursion limit to_latex allows itself: a 500-level power tower needs ~9,000; at 100,000
+# a 20,000-level exp chain overflowed the 8 MB C stack (a segfault, not a RecursionError).
+DEEPEST = 20_000
+_RECURSION_LIMIT_LOCK = threading.Lock()  # the limit is process-wide: one raiser at a time
 
 
 @contextlib.contextmanager
 def _deep_recursion():
     """Raise the interpreter's recursion limit for a deep expression; a RecursionError even
     then becomes a clear error naming the alternative."""
-    previous = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(previous, DEEPEST))
-    try:
-        yield
-    except RecursionError:
-        raise SymdiffError("the expression is nested too deeply for SymPy's LaTeX printer; "
-                           "symdiff.sympy_bridge.latex_definitions (or the CLI's --format latex) writes it with shared "
-                           "subexpressions defined once") from None
-    finally:
-        sys.setrecursionlimit(previous)
+    with _RECURSION_LIMIT_LOCK:
+        previous = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(previous, DEEPEST))
+        try:
+            yield
+        except RecursionError:
+            raise SymdiffError("the expression is nested too deeply for SymPy's LaTeX printer; "
+                               "symdiff.sympy_bridge.latex_definitions (or the CLI's --format latex) writes it "
+                               "with shared subexpressions defined once") from None
+        finally:
+            sys.setrecursionlimit(previous)
 
 
 INLINE_LATEX = 24  # a subexpression used more than once is written out where used up to this length

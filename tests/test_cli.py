@@ -447,3 +447,13 @@ def test_tables_for_vector_inputs_stay_narrow(capsys):
     status, out, _ = call(capsys, "grad", "sum(sin(wx) * wx ** 3)", "--var", "wx:100", "--at", "wx=1.5")
     assert status == 0
     assert max(len(line) for line in out.splitlines()) <= 120
+
+
+def test_value_table_of_a_power_with_a_variable_exponent_shows_the_values(capsys):
+    """pow's derivative rule held the constant sqrt(max) = 1.3e154, which set the value
+    column's scale: every value printed as 0."""
+    from symdiff.cli import main
+
+    main(["grad", "a ** b", "--at", "a=2", "--at", "b=3"])
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert rows["a"][3] == "2" and rows["b"][3] == "3" and rows["%2"][5] == "8"

@@ -303,3 +303,19 @@ def test_to_latex_of_a_deep_tower_is_not_a_recursion_error():
     for _ in range(500):
         tower = x ** tower
     assert sd.to_latex(tower).count("x") == 501
+
+
+def test_to_latex_too_deep_is_a_clear_error_and_the_limit_comes_back():
+    """At a recursion limit of 100,000 a 20,000-level exp chain overflowed the C stack (a
+    segfault); now the limit is 20,000, the error names the alternative, and the limit is
+    restored."""
+    import sys
+
+    x = sd.scalar("x")
+    chain = x
+    for _ in range(20_000):
+        chain = sd.exp(chain)
+    before = sys.getrecursionlimit()
+    with pytest.raises(sd.SymdiffError, match="nested too deeply"):
+        sd.to_latex(chain)
+    assert sys.getrecursionlimit() == before

@@ -299,7 +299,8 @@ def _pow_slope(out, x, y):
     limits = np.finfo(out.dtype)
     positive = F.logical_and(F.greater(x, 0), F.less(x, np.inf))
     normal_power = F.logical_and(F.greater_equal(out, float(limits.tiny)), F.less(out, np.inf))
-    square_fits = F.less(F.abs(y / x), float(np.sqrt(limits.max)))
+    quotient_of = y / x
+    square_fits = F.less(quotient_of * quotient_of, np.inf)  # no sqrt(max) constant: it sets printed tables' scale
     quotient = F.logical_and(F.logical_and(positive, normal_power), F.logical_and(square_fits, F.less(y, 0.5)))
     zeros = F.logical_and(F.equal(x, 0), F.equal(y, 0))
     x_quotient, y_quotient = F.where(quotient, x, 1), F.where(quotient, y, 1)

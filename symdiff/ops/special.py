@@ -85,7 +85,7 @@ def _gammaln(x):
 
 def _order_dtype(name, lowest):
     """The dtype rule of an op with a static int order attribute n >= lowest."""
-    def rule(types, n):
+    def rule(types, n=None):
         if not isinstance(n, int) or isinstance(n, bool) or n < lowest:
             raise DTypeError(f"{name} needs a static int order n >= {lowest}, got {n!r}")
         return float_only(types)
