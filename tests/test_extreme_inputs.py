@@ -93,6 +93,18 @@ def _minimum(x, y):
     return mpmath.nan if mpmath.isnan(x) or mpmath.isnan(y) else min(x, y)
 
 
+def _over_squared_norm(a, b):
+    """a / (a^2 + b^2), arctan2's slope: 0 at an infinite coordinate; none at the origin
+    (a pole whose limit depends on the path)."""
+    if mpmath.isnan(a) or mpmath.isnan(b):
+        return mpmath.nan
+    if mpmath.isinf(a) or mpmath.isinf(b):
+        return mpmath.mpf(0)
+    if a == 0 and b == 0:
+        return None
+    return a / (a * a + b * b)
+
+
 def _atan2(y, x):
     """IEEE 754's atan2 where mpmath has no answer: infinities, and zeros (whose sign
     picks the result, which mpmath cannot see: no reference there)."""
@@ -244,6 +256,9 @@ MPMATH = {
     "log_ndtr": lambda x: mpmath.log1p(-mpmath.ncdf(-x)) if x > 0 else mpmath.log(mpmath.ncdf(x)),
     "log_ndtr_prime": lambda x: _log_ndtr_prime(x),
     "log_ndtr_derivative": lambda x, n: _log_ndtr_derivative(x, int(n)),
+    "over_squared_norm": lambda a, b: _over_squared_norm(a, b),
+    "erfinv_slope": lambda y: mpmath.sqrt(mpmath.pi) / 2 * mpmath.exp(mpmath.erfinv(y) ** 2) if abs(y) < 1
+    else mpmath.inf if abs(y) == 1 else mpmath.nan,
 }
 
 # (op, order) -> why the op is knowingly inaccurate there: a strict xfail, in both dtypes
@@ -251,7 +266,14 @@ MPMATH = {
 # Issue 15 fixed sigmoid, softplus, tanh and expm1, then hypot, log_ndtr's derivatives, pow,
 # div and arctan2 (the last three: 0 * inf between an infinite cotangent or partial and an
 # exact zero); a reason says what goes wrong and where.
-KNOWN_INACCURATE: dict = {}
+KNOWN_INACCURATE: dict = {
+    # over_squared_norm is arctan2's slope: its value and d1 are arctan2's d1 and d2 (tested
+    # there too); its d2 is arctan2's THIRD derivative, beyond this table's orders.  It is
+    # accurate except beside the origin, where the cotangent 1/m^2 of the scaled form is inf:
+    # NaN at a = 0 with |b| < 1e-103 (true 0, the partials' inf - inf) and at (5e-324, 0)
+    # (true inf).
+    ("over_squared_norm", "d2"): "arctan2's third derivative: NaN beside the origin (inf - inf)",
+}
 
 # Non-elementwise ops whose samples leave their domain when scaled: op -> why.
 NOT_SCALABLE: dict = {}

@@ -391,7 +391,7 @@ def test_helper_backed_ops_end_ir_regions_and_stay_exact():
     from symdiff.backends import scalar_ir
 
     assert scalar_ir.PYTHON_STATEMENT_OPS == {"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime",
-                                             "log_ndtr_derivative"}
+                                             "log_ndtr_derivative", "over_squared_norm", "erfinv_slope"}
     a = sd.scalar("a")
     y = a
     for _ in range(30):
@@ -649,6 +649,62 @@ def test_binary_derivatives_at_extreme_pairs_against_mpmath():
                             failures.append(f"{backend} {dtype} d{name}/d{which} at ({a!r}, {b!r}): {got!r}, mpmath "
                                             f"{mpmath.nstr(fn(ma, mb), 17)} ({error:.3g} ulp)")
     assert not failures, "\n".join(failures)
+
+
+def test_arctan2_second_derivatives_keep_relative_accuracy_beside_the_diagonals():
+    # (y^2 - x^2)/r^4 and -+2xy/r^4: the mixed one cancelled where |x| = |y| when formed as
+    # 1/r^2 - 2x^2/r^4 (2.2e-22 at (700, 700), true 0) and was NaN at subnormal pairs
+    y, x = sd.vector("y"), sd.vector("x")
+    angle = sd.sum(sd.arctan2(y, x))
+    dy, dx = sd.grad(angle, [y, x])
+    outputs = [*sd.grad(sd.sum(dy), [y, x]), sd.grad(sd.sum(dx), x)]
+    exact = [lambda b, a: -2 * a * b / (a * a + b * b) ** 2,  # d2/dy2
+             lambda b, a: (b * b - a * a) / (a * a + b * b) ** 2,  # d2/dydx
+             lambda b, a: 2 * a * b / (a * a + b * b) ** 2]  # d2/dx2
+    points = []
+    for scale in (5e-324, 1e-310, 1e-300, 1e-150, 0.3, 700.0, 1e15, 1e150, 1e300):
+        for k in (0, 1, -1, 3, 1000):
+            near = scale if k == 0 else float(np.nextafter(scale, np.inf)) if k == 1 else scale * (1 + k * 2.0 ** -52)
+            points += [(scale, near), (near, scale), (scale, -near), (-near, scale)]
+    ys, xs = np.array(points).T
+    for backend, values in (("reference", sd.evaluate(outputs, {y: ys, x: xs})),
+                            ("compiled", sd.function([y, x], outputs)(ys, xs))):
+        failures = []
+        for fn, got in zip(exact, values):
+            for i, (b, a) in enumerate(points):
+                with mpmath.workprec(3000):
+                    want = fn(M(b), M(a))
+                error = _ulps(got[i], want, np.float64)
+                if error > 16:
+                    failures.append(f"{backend} at ({b!r}, {a!r}): {got[i]!r}, mpmath {mpmath.nstr(want, 17)} "
+                                    f"({error:.3g} ulp)")
+        assert not failures, "\n".join(failures[:20])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_erfinv_derivatives_keep_relative_accuracy_next_to_one(dtype):
+    # exp(out**2) scaled erfinv's rounding by 2 out**2: 31 ulps (d1) and 62 (d2) at
+    # 1 - 2**-53, 19 ulps (d2) in float32 at 0.99999994
+    y = sd.vector("y", dtype=dtype)
+    d1 = sd.grad(sd.sum(sd.special.erfinv(y)), y)
+    d2 = sd.grad(sd.sum(d1), y)
+    tiny = float(np.finfo(dtype).epsneg)
+    points = np.array([1e-10, 0.3, 0.5, 0.6, 0.9, 0.99, 0.999999, 1 - 64 * tiny, 1 - 2 * tiny, 1 - tiny, -(1 - tiny)],
+                      dtype=dtype)
+    for backend, values in (("reference", sd.evaluate([d1, d2], {y: points})),
+                            ("compiled", sd.function([y], [d1, d2])(points))):
+        failures = []
+        for i, p in enumerate(points):
+            with mpmath.workprec(200):
+                x = mpmath.erfinv(M(float(p)))
+                slope = mpmath.sqrt(mpmath.pi) / 2 * mpmath.exp(x * x)
+                wants = (slope, 2 * x * slope * slope)
+            for order, (got, want, limit) in enumerate(zip(values, wants, (4, 6)), start=1):
+                error = _ulps(got[i], want, np.dtype(dtype).type)
+                if error > limit:
+                    failures.append(f"{backend} d{order} at {p!r}: {got[i]!r}, mpmath {mpmath.nstr(want, 17)} "
+                                    f"({error:.3g} ulp)")
+        assert not failures, "\n".join(failures)
 
 
 def test_round_follows_numpys_steps_for_every_decimals():
