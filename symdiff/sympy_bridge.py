@@ -11,6 +11,7 @@ these functions are called.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sys
 import threading
@@ -82,9 +83,24 @@ def _sympy_rules(sympy):
         "logical_and": sympy.And,
         "logical_or": sympy.Or,
         "where": lambda c, x, y: sympy.Piecewise((x, c), (y, True)),
-        # The value passes; derivatives must not, so it stays a named function.
-        "stop_gradient": sympy.Function("stop_gradient"),
+        "stop_gradient": _stop_gradient_function(),
     }
+
+
+@functools.lru_cache(maxsize=None)
+def _stop_gradient_function():
+    """stop_gradient as a SymPy function: the value passes, derivatives must not, so it
+    stays a named function of a symbolic argument; of a number it is that number (a
+    gradient formula evaluated at a point is a number: pow's x-slope carries
+    stop_gradient(1 + r log x), with r = 0 in exact arithmetic)."""
+    import sympy
+
+    class stop_gradient(sympy.Function):  # noqa: N801  (the op's name, printed as such)
+        @classmethod
+        def eval(cls, argument):
+            return argument if argument.is_Number else None
+
+    return stop_gradient
 
 
 def _users_op(node):

@@ -681,6 +681,36 @@ def test_arctan2_second_derivatives_keep_relative_accuracy_beside_the_diagonals(
         assert not failures, "\n".join(failures[:20])
 
 
+def test_pow_derivatives_keep_relative_accuracy_at_tiny_and_huge_bases():
+    # y x**(y - 1) overflowed at (1e-310, 1e-15) (true 1e295) and was 175 ulps off at
+    # (1e-300, 0.3), where y - 1 is rounded and log x scales the error; a constant 0.3 too
+    x, y = sd.vector("x"), sd.vector("y")
+    dx = sd.grad(sd.sum(x ** y), x)
+    dxx, dxy = sd.grad(sd.sum(dx), [x, y])
+    forward_dxy = sd.jvp(dx, [y], [sd.ones_like(y)])
+    constant = sd.grad(sd.sum(x ** 0.3), x)
+    outputs = [dx, dxx, dxy, forward_dxy, constant, sd.grad(sd.sum(constant), x)]
+    exact = [lambda a, b: b * a ** (b - 1), lambda a, b: b * (b - 1) * a ** (b - 2),
+             lambda a, b: a ** (b - 1) * (1 + b * mpmath.log(a)), lambda a, b: a ** (b - 1) * (1 + b * mpmath.log(a)),
+             lambda a, b: M(0.3) * a ** (M(0.3) - 1), lambda a, b: M(0.3) * (M(0.3) - 1) * a ** (M(0.3) - 2)]
+    points = [(1e-310, 1e-15), (2.2e-308, 1e-15), (1e-300, 1e-15), (1e-300, 0.3), (1e-300, -0.3), (1e-200, 0.1),
+              (1e-100, 1e-15), (1e-300, 1e-10), (1e300, 2.3), (1e100, 2.3), (1e100, 0.3), (0.5, 3.0), (3.0, -0.3),
+              (7.0, 0.45), (1e-5, 0.7), (1e15, -1.3)]
+    xs, ys = np.array(points).T
+    for backend, values in (("reference", sd.evaluate(outputs, {x: xs, y: ys})),
+                            ("compiled", sd.function([x, y], outputs)(xs, ys))):
+        failures = []
+        for k, (fn, got) in enumerate(zip(exact, values)):
+            for i, (a, b) in enumerate(points):
+                with mpmath.workprec(400):
+                    want = fn(M(a), M(b))
+                error = _ulps(got[i], want, np.float64)
+                if error > 8:
+                    failures.append(f"{backend} output {k} at ({a!r}, {b!r}): {got[i]!r}, mpmath "
+                                    f"{mpmath.nstr(want, 17)} ({error:.3g} ulp)")
+        assert not failures, "\n".join(failures)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_erfinv_derivatives_keep_relative_accuracy_next_to_one(dtype):
     # exp(out**2) scaled erfinv's rounding by 2 out**2: 31 ulps (d1) and 62 (d2) at

@@ -9,6 +9,9 @@ on one line, next to its NumPy implementation and its scalar code spelling.
 
 from __future__ import annotations
 
+import fractions
+import math
+
 import numpy as np
 
 from .. import frontend as F
@@ -276,13 +279,17 @@ def _pow_dx(d, out, x, y):
             return d
         if c == 2.0:
             return d * (x * 2)
-        return d * (F.power(x, c - 1) * c)
+        power = F.power(x, c - 1)
+        if math.isfinite(c) and c - 1 != fractions.Fraction(c) - 1:  # c - 1 rounded: see _split_power_slope
+            power = power * _exponent_correction((out / x) / power)
+        return d * (power * c)
     return d * _pow_slope(out, x, y)
 
 
 def _pow_slope(out, x, y):
-    """y x**(y - 1), in three regimes, each fed its own points only (a stand-in elsewhere)
-    so that no regime's 0 * inf reaches a value or a derivative:
+    """y x**(y - 1), in four regimes that share one pow, each fed its own points only (a
+    stand-in elsewhere, through a ``where`` on every input, the shared power included) so
+    that no regime's 0 * inf reaches a value or a derivative:
 
     - (y / x) x**y for y < 1/2 at a positive x where x**y is finite and normal and
       (y / x)**2 is finite.  y x**(y - 1) overflows for tiny x and y (5e-324 * inf at
@@ -291,11 +298,22 @@ def _pow_slope(out, x, y):
       subnormal x**(y - 1).  The quotient form's derivative has a second term,
       (y / x)**2 x**y, which cancels the first by at most 3x below 1/2;
     - x = y = 0: 0 (x**0 is 1);
-    - elsewhere y x**(y - 1), whose derivatives keep pow's exact polynomial zeros (the
-      4th x-derivative of x**3) and do not form x**y log x (inf at (1e154, 2)).
+    - at the other positive finite x, (y a)(a c) with a = x**(e/2), e = y - 1 rounded:
+      half the exponent keeps a in range where y brings the product back (a = 1e155 at
+      (1e-310, 1e-15), true slope 1e295, where y x**(y - 1) overflowed), and the two
+      factors' derivatives have one sign, where the quotient form's two terms would both
+      overflow (inf - inf).  log x scales e's rounding error in x**e (175 ulps at (1e-300,
+      0.3)); where y - 1 is inexact (TwoSum says), c = out / ((a x) a) is
+      x**(y - 1) / a**2 formed from pow's x**y, whose exponent is exact (a x = x**((y+1)/2)
+      stays in range); elsewhere c = 1 (_exponent_correction);
+    - elsewhere (x <= 0, inf, NaN) y x**(y - 1): NumPy's semantics at negative x and the
+      signed zeros; its derivatives keep pow's exact polynomial zeros (the 4th
+      x-derivative of x**3) and do not form x**y log x (inf at (1e154, 2)).
 
-    x**y is recomputed, not taken from ``out``: a regime's stand-in cotangent is 0, and 0
-    reaching out's own rules (out log x = inf at (1e300, 2)) would be 0 * inf."""
+    The shared x**y is recomputed, not taken from ``out``: a regime's stand-in cotangent is
+    0, and 0 reaching out's own rules (out log x = inf at (1e300, 2)) would be 0 * inf.
+    Three pows (the quotient's, the split's and the fallback's, two at stand-ins) cost
+    value+grad of sum(a ** b) on 1e6 elements 68-75 ms against 40 for this one."""
     limits = np.finfo(out.dtype)
     positive = F.logical_and(F.greater(x, 0), F.less(x, np.inf))
     normal_power = F.logical_and(F.greater_equal(out, float(limits.tiny)), F.less(out, np.inf))
@@ -303,12 +321,32 @@ def _pow_slope(out, x, y):
     square_fits = F.less(quotient_of * quotient_of, np.inf)  # no sqrt(max) constant: it sets printed tables' scale
     quotient = F.logical_and(F.logical_and(positive, normal_power), F.logical_and(square_fits, F.less(y, 0.5)))
     zeros = F.logical_and(F.equal(x, 0), F.equal(y, 0))
-    x_quotient, y_quotient = F.where(quotient, x, 1), F.where(quotient, y, 1)
-    quotient_form = (y_quotient / x_quotient) * F.power(x_quotient, y_quotient)
-    standing_in = F.logical_or(quotient, zeros)
-    x_power, y_power = F.where(standing_in, 1, x), F.where(standing_in, 1, y)
-    power_form = y_power * F.power(x_power, y_power - 1)
-    return F.where(quotient, quotient_form, F.where(zeros, 0, power_form))
+    split = F.logical_and(positive, F.logical_not(quotient))
+    fallback = F.logical_not(F.logical_or(F.logical_or(quotient, split), zeros))
+    x_any, y_any = F.where(zeros, 1, x), F.where(zeros, 1, y)
+    exponent = y_any - 1
+    power = F.power(x_any, F.where(quotient, y_any, F.where(split, exponent * 0.5, exponent)))
+
+    def own(regime, value):
+        return F.where(regime, value, 1)
+
+    quotient_form = (own(quotient, y_any) / own(quotient, x_any)) * own(quotient, power)
+    half = own(split, power)
+    # TwoSum's error term of y - 1 (no constant 2**53: it sets printed tables' scale)
+    back = exponent - y_any
+    inexact = F.not_equal((y_any - (exponent - back)) + (-1 - back), 0)
+    correction = F.where(F.logical_and(split, inexact), _exponent_correction(out / ((half * own(split, x_any)) * half)),
+                         1)
+    split_form = (own(split, y_any) * half) * (half * correction)
+    fallback_form = own(fallback, y_any) * own(fallback, power)
+    return F.where(quotient, quotient_form, F.where(split, split_form, F.where(zeros, 0, fallback_form)))
+
+
+def _exponent_correction(ratio):
+    """x**(y - 1) / x**e, e = y - 1 rounded, as computed from pow's x**y: a constant to
+    differentiation (its derivative is below an ulp of the slope's), and 1 wherever it is
+    not near 1 (x**y not normal, x <= 0, NaN), where it corrects nothing."""
+    return F.stop_gradient(F.where(F.less(F.abs(ratio - 1), 2.0 ** -20), ratio, 1))
 
 
 def _pow_dy(d, out, x, y):
