@@ -61,9 +61,15 @@ def _choose() -> Choice:
         return NONE
     if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
         return NONE  # kernels compiled for another CPU: vector arguments would not be passed as libmvec expects
-    path = ctypes.util.find_library("mvec") or "libmvec.so.1"
+    path = "libmvec.so.1"  # glibc's name: ctypes.util.find_library runs ldconfig in a subprocess (6 ms)
     try:
-        library = ctypes.CDLL(path)
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            path = ctypes.util.find_library("mvec")
+            if path is None:
+                return NONE
+            library = ctypes.CDLL(path)
         import llvmlite.binding as llvm
 
         features = llvm.get_host_cpu_features()
