@@ -325,6 +325,30 @@ def test_a_region_with_more_inputs_than_a_part_stays_one_block(monkeypatch):
                                rtol=1e-12)
 
 
+def test_parts_rendered_to_text_when_emitted_give_the_same_module():
+    """A part keeps its body as text, not instruction objects (memory of big compiles): the
+    module's LLVM IR is the one the objects would have printed."""
+    from llvmlite import ir
+
+    listing = "\n".join(["s = sin x -> float64", "c = cos x -> float64", "p = mul s c -> float64",
+                         "q = add p 1.5:float64 -> float64", "k = cast q -> int64 as int64",
+                         "m = mul k k -> int64", "f = cast m -> float64 as float64", "y = add f s -> float64"])
+    instructions = scalar_ir.parse_instructions(listing)
+
+    def module_text(render):
+        module = ir.Module()
+        function = ir.Function(module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType()]), "f")
+        builder = ir.IRBuilder(function.append_basic_block("entry"))
+        values, dtypes = {"x": function.args[0]}, {"x": "float64"}
+        scalar_ir._emit_in_parts(builder, "r", instructions, values, dtypes, scalar_ir._sin_cos_pairs(instructions),
+                                 ["y", "c"], 3, render)
+        builder.ret(builder.fadd(values["y"], values["c"]))
+        return str(module)
+
+    rendered = module_text(True)
+    assert rendered == module_text(False) and rendered.count("define internal void @\"r_part") == 3
+
+
 def test_sums_reassociated_and_static_inner_loops_hidden_match_numpy():
     """A float sum (into a scalar or an array element) adds with ``_sum_add`` (vectorised partial sums) and static
     inner loops of 8 or more run to ``_opaque`` bounds: sizes around the vector widths, both
