@@ -218,7 +218,7 @@ class Dims:
 # --------------------------------------------------------------- node values
 
 
-@dataclass
+@dataclass(slots=True)
 class Value:
     """Where a node's value lives in the kernel.
 
@@ -239,7 +239,7 @@ class Value:
     copy: Optional[str] = None  # for views: a contiguous copy, once made
 
 
-@dataclass
+@dataclass(slots=True)
 class ScalarStatement:
     """``out = op(operands)``: one elementwise node on scalars, rendered either as
     Python (its scalar spelling) or, inside a long run, as LLVM IR."""
@@ -258,7 +258,7 @@ class ScalarStatement:
         return f"{self.out} = {code}  # {self.comment}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     index: int
     domain: tuple = ()  # a loop nest's shape (dims); () for a statement step
@@ -269,7 +269,7 @@ class Step:
     after: list = field(default_factory=list)  # lines right after it
 
 
-@dataclass
+@dataclass(slots=True)
 class Program:
     source: str
     kernel_name: str
