@@ -114,6 +114,7 @@ def _peak_rss_mb(pid: int) -> float | None:
 def run_child(name: str, cache: Path, timeout: float) -> dict:
     """One measurement in a new process; its peak memory polled from /proc while it runs."""
     env = dict(os.environ, SYMDIFF_CACHE_DIR=str(cache / "symdiff"), NUMBA_CACHE_DIR=str(cache / "numba"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: with bytecode (see run.py's worker_env)
     wall = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", name], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)

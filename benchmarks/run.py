@@ -232,6 +232,9 @@ def worker_env(caches: Path, args) -> dict:
                PYTENSOR_FLAGS=f"compiledir={caches / 'pytensor'}", JAX_PLATFORMS="cpu")
     if args.threads:
         env.update({var: str(args.threads) for var in THREAD_VARIABLES})
+    # an installed package has bytecode (pip compiles it); without it every new process
+    # compiles the modules it imports from source again (0.07 s of symdiff's warm start)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
