@@ -268,11 +268,11 @@ MPMATH = {
 # exact zero); a reason says what goes wrong and where.
 KNOWN_INACCURATE: dict = {
     # over_squared_norm is arctan2's slope: its value and d1 are arctan2's d1 and d2 (tested
-    # there too); its d2 is arctan2's THIRD derivative, beyond this table's orders.  It is
-    # accurate except beside the origin, where the cotangent 1/m^2 of the scaled form is inf:
-    # NaN at a = 0 with |b| < 1e-103 (true 0, the partials' inf - inf) and at (5e-324, 0)
-    # (true inf).
-    ("over_squared_norm", "d2"): "arctan2's third derivative: NaN beside the origin (inf - inf)",
+    # there too); its d2 is arctan2's THIRD derivative, beyond this table's orders.  d2/da2 =
+    # 2a(a^2 - 3b^2)/r^6 comes out of the product rule as two terms that cancel where |a| <<
+    # |b| (53M ulps at (-1e-8, 0.7); 0 at (-1, 1e20), true 6e-80), and NaN beside the origin,
+    # where they are inf - inf (a = 0 with |b| < 1e-103, true 0; (5e-324, 0), true inf).
+    ("over_squared_norm", "d2"): "arctan2's third derivative: cancels where |a| << |b|, NaN beside the origin",
 }
 
 # Non-elementwise ops whose samples leave their domain when scaled: op -> why.

@@ -712,6 +712,47 @@ def test_pow_derivatives_keep_relative_accuracy_at_tiny_and_huge_bases():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_constant_exponent_powers_keep_relative_accuracy(dtype):
+    # c x**(c - 1) overflowed where the slope is finite (x**0.001 at 1e-310: inf, true 4.9e306;
+    # float32 x**0.01 at 1e-40), and float32's rounded c - 1 cost 59 ulps (x**0.999 at 1e-30, d2)
+    x = sd.vector("x", dtype=dtype)
+    tiny, huge = (1e-310, 1e300) if dtype == "float64" else (1e-40, 1e30)
+    cases = [(0.001, [tiny, 1e-30, 0.5, 3.0, huge]), (0.01, [tiny, 1e-30, 0.5]), (0.999, [tiny, 1e-30, 2.0, huge]),
+             (0.3, [tiny, 2.0]), (2.5, [1e-30, 3.0]), (-1.5, [1e-20, 1e20]), (3.0, [-2.0, 1e-30]), (-3.0, [-2.0])]
+    number = np.dtype(dtype).type
+    failures = []
+    for c, points in cases:
+        d1 = sd.grad(sd.sum(x ** c), x)
+        d2 = sd.grad(sd.sum(d1), x)
+        values = np.array(points, dtype=dtype)
+        exponent = M(float(number(c)))  # the graph holds c in its dtype
+        for backend, (got1, got2) in (("reference", sd.evaluate([d1, d2], {x: values})),
+                                      ("compiled", sd.function([x], [d1, d2])(values))):
+            for i, p in enumerate(values):
+                with mpmath.workprec(300):
+                    base = M(float(p))
+                    wants = (exponent * base ** (exponent - 1), exponent * (exponent - 1) * base ** (exponent - 2))
+                for order, got, want in ((1, got1, wants[0]), (2, got2, wants[1])):
+                    error = _ulps(got[i], want, number)
+                    if error > 4:
+                        failures.append(f"{backend} x**{c} d{order} at {p!r}: {got[i]!r}, mpmath {mpmath.nstr(want, 17)} "
+                                        f"({error:.3g} ulp)")
+    assert not failures, "\n".join(failures)
+
+
+def test_gaussian_derivatives_are_zero_not_nan_where_they_underflow_in_forward_mode():
+    # erf's slope exp(-x**2): its forward-mode derivative 2x t overflowed from 9e307 and met exp's 0
+    x = sd.vector("x")
+    points = np.array([1.7e308, -1.7e308, 1e200, -1e200, np.inf, -np.inf, 41.0, -41.0])
+    for fn in (sd.special.erf, sd.special.erfc, sd.special.ndtr):
+        once = sd.jvp(fn(x), [x], [sd.ones_like(x)])
+        twice = sd.jvp(once, [x], [sd.ones_like(x)])
+        for values in (sd.evaluate([once, twice], {x: points}), sd.function([x], [once, twice])(points)):
+            assert np.array_equal(values[0], np.zeros_like(points)), (fn, values[0])
+            assert np.array_equal(values[1], np.zeros_like(points)), (fn, values[1])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_erfinv_derivatives_keep_relative_accuracy_next_to_one(dtype):
     # exp(out**2) scaled erfinv's rounding by 2 out**2: 31 ulps (d1) and 62 (d2) at
     # 1 - 2**-53, 19 ulps (d2) in float32 at 0.99999994

@@ -103,14 +103,16 @@ def _order_samples(cases):
 
 
 def _gaussian(x, scale):
-    """exp(-scale * x**2), whose derivatives are 0 at x = +-inf rather than NaN: there
-    the exponent's slope -2 scale x is infinite and meets exp's 0.  The infinities are
-    replaced by 0 before the square (so no inf reaches the derivative) and their value
-    put back after; the two wheres select on x alone, so every other point keeps the
-    plain formula and all its derivatives."""
-    infinite = F.equal(F.abs(x), np.inf)
-    finite = F.where(infinite, 0, x)
-    return F.where(infinite, 0, F.exp(finite * finite * -scale))
+    """exp(-scale * x**2), whose derivatives are 0 where it underflows rather than NaN:
+    from |x| = 1.3e154 the exponent's slope -2 scale x t overflows (inf at x = inf; in
+    forward mode from 9e307) and meets exp's 0.  Beyond |x| = 40, where the value is 0
+    in every dtype for scale >= 1/2 (exp(-800)), x is replaced by 0 before the square
+    (so no inf reaches a derivative) and the value 0 put back after; the two wheres
+    select on x alone, so every other point keeps the plain formula and all its
+    derivatives."""
+    beyond = F.greater(F.abs(x), 40.0)
+    inside = F.where(beyond, 0, x)
+    return F.where(beyond, 0, F.exp(inside * inside * -scale))
 
 
 ERF = elementwise("erf", _vectorized(math.erf), (lambda d, out, x: d * (_gaussian(x, 1.0) * TWO_OVER_SQRT_PI),),
