@@ -753,6 +753,49 @@ def test_gaussian_derivatives_are_zero_not_nan_where_they_underflow_in_forward_m
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logaddexp_derivatives_see_the_exact_difference(dtype):
+    # sigmoid of the rounded x - y lost about |x - y| ulps: 89 at (-100, 100.00000000000007)
+    points = {"float64": [(-100.0, 1e-8), (-100.0, 100.00000000000007), (-0.7, -0.7), (700.0, -1.0),
+                          (-1000.0, -1000.0000000000001), (40.0, -40.0000001), (0.5, 0.3)],
+              "float32": [(0.7, 100.0), (-100.0, 1e-3), (-50.0, 30.1), (3.0, -2.5), (0.5, 0.3)]}[dtype]
+    x, y = sd.vector("x", dtype=dtype), sd.vector("y", dtype=dtype)
+    xs, ys = (np.array(column, dtype=dtype) for column in zip(*points))
+    number = np.dtype(dtype).type
+    failures = []
+    for fn, base in ((sd.logaddexp, mpmath.e), (sd.logaddexp2, 2)):
+        dx, dy = sd.grad(sd.sum(fn(x, y)), [x, y])
+        dxx, dxy = sd.grad(sd.sum(dx), [x, y])
+        outputs = [dx, dy, dxx, dxy]
+        for backend, values in (("reference", sd.evaluate(outputs, {x: xs, y: ys})),
+                                ("compiled", sd.function([x, y], outputs)(xs, ys))):
+            for i, (a, b) in enumerate(zip(xs, ys)):
+                with mpmath.workprec(400):
+                    share = 1 / (1 + mpmath.power(base, M(float(b)) - M(float(a))))
+                    other = 1 / (1 + mpmath.power(base, M(float(a)) - M(float(b))))
+                    slope = mpmath.log(base) * share * other
+                    wants = (share, other, slope, -slope)
+                for k, want in enumerate(wants):
+                    error = _ulps(values[k][i], want, number)
+                    if error > 4:
+                        failures.append(f"{backend} {fn.__name__} output {k} at ({a!r}, {b!r}): {values[k][i]!r}, "
+                                        f"mpmath {mpmath.nstr(want, 17)} ({error:.3g} ulp)")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("mode", ["fwd-rev", "rev-rev"])
+def test_division_hvp_at_a_subnormal_denominator_is_zero_and_inf_not_nan(mode):
+    # the HVP of x / y along (1, 0) is (0, -1/y**2): its x part was NaN (a zero tangent times 1/y = inf)
+    for dtype, tiny in (("float64", 5e-324), ("float32", 1e-45)):
+        x, y, vx, vy = (sd.vector(name, dtype=dtype) for name in ("x", "y", "vx", "vy"))
+        hvp = sd.hvp(sd.sum(x / y), [x, y], [vx, vy], mode=mode)
+        inputs = [np.array([-3.0, -1e8, 2.0], dtype=dtype), np.array([tiny, tiny, 3.0], dtype=dtype),
+                  np.ones(3, dtype=dtype), np.zeros(3, dtype=dtype)]
+        for along_x, along_y in (sd.evaluate(hvp, dict(zip((x, y, vx, vy), inputs))), sd.function([x, y, vx, vy], hvp)(*inputs)):
+            assert np.array_equal(along_x, np.zeros(3)), along_x
+            np.testing.assert_allclose(along_y, [-np.inf, -np.inf, -1 / 9], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_erfinv_derivatives_keep_relative_accuracy_next_to_one(dtype):
     # exp(out**2) scaled erfinv's rounding by 2 out**2: 31 ulps (d1) and 62 (d2) at
     # 1 - 2**-53, 19 ulps (d2) in float32 at 0.99999994

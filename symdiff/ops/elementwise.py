@@ -234,7 +234,9 @@ MUL = elementwise("mul", np.multiply, (lambda d, out, x, y: d * y, lambda d, out
 def _times_quotient(d, out):
     """d * out, but 0 where out is 0 and the product is NaN (d infinite, or NaN).  The
     y-slope -out / y is then exactly 0, while a second derivative's cotangent can be a true
-    inf (1/y at a subnormal y): d2(x/y)/dy2 at x = 0 came out 0 * inf = NaN.  Not a mask
+    inf (1/y at a subnormal y): d2(x/y)/dy2 at x = 0 came out 0 * inf = NaN.  Likewise 0
+    where d is an exact 0 (a zero tangent) and out is inf: the HVP of x / y along (1, 0) at
+    y = 5e-324 was NaN in its x part, true 0.  Not a mask
     wherever out is 0: that also zeroed the product's derivative in out, which higher
     derivatives need (the 4th derivative of 1/(1 + x^2) at 0 came out 16, not 24).  The
     test is on the product, not on d, so that it sits in the loop that computes the product
@@ -244,7 +246,8 @@ def _times_quotient(d, out):
     if constant is not None and np.all(np.isfinite(constant)):
         return d * out
     product = d * out
-    return F.where(F.logical_and(F.not_equal(product, product), F.equal(out, 0)), 0, product)
+    exact_zero = F.logical_or(F.equal(out, 0), F.equal(d, 0))
+    return F.where(F.logical_and(F.not_equal(product, product), exact_zero), 0, product)
 
 
 DIV = elementwise("div", np.divide,
