@@ -105,6 +105,20 @@ def _over_squared_norm(a, b):
     return a / (a * a + b * b)
 
 
+def _over_hypot(a, b):
+    """a / hypot(a, b), hypot's slope: +-1 or 0 at one infinite coordinate; none at two
+    (a convention) or at the origin (a kink)."""
+    if mpmath.isnan(a) or mpmath.isnan(b):
+        return mpmath.nan
+    if mpmath.isinf(a) or mpmath.isinf(b):
+        if mpmath.isinf(a) and mpmath.isinf(b):
+            return None
+        return mpmath.sign(a) if mpmath.isinf(a) else mpmath.mpf(0)
+    if a == 0 and b == 0:
+        return None
+    return a / mpmath.hypot(a, b)
+
+
 def _atan2(y, x):
     """IEEE 754's atan2 where mpmath has no answer: infinities, and zeros (whose sign
     picks the result, which mpmath cannot see: no reference there)."""
@@ -257,6 +271,7 @@ MPMATH = {
     "log_ndtr_prime": lambda x: _log_ndtr_prime(x),
     "log_ndtr_derivative": lambda x, n: _log_ndtr_derivative(x, int(n)),
     "over_squared_norm": lambda a, b: _over_squared_norm(a, b),
+    "over_hypot": lambda a, b: _over_hypot(a, b),
     "erfinv_slope": lambda y: mpmath.sqrt(mpmath.pi) / 2 * mpmath.exp(mpmath.erfinv(y) ** 2) if abs(y) < 1
     else mpmath.inf if abs(y) == 1 else mpmath.nan,
 }
@@ -273,6 +288,10 @@ KNOWN_INACCURATE: dict = {
     # |b| (53M ulps at (-1e-8, 0.7); 0 at (-1, 1e20), true 6e-80), and NaN beside the origin,
     # where they are inf - inf (a = 0 with |b| < 1e-103, true 0; (5e-324, 0), true inf).
     ("over_squared_norm", "d2"): "arctan2's third derivative: cancels where |a| << |b|, NaN beside the origin",
+    # over_hypot is hypot's slope: its d2 is hypot's THIRD derivative, formed by the product
+    # rule from over_hypot and over_squared_norm: NaN or inf at subnormal pairs beside an axis
+    # ((0, 5e-324): NaN, true 0; float32 (1e-30, 1e-45): wrong by 2e8 ulps, true -5.9e30).
+    ("over_hypot", "d2"): "hypot's third derivative: NaN or wrong at subnormal pairs beside an axis",
 }
 
 # Non-elementwise ops whose samples leave their domain when scaled: op -> why.

@@ -391,7 +391,8 @@ def test_helper_backed_ops_end_ir_regions_and_stay_exact():
     from symdiff.backends import scalar_ir
 
     assert scalar_ir.PYTHON_STATEMENT_OPS == {"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime",
-                                             "log_ndtr_derivative", "over_squared_norm", "erfinv_slope"}
+                                             "log_ndtr_derivative", "over_squared_norm", "erfinv_slope",
+                                             "over_hypot"}
     a = sd.scalar("a")
     y = a
     for _ in range(30):
@@ -793,6 +794,37 @@ def test_division_hvp_at_a_subnormal_denominator_is_zero_and_inf_not_nan(mode):
         for along_x, along_y in (sd.evaluate(hvp, dict(zip((x, y, vx, vy), inputs))), sd.function([x, y, vx, vy], hvp)(*inputs)):
             assert np.array_equal(along_x, np.zeros(3)), along_x
             np.testing.assert_allclose(along_y, [-np.inf, -np.inf, -1 / 9], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_hypot_second_derivatives_keep_relative_accuracy_for_small_pairs(dtype):
+    # the composite slope formed (y/x)**2 before the chain rule's 1/m: d2/dx2 was 0 at
+    # (1e-100, 1e-300) (true 1e-300), 1e-5 relative at (1e-20, 1e-180), 57 ulps in float32 at
+    # (1e-10, 1e-30); forward mode gave inf and NaN at subnormal pairs
+    points = {"float64": [(1e-100, 1e-300), (1e-20, 1e-180), (40.0, 0.5), (1e-310, 5e-324), (5e-324, 1e-310),
+                          (1e300, 1e300), (-7.0, 1e15), (1.0, 1.0 + 2.0 ** -52), (-5.0, 1e-8)],
+              "float32": [(1e-10, 1e-30), (1e-40, 1e-45), (3.0, 4.0), (1e30, -1e-30), (0.5, 0.5)]}[dtype]
+    x, y = sd.vector("x", dtype=dtype), sd.vector("y", dtype=dtype)
+    dx, dy = sd.grad(sd.sum(sd.hypot(x, y)), [x, y])
+    dxx, dxy = sd.grad(sd.sum(dx), [x, y])
+    forward = sd.jvp(sd.jvp(sd.hypot(x, y), [x], [sd.ones_like(x)]), [y], [sd.ones_like(y)])
+    outputs = [dx, dy, dxx, dxy, sd.grad(sd.sum(dy), y), forward]
+    xs, ys = (np.array(column, dtype=dtype) for column in zip(*points))
+    number = np.dtype(dtype).type
+    failures = []
+    for backend, values in (("reference", sd.evaluate(outputs, {x: xs, y: ys})),
+                            ("compiled", sd.function([x, y], outputs)(xs, ys))):
+        for i, (a, b) in enumerate(zip(xs, ys)):
+            with mpmath.workprec(400):
+                p, q = M(float(a)), M(float(b))
+                h = mpmath.hypot(p, q)
+                wants = (p / h, q / h, q * q / h ** 3, -p * q / h ** 3, p * p / h ** 3, -p * q / h ** 3)
+            for k, want in enumerate(wants):
+                error = _ulps(values[k][i], want, number)
+                if error > 4:
+                    failures.append(f"{backend} output {k} at ({a!r}, {b!r}): {values[k][i]!r}, mpmath "
+                                    f"{mpmath.nstr(want, 17)} ({error:.3g} ulp)")
+    assert not failures, "\n".join(failures)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

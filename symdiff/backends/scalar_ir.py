@@ -322,7 +322,8 @@ IR_OPS = {
 # region and run as Python statements in the kernel.  The guard test accepts an op
 # listed here instead of one in IR_OPS.
 PYTHON_STATEMENT_OPS = frozenset({"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime",
-                                  "log_ndtr_derivative", "over_squared_norm", "erfinv_slope"})
+                                  "log_ndtr_derivative", "over_squared_norm", "erfinv_slope",
+                                  "over_hypot"})
 
 # Integer versions stay Python statements: LLVM's sdiv/srem are undefined at 0 and at
 # INT_MIN / -1, where NumPy and Numba give 0.

@@ -27,7 +27,8 @@ for _helper in (_scalar._central, _scalar._tail_ratio, _scalar._half_square, _sc
                 _scalar._polygamma_positive, _scalar.ndtr, _scalar.log_ndtr, _scalar.log_ndtr_prime,
                 _scalar._chebyshev, _scalar._mills_terms, _scalar._mills_tails, _scalar._mills_jet,
                 _scalar._has_series, _scalar._series, _scalar._riccati, _scalar.log_ndtr_derivative, _scalar.erfinv,
-                _scalar.polygamma, _scalar.over_squared_norm, _scalar.erfinv_slope):
+                _scalar.polygamma, _scalar.over_squared_norm, _scalar.erfinv_slope,
+                _scalar.over_hypot):
     register_jitable(_helper)
 
 _ndtr_scalar, _log_ndtr_scalar, _log_ndtr_prime_scalar = _scalar.ndtr, _scalar.log_ndtr, _scalar.log_ndtr_prime
@@ -35,6 +36,7 @@ _erfinv_scalar, _polygamma_scalar = _scalar.erfinv, _scalar.polygamma
 _erfinv_slope_scalar = _scalar.erfinv_slope
 _log_ndtr_derivative_scalar = _scalar.log_ndtr_derivative
 _over_squared_norm_scalar = _scalar.over_squared_norm
+_over_hypot_scalar = _scalar.over_hypot
 
 
 # The entry points convert to float64 before the call, so a float32 argument is computed
@@ -66,6 +68,11 @@ def _over_squared_norm(a, b):
 
 
 @njit(nogil=True, error_model="numpy")
+def _over_hypot(a, b):
+    return _over_hypot_scalar(np.float64(a), np.float64(b))
+
+
+@njit(nogil=True, error_model="numpy")
 def _erfinv(x):
     return _erfinv_scalar(np.float64(x))
 
@@ -80,4 +87,4 @@ def _polygamma(n, x):
     return _polygamma_scalar(n, np.float64(x))
 
 
-__all__ = ["_ndtr", "_log_ndtr", "_log_ndtr_prime", "_log_ndtr_derivative", "_erfinv", "_polygamma", "_over_squared_norm", "_erfinv_slope"]
+__all__ = ["_ndtr", "_log_ndtr", "_log_ndtr_prime", "_log_ndtr_derivative", "_erfinv", "_polygamma", "_over_squared_norm", "_erfinv_slope", "_over_hypot"]

@@ -42,6 +42,7 @@ INF = float("inf")
 NAN = float("nan")
 PI = math.pi
 SQRT_PI = math.sqrt(math.pi)
+SQRT_HALF = math.sqrt(0.5)
 INV_SQRT_2PI = 0.3989422804014327  # 1/sqrt(2 pi): the normal density at 0
 
 # ------------------------------------------------------------------- planar
@@ -64,6 +65,30 @@ def over_squared_norm(a, b):
     a_scaled = a / m
     b_scaled = b / m
     return (a_scaled / (a_scaled * a_scaled + b_scaled * b_scaled)) / m
+
+
+def over_hypot(a, b):
+    """a / hypot(a, b), hypot's slope, on the pair scaled by m = max(|a|, |b|) with an
+    exactly rounded square root (the same bits in both backends; libm's and CPython's
+    hypot differ): no quotient of subnormals, no overflow.  0 at the origin (hypot's
+    subgradient convention), +-1 or 0 at one infinite coordinate, sign(a)/sqrt(2) at two;
+    NaN at NaN."""
+    a = float(a)
+    b = float(b)
+    if a != a or b != b:
+        return NAN
+    a_infinite = a == INF or a == -INF
+    b_infinite = b == INF or b == -INF
+    if a_infinite or b_infinite:
+        if a_infinite and b_infinite:
+            return math.copysign(SQRT_HALF, a)
+        return math.copysign(1.0 if a_infinite else 0.0, a)
+    m = max(abs(a), abs(b))
+    if m == 0.0:
+        return 0.0
+    a_scaled = a / m
+    b_scaled = b / m
+    return a_scaled / math.sqrt(a_scaled * a_scaled + b_scaled * b_scaled)
 
 
 # ----------------------------------------------------------- normal distribution
