@@ -8,6 +8,10 @@ reasons, one per group:
   libm call each.  Composites through exp/log/sqrt cancel or overflow where libm does
   not (``(exp(x) - exp(-x))/2`` is 0 for |x| < 1e-17 and inf from 710; ``log(x +
   sqrt(x*x + 1))`` is inf from 1.3e154; ``x ** (1/3)`` is nan below 0).
+- ``over_squared_norm over_hypot`` (private): arctan2's and hypot's slopes, a / (a^2 + b^2)
+  and a / hypot(a, b).  As composites their derivatives cancelled (arctan2's mixed second
+  derivative near |x| = |y|) or underflowed (hypot's for small pairs); as primitives their
+  rules are products of their own values.
 - ``log2 log10``: exact at powers of 2 (resp. 10) as NumPy; ``log(x) / log(2)`` is not
   (log(2**k)/log(2) differs from k for some k; log10 misses 332 of 10**-300..10**299).
 - ``floor ceil rint trunc floor_divide``: nothing else computes them.  Their derivative
