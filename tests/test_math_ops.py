@@ -827,6 +827,18 @@ def test_hypot_second_derivatives_keep_relative_accuracy_for_small_pairs(dtype):
     assert not failures, "\n".join(failures)
 
 
+def test_logaddexp_derivatives_are_nan_at_nan_differences():
+    # logaddexp2's clamped branches read a NaN difference as 0: its derivatives were 1/2
+    x, y = sd.vector("x"), sd.vector("y")
+    xs = np.array([np.nan, 1.0, np.nan, -np.inf, np.inf, -np.inf])
+    ys = np.array([1.0, np.nan, np.inf, np.nan, np.inf, -np.inf])
+    for fn in (sd.logaddexp, sd.logaddexp2):
+        dx, dy = sd.grad(sd.sum(fn(x, y)), [x, y])
+        outputs = [dx, dy, *sd.grad(sd.sum(dx), [x, y])]
+        for values in (sd.evaluate(outputs, {x: xs, y: ys}), sd.function([x, y], outputs)(xs, ys)):
+            assert all(np.isnan(v).all() for v in values), (fn.__name__, values)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_erfinv_derivatives_keep_relative_accuracy_next_to_one(dtype):
     # exp(out**2) scaled erfinv's rounding by 2 out**2: 31 ulps (d1) and 62 (d2) at

@@ -67,6 +67,10 @@ LOCAL_BELOW = 32 * 2**20
 INSTALL_HINT = 'sd.distributed needs Dask: pip install "symdiff[distributed]" (dask[array] and distributed)'
 
 
+# How long an evaluation waits for a worker when the cluster has none (starting, restarting).
+WORKER_WAIT_SECONDS = 60
+
+
 class BlockLostError(SymdiffError, RuntimeError):
     """A block of rows was lost with its worker and could not be recovered."""
 
@@ -522,7 +526,18 @@ class Objective:
             self._futures[i] = future
 
     def _workers(self) -> list:
-        return list(self.client.scheduler_info()["workers"])
+        """The live workers.  A cluster that is starting, or whose nanny is restarting a lost
+        worker, can have none for a moment (the scheduler listed none in a CI run right after a
+        test killed a worker): wait for one, up to ``WORKER_WAIT_SECONDS``."""
+        workers = list(self.client.scheduler_info()["workers"])
+        if not workers:
+            try:
+                self.client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+            except TimeoutError as exc:
+                raise RuntimeError(f"symdiff.distributed: the cluster has no workers (waited "
+                                   f"{WORKER_WAIT_SECONDS} s for one)") from exc
+            workers = list(self.client.scheduler_info()["workers"])
+        return workers
 
     def _raise_worker_error(self, address: str, error: BaseException):
         """A worker's error, naming the block it was evaluating (``worker.run_blocks`` marks it);

@@ -250,9 +250,12 @@ def _logaddexp2_dx(d, out, x, y):
     # clamped by a where so the unselected one stays finite too.  Not
     # sigmoid((x - y) ln 2): rounding the product costs |z| ln 2 ulps (308 at z = -1000).
     # At the exact difference, as logaddexp's: f(z + r) = f(z) (1 + f(-z) r ln 2).
+    # A NaN difference (a NaN input; inf - inf) fails both z >= 0 and z < 0: the clamps
+    # let it through (not z < 0, not z >= 0), so the share and its derivatives are NaN
+    # there, not the 1/2 of two clamped arguments.
     z, rounding = _rounded_difference(x, y)
-    above = F.power(2.0, F.where(z >= 0, -z, 0))
-    below = F.power(2.0, F.where(z < 0, z, 0))
+    above = F.power(2.0, F.where(F.logical_not(F.less(z, 0)), -z, 0))
+    below = F.power(2.0, F.where(F.logical_not(F.greater_equal(z, 0)), z, 0))
     share = F.where(z >= 0, 1 / (above + 1), below / (below + 1))
     other = F.where(z >= 0, above / (above + 1), 1 / (below + 1))
     return d * (share * (other * (rounding * LN2) + 1))
