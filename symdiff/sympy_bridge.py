@@ -91,8 +91,8 @@ def _sympy_rules(sympy):
 def _stop_gradient_function():
     """stop_gradient as a SymPy function: the value passes, derivatives must not, so it
     stays a named function of a symbolic argument; of a number it is that number (a
-    gradient formula evaluated at a point is a number: pow's x-slope carries
-    stop_gradient(1 + r log x), with r = 0 in exact arithmetic)."""
+    gradient formula evaluated at a point is a number: pow's x-slope carries its exponent
+    correction under stop_gradient, exactly 1 in SymPy's exact arithmetic)."""
     import sympy
 
     class stop_gradient(sympy.Function):  # noqa: N801  (the op's name, printed as such)

@@ -334,7 +334,8 @@ def _pow_slope(out, x, y):
     The shared x**y is recomputed, not taken from ``out``: a regime's stand-in cotangent is
     0, and 0 reaching out's own rules (out log x = inf at (1e300, 2)) would be 0 * inf.
     Three pows (the quotient's, the split's and the fallback's, two at stand-ins) cost
-    value+grad of sum(a ** b) on 1e6 elements 68-75 ms against 40 for this one."""
+    value+grad of sum(a ** b) on 1e6 elements 68-75 ms; one shared pow, 32 ms (29 before
+    the split form)."""
     limits = np.finfo(out.dtype)
     positive = F.logical_and(F.greater(x, 0), F.less(x, np.inf))
     normal_power = F.logical_and(F.greater_equal(out, float(limits.tiny)), F.less(out, np.inf))

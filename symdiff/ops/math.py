@@ -85,6 +85,12 @@ def _arctan_derivative(d, out, x):
 ARCTAN = elementwise("arctan", np.arctan, (_arctan_derivative,), "math.atan({0})", (ANYWHERE,))
 
 
+def _safe_scale(m):
+    """(m is infinite, m with 1 for 0 and inf): a divisor that neither makes 0/0 nor inf/inf."""
+    infinite = F.equal(m, np.inf)
+    return infinite, F.where(F.logical_or(F.equal(m, 0), infinite), 1, m)
+
+
 def _unit_scaled(x, y):
     """(x / m, y / m, m) with m = max(|x|, |y|) as a constant (stop_gradient): ratios
     such as x / hypot(x, y) do not depend on m, and on the scaled pair they neither
@@ -92,8 +98,7 @@ def _unit_scaled(x, y):
     hypot(3e38, 3e38)).  An infinite coordinate scales to +-1 and a finite one beside it
     to 0, the limits; m = 0 (the origin) leaves the pair as it is."""
     m = F.stop_gradient(F.maximum(F.abs(x), F.abs(y)))
-    infinite = F.equal(m, np.inf)
-    safe = F.where(F.logical_or(F.equal(m, 0), infinite), 1, m)
+    infinite, safe = _safe_scale(m)
 
     def scaled(v):
         at_infinity = F.where(F.equal(F.abs(v), np.inf), F.stop_gradient(F.sign(v)), v * 0)
@@ -102,15 +107,22 @@ def _unit_scaled(x, y):
     return scaled(x), scaled(y), m
 
 
-def _over_squared_norm_numpy(a, b):
-    """The NumPy spelling of ``special_scalar.over_squared_norm``: the same operations in
-    the same order, so both backends agree to the bit."""
+def _scaled_pair_numpy(a, b):
+    """(a, b, m, a / m, b / m, result dtype) in float64 with m = max(|a|, |b|): the first
+    steps of the planar scalar algorithms (``special_scalar.over_squared_norm``,
+    ``over_hypot``), whose NumPy spellings below take the same operations in the same
+    order, so both backends agree to the bit (float32 is computed in float64 and rounded)."""
     a, b = np.asarray(a), np.asarray(b)
     dtype = np.result_type(a, b)
     a, b = a.astype(np.float64), b.astype(np.float64)
     with np.errstate(all="ignore"):
         m = np.maximum(np.abs(a), np.abs(b))
-        a_scaled, b_scaled = a / m, b / m
+        return a, b, m, a / m, b / m, dtype
+
+
+def _over_squared_norm_numpy(a, b):
+    a, b, m, a_scaled, b_scaled, dtype = _scaled_pair_numpy(a, b)
+    with np.errstate(all="ignore"):
         out = (a_scaled / (a_scaled * a_scaled + b_scaled * b_scaled)) / m
     at_infinity = (np.isinf(a) | np.isinf(b)) & ~np.isnan(a) & ~np.isnan(b)
     return np.where(at_infinity, np.copysign(0.0, a), out).astype(dtype, copy=False)
@@ -122,8 +134,7 @@ def _scaled_difference_and_sum(a, b):
     is rounded, and at 700 and 700 + 1 ulp its error is the whole difference).  An
     infinite m takes the unit-scaled pair's difference and sum, as _unit_scaled does."""
     a_scaled, b_scaled, m = _unit_scaled(a, b)
-    infinite = F.equal(m, np.inf)
-    safe = F.where(F.logical_or(F.equal(m, 0), infinite), 1, m)
+    infinite, safe = _safe_scale(m)
     difference = F.where(infinite, b_scaled - a_scaled, (b - a) / safe)
     total = F.where(infinite, b_scaled + a_scaled, (b + a) / safe)
     return difference, total, m
@@ -175,14 +186,8 @@ ARCTANH = elementwise("arctanh", np.arctanh, (lambda d, out, x: d / _one_minus_s
 
 
 def _over_hypot_numpy(a, b):
-    """The NumPy spelling of ``special_scalar.over_hypot``: the same operations in the
-    same order, so both backends agree to the bit."""
-    a, b = np.asarray(a), np.asarray(b)
-    dtype = np.result_type(a, b)
-    a, b = a.astype(np.float64), b.astype(np.float64)
+    a, b, m, a_scaled, b_scaled, dtype = _scaled_pair_numpy(a, b)
     with np.errstate(all="ignore"):
-        m = np.maximum(np.abs(a), np.abs(b))
-        a_scaled, b_scaled = a / m, b / m
         out = a_scaled / np.sqrt(a_scaled * a_scaled + b_scaled * b_scaled)
     a_infinite, b_infinite = np.isinf(a), np.isinf(b)
     at_infinity = np.where(a_infinite & b_infinite, np.sqrt(0.5), np.where(a_infinite, 1.0, 0.0))
