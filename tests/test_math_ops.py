@@ -652,6 +652,28 @@ def test_binary_derivatives_at_extreme_pairs_against_mpmath():
     assert not failures, "\n".join(failures)
 
 
+def _far_from_mpmath(outputs, feeds, wants, dtype="float64", limits=8, precision=400, label=""):
+    """Failure lines for every output of the reference evaluator and of one compiled kernel
+    more than ``limits`` ulps (one number, or one per output) from mpmath, at every point
+    of ``feeds`` ({symbol: array}); ``wants(*point)`` gives the outputs' mpmath values."""
+    arrays = list(feeds.values())
+    number = np.dtype(dtype).type
+    with mpmath.workprec(precision):
+        expected = [wants(*(M(float(a[i])) for a in arrays)) for i in range(len(arrays[0]))]
+    limits = limits if isinstance(limits, tuple) else (limits,) * len(outputs)
+    failures = []
+    for backend, values in (("reference", sd.evaluate(outputs, feeds)),
+                            ("compiled", sd.function(list(feeds), outputs)(*arrays))):
+        for i, row in enumerate(expected):
+            for k, (want, limit) in enumerate(zip(row, limits)):
+                error = _ulps(values[k][i], want, number)
+                if error > limit:
+                    point = ", ".join(repr(a[i]) for a in arrays)
+                    failures.append(f"{backend} {label}output {k} at ({point}): {values[k][i]!r}, mpmath "
+                                    f"{mpmath.nstr(want, 17)} ({error:.3g} ulp)")
+    return failures
+
+
 def test_arctan2_second_derivatives_keep_relative_accuracy_beside_the_diagonals():
     # (y^2 - x^2)/r^4 and -+2xy/r^4: the mixed one cancelled where |x| = |y| when formed as
     # 1/r^2 - 2x^2/r^4 (2.2e-22 at (700, 700), true 0) and was NaN at subnormal pairs
@@ -659,27 +681,19 @@ def test_arctan2_second_derivatives_keep_relative_accuracy_beside_the_diagonals(
     angle = sd.sum(sd.arctan2(y, x))
     dy, dx = sd.grad(angle, [y, x])
     outputs = [*sd.grad(sd.sum(dy), [y, x]), sd.grad(sd.sum(dx), x)]
-    exact = [lambda b, a: -2 * a * b / (a * a + b * b) ** 2,  # d2/dy2
-             lambda b, a: (b * b - a * a) / (a * a + b * b) ** 2,  # d2/dydx
-             lambda b, a: 2 * a * b / (a * a + b * b) ** 2]  # d2/dx2
     points = []
     for scale in (5e-324, 1e-310, 1e-300, 1e-150, 0.3, 700.0, 1e15, 1e150, 1e300):
         for k in (0, 1, -1, 3, 1000):
             near = scale if k == 0 else float(np.nextafter(scale, np.inf)) if k == 1 else scale * (1 + k * 2.0 ** -52)
             points += [(scale, near), (near, scale), (scale, -near), (-near, scale)]
     ys, xs = np.array(points).T
-    for backend, values in (("reference", sd.evaluate(outputs, {y: ys, x: xs})),
-                            ("compiled", sd.function([y, x], outputs)(ys, xs))):
-        failures = []
-        for fn, got in zip(exact, values):
-            for i, (b, a) in enumerate(points):
-                with mpmath.workprec(3000):
-                    want = fn(M(b), M(a))
-                error = _ulps(got[i], want, np.float64)
-                if error > 16:
-                    failures.append(f"{backend} at ({b!r}, {a!r}): {got[i]!r}, mpmath {mpmath.nstr(want, 17)} "
-                                    f"({error:.3g} ulp)")
-        assert not failures, "\n".join(failures[:20])
+
+    def wants(b, a):  # d2/dy2, d2/dydx, d2/dx2
+        r4 = (a * a + b * b) ** 2
+        return -2 * a * b / r4, (b * b - a * a) / r4, 2 * a * b / r4
+
+    failures = _far_from_mpmath(outputs, {y: ys, x: xs}, wants, limits=16, precision=3000)
+    assert not failures, "\n".join(failures[:20])
 
 
 def test_pow_derivatives_keep_relative_accuracy_at_tiny_and_huge_bases():
@@ -691,25 +705,17 @@ def test_pow_derivatives_keep_relative_accuracy_at_tiny_and_huge_bases():
     forward_dxy = sd.jvp(dx, [y], [sd.ones_like(y)])
     constant = sd.grad(sd.sum(x ** 0.3), x)
     outputs = [dx, dxx, dxy, forward_dxy, constant, sd.grad(sd.sum(constant), x)]
-    exact = [lambda a, b: b * a ** (b - 1), lambda a, b: b * (b - 1) * a ** (b - 2),
-             lambda a, b: a ** (b - 1) * (1 + b * mpmath.log(a)), lambda a, b: a ** (b - 1) * (1 + b * mpmath.log(a)),
-             lambda a, b: M(0.3) * a ** (M(0.3) - 1), lambda a, b: M(0.3) * (M(0.3) - 1) * a ** (M(0.3) - 2)]
     points = [(1e-310, 1e-15), (2.2e-308, 1e-15), (1e-300, 1e-15), (1e-300, 0.3), (1e-300, -0.3), (1e-200, 0.1),
               (1e-100, 1e-15), (1e-300, 1e-10), (1e300, 2.3), (1e100, 2.3), (1e100, 0.3), (0.5, 3.0), (3.0, -0.3),
               (7.0, 0.45), (1e-5, 0.7), (1e15, -1.3)]
     xs, ys = np.array(points).T
-    for backend, values in (("reference", sd.evaluate(outputs, {x: xs, y: ys})),
-                            ("compiled", sd.function([x, y], outputs)(xs, ys))):
-        failures = []
-        for k, (fn, got) in enumerate(zip(exact, values)):
-            for i, (a, b) in enumerate(points):
-                with mpmath.workprec(400):
-                    want = fn(M(a), M(b))
-                error = _ulps(got[i], want, np.float64)
-                if error > 8:
-                    failures.append(f"{backend} output {k} at ({a!r}, {b!r}): {got[i]!r}, mpmath "
-                                    f"{mpmath.nstr(want, 17)} ({error:.3g} ulp)")
-        assert not failures, "\n".join(failures)
+
+    def wants(a, b):
+        mixed, c = a ** (b - 1) * (1 + b * mpmath.log(a)), M(0.3)
+        return (b * a ** (b - 1), b * (b - 1) * a ** (b - 2), mixed, mixed, c * a ** (c - 1), c * (c - 1) * a ** (c - 2))
+
+    failures = _far_from_mpmath(outputs, {x: xs, y: ys}, wants, limits=8)
+    assert not failures, "\n".join(failures)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -720,24 +726,17 @@ def test_constant_exponent_powers_keep_relative_accuracy(dtype):
     tiny, huge = (1e-310, 1e300) if dtype == "float64" else (1e-40, 1e30)
     cases = [(0.001, [tiny, 1e-30, 0.5, 3.0, huge]), (0.01, [tiny, 1e-30, 0.5]), (0.999, [tiny, 1e-30, 2.0, huge]),
              (0.3, [tiny, 2.0]), (2.5, [1e-30, 3.0]), (-1.5, [1e-20, 1e20]), (3.0, [-2.0, 1e-30]), (-3.0, [-2.0])]
-    number = np.dtype(dtype).type
     failures = []
     for c, points in cases:
         d1 = sd.grad(sd.sum(x ** c), x)
         d2 = sd.grad(sd.sum(d1), x)
-        values = np.array(points, dtype=dtype)
-        exponent = M(float(number(c)))  # the graph holds c in its dtype
-        for backend, (got1, got2) in (("reference", sd.evaluate([d1, d2], {x: values})),
-                                      ("compiled", sd.function([x], [d1, d2])(values))):
-            for i, p in enumerate(values):
-                with mpmath.workprec(300):
-                    base = M(float(p))
-                    wants = (exponent * base ** (exponent - 1), exponent * (exponent - 1) * base ** (exponent - 2))
-                for order, got, want in ((1, got1, wants[0]), (2, got2, wants[1])):
-                    error = _ulps(got[i], want, number)
-                    if error > 4:
-                        failures.append(f"{backend} x**{c} d{order} at {p!r}: {got[i]!r}, mpmath {mpmath.nstr(want, 17)} "
-                                        f"({error:.3g} ulp)")
+        exponent = M(float(np.dtype(dtype).type(c)))  # the graph holds c in its dtype
+
+        def wants(base, c=exponent):
+            return c * base ** (c - 1), c * (c - 1) * base ** (c - 2)
+
+        failures += _far_from_mpmath([d1, d2], {x: np.array(points, dtype=dtype)}, wants, dtype, limits=4,
+                                     precision=300, label=f"x**{c} ")
     assert not failures, "\n".join(failures)
 
 
@@ -761,25 +760,18 @@ def test_logaddexp_derivatives_see_the_exact_difference(dtype):
               "float32": [(0.7, 100.0), (-100.0, 1e-3), (-50.0, 30.1), (3.0, -2.5), (0.5, 0.3)]}[dtype]
     x, y = sd.vector("x", dtype=dtype), sd.vector("y", dtype=dtype)
     xs, ys = (np.array(column, dtype=dtype) for column in zip(*points))
-    number = np.dtype(dtype).type
     failures = []
     for fn, base in ((sd.logaddexp, mpmath.e), (sd.logaddexp2, 2)):
         dx, dy = sd.grad(sd.sum(fn(x, y)), [x, y])
         dxx, dxy = sd.grad(sd.sum(dx), [x, y])
-        outputs = [dx, dy, dxx, dxy]
-        for backend, values in (("reference", sd.evaluate(outputs, {x: xs, y: ys})),
-                                ("compiled", sd.function([x, y], outputs)(xs, ys))):
-            for i, (a, b) in enumerate(zip(xs, ys)):
-                with mpmath.workprec(400):
-                    share = 1 / (1 + mpmath.power(base, M(float(b)) - M(float(a))))
-                    other = 1 / (1 + mpmath.power(base, M(float(a)) - M(float(b))))
-                    slope = mpmath.log(base) * share * other
-                    wants = (share, other, slope, -slope)
-                for k, want in enumerate(wants):
-                    error = _ulps(values[k][i], want, number)
-                    if error > 4:
-                        failures.append(f"{backend} {fn.__name__} output {k} at ({a!r}, {b!r}): {values[k][i]!r}, "
-                                        f"mpmath {mpmath.nstr(want, 17)} ({error:.3g} ulp)")
+
+        def wants(a, b, base=base):
+            share, other = 1 / (1 + mpmath.power(base, b - a)), 1 / (1 + mpmath.power(base, a - b))
+            slope = mpmath.log(base) * share * other
+            return share, other, slope, -slope
+
+        failures += _far_from_mpmath([dx, dy, dxx, dxy], {x: xs, y: ys}, wants, dtype, limits=4,
+                                     label=f"{fn.__name__} ")
     assert not failures, "\n".join(failures)
 
 
@@ -791,7 +783,8 @@ def test_division_hvp_at_a_subnormal_denominator_is_zero_and_inf_not_nan(mode):
         hvp = sd.hvp(sd.sum(x / y), [x, y], [vx, vy], mode=mode)
         inputs = [np.array([-3.0, -1e8, 2.0], dtype=dtype), np.array([tiny, tiny, 3.0], dtype=dtype),
                   np.ones(3, dtype=dtype), np.zeros(3, dtype=dtype)]
-        for along_x, along_y in (sd.evaluate(hvp, dict(zip((x, y, vx, vy), inputs))), sd.function([x, y, vx, vy], hvp)(*inputs)):
+        for along_x, along_y in (sd.evaluate(hvp, dict(zip((x, y, vx, vy), inputs))),
+                                 sd.function([x, y, vx, vy], hvp)(*inputs)):
             assert np.array_equal(along_x, np.zeros(3)), along_x
             np.testing.assert_allclose(along_y, [-np.inf, -np.inf, -1 / 9], rtol=1e-6)
 
@@ -810,20 +803,12 @@ def test_hypot_second_derivatives_keep_relative_accuracy_for_small_pairs(dtype):
     forward = sd.jvp(sd.jvp(sd.hypot(x, y), [x], [sd.ones_like(x)]), [y], [sd.ones_like(y)])
     outputs = [dx, dy, dxx, dxy, sd.grad(sd.sum(dy), y), forward]
     xs, ys = (np.array(column, dtype=dtype) for column in zip(*points))
-    number = np.dtype(dtype).type
-    failures = []
-    for backend, values in (("reference", sd.evaluate(outputs, {x: xs, y: ys})),
-                            ("compiled", sd.function([x, y], outputs)(xs, ys))):
-        for i, (a, b) in enumerate(zip(xs, ys)):
-            with mpmath.workprec(400):
-                p, q = M(float(a)), M(float(b))
-                h = mpmath.hypot(p, q)
-                wants = (p / h, q / h, q * q / h ** 3, -p * q / h ** 3, p * p / h ** 3, -p * q / h ** 3)
-            for k, want in enumerate(wants):
-                error = _ulps(values[k][i], want, number)
-                if error > 4:
-                    failures.append(f"{backend} output {k} at ({a!r}, {b!r}): {values[k][i]!r}, mpmath "
-                                    f"{mpmath.nstr(want, 17)} ({error:.3g} ulp)")
+
+    def wants(p, q):
+        h = mpmath.hypot(p, q)
+        return p / h, q / h, q * q / h ** 3, -p * q / h ** 3, p * p / h ** 3, -p * q / h ** 3
+
+    failures = _far_from_mpmath(outputs, {x: xs, y: ys}, wants, dtype, limits=4)
     assert not failures, "\n".join(failures)
 
 
@@ -849,20 +834,14 @@ def test_erfinv_derivatives_keep_relative_accuracy_next_to_one(dtype):
     tiny = float(np.finfo(dtype).epsneg)
     points = np.array([1e-10, 0.3, 0.5, 0.6, 0.9, 0.99, 0.999999, 1 - 64 * tiny, 1 - 2 * tiny, 1 - tiny, -(1 - tiny)],
                       dtype=dtype)
-    for backend, values in (("reference", sd.evaluate([d1, d2], {y: points})),
-                            ("compiled", sd.function([y], [d1, d2])(points))):
-        failures = []
-        for i, p in enumerate(points):
-            with mpmath.workprec(200):
-                x = mpmath.erfinv(M(float(p)))
-                slope = mpmath.sqrt(mpmath.pi) / 2 * mpmath.exp(x * x)
-                wants = (slope, 2 * x * slope * slope)
-            for order, (got, want, limit) in enumerate(zip(values, wants, (4, 6)), start=1):
-                error = _ulps(got[i], want, np.dtype(dtype).type)
-                if error > limit:
-                    failures.append(f"{backend} d{order} at {p!r}: {got[i]!r}, mpmath {mpmath.nstr(want, 17)} "
-                                    f"({error:.3g} ulp)")
-        assert not failures, "\n".join(failures)
+
+    def wants(p):
+        x = mpmath.erfinv(p)
+        slope = mpmath.sqrt(mpmath.pi) / 2 * mpmath.exp(x * x)
+        return slope, 2 * x * slope * slope
+
+    failures = _far_from_mpmath([d1, d2], {y: points}, wants, dtype, limits=(4, 6), precision=200)
+    assert not failures, "\n".join(failures)
 
 
 def test_round_follows_numpys_steps_for_every_decimals():
