@@ -998,6 +998,14 @@ def matmul_outer(node, rw):
     return None if product is None else rw.make(E.ADD, product, const(0.0, node.dtype))
 
 
+@rule("algebra", "mul_log(a, b) -> a * log(b)   (the same IEEE operations: the primitive exists for its "
+                 "forward rule only, and log(b) on its own takes the vector-math path)", "mul_log")
+def mul_log_expanded(node, rw):
+    a, b = node.inputs
+    log = rw.make(E.LOG, b)
+    return None if log is None else rw.make(E.MUL, a, log)
+
+
 @rule("zeros", "scatter_slice(0, r, i) -> 0", "scatter_slice")
 def scatter_zero(node, rw):
     g, ref = node.inputs

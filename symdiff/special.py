@@ -25,6 +25,7 @@ from .frontend import (
 from .frontend.math import arctanh
 from .ir import Expr
 from .ops import special as S
+from .ops.elementwise import MUL_LOG
 
 __all__ = ["digamma", "erf", "erfc", "erfinv", "expit", "gammaln", "log_ndtr", "logit", "ndtr", "polygamma", "psi",
            "xlog1py", "xlogy"]
@@ -105,7 +106,9 @@ def _x_times_log(x, y, log_fn, singular):
     # harmless value there, so value and derivatives stay finite; a NaN y still gives NaN
     special = logical_and(equal(x, 0), singular(y))
     # + 0.0 turns the -0.0 of 0 * log(y < 1) into SciPy's +0.0 and changes nothing else
-    return x * log_fn(where(special, 1.0 if log_fn is log else 0.0, y)) + 0.0
+    if log_fn is log:  # mul_log: its forward rule forms x / y before the tangent (inf at a subnormal y)
+        return MUL_LOG(x, where(special, 1.0, y)) + 0.0
+    return x * log_fn(where(special, 0.0, y)) + 0.0
 
 
 def xlogy(x, y) -> Expr:

@@ -105,6 +105,15 @@ def _over_squared_norm(a, b):
     return a / (a * a + b * b)
 
 
+def _mul_log(a, b):
+    """a log b (pow's y-slope): NaN for b < 0 even where a = 0 (IEEE's 0 * log(-2)); none where
+    a and b are both infinite, where the b-slope a / b has no limit (the value's inf is
+    still compared between the backends)."""
+    if mpmath.isinf(a) and mpmath.isinf(b):
+        return None
+    return a * mpmath.log(b) if b >= 0 else mpmath.nan
+
+
 def _over_hypot(a, b):
     """a / hypot(a, b), hypot's slope: +-1 or 0 at one infinite coordinate; none at two
     (a convention) or at the origin (a kink)."""
@@ -272,6 +281,7 @@ MPMATH = {
     "log_ndtr_derivative": lambda x, n: _log_ndtr_derivative(x, int(n)),
     "over_squared_norm": lambda a, b: _over_squared_norm(a, b),
     "over_hypot": lambda a, b: _over_hypot(a, b),
+    "mul_log": lambda a, b: _mul_log(a, b),
     "erfinv_slope": lambda y: mpmath.sqrt(mpmath.pi) / 2 * mpmath.exp(mpmath.erfinv(y) ** 2) if abs(y) < 1
     else mpmath.inf if abs(y) == 1 else mpmath.nan,
 }

@@ -718,6 +718,26 @@ def test_pow_derivatives_keep_relative_accuracy_at_tiny_and_huge_bases():
     assert not failures, "\n".join(failures)
 
 
+def test_y_slopes_of_log_products_are_finite_in_forward_mode_at_subnormal_bases():
+    # x**y log x (pow's y-slope) and xlogy(a, b): the tangent of log x alone is t / x = inf at a
+    # subnormal x, where the product brings it back.  Forward over reverse gave pow's
+    # d2/dxdy = +inf at (5e-324, 1), true -743.4, and forward mode xlogy(x, x)' = +inf, true log x + 1.
+    x, y = sd.vector("x"), sd.vector("y")
+    dy = sd.grad(sd.sum(x ** y), y)
+    logs = sd.special.xlogy(x, x)
+    outputs = [sd.jvp(dy, [x], [sd.ones_like(x)]), sd.jvp(logs, [x], [sd.ones_like(x)]),
+               sd.hvp(sd.sum(x ** y), [x, y], [sd.ones_like(x), sd.zeros_like(y)], mode="fwd-rev")[1]]
+    points = [(5e-324, 1.0), (1e-310, 1.0), (1e-310, 1.001), (2.2e-308, 0.5), (0.5, 2.0), (3.0, 1e-15)]
+    xs, ys = np.array(points).T
+
+    def wants(a, b):
+        mixed = a ** (b - 1) * (1 + b * mpmath.log(a))
+        return mixed, mpmath.log(a) + 1, mixed
+
+    failures = _far_from_mpmath(outputs, {x: xs, y: ys}, wants, limits=8)
+    assert not failures, "\n".join(failures)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_constant_exponent_powers_keep_relative_accuracy(dtype):
     # c x**(c - 1) overflowed where the slope is finite (x**0.001 at 1e-310: inf, true 4.9e306;

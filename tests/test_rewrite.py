@@ -205,6 +205,7 @@ CASES = [
     ("matmul_outer", lambda: [sd.matrix("P", (None, 1)) @ sd.matrix("Q", (1, 4)),
                               sd.tensor("T", (2, 3, 1)) @ sd.matrix("R", (1, None)),
                               sd.matrix("P32", (3, 1), "float32") @ sd.matrix("Q32", (1, 2), "float32")], False, "exact"),
+    ("mul_log_expanded", lambda: [E.MUL_LOG(x, sd.exp(y)), E.MUL_LOG(a, sd.abs(x) + 1.0)], False, "exact"),
     ("scatter_zero", lambda: [S.SCATTER_SLICE(zeros(sd.matrix("G", (2, 3))), sd.matrix("Z", (3, 3)), index=IDX)],
      False, "exact"),
     ("broadcast_static", lambda: [zeros(sd.exp(X)) + a, sd.broadcast_like(a, sd.exp(X))], False, "exact"),

@@ -273,6 +273,7 @@ IR_OPS = {
     "mul": _arith("fmul", "mul"),
     "div": _arith("fdiv", "sdiv"),
     "pow": lambda b, args, dtypes, out, cast_to: _intrinsic(b, "llvm.pow", LLVM_TYPE[out], args),
+    "mul_log": lambda b, args, dtypes, out, cast_to: b.fmul(args[0], _intrinsic(b, "llvm.log", LLVM_TYPE[out], args[1:])),
     "maximum": _extremum(">", ">="),
     "minimum": _extremum("<", "<="),
     "less": _compare("<"),

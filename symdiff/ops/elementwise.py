@@ -377,7 +377,21 @@ def _pow_dy(d, out, x, y):
     # out * log(x), taken as 0 where out is 0 (x = 0 < y, as JAX does; x**y underflowed; x =
     # inf with y < 0), not 0 * -inf or 0 * inf.  d * out first: in a second derivative out
     # log x can overflow where d brings the product back (-inf at (2.2e-308, 1e-15), true 4.5e307)
-    return (d * out) * F.log(F.where(F.equal(out, 0), 1, x))
+    return MUL_LOG(d * out, F.where(F.equal(out, 0), 1, x))
+
+
+def _mul_log_numpy(a, b):
+    return np.multiply(a, np.log(b))
+
+
+# A primitive, not a * log(b), for its forward rule: the tangent of log(b) alone is tb / b,
+# inf at a subnormal b, where a = x**y brings a * tb / b back (pow's d2/dxdy at (5e-324, 1) is
+# -743.4; forward over reverse gave +inf).  Its rules divide a by b before the tangent.
+MUL_LOG = elementwise(
+    "mul_log", _mul_log_numpy,
+    (lambda d, out, a, b: d * F.log(b), lambda d, out, a, b: d * (a / b)),
+    "({0} * math.log({1}))", (ANYWHERE, POSITIVE),
+    doc="a * log(b) (private: pow's y-slope and xlogy), whose derivative in b is d * (a / b).")
 
 
 def _power(x, y):
