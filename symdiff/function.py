@@ -18,7 +18,7 @@ import keyword
 
 from .errors import InputError
 from .evaluate import coerce_input, export, run
-from .ir import as_list, toposort
+from .ir import as_list, make_node, toposort
 
 BACKENDS = ("numba", "numpy")
 
@@ -62,6 +62,7 @@ def function(inputs, outputs, backend="numba", optimize=True, sparse_format="aut
     _check_closed(symbols, outs)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    outs = compiled_forms(outs)
     lowered = _optimized(outs) if optimize else list(outs)
     if backend == "numpy":
         return NumpyFunction(symbols, outs, lowered, single)
@@ -93,6 +94,23 @@ def _sparse_outputs(outputs, sparse_format):
                               "install it (pip install symdiff[sparse]), or pass sparse_format='coo' for the "
                               "triple (rows, cols, values), or 'dense'")
     return outputs, found
+
+
+def compiled_forms(outs: list) -> list:
+    """``outs`` with every node whose op has a ``compiled_as`` composite replaced by it (on
+    its replaced inputs): primitives that exist for their derivative rules compile as the
+    composite, which fuses into the kernel's loops (``two_norm``)."""
+    nodes = toposort(outs)
+    if not any(node.op.compiled_as is not None for node in nodes):
+        return list(outs)
+    memo = {}
+    for node in nodes:
+        inputs = tuple(memo.get(x.id, x) for x in node.inputs)
+        if node.op.compiled_as is not None:
+            memo[node.id] = node.op.compiled_as(*inputs, **node.params)
+        elif any(new is not old for new, old in zip(inputs, node.inputs)):
+            memo[node.id] = make_node(node.op, inputs, node.params)
+    return [memo.get(o.id, o) for o in outs]
 
 
 def _optimized(outs: list) -> list:

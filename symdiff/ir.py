@@ -80,6 +80,10 @@ class Op:
         True for ops registered by users (``sd.custom_op``, ``sd.custom_vjp``):
         rewrites treat them as opaque, and the built-in registry's tests skip them
         (users test theirs with ``symdiff.testing.check_op``).
+    compiled_as(*inputs, **attrs) -> Expr
+        For a primitive that exists for its derivative rules only: the composite that
+        ``sd.function`` compiles in its place (``two_norm``: a gradient x / norm in one
+        pass, where the composite's own chain rule underflowed).
     """
 
     name: str
@@ -92,6 +96,7 @@ class Op:
     samples: Optional[Callable] = None
     doc: str = ""
     user: bool = False
+    compiled_as: Optional[Callable] = None
 
     def __post_init__(self):
         if self.name in OPS:

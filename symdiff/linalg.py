@@ -45,6 +45,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import frontend as F
+from .frontend.math import power_of_two_scale, two_norm
 from .errors import DTypeError, ShapeError, SymdiffError
 from .ir import Expr, _user_origin
 from .ops import decompositions as D
@@ -696,9 +697,22 @@ def _safe_sqrt(t: Expr) -> Expr:
     return F.where(positive, F.sqrt(F.where(positive, t, 1)), 0)
 
 
+def _rescaled(norm_of_scaled, x: Expr, axes, keepdims, smallest=False) -> Expr:
+    """norm(x) as 2**k norm(x * 2**-k) (``power_of_two_scale``): the squares or powers of
+    the scaled entries stay in range where x's own overflow or underflow (sqrt(sum(x*x)) was
+    inf at 1e154 with a zero gradient, 0 at 1e-200 with a NaN one).  Exact scaling: where
+    nothing overflows, the value is the unscaled one to the bit."""
+    scaled, scale = power_of_two_scale(x, axes, smallest=smallest)
+    return norm_of_scaled(scaled) * (scale if keepdims else S.SQUEEZE(scale, axes=tuple(sorted(axes))))
+
+
+def _two_norm(x: Expr, axes, keepdims) -> Expr:
+    return two_norm(x, axes, keepdims)
+
+
 def _vector_norm(x: Expr, ord, axes, keepdims) -> Expr:
     if ord is None or ord == 2:
-        return _safe_sqrt(F.sum(x * x, axis=axes, keepdims=keepdims))
+        return _two_norm(x, axes, keepdims)
     if isinstance(ord, str):
         raise ValueError(f"Invalid norm order '{ord}' for vectors")
     if ord == np.inf:
@@ -710,14 +724,18 @@ def _vector_norm(x: Expr, ord, axes, keepdims) -> Expr:
     if ord == 1:
         return F.sum(F.abs(x), axis=axes, keepdims=keepdims)
     p = float(ord)
-    total = F.sum(F.abs(x) ** p, axis=axes, keepdims=keepdims)
-    positive = total > 0
-    return F.where(positive, F.where(positive, total, 1) ** (1.0 / p), 0)
+
+    def p_norm(v):
+        total = F.sum(F.abs(v) ** p, axis=axes, keepdims=keepdims)
+        positive = total > 0
+        return F.where(positive, F.where(positive, total, 1) ** (1.0 / p), 0)
+
+    return _rescaled(p_norm, x, axes, keepdims, smallest=p < 0)  # a negative p is ruled by the smallest entry
 
 
 def _matrix_norm(x: Expr, ord, row, col, keepdims) -> Expr:
     if ord in (None, "fro", "f"):
-        return _safe_sqrt(F.sum(x * x, axis=(row, col), keepdims=keepdims))
+        return _two_norm(x, (row, col), keepdims)
     if ord in (2, -2, "nuc"):
         moved = F.transpose(x, tuple(a for a in range(x.ndim) if a not in (row, col)) + (row, col))
         s = D.SVD(moved, part="s", full_matrices=False)
@@ -754,8 +772,7 @@ def norm(x, ord=None, axis=None, keepdims=False) -> Expr:
     nd = x.ndim
     if axis is None:
         if ord is None:
-            value = _safe_sqrt(F.sum(x * x))
-            return F.reshape(value, (1,) * nd) if keepdims else value
+            return _two_norm(x, tuple(range(nd)), keepdims)
         if nd == 1:
             return _vector_norm(x, ord, (0,), keepdims)
         if nd == 2:

@@ -62,6 +62,8 @@ def _sympy_rules(sympy):
         "tan": sympy.tan,
         "tanh": sympy.tanh,
         "sech2": lambda x: sympy.sech(x) ** 2,
+        "mul_log": lambda a, b: a * sympy.log(b),
+        "two_norm": sympy.Abs,  # of a scalar: the bridge converts scalar graphs
         "abs": sympy.Abs,
         "sign": sympy.sign,
         "sigmoid": lambda x: 1 / (1 + sympy.exp(-x)),

@@ -31,7 +31,7 @@ def test_every_op_has_a_lowering():
             assert name in scalar_ir.IR_OPS or name in scalar_ir.PYTHON_STATEMENT_OPS, (
                 f"elementwise op {name!r} has no LLVM IR spelling (scalar_ir.IR_OPS) and is not in "
                 "scalar_ir.PYTHON_STATEMENT_OPS")
-        else:
+        elif op.compiled_as is None:  # else sd.function compiles its composite in its place
             assert name in lowering.LOWERINGS, f"op {name!r} is missing from lowering.LOWERINGS"
 
 

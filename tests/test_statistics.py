@@ -55,7 +55,9 @@ def test_moments_dtypes_and_edge_cases():
         f32 = np.linspace(0, 1, 6, dtype=np.float32)
         assert sd.evaluate(fn(sd.constant(f32)), {}).dtype == np.float32
         assert sd.evaluate(fn(sd.constant(ints), dtype="float32"), {}).dtype == np.float32
-        assert sd.evaluate(fn(sd.constant([True, False, True])), {}) == np_fn([True, False, True])
+        # std is norm(x - mean) / sqrt(N - ddof), NumPy's sqrt(var): within an ulp of each other
+        np.testing.assert_allclose(sd.evaluate(fn(sd.constant([True, False, True])), {}),
+                                   np_fn([True, False, True]), rtol=2 ** -52)
         with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
             for array, kwargs in [(np.zeros(0), {}), (np.ones(3), {"ddof": 3}), (np.ones(3), {"ddof": 5}),
                                   (np.zeros((0, 2)), {"axis": 0})]:
@@ -66,11 +68,12 @@ def test_moments_dtypes_and_edge_cases():
 
 
 def test_std_at_zero_variance():
-    """The value is 0, as NumPy; the derivative is nan (std is not differentiable there)."""
+    """The value is 0, as NumPy; the derivative is 0, the norm's subgradient (std is not
+    differentiable there; JAX gives nan)."""
     X = sd.vector("X")
     x = np.full(4, 2.5)
     assert sd.evaluate(sd.std(X), {X: x}) == 0.0
-    assert np.isnan(sd.evaluate(sd.grad(sd.std(X), X), {X: x})).all()
+    np.testing.assert_array_equal(sd.evaluate(sd.grad(sd.std(X), X), {X: x}), 0.0)
 
 
 AVERAGES = [  # (keywords, shape of a, shape of the weights, run-time declarations of a and the weights)
@@ -208,3 +211,31 @@ def test_compiled_matches_reference():
         values = [rng.normal(size=(n, m)), rng.uniform(0.5, 2, size=m)]
         for got, want in zip(f(*values), sd.evaluate(outs, dict(zip([X, w], values)))):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, power", [("float64", 600), ("float64", -600), ("float32", 70), ("float32", -70)])
+def test_norms_std_and_corrcoef_scale_exactly_where_squares_leave_the_range(dtype, power):
+    # sqrt(sum(x * x)) was inf at 1e154 with a zero gradient and 0 at 1e-200 with a NaN one;
+    # std = sqrt(var) and corrcoef's covariances likewise.  With the power-of-two scaling the
+    # results at x * 2**power are exactly 2**power, 1 or 2**-power times those at x (by the
+    # degree of homogeneity), in both backends.
+    pytest.importorskip("numba")
+    X = sd.matrix("X", (2, 4), dtype)
+    v = X[0]
+    by_degree = {
+        1: [sd.linalg.norm(v), sd.linalg.norm(X), sd.linalg.norm(X, "fro", keepdims=True), sd.linalg.norm(v, 3),
+            sd.linalg.norm(v, 0.5), sd.linalg.norm(v, -1), sd.std(X), sd.std(X, axis=1, ddof=1)],
+        0: [sd.corrcoef(X), *sd.grad(sd.linalg.norm(X) + sd.linalg.norm(v, 3) + sd.std(X), [X])],
+        -1: sd.grad(sd.corrcoef(X)[0, 1], [X]),
+    }
+    outputs = [out for outs in by_degree.values() for out in outs]
+    degrees = [degree for degree, outs in by_degree.items() for _ in outs]
+    base = np.array([[1.0, 2.0, 4.0, -3.0], [2.0, 1.0, 5.0, 3.0]], dtype=dtype)
+    compiled = sd.function([X], outputs)
+    for backend, run in (("reference", lambda value: sd.evaluate(outputs, {X: value})), ("compiled", compiled)):
+        at_one, at_scale = run(base), run(base * np.asarray(2.0 ** power, dtype=dtype))
+        for k, (one, scaled, degree) in enumerate(zip(at_one, at_scale, degrees)):
+            want = np.asarray(one, dtype=np.float64) * 2.0 ** (power * degree)
+            assert np.all(np.isfinite(scaled)), (backend, k, scaled)
+            np.testing.assert_allclose(np.asarray(scaled, dtype=np.float64), want, rtol=4 * np.finfo(dtype).eps,
+                                       err_msg=f"{backend} output {k}")

@@ -124,7 +124,8 @@ def unsupported_ops() -> list:
     """
     return sorted(
         name for name, op in OPS.items()
-        if lowering_of(op) is None and not (op.kind == "elementwise" and elementwise.scalar_code(op))
+        if lowering_of(op) is None and op.compiled_as is None  # compiled_as: sd.function compiles the composite
+        and not (op.kind == "elementwise" and elementwise.scalar_code(op))
     )
 
 

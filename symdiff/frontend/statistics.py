@@ -15,6 +15,8 @@ only axes that are statically of size 1.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ir import Expr
@@ -25,6 +27,7 @@ from ..types import FLOAT_DTYPES, check_dtype, normalize_axes, promote
 from . import (
     _count, as_expr, astype, broadcast_like, broadcast_to, clip, maximum, mean, operands, sqrt, transpose, where,
 )
+from .math import power_of_two_scale, two_norm
 from .structure import diagonal, named, shape_error
 
 __all__ = ["average", "corrcoef", "cov", "std", "var"]
@@ -57,6 +60,13 @@ def var(a, axis=None, dtype=None, *, ddof=0, keepdims=False) -> Expr:
     >>> sd.evaluate(sd.var(x, ddof=1), {x: [1e9 + 1.0, 1e9 + 2.0, 1e9 + 3.0]})
     np.float64(1.0)
     """
+    x, axes, deviation, count = _deviations(a, axis, dtype, ddof)
+    squares = R.SUM(deviation * deviation, axes=axes, keepdims=bool(keepdims))
+    return squares / _divisor(count, ddof, x.dtype)
+
+
+def _deviations(a, axis, dtype, ddof):
+    """(x, its axes, x - mean(x) over them, their count)."""
     x = _float(a, dtype)
     axes = normalize_axes(axis, x.ndim)
     if isinstance(ddof, Expr) or np.ndim(ddof) != 0:
@@ -64,23 +74,26 @@ def var(a, axis=None, dtype=None, *, ddof=0, keepdims=False) -> Expr:
     count = _count(x, axes)
     total = R.SUM(x, axes=axes, keepdims=True)
     centre = total / (count if isinstance(count, int) else astype(count, x.dtype))
-    deviation = x - centre
-    squares = R.SUM(deviation * deviation, axes=axes, keepdims=bool(keepdims))
-    return squares / _divisor(count, ddof, x.dtype)
+    return x, axes, x - centre, count
 
 
 @named
 def std(a, axis=None, dtype=None, *, ddof=0, keepdims=False) -> Expr:
-    """np.std: sqrt(var).  At zero variance the value is 0, as NumPy, and the
-    derivative is nan (std is not differentiable there: it grows like |x|; JAX gives
-    nan too).
+    """np.std: sqrt(var), as the norm of the deviations (no overflow where the variance
+    alone would).  At zero variance the value is 0, as NumPy, and the derivative is 0, the
+    norm's subgradient (std is not differentiable there: it grows like |x|; JAX gives nan).
 
     >>> import symdiff as sd
     >>> X = sd.matrix("X")
     >>> sd.evaluate(sd.std(X, axis=0), {X: [[1.0, 2.0], [3.0, 2.0]]})
     array([1., 0.])
     """
-    return sqrt(var(a, axis, dtype, ddof=ddof, keepdims=keepdims))
+    # the norm of the deviations over sqrt(N - ddof): var itself overflows where std is
+    # finite (entries near 1e200: inf with a zero gradient; near 1e-200: 0 with a NaN one)
+    x, axes, deviation, count = _deviations(a, axis, dtype, ddof)
+    divisor = _divisor(count, ddof, x.dtype)
+    root = math.sqrt(divisor) if isinstance(divisor, int) else sqrt(divisor)
+    return two_norm(deviation, axes, bool(keepdims)) / root
 
 
 def _weights_like(a: Expr, w: Expr, axes, given_axis) -> Expr:
@@ -174,6 +187,14 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
     """
     if ddof is not None and ddof != int(ddof):
         raise ValueError("ddof must be integer")
+    X = _variables(m, y, rowvar, dtype)
+    if X.type.shape[0] == 0:
+        return const(np.zeros((0, 0), dtype=np.float64), "float64")
+    return _covariance(X, bias, ddof, fweights, aweights)
+
+
+def _variables(m, y, rowvar, dtype) -> Expr:
+    """cov's and corrcoef's data as one (variables, observations) matrix."""
     m = as_expr(m)
     if dtype is None:
         dtype = promote(m.dtype, "float64") if y is None else promote(promote(m.dtype, as_expr(y).dtype), "float64")
@@ -181,13 +202,15 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
     X, _ = _rows(m, dtype, rowvar, "m")
     if not rowvar and m.ndim != 1:
         X = transpose(X)
-    if X.type.shape[0] == 0:
-        return const(np.zeros((0, 0), dtype=np.float64), "float64")
-    if y is not None:
+    if y is not None and X.type.shape[0] != 0:
         Y, _ = _rows(y, dtype, rowvar, "y")
         if not rowvar and Y.type.shape[0] != 1:
             Y = transpose(Y)
         X = S.CONCATENATE(*operands(X, Y), axis=0)
+    return X
+
+
+def _covariance(X: Expr, bias, ddof, fweights, aweights) -> Expr:
     if ddof is None:
         ddof = 0 if bias else 1
     n = X.type.shape[1]
@@ -231,7 +254,13 @@ def corrcoef(x, y=None, rowvar=True, *, dtype=None) -> Expr:
     array([[ 1., -1.],
            [-1.,  1.]])
     """
-    c = cov(x, y, rowvar, dtype=dtype)
+    X = _variables(x, y, rowvar, dtype)
+    if X.type.shape[0] == 0:
+        return const(np.zeros((0, 0), dtype=np.float64), "float64")
+    # Each variable scaled by a power of two first: correlations do not depend on it, and the
+    # covariances of entries near 1e155 overflowed (NaN; 41 ulps off at 1e-155)
+    scaled, _ = power_of_two_scale(X, (1,))
+    c = _covariance(scaled, False, None, None, None)
     if c.ndim == 0:
         return c / c  # nan for a zero, inf or nan variance, 1 otherwise (NumPy's rule)
     d = diagonal(c)

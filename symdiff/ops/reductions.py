@@ -109,6 +109,63 @@ MAX = _extremum_op("max", np.max)
 MIN = _extremum_op("min", np.min)
 
 
+def _two_norm_numpy(x, axes, keepdims):
+    """The composite's steps (``frontend.math.two_norm_composite``) in NumPy."""
+    dtype = x.dtype
+    smallest_sum, down, up = TWO_NORM_RANGE[dtype.name]
+    with np.errstate(all="ignore"):
+        squares = np.sum(x * x, axis=axes, keepdims=True)
+        plain = (squares >= smallest_sum) & (squares < np.inf)
+        scale = np.where(squares >= 1, down, up).astype(dtype)
+        rescaled = np.sum((x * scale) * (x * scale), axis=axes, keepdims=True)
+        value = np.where(plain, squares, rescaled)
+        root = np.where(value > 0, np.sqrt(np.where(value > 0, value, 1)), value)
+        result = np.where(plain, root, root / scale).astype(dtype, copy=False)
+    return result if keepdims else np.squeeze(result, axis=axes)
+
+
+# Per dtype: the smallest sum of squares that keeps full precision (2**-970: below it the
+# squares are near the subnormals), and the exact power-of-two scales for a second pass when
+# the plain sum overflowed (2**-600: every scaled square and sum then stays finite) or fell
+# below that bound (2**600: then every |x| < 2**-485, and every scaled square stays normal).
+TWO_NORM_RANGE = {"float64": (2.0 ** -970, 2.0 ** -600, 2.0 ** 600), "float32": (2.0 ** -103, 2.0 ** -80, 2.0 ** 100)}
+
+
+def _infer_float_reduction(types, axes, keepdims):
+    if types[0].dtype not in ("float32", "float64"):
+        raise DTypeError(f"{types[0].dtype} inputs are not supported; cast to a float dtype first (sd.linalg.norm does)")
+    return _infer_reduction(types, axes, keepdims)
+
+
+def _two_norm_slope(out, x, axes, keepdims):
+    """x / norm: at most 1 in magnitude, formed before any cotangent or tangent multiplies it
+    (the composite's chain rule took 1 / (2 scale sqrt(sum)) first, subnormal in float32 at
+    |x| ~ 1e-21: 1e-5 relative error).  0 where the norm is 0 (a subgradient)."""
+    norm = keep_axes(out, axes, keepdims)
+    return x / F.where(F.equal(norm, 0), 1, norm)
+
+
+def _two_norm_compiled(x, axes, keepdims):
+    from ..frontend.math import two_norm_composite
+
+    return two_norm_composite(x, axes, keepdims)
+
+
+TWO_NORM = Op(
+    "two_norm",
+    infer=lambda types, axes, keepdims: _infer_float_reduction(types, axes, keepdims),
+    impl=_two_norm_numpy,
+    vjp=(lambda g, out, x, axes, keepdims: keep_axes(g, axes, keepdims) * _two_norm_slope(out, x, axes, keepdims),),
+    jvp=lambda ts, out, x, axes, keepdims: SUM(ts[0] * _two_norm_slope(out, x, axes, keepdims), axes=axes,
+                                               keepdims=keepdims),
+    kind="reduction",
+    samples=_reduction_samples,
+    doc="sqrt(sum(x * x)) over static axes with no overflow or underflow of the squares (private: norms "
+        "and std); a primitive for its rules, compiled as its composite.",
+    compiled_as=_two_norm_compiled,
+)
+
+
 def _prod_partial(out, x, axes, keepdims):
     """d prod / d x_i: the product of the other elements, exact at zeros and well
     conditioned near them; its own derivatives are exact to any order with at
