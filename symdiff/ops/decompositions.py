@@ -938,10 +938,15 @@ def _impl_pinv(a, rcond):
 def _vjp_pinv(g, out, a, rcond):
     """Golub and Pereyra: dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P
     (exact while the rank is constant), transposed."""
+    # Every product is grouped so that its intermediates scale between its inputs and its
+    # result (A ~ s, P ~ 1/s): the cotangent meets P one factor at a time, and the projectors
+    # A P, P A are formed before they act.  P (P w) or (z P) A pass through g / s^3, which
+    # under/overflowed at s ~ 1e108 (float32: 1e15) where the gradient (g / s^2) is normal,
+    # and (z P) A lost z - z P A's exact cancellation (inf - inf).
     p = out
-    w = MATMUL(mT(g), MATMUL(p, mT(p)))  # Pbar^T P P^T
-    z = MATMUL(MATMUL(mT(p), p), mT(g))  # P^T P Pbar^T
-    return -MATMUL(MATMUL(mT(p), g), mT(p)) + (w - MATMUL(a, MATMUL(p, w))) + (z - MATMUL(MATMUL(z, p), a))
+    w = MATMUL(MATMUL(mT(g), p), mT(p))  # Pbar^T P P^T
+    z = MATMUL(mT(p), MATMUL(p, mT(g)))  # P^T P Pbar^T
+    return -MATMUL(MATMUL(mT(p), g), mT(p)) + (w - MATMUL(MATMUL(a, p), w)) + (z - MATMUL(z, MATMUL(p, a)))
 
 
 def _jvp_pinv(tangents, out, a, rcond):
@@ -949,8 +954,10 @@ def _jvp_pinv(tangents, out, a, rcond):
     p = out
     dat = mT(da)
     first = -MATMUL(MATMUL(p, da), p)
-    second = MATMUL(MATMUL(p, mT(p)), dat - MATMUL(MATMUL(dat, a), p))
-    third = MATMUL(dat, MATMUL(mT(p), p)) - MATMUL(p, MATMUL(a, MATMUL(dat, MATMUL(mT(p), p))))
+    # Grouped as in the vjp: dA^T (A P) and (P A) Y keep the projectors whole.
+    second = MATMUL(p, MATMUL(mT(p), dat - MATMUL(dat, MATMUL(a, p))))
+    y = MATMUL(MATMUL(dat, mT(p)), p)  # dA^T P^T P
+    third = y - MATMUL(MATMUL(p, a), y)
     return first + second + third
 
 
