@@ -19,7 +19,8 @@ Conventions (stated in ``symdiff.linalg``'s docstrings):
 - ``cholesky`` and ``eigh`` act on the symmetric part (A + A^T)/2, as JAX does: for a
   symmetric A the result is NumPy's, and derivatives are those of the function of A they
   compute (symmetric gradients, correct along any direction).
-- eigenvector and singular-vector derivatives use F_ij = 1/(w_j - w_i) (1/(s_j^2 - s_i^2)),
+- eigenvector and singular-vector derivatives use F_ij = 1/(w_j - w_i) (1/(s_j^2 - s_i^2),
+  taken times s_i or s_j as 1/(s_j - s_i) * s/(s_i + s_j): no overflowing squares),
   set to 0 where two eigen/singular values are equal to rounding (TIE_ULPS ulps of the
   largest): such a pair's rotation within its eigenspace is arbitrary (fixed by rounding
   alone), and the derivative keeps none of it (JAX does this for exact equality only,
@@ -792,25 +793,31 @@ def _svd_parts(a, full_matrices):
             SVD(a, part="vh", full_matrices=full_matrices))
 
 
-def _svd_gaps(s: Expr) -> Expr:
-    """F[i, j] = 1 / (s[j]^2 - s[i]^2), 0 on the diagonal and where the values tie (to rounding)."""
+def _svd_gaps(s: Expr):
+    """(F * s_j, F * s_i) with F[i, j] = 1 / (s[j]^2 - s[i]^2), 0 on the diagonal and where
+    the values tie (to rounding): the rules use F only times one of the two values."""
+    # As 1 / (s_j - s_i) times s_j / (s_i + s_j): a ratio in [0, 1] and a gap of the values'
+    # scale.  F itself (or (s_i + s_j)(s_j - s_i)) overflows beyond s ~ 1e154 and underflows
+    # below 1e-154 (float32: 2**+-64), which made svdvals' HVPs 0 or NaN there.
     d = _row(s) - _col(s)
     tie = _tie_mask(d, s)
-    return F.where(tie, 0, 1 / F.where(tie, 1, (_row(s) + _col(s)) * d))
+    gap = 1 / F.where(tie, 1, d)
+    total = F.where(tie, 1, _row(s) + _col(s))
+    return F.where(tie, 0, gap * (_row(s) / total)), F.where(tie, 0, gap * (_col(s) / total))
 
 
 def _vjp_svd(g, out, a, part, full_matrices):
     u, s, vh = _svd_parts(a, full_matrices)
     if part == "s":
         return MATMUL(u * _row(g), vh)
-    f = _svd_gaps(s)
+    f_right, f_left = _svd_gaps(s)
     inv_s = 1 / s
     if part == "u":
         j = MATMUL(mT(u), g)
-        inner = MATMUL(u, (f * (j - mT(j))) * _row(s)) + (g - MATMUL(u, j)) * _row(inv_s)
+        inner = MATMUL(u, f_right * (j - mT(j))) + (g - MATMUL(u, j)) * _row(inv_s)
         return MATMUL(inner, vh)
     k = MATMUL(vh, mT(g))  # V^T Vbar
-    inner = (f * (k - mT(k))) * _col(s)
+    inner = f_left * (k - mT(k))
     rest = (g - MATMUL(mT(k), vh)) * _col(inv_s)
     return MATMUL(u, MATMUL(inner, vh) + rest)
 
@@ -822,13 +829,11 @@ def _jvp_svd(tangents, out, a, part, full_matrices):
     ds = MATMUL(MATMUL(mT(u), da), v)
     if part == "s":
         return DIAG_PART(ds)
-    f = _svd_gaps(s)
+    f_right, f_left = _svd_gaps(s)
     inv_s = _row(1 / s)
     if part == "u":
-        dss = ds * _row(s)
-        return MATMUL(u, f * (dss + mT(dss))) + (MATMUL(da, v) - MATMUL(u, ds)) * inv_s
-    sds = ds * _col(s)
-    dv = MATMUL(v, f * (sds + mT(sds))) + (MATMUL(mT(da), u) - MATMUL(v, mT(ds))) * inv_s
+        return MATMUL(u, f_right * ds + f_left * mT(ds)) + (MATMUL(da, v) - MATMUL(u, ds)) * inv_s
+    dv = MATMUL(v, f_left * ds + f_right * mT(ds)) + (MATMUL(mT(da), u) - MATMUL(v, mT(ds))) * inv_s
     return mT(dv)
 
 
