@@ -327,6 +327,62 @@ def test_factorisations_are_computed_once_per_call():
     assert len(re.findall(r"_eigh\(", e.source)) == 1
 
 
+# ------------------------------------------------------------ far from scale 1
+
+
+def _check_power_of_two_scaling(values, outputs, label):
+    """Each input x (``values``: x -> (array at scale 1, e)) taken at 2**e and 2**-e times
+    its value; each output (``outputs``: (expr, x, degree)) must then be its scale-1 value
+    times 2**(+-e_x * degree), exactly up to rounding, in both backends (one kernel)."""
+    inputs = list(values)
+    exprs = [expr for expr, _, _ in outputs]
+    base = sd.evaluate(exprs, {x: v for x, (v, _) in values.items()})
+    kernel = sd.function(inputs, exprs)
+    for sign in (1, -1):
+        scaled = {x: np.ldexp(v, sign * e).astype(v.dtype) for x, (v, e) in values.items()}
+        runs = {"reference": sd.evaluate(exprs, scaled), "compiled": kernel(*(scaled[x] for x in inputs))}
+        for backend, got in runs.items():
+            for (expr, x, degree), g, w in zip(outputs, got, base):
+                want = np.ldexp(w, sign * values[x][1] * degree)
+                g = np.asarray(g)
+                rtol = 1e-4 if expr.dtype == "float32" else 1e-12
+                where = f"{label}: output {exprs.index(expr)} ({expr.dtype}) at 2**{sign * values[x][1]}, {backend}"
+                assert np.all(np.isfinite(g)), f"{where}: {g}"
+                assert np.max(np.abs(g - want)) <= rtol * np.max(np.abs(want)), f"{where}: {g}, expected {want}"
+
+
+def test_pinv_and_lstsq_gradients_far_from_scale_one():
+    """pinv's rule grouped P (P w) and (z P) A: intermediates of order g / s^3 under- or
+    overflowed (A ~ s) where the gradient g / s^2 is normal: wrong at 1e108, NaN at 1e-104."""
+    rng = _rng(21)
+    A64, R64, A32 = sd.matrix("Ap", (2, 2)), sd.matrix("Rp", (3, 2)), sd.matrix("Ap32", (2, 2), dtype="float32")
+    rhs, weights = rng.normal(size=3), rng.normal(size=(2, 2))
+    m0 = np.array([[2.0, 1.0], [1.0, 3.0]])
+    values = {A64: (m0, 350), R64: (rng.normal(size=(3, 2)), 350), A32: (m0.astype(np.float32), 50)}
+    outputs = [(sd.grad(sd.sum(L.pinv(A64) * weights), A64), A64, -2),
+               (sd.grad(sd.sum(L.lstsq(R64, rhs)[0]), R64), R64, -2),
+               (sd.grad(sd.sum(L.pinv(A32)), A32), A32, -2)]
+    _check_power_of_two_scaling(values, outputs, "pinv/lstsq")
+
+
+def test_singular_value_second_derivatives_far_from_scale_one():
+    """1 / (s_j^2 - s_i^2) overflowed beyond s ~ 1e154 and underflowed below 1e-154: the HVPs of
+    the nuclear and spectral norms and svdvals, and the derivatives of U, were 0 or NaN there."""
+    rng = _rng(22)
+    A64, V64 = sd.matrix("As", (3, 3)), sd.matrix("Vs", (3, 3))
+    M64, A32 = sd.matrix("Ms", (4, 3)), sd.matrix("As32", (3, 3), dtype="float32")
+    a0 = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, 1.0], [0.2, 1.0, 2.0]])
+    values = {A64: (a0, 600), V64: (rng.normal(size=(3, 3)), 600), M64: (rng.normal(size=(4, 3)), 600),
+              A32: (a0.astype(np.float32), 70)}
+    u, _, vh = L.svd(M64, full_matrices=False)
+    outputs = [(sd.hvp(L.norm(A64, "nuc"), A64, V64), A64, 0),
+               (sd.hvp(L.norm(A64, 2), A64, V64, mode="fwd-rev"), A64, 0),
+               (sd.hvp(sd.sum(L.svdvals(A64) * np.array([1.0, 2.0, 3.0])), A64, V64), A64, 0),
+               (sd.grad(sd.sum(u * rng.normal(size=(4, 3))) + sd.sum(vh * rng.normal(size=(3, 3))), M64), M64, -1),
+               (sd.grad(sd.sum(L.svd(A32)[0][:, 0]), A32), A32, -1)]
+    _check_power_of_two_scaling(values, outputs, "svd")
+
+
 # ------------------------------------------------------------ degenerate spectra
 
 
