@@ -4,7 +4,7 @@ is one call of a jitted helper of ``lapack`` (LAPACK from NumPy's library, or lo
 Sharing: the LU factors of a matrix are computed once per kernel call for every ``solve``
 and ``slogdet`` of it (the value's solve with A and the gradient's with A^T included),
 and a factorisation with several parts (eigh's w and V, svd's U, s and Vh, qr's Q and R,
-slogdet's sign and log|det|) computes every part the kernel uses in one call, when the
+slogdet's sign, log|det| and det) computes every part the kernel uses in one call, when the
 first of them is placed.  A Cholesky factor is a node, so hash-consing already shares it.
 
 Failures raise ``KernelLinAlgError`` (a ``numpy.linalg.LinAlgError``) with NumPy's message
@@ -283,10 +283,12 @@ def lower_slogdet(L, node: Expr):
     e = _Emitter(L, node, batch)
     sign, logdet = f"sg{L.p(node)}", f"ld{L.p(node)}"
     e.add(f"{sign}, {logdet} = {helper('slogdet')}({e.at(lu)}, {e.at(piv)}, {e.at(info)}[0])")
-    for part, value in (("sign", sign), ("logabsdet", logdet)):
+    for part, value in (("sign", sign), ("logabsdet", logdet), ("det", None)):
         if part not in parts:
             continue
         dtype = NUMPY_NAME[parts[part].dtype]
+        if value is None:  # np.linalg.det's formula, in the output's dtype (as the composite it was)
+            value = f"{dtype}({sign}) * np.exp({dtype}({logdet}))"
         if batch:
             _allocate(L, names[part], batch, dtype)
             e.add(f"{e.at(names[part])} = {value}")

@@ -648,13 +648,15 @@ SOLVE = Op(
 def _infer_slogdet(types, part):
     (a,) = types
     _square(a)
-    _part(part, ("sign", "logabsdet"), "slogdet")
+    _part(part, ("sign", "logabsdet", "det"), "slogdet")
     return TensorType(a.dtype, a.shape[:-2])
 
 
 def _impl_slogdet(a, part):
     require_square(a, "slogdet")
     sign, logabsdet = np.linalg.slogdet(a)
+    if part == "det":
+        return sign * np.exp(logabsdet)  # np.linalg.det's own formula
     return sign if part == "sign" else logabsdet
 
 
@@ -663,9 +665,35 @@ def inverse_transpose(a: Expr) -> Expr:
     return SOLVE(a, eye_like(a), trans=True)
 
 
+_LN2 = math.log(2.0)
+
+
+def _times_det(x: Expr, a: Expr) -> Expr:
+    """det(A) * x for x of the batch shape of ``a`` followed by ``core`` axes, without det(A):
+    det = sign * m * 2**k with k = rint(log|det| / ln 2), |m| in [0.7, 1.42], and 2**k applied
+    in two halves last.  det(A) * A^-T (the cofactors) is representable far beyond the range
+    of det(A) itself (an n x n matrix at scale s: s^(n-1) against s^n); multiplying by the
+    halves one after the other keeps each intermediate between x and the result."""
+    from ..frontend.math import floor, rint  # late: the front end builds on the ops
+
+    sign, logabsdet = SLOGDET(a, part="sign"), SLOGDET(a, part="logabsdet")
+    k = F.stop_gradient(rint(logabsdet * (1 / _LN2)))
+    low = floor(k * 0.5)
+    mantissa = sign * F.exp(logabsdet - k * _LN2)
+
+    def spread(v):  # batch shape -> broadcasting against x
+        for _ in range(x.ndim - v.ndim):
+            v = _col(v)
+        return v
+
+    return spread(F.power(2.0, low)) * (spread(F.power(2.0, k - low)) * (spread(mantissa) * x))
+
+
 def _vjp_slogdet(g, out, a, part):
     if part == "sign":
         return zeros_like(a)
+    if part == "det":  # g det(A) A^-T, the cofactors' scale kept apart from det's
+        return _times_det(_col(_col(g)) * inverse_transpose(a), a)
     return _col(_col(g)) * inverse_transpose(a)
 
 
@@ -673,7 +701,8 @@ def _jvp_slogdet(tangents, out, a, part):
     (da,) = tangents
     if part == "sign":
         return None
-    return SUM(inverse_transpose(a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
+    trace = SUM(inverse_transpose(a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
+    return _times_det(trace, a) if part == "det" else trace
 
 
 SLOGDET = Op(
@@ -684,8 +713,11 @@ SLOGDET = Op(
     jvp=_jvp_slogdet,
     kind="linalg",
     samples=lambda rng: [((_well_conditioned(rng, (2, 3, 3)) * -1,), {"part": "logabsdet"}),
-                         ((_well_conditioned(rng, (3, 3)),), {"part": "sign"})],
-    doc="np.linalg.slogdet's sign or log|det| (LAPACK getrf); d log|det A| = tr(A^-1 dA), through a solve.",
+                         ((_well_conditioned(rng, (3, 3)),), {"part": "sign"}),
+                         ((_well_conditioned(rng, (2, 3, 3)) * -1.5,), {"part": "det"})],
+    doc="np.linalg.slogdet's sign or log|det|, or det = sign * exp(log|det|) (LAPACK getrf); d log|det A| = "
+        "tr(A^-1 dA), through a solve.  det is a part so that its rules can scale det(A) A^-T without "
+        "forming det(A), which overflows long before the cofactors do.",
 )
 
 # --------------------------------------------------------------------- eigh
