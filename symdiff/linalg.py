@@ -399,9 +399,9 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """
     a = _stack_of_matrices(_float(a))
     full = bool(full_matrices)
+    if not compute_uv:  # S does not depend on full_matrices; its rule needs the reduced U and Vh
+        return D.SVD(a, part="s", full_matrices=False)
     s = D.SVD(a, part="s", full_matrices=full)
-    if not compute_uv:
-        return s
     return SVDResult(D.SVD(a, part="u", full_matrices=full), s, D.SVD(a, part="vh", full_matrices=full))
 
 

@@ -365,6 +365,17 @@ def test_pinv_and_lstsq_gradients_far_from_scale_one():
     _check_power_of_two_scaling(values, outputs, "pinv/lstsq")
 
 
+def test_determinant_derivatives_where_the_determinant_overflows():
+    """The cofactors det(A) A^-T are representable where det(A) is not (3x3 at s: s^2 against
+    s^3); the gradient was +-inf / 0 there, and the forward derivative too."""
+    B64, V64, B32 = sd.matrix("Bd", (3, 3)), sd.matrix("Vd", (3, 3)), sd.matrix("Bd32", (3, 3), dtype="float32")
+    s0 = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]])
+    values = {B64: (s0, 500), V64: (np.arange(9.0).reshape(3, 3) / 5 - 0.7, 0), B32: (s0.astype(np.float32), 50)}
+    outputs = [(sd.grad(L.det(B64), B64), B64, 2), (sd.jvp(L.det(B64), B64, V64), B64, 2),
+               (sd.grad(L.det(B32), B32), B32, 2)]
+    _check_power_of_two_scaling(values, outputs, "det")
+
+
 def test_singular_value_second_derivatives_far_from_scale_one():
     """1 / (s_j^2 - s_i^2) overflowed beyond s ~ 1e154 and underflowed below 1e-154: the HVPs of
     the nuclear and spectral norms and svdvals, and the derivatives of U, were 0 or NaN there."""
@@ -381,6 +392,15 @@ def test_singular_value_second_derivatives_far_from_scale_one():
                (sd.grad(sd.sum(u * rng.normal(size=(4, 3))) + sd.sum(vh * rng.normal(size=(3, 3))), M64), M64, -1),
                (sd.grad(sd.sum(L.svd(A32)[0][:, 0]), A32), A32, -1)]
     _check_power_of_two_scaling(values, outputs, "svd")
+
+
+def test_singular_values_of_a_rectangular_matrix_have_a_gradient():
+    """svdvals (svd with compute_uv=False) asked for full U and Vh, whose rule refuses
+    non-square matrices: its gradient raised GradientError.  It is U[:, :k] Vh."""
+    M = sd.matrix("Mr", (4, 3))
+    m0 = _rng(23).normal(size=(4, 3))
+    u, _, vh = np.linalg.svd(m0, full_matrices=False)
+    _close(sd.evaluate(sd.grad(sd.sum(L.svdvals(M)), M), {M: m0}), u @ vh, "grad of sum(svdvals)")
 
 
 # ------------------------------------------------------------ degenerate spectra
