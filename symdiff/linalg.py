@@ -239,8 +239,8 @@ def slogdet(a) -> SlogdetResult:
 def det(a) -> Expr:
     """np.linalg.det: sign * exp(log|det|), as NumPy computes it; 0 for a singular matrix.
 
-    The derivatives, det(a) a^-T, are scaled without forming det(a): they stay finite
-    and accurate where det(a) itself overflows or underflows (a^-T's scale is det's over a's).
+    The derivative det(a) a^-T is formed without det(a): it stays finite and accurate
+    where det(a) itself overflows or underflows (n x n at scale s: s^(n-1) against s^n).
 
     >>> import symdiff as sd
     >>> A = sd.matrix("A", (2, 2))
