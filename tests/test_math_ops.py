@@ -864,6 +864,56 @@ def test_erfinv_derivatives_keep_relative_accuracy_next_to_one(dtype):
     assert not failures, "\n".join(failures)
 
 
+
+# Points where the Gaussian exp(-s x*x) is normal (float64: erf's below |x| = 26.6, ndtr's
+# below 37.6; float32: 9.3 and 13.1), both signs.
+_GAUSSIAN_POINTS = {
+    "float64": {"erf": [0.3, 1.1, 3.3, 5.9, -5.9, 8.1, 13.7, 20.1, -20.1, -23.95405052608771, 26.3, -26.3,
+                        26.43559041065931],
+                "ndtr": [0.3, 3.3, 5.9, 8.1, 13.7, -20.1, 26.3, -26.3, 27.2, 34.72, -35.43, 37.5]},
+    "float32": {"erf": [0.3, 3.3, 5.9, 8.1, -8.1, 8.66, 9.25],
+                "ndtr": [0.3, 3.3, 8.1, -8.1, 11.73, 12.72, -13.0]},
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gaussian_slopes_keep_relative_accuracy_where_the_square_rounds(dtype):
+    # exp(-s x*x) with x*x rounded took the square's rounding times s x**2 (found by a
+    # review): erf' 94 ulps at 26.3 (d2 155), 475 at 26.4356 (d2 490 at -23.954), ndtr' 64
+    # at 26.3, 255 at -35.43 (d2 283); float32 ndtr' 11 and erf' 25 at 8.1; both backends,
+    # both modes
+    x = sd.vector("x", dtype=dtype)
+    two_over_sqrt_pi, inv_sqrt_2pi = 2 / mpmath.sqrt(mpmath.pi), 1 / mpmath.sqrt(2 * mpmath.pi)
+    cases = [("erf", sd.special.erf, lambda a: two_over_sqrt_pi * mpmath.exp(-a * a), 2),
+             ("erfc", sd.special.erfc, lambda a: -two_over_sqrt_pi * mpmath.exp(-a * a), 2),
+             ("ndtr", sd.special.ndtr, lambda a: inv_sqrt_2pi * mpmath.exp(-a * a / 2), 1)]
+    failures = []
+    for name, fn, slope, twice_scale in cases:
+        d1 = sd.grad(sd.sum(fn(x)), x)
+        outputs = [d1, sd.grad(sd.sum(d1), x), sd.jvp(d1, [x], [sd.ones_like(x)])]
+        points = np.array(_GAUSSIAN_POINTS[dtype]["ndtr" if name == "ndtr" else "erf"], dtype=dtype)
+
+        def wants(a, slope=slope, twice_scale=twice_scale):
+            return slope(a), -twice_scale * a * slope(a), -twice_scale * a * slope(a)
+
+        failures += _far_from_mpmath(outputs, {x: points}, wants, dtype, limits=(4, 8, 8), label=f"{name} ")
+    assert not failures, "\n".join(failures)
+
+
+def test_ndtr_second_derivative_where_the_gaussian_is_subnormal():
+    # ndtr'' = -x phi(x) is normal at 37.7, where phi is subnormal (9e-310): phi's rounding to
+    # the subnormal grid times x leaves about 30 ulps (open: every composite of exp meets it);
+    # the square's rounding added 103
+    x = sd.vector("x")
+    d1 = sd.grad(sd.sum(sd.special.ndtr(x)), x)
+
+    def wants(a):
+        return (-a * mpmath.npdf(a),)
+
+    failures = _far_from_mpmath([sd.grad(sd.sum(d1), x)], {x: np.array([37.7, -37.7])}, wants, limits=40)
+    assert not failures, "\n".join(failures)
+
+
 def test_round_follows_numpys_steps_for_every_decimals():
     rng = np.random.default_rng(8)
     for dtype in (np.float64, np.float32):
