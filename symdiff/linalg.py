@@ -709,13 +709,9 @@ def _rescaled(norm_of_scaled, x: Expr, axes, keepdims, smallest=False) -> Expr:
     return norm_of_scaled(scaled) * (scale if keepdims else S.SQUEEZE(scale, axes=tuple(sorted(axes))))
 
 
-def _two_norm(x: Expr, axes, keepdims) -> Expr:
-    return two_norm(x, axes, keepdims)
-
-
 def _vector_norm(x: Expr, ord, axes, keepdims) -> Expr:
     if ord is None or ord == 2:
-        return _two_norm(x, axes, keepdims)
+        return two_norm(x, axes, keepdims)
     if isinstance(ord, str):
         raise ValueError(f"Invalid norm order '{ord}' for vectors")
     if ord == np.inf:
@@ -738,7 +734,7 @@ def _vector_norm(x: Expr, ord, axes, keepdims) -> Expr:
 
 def _matrix_norm(x: Expr, ord, row, col, keepdims) -> Expr:
     if ord in (None, "fro", "f"):
-        return _two_norm(x, (row, col), keepdims)
+        return two_norm(x, (row, col), keepdims)
     if ord in (2, -2, "nuc"):
         moved = F.transpose(x, tuple(a for a in range(x.ndim) if a not in (row, col)) + (row, col))
         s = D.SVD(moved, part="s", full_matrices=False)
@@ -775,7 +771,7 @@ def norm(x, ord=None, axis=None, keepdims=False) -> Expr:
     nd = x.ndim
     if axis is None:
         if ord is None:
-            return _two_norm(x, tuple(range(nd)), keepdims)
+            return two_norm(x, tuple(range(nd)), keepdims)
         if nd == 1:
             return _vector_norm(x, ord, (0,), keepdims)
         if nd == 2:

@@ -999,14 +999,6 @@ def matmul_outer(node, rw):
     return None if product is None else rw.make(E.ADD, product, const(0.0, node.dtype))
 
 
-@rule("algebra", "mul_log(a, b) -> a * log(b)   (the same IEEE operations: the primitive exists for its "
-                 "forward rule only, and log(b) on its own takes the vector-math path)", "mul_log")
-def mul_log_expanded(node, rw):
-    a, b = node.inputs
-    log = rw.make(E.LOG, b)
-    return None if log is None else rw.make(E.MUL, a, log)
-
-
 @rule("algebra", "A @ B -> sum(A, -1) * v, or v * sum(B, -2), when the other operand is a fill of v = +-1 "
                  "(2-d floats; v from a one-element slice of the fill, 0 for an empty contraction)", "matmul",
       tier=ROUNDING)

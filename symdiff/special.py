@@ -100,15 +100,13 @@ def logit(p) -> Expr:
     return where(low, log(small / (1 - small)), arctanh(central * 2 - 1) * 2)
 
 
-def _x_times_log(x, y, log_fn, singular):
+def _x_times_log(x, y, times_log, stand_in, singular):
     x, y = operands(x, y, to_float=True)
-    # 0 where x == 0 and log_fn(y) is -inf, nan (y outside the domain) or inf: y is replaced by a
-    # harmless value there, so value and derivatives stay finite; a NaN y still gives NaN
+    # 0 where x == 0 and the log of y is -inf, nan (y outside the domain) or inf: y is replaced
+    # by a harmless value there, so value and derivatives stay finite; a NaN y still gives NaN
     special = logical_and(equal(x, 0), singular(y))
     # + 0.0 turns the -0.0 of 0 * log(y < 1) into SciPy's +0.0 and changes nothing else
-    if log_fn is log:  # mul_log: its forward rule forms x / y before the tangent (inf at a subnormal y)
-        return MUL_LOG(x, where(special, 1.0, y)) + 0.0
-    return x * log_fn(where(special, 0.0, y)) + 0.0
+    return times_log(x, where(special, stand_in, y)) + 0.0
 
 
 def xlogy(x, y) -> Expr:
@@ -121,7 +119,8 @@ def xlogy(x, y) -> Expr:
     >>> sd.evaluate(sd.special.xlogy(sd.constant([0.0, 2.0]), sd.constant([0.0, 3.0])), {})
     array([0.        , 2.19722458])
     """
-    return _x_times_log(x, y, log, lambda y: logical_or(less_equal(y, 0), equal(y, np.inf)))
+    # mul_log: its forward rule forms x / y before the tangent (inf at a subnormal y)
+    return _x_times_log(x, y, MUL_LOG, 1.0, lambda y: logical_or(less_equal(y, 0), equal(y, np.inf)))
 
 
 def xlog1py(x, y) -> Expr:
@@ -131,5 +130,5 @@ def xlog1py(x, y) -> Expr:
     >>> sd.evaluate(sd.special.xlog1py(sd.constant([0.0, 2.0]), sd.constant([-1.0, 1e-20])), {})
     array([0.e+00, 2.e-20])
     """
-    return _x_times_log(x, y, log1p, lambda y: logical_or(less_equal(y, -1), equal(y, np.inf)))
+    return _x_times_log(x, y, lambda a, b: a * log1p(b), 0.0, lambda y: logical_or(less_equal(y, -1), equal(y, np.inf)))
 

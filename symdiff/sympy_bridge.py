@@ -63,6 +63,14 @@ def _sympy_rules(sympy):
         "tanh": sympy.tanh,
         "sech2": lambda x: sympy.sech(x) ** 2,
         "mul_log": lambda a, b: a * sympy.log(b),
+        "arctan2": sympy.atan2,
+        "over_squared_norm": lambda a, b: a / (a**2 + b**2),  # arctan2's slope
+        "hypot": lambda x, y: sympy.sqrt(x**2 + y**2),
+        "over_hypot": lambda a, b: a / sympy.sqrt(a**2 + b**2),  # hypot's slope
+        "erf": sympy.erf,
+        "erfc": sympy.erfc,
+        "erfinv": sympy.erfinv,
+        "erfinv_slope": lambda y: sympy.sqrt(sympy.pi) / 2 * sympy.exp(sympy.erfinv(y) ** 2),
         "two_norm": sympy.Abs,  # of a scalar: the bridge converts scalar graphs
         "abs": sympy.Abs,
         "sign": sympy.sign,

@@ -966,3 +966,19 @@ def test_log_ndtr_series_are_the_ones_mpmath_gives():
                 want = 2 * mpmath.fsum(v * mpmath.cos(mpmath.pi * j * (i + M(0.5)) / size)
                                        for i, v in enumerate(values)) / size
                 assert abs(c - want) <= 1e-15 * abs(stored[0]), (n, low, j, c, want)
+
+
+def test_gradients_through_private_slopes_convert_to_sympy():
+    # arctan2's, hypot's and erfinv's slopes and pow's y-slope are private primitives; a
+    # gradient holding them had no SymPy spelling (to_sympy raised for the gradient of atan2)
+    import sympy
+
+    x, y = sd.scalars("x y")
+    X, Y = sympy.symbols("x y")
+    cases = [(sd.arctan2(y, x), sympy.atan2(Y, X)), (sd.hypot(x, y), sympy.sqrt(X**2 + Y**2)),
+             (sd.special.erfinv(x), sympy.erfinv(X)), (x ** y, X**Y)]
+    values = {"x": sympy.Rational(3, 10), "y": sympy.Rational(7, 10)}
+    for expr, want in cases:
+        for got, variable in zip(sd.to_sympy(sd.grad(expr, [x, y]), optimize=False), (X, Y)):
+            at = float(got.subs({s: values[s.name] for s in got.free_symbols}))
+            assert abs(at - float(sympy.diff(want, variable).subs({X: values["x"], Y: values["y"]}))) < 1e-12, got

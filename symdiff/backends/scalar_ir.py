@@ -273,7 +273,6 @@ IR_OPS = {
     "mul": _arith("fmul", "mul"),
     "div": _arith("fdiv", "sdiv"),
     "pow": lambda b, args, dtypes, out, cast_to: _intrinsic(b, "llvm.pow", LLVM_TYPE[out], args),
-    "mul_log": lambda b, args, dtypes, out, cast_to: b.fmul(args[0], _intrinsic(b, "llvm.log", LLVM_TYPE[out], args[1:])),
     "maximum": _extremum(">", ">="),
     "minimum": _extremum("<", "<="),
     "less": _compare("<"),
@@ -661,10 +660,10 @@ def make_region(name, in_names, in_dtypes, instructions, out_names, out_dtypes, 
             dtypes[local] = dtype
         if part_size is None:
             instructions = as_soon_as_possible(instructions)
-            paired = _sin_cos_pairs(instructions)
+        paired = _sin_cos_pairs(instructions)
+        if part_size is None:
             _emit(builder, instructions, values, dtypes, paired)
         else:
-            paired = _sin_cos_pairs(instructions)
             # Numba's post-lowering rewrites (fastmath flags, 32-bit division) walk the
             # instruction objects, which a rendered part no longer has.
             render = not (getattr(context, "fastmath", False) or getattr(context, "is32bit", False))

@@ -134,7 +134,7 @@ def two_norm_composite(x: Expr, axes, keepdims: bool = False) -> Expr:
     algorithm (three masked sums, as LAPACK's dnrm2) was measured first: its value cost
     1.5x the plain formula's at n = 1e6, but its gradient stored five arrays between loops
     (value+grad 2.3 ms against 0.89); see docs/architecture.md.  The derivative at 0 is 0."""
-    from ..ops.reductions import TWO_NORM_RANGE
+    from ..ops.reductions import TWO_NORM_RANGE, keep_axes
     from . import sum as total_of
 
     smallest_sum, down, up = TWO_NORM_RANGE[x.dtype]
@@ -142,19 +142,12 @@ def two_norm_composite(x: Expr, axes, keepdims: bool = False) -> Expr:
     plain = logical_and(greater_equal(squares, smallest_sum), less(squares, np.inf))
     # overflowed (or NaN: any scale will do) or too small; in x's dtype (two numbers make float64)
     scale = astype(where(greater_equal(squares, 1), down, up), x.dtype)
-    kept = scale if keepdims else _reduced_like(scale, x, axes)
+    kept = keep_axes(scale, axes, keepdims)
     rescaled = total_of((x * kept) * (x * kept), axis=axes, keepdims=keepdims)
     value = where(plain, squares, rescaled)
     positive = greater(value, 0)
     root = where(positive, sqrt(where(positive, value, 1)), value)  # 0 (derivative 0 there) or NaN
     return where(plain, root, root / scale)
-
-
-def _reduced_like(scale: Expr, x: Expr, axes) -> Expr:
-    """A reduced (keepdims=False) per-slice value placed back over x's reduced axes."""
-    from ..ops import structure as S
-
-    return S.EXPAND_DIMS(scale, axes=tuple(sorted(axes))) if axes and scale.ndim < x.ndim else scale
 
 
 def reciprocal(x) -> Expr:

@@ -39,7 +39,7 @@ import math
 import numpy as np
 
 from .. import frontend as F
-from .elementwise import ANYWHERE, POSITIVE, elementwise, no_bool
+from .elementwise import ANYWHERE, POSITIVE, elementwise, no_bool, rounded_difference
 from .leaves import const
 
 LN2 = math.log(2.0)
@@ -231,21 +231,9 @@ CBRT = elementwise("cbrt", np.cbrt, (lambda d, out, x: d / out / out / 3,), "np.
                    doc="The real cube root (negative for negative x).")
 
 
-def _rounded_difference(x, y):
-    """(z, r): z = x - y rounded and r its rounding error (TwoSum: z + r = x - y exactly),
-    r a constant to differentiation and 0 where it is not finite (an infinite input).
-    A share of the sum such as sigmoid(x - y) sees z's error times |z| in relative
-    terms (89 ulps at (-100, 100.00000000000007)); its first-order correction by r
-    restores it, and so does the correction's derivative for the share's derivative."""
-    z = x - y
-    back = z - x
-    rounding = (x - (z - back)) + (-y - back)
-    return z, F.stop_gradient(F.where(F.less(F.abs(rounding), np.inf), rounding, 0))
-
-
 def _logaddexp_dx(d, out, x, y):
     # sigmoid(x - y) at the exact difference: s(z + r) = s(z) (1 + s(-z) r) to first order
-    z, rounding = _rounded_difference(x, y)
+    z, rounding = rounded_difference(x, y)
     return d * (F.sigmoid(z) * (F.sigmoid(-z) * rounding + 1))
 
 
@@ -258,7 +246,7 @@ def _logaddexp2_dx(d, out, x, y):
     # A NaN difference (a NaN input; inf - inf) fails both z >= 0 and z < 0: the clamps
     # let it through (not z < 0, not z >= 0), so the share and its derivatives are NaN
     # there, not the 1/2 of two clamped arguments.
-    z, rounding = _rounded_difference(x, y)
+    z, rounding = rounded_difference(x, y)
     above = F.power(2.0, F.where(F.logical_not(F.less(z, 0)), -z, 0))
     below = F.power(2.0, F.where(F.logical_not(F.greater_equal(z, 0)), z, 0))
     share = F.where(z >= 0, 1 / (above + 1), below / (below + 1))

@@ -153,7 +153,7 @@ def _two_norm_compiled(x, axes, keepdims):
 
 TWO_NORM = Op(
     "two_norm",
-    infer=lambda types, axes, keepdims: _infer_float_reduction(types, axes, keepdims),
+    infer=_infer_float_reduction,
     impl=_two_norm_numpy,
     vjp=(lambda g, out, x, axes, keepdims: keep_axes(g, axes, keepdims) * _two_norm_slope(out, x, axes, keepdims),),
     jvp=lambda ts, out, x, axes, keepdims: SUM(ts[0] * _two_norm_slope(out, x, axes, keepdims), axes=axes,
