@@ -26,7 +26,7 @@ import numpy as np
 from . import frontend as F
 from .errors import DTypeError, ShapeError
 from .ir import _PACKAGE_DIR, Expr, make_node
-from .ops.loops import LOOP, T_TYPE, CheckpointWarning, LoopError, make_body, temporary, tracing
+from .ops.loops import LOOP, T_TYPE, CheckpointWarning, LoopError, hoist_maps, make_body, temporary, tracing
 from .types import TensorType
 
 __all__ = ["scan", "fori_loop", "while_loop", "LoopError", "CheckpointWarning", "CHECKPOINTS"]
@@ -176,7 +176,7 @@ def _check_carry(kind, where, init_structure, init_leaves, new_tree):
 
 
 def _parts(level_body, consts, n, init, xs, attrs):
-    body = level_body
+    body, xs, consts = hoist_maps(level_body, xs, consts, lengths_checked=False)
     inputs = ([n] if attrs["dynamic"] else []) + list(init) + list(xs) + list(consts)
     carry = [make_node(LOOP, inputs, dict(attrs, body=body, part=("carry", i))) for i in range(body.n_carry)]
     ys = [make_node(LOOP, inputs, dict(attrs, body=body, part=("ys", j))) for j in range(body.n_ys)]

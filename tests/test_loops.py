@@ -397,3 +397,106 @@ def test_rewrites_verify_and_sparsity_accept_loops():
     y, _ = sd.scan(lambda c, xt: (c * xt, None), 1.0, x)
     pattern = sd.jacobian_pattern(sd.stack([y, x[0]]), x)
     assert pattern.shape == (2, 3)
+
+
+# ------------------------------------------------- per-step work batched, workspaces
+
+
+def _loop_bodies(outputs) -> list:
+    """The bodies of the loop nodes of ``outputs``, forward (reverse=False) first."""
+    from symdiff.ir import toposort
+
+    loops = {n.params["body"]: n.params["reverse"] for n in toposort(list(outputs)) if n.op.name == "loop"}
+    return sorted(loops, key=lambda body: loops[body])
+
+
+def test_per_step_work_without_the_carry_runs_before_the_loop_as_whole_array_ops():
+    """U @ x_t + b is computed for every step by one matrix product before the forward
+    loop; the reverse loop's recomputed pre-activation and its sech2 likewise (from the
+    stored carries): the bodies keep W @ h and W^T @ g only.  Each batching rule (a fixed
+    matrix or vector on either side of a per-step vector or matrix, broadcasting a
+    per-step value of lower rank) gives the unrolled loop's values and derivatives, in
+    the reference and in one compiled kernel, for a run-time length."""
+    rnn = RNN(N)
+    hT, _ = sd.scan(rnn.cell, rnn.h0, rnn.X)
+    cost = sd.sum(hT)
+    grads = sd.grad(cost, rnn.params)
+    forward, backward = _loop_bodies(grads)
+    names = lambda body: [n.op.name for n in body.nodes]  # noqa: E731
+    assert names(forward).count("matmul") == 1 and "tanh" in names(forward)
+    assert names(backward).count("matmul") == 1 and not {"tanh", "sech2"} & set(names(backward))
+
+    n_steps = None
+    M, v, C = sd.matrix("M", (3, 4)), sd.vector("v", 3), sd.matrix("C", (2, 3))
+    xs = {"vec": sd.matrix("xv", (n_steps, 3)), "mat": sd.tensor("xm", (n_steps, 3, 3)), "s": sd.vector("xs", n_steps)}
+    deep = sd.tensor("deep", (2, 4, 3))
+
+    def step(c, x):
+        terms = [
+            sd.sum(sd.sin(x["vec"] @ M)),  # per-step vector @ fixed matrix
+            sd.sum(sd.exp(0.1 * (x["mat"] @ M))),  # per-step matrix @ fixed matrix
+            sd.sum(sd.cos(C @ x["mat"])),  # fixed matrix @ per-step matrix
+            sd.sum(sd.tanh(v @ x["mat"])),  # fixed vector @ per-step matrix
+            sd.sum(sd.sin(C @ x["vec"])),  # fixed matrix @ per-step vector
+            sd.sum(sd.exp(x["s"] * v)),  # a per-step scalar broadcast against a vector
+            sd.sum(sd.cos(x["vec"] + sd.transpose(M)[:2, :])),  # a per-step vector against a matrix
+            sd.sum(sd.sin(deep @ x["vec"])),  # a fixed 3-d operand: stays in the body
+        ]
+        new = c * 0.5 + sd.sin(c) * sum(terms[1:], terms[0])
+        return new, new * terms[0]
+
+    init = sd.scalar("c0")
+    final, ys = sd.scan(step, init, xs)
+    loss = final + sd.sum(ys)
+    hoisted_body = _loop_bodies([loss])[0]
+    assert hoisted_body.n_xs == 3 + 7  # seven expressions hoisted; deep @ x stays
+    rng = np.random.default_rng(5)
+    values = {init: 0.3, M: rng.normal(size=(3, 4)) * 0.5, v: rng.normal(size=3) * 0.5,
+              C: rng.normal(size=(2, 3)) * 0.5, deep: rng.normal(size=(2, 4, 3)) * 0.5}
+    wrt = [init, M, v, C, deep]
+    direction = [rng.normal(size=np.shape(values[w])) for w in wrt]
+    outs = [loss, *sd.grad(loss, wrt), sd.hvp(loss, init, 1.0), *sd.hvp(loss, wrt, direction, mode="fwd-rev")]
+    symbols = [init, M, v, C, deep, xs["vec"], xs["mat"], xs["s"]]
+    kernel = sd.function(symbols, outs)
+    for n in (0, 1, 4):
+        values.update({xs["vec"]: rng.normal(size=(n, 3)), xs["mat"]: rng.normal(size=(n, 3, 3)),
+                       xs["s"]: rng.normal(size=n)})
+        c, unrolled_ys = init, []
+        for t in range(n):
+            c, y = step(c, {key: x[t] for key, x in xs.items()})
+            unrolled_ys.append(y)
+        unrolled = c + sum(unrolled_ys, sd.constant(0.0))
+        want = sd.evaluate([unrolled, *sd.grad(unrolled, wrt), sd.hvp(unrolled, init, 1.0),
+                            *sd.hvp(unrolled, wrt, direction, mode="fwd-rev")], values)
+        reference = sd.evaluate(outs, values)
+        compiled = kernel(*[values[s] for s in symbols])
+        for k, (r, g, w) in enumerate(zip(reference, compiled, want)):
+            assert _close(r, w, 1e-10) and _close(g, w, 1e-10), f"output {k} at n={n}"
+
+
+def test_a_body_writes_into_arrays_allocated_once_without_clobbering_its_carries():
+    """Compiled bodies take their arrays from the loop (allocated at the first step); a
+    carry the body returns is read by the next step, which must write elsewhere: carries
+    that are an intermediate, a view of one (a transpose), the same array as a per-step
+    output, a product that reads the old carry while writing (M @ w), or passed through
+    unchanged, all equal the reference at every length."""
+    M, A0, v0 = sd.matrix("M", (3, 3)), sd.matrix("A0", (3, 3)), sd.vector("v0", 3)
+    X = sd.matrix("X", (None, 3))
+
+    def step(carry, x):
+        A, v, fixed, w = carry
+        inner = sd.sin(A @ M) * 0.5
+        new_v = sd.tanh(inner @ v + x)
+        return (sd.transpose(inner), new_v, fixed, M @ w), (new_v, inner[0])
+
+    (A, v, fixed, w), (vs, rows) = sd.scan(step, (A0, v0, v0 * 2.0, v0), X)
+    outs = [A, v, fixed, w, vs, rows, *sd.grad(sd.sum(A * A) + sd.sum(vs) + sd.sum(rows) + sd.sum(w), [M, A0, v0])]
+    f = sd.function([M, A0, v0, X], outs)
+    assert "_body_workspace(" in f.source
+    rng = np.random.default_rng(8)
+    values = {M: rng.normal(size=(3, 3)), A0: rng.normal(size=(3, 3)), v0: rng.normal(size=3)}
+    for n in (0, 1, 2, 5):
+        values[X] = rng.normal(size=(n, 3))
+        got = f(*values.values())
+        for k, (g, w) in enumerate(zip(got, sd.evaluate(outs, values))):
+            assert _close(g, w, 1e-12), f"output {k} at n={n}"

@@ -47,14 +47,17 @@ _STANDARD_HEADER = {
 _IMPORT = "from symdiff.backends.loops import KernelLoopError, KernelLoopShapeError"
 
 
-def _function(L, name: str, placeholders, outputs) -> str:
-    """Define ``name(*placeholders) -> tuple(outputs)`` at module level; returns name."""
+def _function(L, name: str, placeholders, outputs, workspace: bool = False):
+    """Define ``name(*placeholders) -> tuple(outputs)`` at module level; returns its
+    Program.  With ``workspace``, ``name`` also takes its arrays after the placeholders, as
+    ``name_workspace(*placeholders)`` allocates them (see ``Lowering.workspace``)."""
     from ..rewrite import optimize
 
     program = None
     for outs in (list(optimize(list(outputs))), list(outputs)):
         nested = Lowering(list(placeholders), outs, kernel_name=name)
         nested.single_output = False
+        nested.workspace = workspace
         program = nested.run()
         if not program.hidden:
             break
@@ -66,6 +69,21 @@ def _function(L, name: str, placeholders, outputs) -> str:
     for key, value in nested.module_lines.items():
         L.module_lines.setdefault(key, value)
     L.module_lines[name] = source.strip("\n") + "\n"
+    return program
+
+
+def _allocating_body(L, name: str, program, placeholders) -> str:
+    """``name(*placeholders)``: the workspace body ``program`` called on a fresh workspace
+    (for the recomputations of checkpointed reverse sweeps, which call the body elsewhere)."""
+    inputs = program.params[:len(placeholders)]
+    arrays = [array for array, _ in program.workspace]
+    signature = "(" + ", ".join(Lowering.numba_type(x.dtype, x.ndim) for x in placeholders) + ")"
+    L.module_lines[name] = "\n".join([
+        f"@njit({signature}, nogil=True, error_model=\"numpy\", cache=_SD_CACHE)",
+        f"def {name}({', '.join(inputs)}):",
+        f"    ({', '.join(arrays)},) = {program.kernel_name}_workspace({', '.join(inputs)})",
+        f"    return {program.kernel_name}({', '.join(inputs + arrays)})",
+        "", ""])
     return name
 
 
@@ -105,6 +123,13 @@ def _store(target: str, lead: str, source: str, dims, indent: str = "") -> list:
     lines = [f"{indent}{'    ' * k}for {i} in range({d}):" for k, (i, d) in enumerate(zip(idx, dims))]
     lines.append(f"{indent}{'    ' * len(dims)}{target}[{lead}, {', '.join(idx)}] = {source}[{', '.join(idx)}]")
     return lines
+
+
+def _numpy_of(numba_type: str) -> tuple:
+    """(NumPy dtype spelling, ndim) of an array type spelled like ``float64[:, ::1]``."""
+    scalar, axes = numba_type.split("[", 1)
+    dtype = {numba: ours for ours, numba in NUMBA_SCALAR.items()}[scalar]
+    return NUMPY_NAME[dtype], axes.count(":") - axes.count("::")
 
 
 def _shape_text(dims) -> str:
@@ -163,9 +188,10 @@ def _lower_group(L, node: Expr, key) -> dict:
             message = f"{label}: xs[{k}] and the loop have different numbers of steps"
             lines.append(f"    raise KernelLoopShapeError({message!r})")
 
-    body_fn = _function(L, f"{prefix}_body", body.placeholders,
-                        list(body.outputs[:-1] if body.has_cond else body.outputs))
-    cond_fn = _function(L, f"{prefix}_cond", body.placeholders, [body.cond]) if body.has_cond else None
+    body_program = _function(L, f"{prefix}_body", body.placeholders,
+                             list(body.outputs[:-1] if body.has_cond else body.outputs), workspace=True)
+    body_fn = body_program.kernel_name
+    cond_fn = _function(L, f"{prefix}_cond", body.placeholders, [body.cond]).kernel_name if body.has_cond else None
 
     carries = [f"c{p}_{i}" for i in range(c)]
     for name, value, x in zip(carries, init, init_nodes):
@@ -180,7 +206,8 @@ def _lower_group(L, node: Expr, key) -> dict:
     plan = _checkpoint_plan(L, members, params, n_text, p)
     checkpoint_lines = []
     if plan is not None:  # store some carries only; reverse loops recompute the others
-        plan.update(body_fn=f"{prefix}_body", xs=xs, consts=consts, n=n_text, reverse=params["reverse"],
+        plan_body = _allocating_body(L, f"{prefix}_alloc", body_program, body.placeholders) if body_program.workspace else body_fn
+        plan.update(body_fn=plan_body, xs=xs, consts=consts, n=n_text, reverse=params["reverse"],
                     n_carry=c, n_ys=body.n_ys, carries=carries)
         shapes = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
         if "binomial" in plan:
@@ -233,6 +260,15 @@ def _lower_group(L, node: Expr, key) -> dict:
     carry_dims = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
     indent = "    "
     trips = f"trips{p}" if cond_fn else n_text
+    arrays = [f"w{p}_{k}" for k in range(len(body_program.workspace))]
+    if arrays:  # allocated at the first step, from its inputs; the returned ones twice, for alternate steps
+        first = f"{trips} == 0" if cond_fn else f"{step} == 0"
+        spare = {k: f"w{p}_{k}b" for k, (name, _) in enumerate(body_program.workspace)
+                 if name in body_program.returned_buffers}
+        for k, (_, numba_type) in enumerate(body_program.workspace):
+            dtype, ndim = _numpy_of(numba_type)
+            empty = f"np.empty({_shape_text(['0'] * ndim)}, dtype={dtype})"
+            lines.extend(f"{w} = {empty}" for w in [arrays[k]] + ([spare[k]] if k in spare else []))
     if cond_fn:
         lines.append(f"{trips} = 0")
     if n_text is None:
@@ -248,7 +284,16 @@ def _lower_group(L, node: Expr, key) -> dict:
     lines.extend(checkpoint_lines)
     for i, name in tapes.items():
         lines.extend(_store(name, t, carries[i], carry_dims[i], indent))
-    lines.append(f"{indent}({', '.join(outs or ['_'])},) = {body_fn}({call_args})")
+    if arrays:
+        lines.append(f"{indent}if {first}:")
+        lines.append(f"{indent}    ({', '.join(arrays)},) = {body_fn}_workspace({call_args})")
+        if spare:
+            others = [spare.get(k, "_") for k in range(len(arrays))]
+            lines.append(f"{indent}    ({', '.join(others)},) = {body_fn}_workspace({call_args})")
+    lines.append(f"{indent}({', '.join(outs or ['_'])},) = {body_fn}({', '.join([call_args] + arrays)})")
+    if arrays and spare:  # the carries just returned are read by the next step, which writes the others
+        mine, theirs = [arrays[k] for k in spare], list(spare.values())
+        lines.append(f"{indent}{', '.join(mine)}, {', '.join(theirs)} = {', '.join(theirs)}, {', '.join(mine)}")
     for i, name in nexts.items():
         lines.extend(_store(name, t, carries[i], carry_dims[i], indent))
     for j, name in ys.items():

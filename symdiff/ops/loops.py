@@ -220,6 +220,140 @@ def make_body(level: int, t: Expr, carries: list, slices: list, outputs: list, n
     return body, consts
 
 
+# Elementwise ops cheap enough that computing them for every step ahead of the loop
+# gains nothing for the memory it costs (an (n, ...) array per hoisted expression).
+_CHEAP_ELEMENTWISE = frozenset({
+    "abs", "add", "cast", "ceil", "copysign", "div", "equal", "floor", "greater", "greater_equal", "less",
+    "less_equal", "logical_and", "logical_not", "logical_or", "maximum", "minimum", "mul", "neg", "not_equal",
+    "rint", "sign", "stop_gradient", "sub", "trunc", "where"})
+
+
+def hoist_maps(body: Body, xs: list, consts: list, lengths_checked: bool = True) -> tuple:
+    """(body, xs, consts) with the costly per-step work that reads no carry and not the
+    step index (``U @ x_t + b`` in an RNN, the pre-activation ``W @ h_t + U @ x_t + b``
+    a reverse sweep recomputes from the stored carry ``h_t``) computed for every step
+    before the loop, as whole-array operations (a matrix product instead of n
+    matrix-vector products): it becomes one more xs of the loop.
+
+    Only elementwise ops and matrix products with one per-step operand are batched;
+    anything else stays in the body.  A stored carry that a checkpoint policy would
+    recompute segment by segment is not read whole, and while loops are left alone.
+    Unless ``lengths_checked`` (a derived loop, whose xs all come from checked ones), an
+    expression reads two xs only when their lengths are static and equal: the loop's own
+    error for xs of different lengths must come first, not a broadcasting error."""
+    if body.has_cond or not body.n_xs:
+        return body, list(xs), list(consts)
+    slot_of = {p.id: k for k, p in enumerate(body.slices)}
+    recomputed = {p.id for p, x in zip(body.slices, xs)
+                  if x.op is LOOP and x.params["part"][0] in ("tape", "next") and x.params["checkpoint"] != "all"}
+    steps = {body.t.id, *(c.id for c in body.carries), *recomputed}
+    per_step, mapped = set(slot_of) - recomputed, {}  # mapped: node id -> reads per-step data only, batchable
+    for node in body.nodes:
+        if node.id in steps or any(x.id in steps for x in node.inputs):
+            steps.add(node.id)
+        elif node.id in per_step or any(x.id in per_step for x in node.inputs):
+            per_step.add(node.id)
+            if node.id in slot_of or (_batchable(node, per_step)
+                                      and all(x.id in mapped for x in node.inputs if x.id in per_step)):
+                mapped[node.id] = node
+    readers = {o.id for o in body.outputs}
+    for node in body.nodes:
+        if node.id not in mapped:
+            readers.update(x.id for x in node.inputs)
+    roots = [node for node in mapped.values()
+             if node.id in readers and node.id not in slot_of and _worth_hoisting(node, mapped, body.slices)
+             and (lengths_checked or _one_length(node, mapped, slot_of, xs))]
+    if not roots:
+        return body, list(xs), list(consts)
+    outer = {p.id: (x, True) for p, x in zip(body.slices, xs)}
+    outer.update((p.id, (c, False)) for p, c in zip(body.consts, consts))
+    stacked = [_batched(root, outer) for root in roots]
+    fresh = [temporary(root.type) for root in roots]
+    outputs = _substitute(list(body.outputs), {root.id: f for root, f in zip(roots, fresh)})
+    new_body, new_consts = make_body(body.level, body.t, list(body.carries), list(body.slices) + fresh, outputs,
+                                     body.n_ys, body.has_cond, {p.id: c for p, c in zip(body.consts, consts)})
+    return new_body, list(xs) + stacked, new_consts
+
+
+def _one_length(root: Expr, mapped: dict, slot_of: dict, xs: list) -> bool:
+    """Whether the xs that ``root`` reads have one static length, or are one xs."""
+    read = {slot_of[n.id] for n in toposort([root]) if n.id in slot_of and n.id in mapped}
+    lengths = {xs[k].type.shape[0] for k in read}
+    return len(read) <= 1 or (len(lengths) == 1 and None not in lengths)
+
+
+def _batchable(node: Expr, per_step: set) -> bool:
+    """Whether ``node`` (reading per-step values) has a whole-array form here."""
+    if node.op.kind == "elementwise":
+        return True
+    if node.op.name != "matmul":
+        return False
+    a, b = node.inputs
+    if (a.id in per_step) == (b.id in per_step):
+        return False  # both per step: a batched product of two stacks, not worth a rule here
+    fixed = b if a.id in per_step else a
+    return fixed.ndim <= 2
+
+
+def _worth_hoisting(root: Expr, mapped: dict, slices) -> bool:
+    """Whether the expression ``root`` contains a product or a transcendental op, and its
+    per-step value is no larger than four times the per-step slices it reads."""
+    costly, read, stack = False, 0, [root]
+    seen = set()
+    slice_ids = {p.id for p in slices}
+    while stack:
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        if node.id in slice_ids:
+            read += _static_size(node) or 0
+            continue
+        costly = costly or node.op.name == "matmul" or (node.op.kind == "elementwise"
+                                                        and node.op.name not in _CHEAP_ELEMENTWISE)
+        stack.extend(x for x in node.inputs if x.id in mapped)
+    size = _static_size(root)
+    return costly and (size <= 4 * read if size is not None and read else root.ndim <= max(p.ndim for p in slices))
+
+
+def _static_size(node: Expr):
+    shape = node.type.shape
+    return None if None in shape else int(np.prod(shape, dtype=np.int64))
+
+
+def _batched(node: Expr, outer: dict) -> tuple:
+    """The outer expression holding ``node`` of every step stacked on a leading axis
+    (or ``node``'s own outer value when it does not vary), and whether it is stacked."""
+    from .. import frontend as F
+
+    memo = outer
+
+    def build(u):
+        if u.id in memo:
+            return memo[u.id]
+        if not u.inputs:  # a 0-d constant kept inside
+            return u, False
+        args = [build(x) for x in u.inputs]
+        if u.op.kind == "elementwise":
+            inputs = []
+            for (value, stacked), x in zip(args, u.inputs):
+                if stacked and x.ndim < u.ndim:  # its step axis must stay leading under broadcasting
+                    value = F.expand_dims(value, tuple(range(1, 1 + u.ndim - x.ndim)))
+                inputs.append(value)
+            result = make_node(u.op, inputs, u.params)
+        else:  # matmul with one stacked operand (see _batchable)
+            (a, a_stacked), (b, _) = args
+            a_node, b_node = u.inputs
+            if a_stacked or b_node.ndim > 1:
+                result = F.matmul(a, b)  # NumPy's batch broadcasting has the step axis lead
+            else:  # fixed matrix @ a vector per step: the stack of vectors times its transpose
+                result = F.matmul(b, F.transpose(a)) if a_node.ndim == 2 else F.matmul(b, a)
+        memo[u.id] = (result, True)
+        return memo[u.id]
+
+    return build(node)[0]
+
+
 # ------------------------------------------------------------------ the op
 
 
@@ -460,6 +594,7 @@ def _split(inputs, attrs):
 def _loop_node(body, consts, n, init, xs, part, attrs, reverse=None):
     """A part of the loop (body, n, init, xs, consts) with the other attributes of ``attrs``."""
     params = {k: v for k, v in attrs.items() if k != "part"}
+    body, xs, consts = hoist_maps(body, xs, consts)
     params.update(body=body, part=part)
     if reverse is not None:
         params["reverse"] = reverse
@@ -554,7 +689,10 @@ def vjp_group(parts: dict, inputs, attrs, wanted=None) -> list:
     # W in W @ h) are not accumulated step by step in the carry (an H x H update per step):
     # their two factors become per-step outputs and one matrix product after the loop sums
     # them (sum_t a_t b_t^T = A^T B).  Other terms accumulate in the carry.
-    accumulated, outer_factors, factor_ys, factor_index = [], {}, [], {}
+    slice_cotangents = [adjoint.get(body.slices[k].id) if adjoint.get(body.slices[k].id) is not None
+                        else zeros_like(body.slices[k]) for k in fx]
+    accumulated, outer_factors, factor_ys = [], {}, []
+    factor_index = {g.id: j for j, g in enumerate(slice_cotangents)}  # per-step outputs, by their index in ys
 
     def factor(x):
         """A factor as ("slice", k) when it is a slice of xs or a stored carry, else a per-step output."""
@@ -566,8 +704,9 @@ def vjp_group(parts: dict, inputs, attrs, wanted=None) -> list:
             for i, p in enumerate(body.carries):
                 if p is source:
                     return ("tape", i)
+            x = source  # stacked as an (n, size) matrix, which the product reads transposed in place
         if x.id not in factor_index:
-            factor_index[x.id] = len(factor_ys)
+            factor_index[x.id] = len(slice_cotangents) + len(factor_ys)
             factor_ys.append(x)
         return ("ys", factor_index[x.id])
 
@@ -585,8 +724,7 @@ def vjp_group(parts: dict, inputs, attrs, wanted=None) -> list:
                 total = ADD(total, term)
             accumulated.append(m)
             carry_out.append(ADD(ga_tmp[m], total))
-    ys_out = [adjoint.get(body.slices[k].id) if adjoint.get(body.slices[k].id) is not None
-              else zeros_like(body.slices[k]) for k in fx] + factor_ys
+    ys_out = slice_cotangents + factor_ys
     # The new carry of step t is stored: the reverse body reads it instead of recomputing it.
     nexts_tmp = {i: temporary(body.carries[i].type) for i in range(body.n_carry)
                  if body.carry_out[i].inputs and body.carry_out[i].id not in {p.id for p in body.placeholders}}
@@ -624,8 +762,8 @@ def vjp_group(parts: dict, inputs, attrs, wanted=None) -> list:
                     return xs[k]
                 if kind == "tape":
                     return part_node(forward, ("tape", k))
-                return F.squeeze(_loop_node(rbody, rconsts, n, init_in, xs_in, ("ys", len(fx) + k), attrs, rev),
-                                 axis)
+                stack = _loop_node(rbody, rconsts, n, init_in, xs_in, ("ys", k), attrs, rev)
+                return stack if stack.ndim == 2 else F.squeeze(stack, axis)
             term = F.matmul(F.transpose(stacked(fa, 2)), stacked(fb, 1))  # (p, n) @ (n, q)
             total = term if total is None else ADD(total, term)
         shares[offset + body.n_carry + body.n_xs + m] = total if total is not None else zeros_like(consts[m])
