@@ -15,7 +15,10 @@ the current carry.  Running past ``max_steps`` raises ``KernelLoopError`` (an
 
 from __future__ import annotations
 
+import ast
+import io
 import re
+import tokenize
 
 from ..errors import ShapeError
 from ..ir import Expr
@@ -48,9 +51,12 @@ _IMPORT = "from symdiff.backends.loops import KernelLoopError, KernelLoopShapeEr
 
 
 def _function(L, name: str, placeholders, outputs, workspace: bool = False):
-    """Define ``name(*placeholders) -> tuple(outputs)`` at module level; returns its
-    Program.  With ``workspace``, ``name`` also takes its arrays after the placeholders, as
-    ``name_workspace(*placeholders)`` allocates them (see ``Lowering.workspace``)."""
+    """Lower ``name(*placeholders) -> tuple(outputs)``; returns its Program, whose
+    ``source`` is the function alone (what it needs at module level is added to the
+    kernel's module: regions, users' functions).  ``_define`` defines it there, or
+    ``_inlined`` pastes it into the kernel.  With ``workspace``, ``name`` also takes its
+    arrays after the placeholders (``program.workspace_lines`` allocate them; see
+    ``Lowering.workspace``)."""
     from ..rewrite import optimize
 
     program = None
@@ -68,8 +74,70 @@ def _function(L, name: str, placeholders, outputs, workspace: bool = False):
     source = re.sub(r"\b_region(\d+)\b", lambda m: f"{name}_region{m.group(1)}", source)
     for key, value in nested.module_lines.items():
         L.module_lines.setdefault(key, value)
-    L.module_lines[name] = source.strip("\n") + "\n"
+    lines = source.strip("\n").split("\n")
+    start = lines.index(next(line for line in lines if line.startswith(f"def {name}("))) - 1  # its @njit
+    if start:
+        L.module_lines[f"{name}_module"] = "\n".join(lines[:start]) + "\n"
+    program.source = "\n".join(lines[start:]) + "\n"
     return program
+
+
+def _define(L, program) -> str:
+    """Define the function of ``program`` (from ``_function``) at module level; its name."""
+    L.module_lines.setdefault(program.kernel_name, program.source)
+    return program.kernel_name
+
+
+def _inlined(program, arguments: list, outs: list, prefix: str, n_carry: int) -> list:
+    """The body of the function of ``program`` as lines of the kernel (a call costs more
+    than a small body's step, and Numba compiles the function's code once either way):
+    its parameters read ``arguments`` (bound to locals when not plain names), its locals
+    prefixed by ``prefix``, its returned tuple assigned to ``outs`` (carries, then ys).
+    A function copies a result that is an input or another result; here a carry passed
+    through unchanged and a per-step output (stored at once) need no copy."""
+    lines = program.source.rstrip("\n").split("\n")
+    body = [line[4:] for line in lines[2:]]
+    if not body[-1].startswith("return "):
+        raise LoweringError(f"internal: {program.kernel_name} does not end by returning its results")
+    tree = ast.parse("\n".join(body[:-1]) or "pass")
+    assigned = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    rename, bound = {}, []
+    for param, argument in zip(program.params, arguments):
+        if re.fullmatch(r"[A-Za-z_]\w*", argument):
+            rename[param] = argument
+        else:
+            rename[param] = prefix + param
+            bound.append(f"{prefix}{param} = {argument}")
+    rename.update((name, prefix + name) for name in assigned if name not in rename)
+    renamed = _rename(body, rename)
+    results = ast.parse(renamed[-1][len("return "):], mode="eval").body.elts
+    carried = arguments[1:1 + n_carry]
+    texts = []
+    for k, result in enumerate(results):
+        copied = (result.func.value.id if isinstance(result, ast.Call) and not result.args
+                  and isinstance(result.func, ast.Attribute) and result.func.attr == "copy"
+                  and isinstance(result.func.value, ast.Name) else None)
+        texts.append(copied if copied and (k >= n_carry or copied == carried[k]) else ast.unparse(result))
+    return bound + renamed[:-1] + [f"({', '.join(outs or ['_'])},) = ({', '.join(texts)},)"]
+
+
+def _rename(lines: list, rename: dict) -> list:
+    """``lines`` of Python with the names (not attributes, strings or comments) in
+    ``rename`` replaced."""
+    edits: dict = {}
+    previous = None
+    for token in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
+        if token.type == tokenize.NAME and token.string in rename and previous != ".":
+            edits.setdefault(token.start[0] - 1, []).append((token.start[1], token.end[1], rename[token.string]))
+        if token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+            previous = token.string
+    out = list(lines)
+    for row, changes in edits.items():
+        line = out[row]
+        for begin, end, text in sorted(changes, reverse=True):
+            line = line[:begin] + text + line[end:]
+        out[row] = line
+    return out
 
 
 def _allocating_body(L, name: str, program, placeholders) -> str:
@@ -78,13 +146,38 @@ def _allocating_body(L, name: str, program, placeholders) -> str:
     inputs = program.params[:len(placeholders)]
     arrays = [array for array, _ in program.workspace]
     signature = "(" + ", ".join(Lowering.numba_type(x.dtype, x.ndim) for x in placeholders) + ")"
+    _define(L, program)
     L.module_lines[name] = "\n".join([
         f"@njit({signature}, nogil=True, error_model=\"numpy\", cache=_SD_CACHE)",
         f"def {name}({', '.join(inputs)}):",
-        f"    ({', '.join(arrays)},) = {program.kernel_name}_workspace({', '.join(inputs)})",
+        *("    " + line for line in program.workspace_lines),
         f"    return {program.kernel_name}({', '.join(inputs + arrays)})",
         "", ""])
     return name
+
+
+_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
+_ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*) = ")
+
+
+def _workspace_allocation(program, arguments: list, targets: dict, prefix: str) -> list:
+    """``program.workspace_lines`` as lines of the kernel: the body's parameters read as
+    ``arguments``, its arrays named by ``targets`` (index -> kernel name; the others
+    are not allocated), its other locals prefixed by ``prefix``."""
+    names = [array for array, _ in program.workspace]
+    rename = dict(zip(program.params, arguments))
+    lines = []
+    for line in program.workspace_lines:
+        assigned = _ASSIGNED.match(line)
+        if assigned and assigned.group(1) in names:
+            k = names.index(assigned.group(1))
+            if k not in targets:
+                continue
+            rename[names[k]] = targets[k]
+        elif assigned:
+            rename.setdefault(assigned.group(1), prefix + assigned.group(1))
+        lines.append(_IDENTIFIER.sub(lambda m: rename.get(m.group(0), m.group(0)), line))
+    return lines
 
 
 def _param_code(L, node: Expr):
@@ -190,8 +283,8 @@ def _lower_group(L, node: Expr, key) -> dict:
 
     body_program = _function(L, f"{prefix}_body", body.placeholders,
                              list(body.outputs[:-1] if body.has_cond else body.outputs), workspace=True)
-    body_fn = body_program.kernel_name
-    cond_fn = _function(L, f"{prefix}_cond", body.placeholders, [body.cond]).kernel_name if body.has_cond else None
+    body_fn = body_program.kernel_name  # inlined in the loop; defined when a recomputation calls it
+    cond_fn = _define(L, _function(L, f"{prefix}_cond", body.placeholders, [body.cond])) if body.has_cond else None
 
     carries = [f"c{p}_{i}" for i in range(c)]
     for name, value, x in zip(carries, init, init_nodes):
@@ -206,7 +299,8 @@ def _lower_group(L, node: Expr, key) -> dict:
     plan = _checkpoint_plan(L, members, params, n_text, p)
     checkpoint_lines = []
     if plan is not None:  # store some carries only; reverse loops recompute the others
-        plan_body = _allocating_body(L, f"{prefix}_alloc", body_program, body.placeholders) if body_program.workspace else body_fn
+        plan_body = (_allocating_body(L, f"{prefix}_alloc", body_program, body.placeholders)
+                     if body_program.workspace else _define(L, body_program))
         plan.update(body_fn=plan_body, xs=xs, consts=consts, n=n_text, reverse=params["reverse"],
                     n_carry=c, n_ys=body.n_ys, carries=carries)
         shapes = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
@@ -260,15 +354,23 @@ def _lower_group(L, node: Expr, key) -> dict:
     carry_dims = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
     indent = "    "
     trips = f"trips{p}" if cond_fn else n_text
+    # The body's arrays, allocated once; the ones it returns twice, for alternate steps.
+    # Static sizes are allocated here; run-time ones at the first step, from its inputs.
     arrays = [f"w{p}_{k}" for k in range(len(body_program.workspace))]
-    if arrays:  # allocated at the first step, from its inputs; the returned ones twice, for alternate steps
-        first = f"{trips} == 0" if cond_fn else f"{step} == 0"
-        spare = {k: f"w{p}_{k}b" for k, (name, _) in enumerate(body_program.workspace)
-                 if name in body_program.returned_buffers}
+    spare = {k: f"w{p}_{k}b" for k, (name, _) in enumerate(body_program.workspace)
+             if name in body_program.returned_buffers}
+    arguments = [t] + carries + slices + consts
+    allocation = _workspace_allocation(body_program, arguments, dict(enumerate(arrays)), f"w{p}_") + [
+        line for line in _workspace_allocation(body_program, arguments, spare, f"w{p}_")
+        if line.startswith(tuple(spare.values()))]
+    at_first_step = bool(arrays) and not body_program.workspace_static
+    if at_first_step:  # typed placeholders until then
         for k, (_, numba_type) in enumerate(body_program.workspace):
             dtype, ndim = _numpy_of(numba_type)
             empty = f"np.empty({_shape_text(['0'] * ndim)}, dtype={dtype})"
             lines.extend(f"{w} = {empty}" for w in [arrays[k]] + ([spare[k]] if k in spare else []))
+    elif arrays:
+        lines.extend(allocation)
     if cond_fn:
         lines.append(f"{trips} = 0")
     if n_text is None:
@@ -284,14 +386,11 @@ def _lower_group(L, node: Expr, key) -> dict:
     lines.extend(checkpoint_lines)
     for i, name in tapes.items():
         lines.extend(_store(name, t, carries[i], carry_dims[i], indent))
-    if arrays:
-        lines.append(f"{indent}if {first}:")
-        lines.append(f"{indent}    ({', '.join(arrays)},) = {body_fn}_workspace({call_args})")
-        if spare:
-            others = [spare.get(k, "_") for k in range(len(arrays))]
-            lines.append(f"{indent}    ({', '.join(others)},) = {body_fn}_workspace({call_args})")
-    lines.append(f"{indent}({', '.join(outs or ['_'])},) = {body_fn}({', '.join([call_args] + arrays)})")
-    if arrays and spare:  # the carries just returned are read by the next step, which writes the others
+    if at_first_step:
+        lines.append(f"{indent}if {trips if cond_fn else step} == 0:")
+        lines.extend(f"{indent}    {line}" for line in allocation)
+    lines.extend(indent + line for line in _inlined(body_program, arguments + arrays, outs, f"b{p}_", c))
+    if spare:  # the carries just returned are read by the next step, which writes the others
         mine, theirs = [arrays[k] for k in spare], list(spare.values())
         lines.append(f"{indent}{', '.join(mine)}, {', '.join(theirs)} = {', '.join(theirs)}, {', '.join(mine)}")
     for i, name in nexts.items():

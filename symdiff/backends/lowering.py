@@ -282,6 +282,8 @@ class Program:
     signature: str
     regions: int
     workspace: list = field(default_factory=list)  # (name, Numba type) of a loop body's arrays
+    workspace_lines: list = field(default_factory=list)  # source allocating them, over the params
+    workspace_static: bool = True  # whether those lines read no param (static sizes)
     returned_buffers: list = field(default_factory=list)  # workspace arrays the body returns
 
 
@@ -690,7 +692,7 @@ class Lowering:
                 body.append("    sizes_agree = False")
             body.append("if not sizes_agree:")
             body.append("    raise KernelShapeError()")
-        checked = list(body)  # the sizes and their checks: the workspace function repeats them
+        checked = list(body)  # the sizes and their checks: the workspace allocation repeats them
         workspace = []
         for name, lines in self.allocations:
             if name in self.dropped:
@@ -741,8 +743,10 @@ class Lowering:
         header.append("")
         header.append("")
         returned_buffers = []
+        workspace_lines = []
         if workspace:
-            header.extend(self.workspace_function(signature, params, checked, workspace))
+            sized = checked if self.dims.definitions else []  # static sizes need no check to allocate
+            workspace_lines = [self.apply_aliases(line) for line in sized + [line for _, line in workspace]]
             names = [name for name, _ in workspace]
             returned = set(_NAME.findall(ret))
             returned_buffers = [name for name in names if name in returned]
@@ -756,23 +760,14 @@ class Lowering:
                        checks=list(self.dims.checks), dim_definitions=list(self.dims.definitions),
                        signature=signature, regions=regions.count,
                        workspace=[(name, self.allocation_types[name]) for name, _ in workspace],
+                       workspace_lines=workspace_lines, workspace_static=not self.dims.definitions,
                        returned_buffers=returned_buffers)
 
     single_output = True
-    # A loop body is called once per step: its arrays are allocated once, by a function
-    # ``<name>_workspace`` taking the body's inputs, and passed in as parameters after them
-    # (an allocation costs ~60 ns, more than a step of a small body's arithmetic).
+    # A loop body is called once per step: its arrays are allocated once, by the loop
+    # (``workspace_lines``), and passed in as parameters after its inputs (an allocation
+    # costs ~60 ns, more than a step of a small body's arithmetic).
     workspace = False
-
-    def workspace_function(self, signature: str, params: list, checked: list, workspace: list) -> list:
-        """Source of ``<kernel>_workspace(*params)``: the arrays ``workspace`` lists, of the
-        sizes the inputs give (checked first, as the body checks them)."""
-        lines = checked + [line for _, line in workspace]
-        lines.append("return (" + ", ".join(name for name, _ in workspace) + ",)")
-        text = "\n".join(self.apply_aliases(line) for line in lines)
-        return [f"@njit({signature}, nogil=True, error_model=\"numpy\", cache=_SD_CACHE)",
-                f"def {self.kernel_name}_workspace({', '.join(params)}):",
-                *("    " + line if line else "" for line in text.split("\n")), "", ""]
 
     def apply_aliases(self, line: str) -> str:
         if not self.aliases:
