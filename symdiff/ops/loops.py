@@ -689,8 +689,8 @@ def vjp_group(parts: dict, inputs, attrs, wanted=None) -> list:
     # W in W @ h) are not accumulated step by step in the carry (an H x H update per step):
     # their two factors become per-step outputs and one matrix product after the loop sums
     # them (sum_t a_t b_t^T = A^T B).  Other terms accumulate in the carry.
-    slice_cotangents = [adjoint.get(body.slices[k].id) if adjoint.get(body.slices[k].id) is not None
-                        else zeros_like(body.slices[k]) for k in fx]
+    live = [k for k in fx if adjoint.get(body.slices[k].id) is not None]  # the others' cotangents are 0
+    slice_cotangents = [adjoint[body.slices[k].id] for k in live]
     accumulated, outer_factors, factor_ys = [], {}, []
     factor_index = {g.id: j for j, g in enumerate(slice_cotangents)}  # per-step outputs, by their index in ys
 
@@ -767,8 +767,9 @@ def vjp_group(parts: dict, inputs, attrs, wanted=None) -> list:
             term = F.matmul(F.transpose(stacked(fa, 2)), stacked(fb, 1))  # (p, n) @ (n, q)
             total = term if total is None else ADD(total, term)
         shares[offset + body.n_carry + body.n_xs + m] = total if total is not None else zeros_like(consts[m])
-    for k, l in enumerate(fx):
-        shares[offset + body.n_carry + l] = _loop_node(rbody, rconsts, n, init_in, xs_in, ("ys", k), attrs, rev)
+    for l in fx:
+        shares[offset + body.n_carry + l] = (_loop_node(rbody, rconsts, n, init_in, xs_in, ("ys", live.index(l)),
+                                                        attrs, rev) if l in live else zeros_like(xs[l]))
     return shares
 
 
