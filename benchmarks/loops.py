@@ -6,7 +6,8 @@ float64; the cost is sum(h_n).  Measures, for symdiff's compiled kernels:
   length (``None``: one kernel for every n);
 - per-call time of the value, value+gradient (wrt W, U, b) and an HVP through the loop
   (wrt W along a direction) at n = 10,000, and the bytes the reverse sweep stores;
-- the same with JAX's ``lax.scan`` (jit, float64) when JAX is installed, in this run.  Times are the best of 15 calls.
+- the same with JAX's ``lax.scan`` (jit, float64) when JAX is installed, and with the RNN
+  written by hand in Numba (``hand_written``), in this run.  Times are the best of 15 calls.
 
     python benchmarks/loops.py              # all of it (about a minute)
     python benchmarks/loops.py --steps 1000 --no-compile
@@ -108,6 +109,74 @@ def jax_times(n):
             "value+grad": best_of(run(value_grad), args)}
 
 
+def hand_written():
+    """(value, value+grad) of the RNN written by hand in Numba, the baseline of the issue's
+    "a hand-written Numba loop": the same algorithm as symdiff's kernels (U @ x for every step
+    and the reverse sweep's pre-activations as gemms, tanh' = sech2 of the pre-activation, one
+    W.T @ g per reverse step, W's cotangent by one gemm), calling the same BLAS, matrix-vector
+    loops and vector math (symdiff's runtime intrinsics)."""
+    from numba import njit
+
+    from symdiff.backends.runtime import _gemm, _matvec
+    from symdiff.backends.vector_math import _vm_sech2, _vm_tanh
+
+    @njit(nogil=True, error_model="numpy")
+    def forward(W, U, b, h0, X, tape):
+        n = X.shape[0]
+        ux = np.empty((n, H))
+        _gemm(ux, X, U, n, H, D, 0, 1)
+        tape[0] = h0
+        wh, pre = np.empty(H), np.empty(H)
+        for t in range(n):
+            _matvec(wh, W, tape[t], H, 1, H, 0, 0)
+            for i in range(H):
+                pre[i] = wh[i] + ux[t, i] + b[i]
+            _vm_tanh(pre, tape[t + 1])
+        return ux
+
+    @njit(nogil=True, error_model="numpy")
+    def value(W, U, b, h0, X):
+        tape = np.empty((2, H))  # the last two carries only
+        n = X.shape[0]
+        ux = np.empty((n, H))
+        _gemm(ux, X, U, n, H, D, 0, 1)
+        tape[0] = h0
+        wh, pre = np.empty(H), np.empty(H)
+        for t in range(n):
+            _matvec(wh, W, tape[t % 2], H, 1, H, 0, 0)
+            for i in range(H):
+                pre[i] = wh[i] + ux[t, i] + b[i]
+            _vm_tanh(pre, tape[(t + 1) % 2])
+        return tape[n % 2].sum()
+
+    @njit(nogil=True, error_model="numpy")
+    def value_grad(W, U, b, h0, X):
+        n = X.shape[0]
+        tape = np.empty((n + 1, H))
+        ux = forward(W, U, b, h0, X, tape)
+        pre, slope = np.empty((n, H)), np.empty((n, H))
+        _gemm(pre, tape[:n], W, n, H, H, 0, 1)
+        for t in range(n):
+            for i in range(H):
+                pre[t, i] += ux[t, i] + b[i]
+        _vm_sech2(pre, slope)
+        w_t = np.ascontiguousarray(W.T)
+        g, g_next, gb = np.ones(H), np.empty(H), np.zeros(H)
+        for s in range(n):
+            t = n - 1 - s
+            for i in range(H):
+                slope[t, i] *= g[i]
+                gb[i] += slope[t, i]
+            _matvec(g_next, w_t, slope[t], H, 1, H, 0, 0)
+            g, g_next = g_next, g
+        gW, gU = np.empty((H, H)), np.empty((H, D))
+        _gemm(gW, slope, tape[:n], H, H, n, 1, 0)
+        _gemm(gU, slope, X, H, D, n, 1, 0)
+        return tape[n].sum(), gW, gU, gb
+
+    return value, value_grad
+
+
 def revolve_steps(n: int, snapshots: int) -> int:
     """Steps the forward and reverse sweeps advance under ("binomial", snapshots): revolve's
     minimum T(n, s) = r n - C(s + r, s + 1) (r: the least with C(s + r, s) >= n), plus the
@@ -160,6 +229,13 @@ def main(argv=None) -> dict:
         report[f"steps advanced / n, {name}"] = steps / n
         # the snapshots, the carries of steps j and j + 1 in the reverse sweep, the last step's carry
         report[f"stored bytes ({name})"] = (min(snapshots, n) + 3) * H * 8
+    value_by_hand, grad_by_hand = hand_written()
+    want = grad(*values)
+    assert all(np.allclose(a, b, rtol=1e-12, atol=1e-12) for a, b in zip(grad_by_hand(*values), want))
+    report["hand-written Numba value"] = best_of(value_by_hand, values)
+    report["hand-written Numba value+grad"] = best_of(grad_by_hand, values)
+    report["hand-written value+grad / value"] = report["hand-written Numba value+grad"] / report[
+        "hand-written Numba value"]
     jax_report = jax_times(n)
     if jax_report is None:
         report["jax"] = "not installed"
