@@ -97,8 +97,9 @@ def _inlined(program, arguments: list, outs: list, prefix: str, n_carry: int) ->
     through unchanged and a per-step output (stored at once) need no copy."""
     lines = program.source.rstrip("\n").split("\n")
     body = [line[4:] for line in lines[2:]]
-    if program.workspace_static and "sizes_agree = True" in body:
-        # static sizes only: the kernel's own checks and allocations already guarantee them
+    if program.workspace_static and all(check[4].startswith("input ") for check in program.checks) \
+            and "sizes_agree = True" in body:
+        # static sizes of inputs only: the kernel's own checks and allocations guarantee them
         first = body.index("sizes_agree = True")
         body = body[:first] + body[body.index("    raise KernelShapeError()", first) + 1:]
     if not body[-1].startswith("return "):
@@ -160,7 +161,6 @@ def _allocating_body(L, name: str, program, placeholders) -> str:
     return name
 
 
-_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
 _ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*) = ")
 
 
@@ -180,8 +180,8 @@ def _workspace_allocation(program, arguments: list, targets: dict, prefix: str) 
             rename[names[k]] = targets[k]
         elif assigned:
             rename.setdefault(assigned.group(1), prefix + assigned.group(1))
-        lines.append(_IDENTIFIER.sub(lambda m: rename.get(m.group(0), m.group(0)), line))
-    return lines
+        lines.append(line)
+    return _rename(lines, rename)
 
 
 def _param_code(L, node: Expr):
