@@ -176,7 +176,7 @@ def _check_carry(kind, where, init_structure, init_leaves, new_tree):
 
 
 def _parts(level_body, consts, n, init, xs, attrs):
-    body, xs, consts = hoist_maps(level_body, xs, consts, lengths_checked=False)
+    body, xs, consts = hoist_maps(level_body, xs, consts, attrs["checkpoint"], lengths_checked=False)
     inputs = ([n] if attrs["dynamic"] else []) + list(init) + list(xs) + list(consts)
     carry = [make_node(LOOP, inputs, dict(attrs, body=body, part=("carry", i))) for i in range(body.n_carry)]
     ys = [make_node(LOOP, inputs, dict(attrs, body=body, part=("ys", j))) for j in range(body.n_ys)]

@@ -515,3 +515,74 @@ def test_a_body_writes_into_arrays_allocated_once_without_clobbering_its_carries
         got = f(*values.values())
         for k, (g, w) in enumerate(zip(got, sd.evaluate(outs, values))):
             assert _close(g, w, 1e-12), f"output {k} at n={n}"
+
+
+def test_body_arrays_whose_size_follows_the_step_or_a_carry_are_reallocated():
+    """Found by review: a workspace array sized at the first step was reused when an inner
+    loop's length follows the outer step index (wrong values, then a heap corruption)."""
+    A, h0, n = sd.matrix("A", (3, 3)), sd.vector("h0", 3), sd.scalar("n", dtype="int64")
+
+    def outer(i, h):
+        hT, ys = sd.scan(lambda c, x: (sd.tanh(A @ c), sd.tanh(A @ c)), h, length=i + 1)
+        E = sd.exp(ys)
+        return sd.tanh(hT + sd.sum(E.T @ E, axis=0) * 0.01)
+
+    final = sd.fori_loop(0, n, outer, h0)
+    f = sd.function([A, h0, n], final)
+    values = {A: RNG.normal(size=(3, 3)) * 0.5, h0: RNG.normal(size=3)}
+    for k in (1, 2, 4, 8):
+        assert _close(f(values[A], values[h0], np.int64(k)), sd.evaluate(final, {**values, n: np.int64(k)}))
+
+
+def test_a_carry_that_changes_its_run_time_size_is_refused_in_both_backends():
+    h0, X = sd.vector("h0", None), sd.matrix("X", (None, 2))
+    for body, init in ((lambda c, x: (sd.tanh(sd.concatenate([c, x])), sd.sum(c)), np.ones(3)),
+                       (lambda c, x: (sd.tanh(c[1:]), sd.sum(c)), np.arange(6.0))):
+        hT, ys = sd.scan(body, h0, X)
+        f = sd.function([h0, X], [hT, ys])
+        with pytest.raises(sd.ShapeError, match="carry 0"):
+            f(init, np.ones((3, 2)))
+        with pytest.raises(sd.ShapeError, match=r"changed carry 0 from shape"):
+            sd.evaluate([hT, ys], {h0: init, X: np.ones((3, 2))})
+
+
+def test_gradients_through_while_loops_and_object_mode_bodies_compile():
+    """Found by review: a while loop's reverse sweep had batched work sized by a trip count
+    known only once the loop ran (NotDefinedError); the gradient wrt a matrix of a while loop,
+    or anything sized by a computed count, failed to compile (older than the batching); two
+    inlined bodies calling a custom op without numba= broke LLVM's verifier."""
+    import warnings
+
+    A, v0, X = sd.matrix("A", (3, 3)), sd.vector("v0", 3), sd.matrix("X", (None, 3))
+    k, v = sd.while_loop(lambda c: c[0] < 4, lambda c: (c[0] + 1, sd.tanh(A @ c[1])),
+                         (sd.constant(np.int64(0)), v0), max_steps=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        half_sq = sd.custom_op("half_sq_loops", lambda x: x * x * 0.5, elementwise=True, vjp=lambda g, out, x: g * x)
+    cell = lambda h, x: (sd.tanh(half_sq(A @ h + x)), sd.sum(h))  # noqa: E731
+    h1, _ = sd.scan(cell, v0, X)
+    h2, _ = sd.scan(cell, h1 * 2.0, X)
+    # a count computed in the kernel: arrays and checks sized by it wait until it is known
+    counts = sd.vector("counts", None, dtype="int64")
+    hT, ys = sd.scan(lambda c, x: (sd.tanh(A @ c), sd.exp(A @ c)), v0, length=sd.sum(counts))
+    outs = [*sd.grad(sd.sum(v), [A, v0]), h2, *sd.grad(sd.sum(h2), [A, v0]), ys * 2.0, *sd.grad(sd.sum(hT), [A])]
+    values = {A: RNG.normal(size=(3, 3)) * 0.5, v0: RNG.normal(size=3), X: RNG.normal(size=(2, 3)),
+              counts: np.array([1, 2])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = sd.function(list(values), outs)(*values.values())
+    for g, w in zip(got, sd.evaluate(outs, values)):
+        assert _close(g, w, 1e-10)
+
+
+def test_a_loop_of_zero_steps_gives_per_step_outputs_their_sizes():
+    """Found by review: the reference gave 0-step ys a size 0 wherever a per-step size was
+    None, so gradients had wrong shapes (or, with batched per-step work, failed)."""
+    W, U, h0, X = sd.matrix("W", (None, None)), sd.matrix("U", (None, None)), sd.vector("h0", None), \
+        sd.matrix("X", (None, None))
+    hT, ys = sd.scan(lambda h, x: (sd.tanh(W @ h + U @ x), sd.sum(h)), h0, X)
+    grads = sd.grad(sd.sum(hT * hT) + sd.sum(ys), [W, U, h0, X])
+    args = [RNG.normal(size=(4, 4)), RNG.normal(size=(4, 2)), RNG.normal(size=4), np.zeros((0, 2))]
+    want = [(4, 4), (4, 2), (4,), (0, 2)]
+    assert [np.shape(g) for g in sd.evaluate(grads, dict(zip([W, U, h0, X], args)))] == want
+    assert [np.shape(g) for g in sd.function([W, U, h0, X], grads)(*args)] == want

@@ -94,9 +94,17 @@ def _inlined(program, arguments: list, outs: list, prefix: str, n_carry: int) ->
     its parameters read ``arguments`` (bound to locals when not plain names), its locals
     prefixed by ``prefix``, its returned tuple assigned to ``outs`` (carries, then ys).
     A function copies a result that is an input or another result; here a carry passed
-    through unchanged and a per-step output (stored at once) need no copy."""
+    through unchanged and a per-step output (stored at once) need no copy.  Workspace
+    arrays of run-time size are (re)allocated where their size differs from the step's
+    (a size may follow the step index or a carry's values)."""
     lines = program.source.rstrip("\n").split("\n")
     body = [line[4:] for line in lines[2:]]
+    if program.workspace and not program.workspace_static:
+        resize = []
+        for line in program.workspace_lines[program.prologue:]:
+            name, shape, dtype = _ALLOCATION.match(line).groups()
+            resize += [f"if {name}.shape != {shape}:", f"    {name} = np.empty({shape}, dtype={dtype})"]
+        body[program.prologue:program.prologue] = resize
     if program.workspace_static and all(check[4].startswith("input ") for check in program.checks) \
             and "sizes_agree = True" in body:
         # static sizes of inputs only: the kernel's own checks and allocations guarantee them
@@ -145,6 +153,13 @@ def _rename(lines: list, rename: dict) -> list:
     return out
 
 
+def _allocating(L, prefix: str, program, body) -> str:
+    """The name of a function computing one step of ``body`` from its inputs alone."""
+    if not program.workspace:
+        return _define(L, program)
+    return _allocating_body(L, f"{prefix}_alloc", program, body.placeholders)
+
+
 def _allocating_body(L, name: str, program, placeholders) -> str:
     """``name(*placeholders)``: the workspace body ``program`` called on a fresh workspace
     (for the recomputations of checkpointed reverse sweeps, which call the body elsewhere)."""
@@ -162,6 +177,7 @@ def _allocating_body(L, name: str, program, placeholders) -> str:
 
 
 _ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*) = ")
+_ALLOCATION = re.compile(r"^(\w+) = np\.empty\((.*), dtype=([\w.]+)\)")
 
 
 def _workspace_allocation(program, arguments: list, targets: dict, prefix: str) -> list:
@@ -274,6 +290,7 @@ def _lower_group(L, node: Expr, key) -> dict:
             if top is not None else n_text
         if top is None:
             L.dims.describe[n_text] = f"the trip count of {label}"
+            L.dims.late[n_text] = at
     elif params["length"] is not None:
         n_text = str(params["length"])
         n_dim = params["length"]
@@ -287,7 +304,11 @@ def _lower_group(L, node: Expr, key) -> dict:
 
     body_program = _function(L, f"{prefix}_body", body.placeholders,
                              list(body.outputs[:-1] if body.has_cond else body.outputs), workspace=True)
-    body_fn = body_program.kernel_name  # inlined in the loop; defined when a recomputation calls it
+    # Inlined in the step loop, and defined when a recomputation calls it; a body that
+    # leaves nopython mode (a custom op without numba=) stays a function: LLVM rejects
+    # two inlined object-mode blocks in one kernel.
+    called = "numba.objmode" in body_program.source
+    body_fn = body_program.kernel_name
     cond_fn = _define(L, _function(L, f"{prefix}_cond", body.placeholders, [body.cond])) if body.has_cond else None
 
     carries = [f"c{p}_{i}" for i in range(c)]
@@ -303,8 +324,7 @@ def _lower_group(L, node: Expr, key) -> dict:
     plan = _checkpoint_plan(L, members, params, n_text, p)
     checkpoint_lines = []
     if plan is not None:  # store some carries only; reverse loops recompute the others
-        plan_body = (_allocating_body(L, f"{prefix}_alloc", body_program, body.placeholders)
-                     if body_program.workspace else _define(L, body_program))
+        plan_body = _allocating(L, prefix, body_program, body)
         plan.update(body_fn=plan_body, xs=xs, consts=consts, n=n_text, reverse=params["reverse"],
                     n_carry=c, n_ys=body.n_ys, carries=carries)
         shapes = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
@@ -360,21 +380,21 @@ def _lower_group(L, node: Expr, key) -> dict:
     trips = f"trips{p}" if cond_fn else n_text
     # The body's arrays, allocated once; the ones it returns twice, for alternate steps.
     # Static sizes are allocated here; run-time ones at the first step, from its inputs.
-    arrays = [f"w{p}_{k}" for k in range(len(body_program.workspace))]
+    # Static sizes are allocated here; run-time ones in the step (see _inlined), from
+    # empty arrays of their type.
+    arrays = [] if called else [f"w{p}_{k}" for k in range(len(body_program.workspace))]
     spare = {k: f"w{p}_{k}b" for k, (name, _) in enumerate(body_program.workspace)
-             if name in body_program.returned_buffers}
+             if name in body_program.returned_buffers and not called}
     arguments = [t] + carries + slices + consts
-    allocation = _workspace_allocation(body_program, arguments, dict(enumerate(arrays)), f"w{p}_") + [
-        line for line in _workspace_allocation(body_program, arguments, spare, f"w{p}_")
-        if line.startswith(tuple(spare.values()))]
-    at_first_step = bool(arrays) and not body_program.workspace_static
-    if at_first_step:  # typed placeholders until then
+    if arrays and body_program.workspace_static:
+        lines.extend(_workspace_allocation(body_program, arguments, dict(enumerate(arrays)), f"w{p}_"))
+        lines.extend(line for line in _workspace_allocation(body_program, arguments, spare, f"w{p}_")
+                     if line.startswith(tuple(spare.values())))
+    elif arrays:
         for k, (_, numba_type) in enumerate(body_program.workspace):
             dtype, ndim = _numpy_of(numba_type)
             empty = f"np.empty({_shape_text(['0'] * ndim)}, dtype={dtype})"
             lines.extend(f"{w} = {empty}" for w in [arrays[k]] + ([spare[k]] if k in spare else []))
-    elif arrays:
-        lines.extend(allocation)
     if cond_fn:
         lines.append(f"{trips} = 0")
     if n_text is None:
@@ -390,10 +410,15 @@ def _lower_group(L, node: Expr, key) -> dict:
     lines.extend(checkpoint_lines)
     for i, name in tapes.items():
         lines.extend(_store(name, t, carries[i], carry_dims[i], indent))
-    if at_first_step:
-        lines.append(f"{indent}if {trips if cond_fn else step} == 0:")
-        lines.extend(f"{indent}    {line}" for line in allocation)
-    lines.extend(indent + line for line in _inlined(body_program, arguments + arrays, outs, f"b{p}_", c))
+    if called:
+        lines.append(f"{indent}({', '.join(outs or ['_'])},) = {_allocating(L, prefix, body_program, body)}({call_args})")
+    else:
+        lines.extend(indent + line for line in _inlined(body_program, arguments + arrays, outs, f"b{p}_", c))
+    for i, x in enumerate(init_nodes):  # a body may not change a carry's run-time size
+        if any(isinstance(d, str) for d in L.dims_of(x)):
+            message = f"{label}: the body changed the shape of carry {i}; a carry must keep its shape"
+            lines.append(f"{indent}if {carries[i]}.shape != {_shape_text(carry_dims[i])}:")
+            lines.append(f"{indent}    raise KernelLoopShapeError({message!r})")
     if spare:  # the carries just returned are read by the next step, which writes the others
         mine, theirs = [arrays[k] for k in spare], list(spare.values())
         lines.append(f"{indent}{', '.join(mine)}, {', '.join(theirs)} = {', '.join(theirs)}, {', '.join(mine)}")

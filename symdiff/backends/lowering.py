@@ -157,6 +157,9 @@ class Dims:
         self.memo: dict = {}
         self.describe: dict = {}
         self.checks = []  # (left code, right code, left description, right description, context)
+        # Sizes known only once part of the kernel ran (the trip count of a while loop, or of
+        # a loop whose count is computed): name -> the prelude (step index) defining it.
+        self.late: dict = {}
 
     def new(self, code: str, description: str, key=None):
         if key is not None and key in self.memo:
@@ -198,10 +201,14 @@ class Dims:
         if isinstance(a, int) and isinstance(b, int):
             raise LoweringError(f"internal: static sizes {a} and {b} meet in {context}")
         self.checks.append((str(a), str(b), self.description(a), self.description(b), context))
-        if isinstance(b, int) or (isinstance(a, str) and int(a[1:]) > int(b[1:])):
+        if isinstance(b, int) or (isinstance(a, str) and self.age(a) > self.age(b)):
             a, b = b, a
         self.parent[b] = a  # the static or the older one represents both
         return a
+
+    def age(self, name: str) -> tuple:
+        """Definition order (late sizes after every size computed at the kernel's top)."""
+        return (1, self.late[name]) if name in self.late else (0, int(name[1:]))
 
     def require(self, left: str, right: str, left_text: str, right_text: str, context: str):
         """A check that two size expressions agree, without unifying anything."""
@@ -284,6 +291,7 @@ class Program:
     workspace: list = field(default_factory=list)  # (name, Numba type) of a loop body's arrays
     workspace_lines: list = field(default_factory=list)  # source allocating them, over the params
     workspace_static: bool = True  # whether those lines read no param (static sizes)
+    prologue: int = 0  # lines of the function computing and checking sizes, before its allocations
     returned_buffers: list = field(default_factory=list)  # workspace arrays the body returns
 
 
@@ -683,6 +691,17 @@ class Lowering:
                     self.dims.checks.append((f"{self.param_of[s.id]}.shape[{k}]", str(d),
                                              f"{self.label(s)}.shape[{k}]", f"the declared {d}",
                                              f"input {self.label(s)} of type {s.type!r}"))
+        deferred: dict = {}  # prelude index -> (late sizes, lines) to place right after their definition
+        late_checks = []
+        for check in self.dims.checks:  # a late size is checked where it is known, with its own message
+            late = [d for d in self.dims.late if re.search(rf"\b{d}\b", check[0] + " " + check[1])]
+            if late:
+                left, right, left_text, right_text, context = check
+                message = f"{context}: {left_text} and {right_text} differ"
+                deferred.setdefault(max(self.dims.late[d] for d in late), []).append(
+                    (late, [f"if {left} != {right}:", f"    raise KernelLoopShapeError({message!r})"]))
+                late_checks.append(check)
+        self.dims.checks = [check for check in self.dims.checks if check not in late_checks]
         # One raise site for all checks: each raise is a lot of code for Numba to
         # compile; the caller finds which check failed by re-evaluating them in Python.
         if self.dims.checks:
@@ -697,13 +716,21 @@ class Lowering:
         for name, lines in self.allocations:
             if name in self.dropped:
                 continue
+            late = [d for d in self.dims.late if re.search(rf"\b{d}\b", lines[0])]
+            if late:
+                deferred.setdefault(max(self.dims.late[d] for d in late), []).append((late, lines))
+                continue
             if self.workspace and name in self.allocation_types:
                 workspace.append((name, lines[0]))
                 lines = lines[1:]  # a fill runs at every call
             body.extend(lines)
         regions = RegionCounter()
         for index in range(len(self.steps) + 1):
-            body.extend(regions.lines(self.prelude(index), self))
+            prelude = self.prelude(index)
+            for late, lines in deferred.get(index, []):  # right after the line defining the size
+                at = max(k for k, line in enumerate(prelude) if any(line.startswith(f"{d} = ") for d in late))
+                prelude[at + 1:at + 1] = lines
+            body.extend(regions.lines(prelude, self))
             if index == len(self.steps):
                 break
             step = self.steps[index]
@@ -761,6 +788,7 @@ class Lowering:
                        signature=signature, regions=regions.count,
                        workspace=[(name, self.allocation_types[name]) for name, _ in workspace],
                        workspace_lines=workspace_lines, workspace_static=not self.dims.definitions,
+                       prologue=len(checked),
                        returned_buffers=returned_buffers)
 
     single_output = True

@@ -228,7 +228,7 @@ _CHEAP_ELEMENTWISE = frozenset({
     "rint", "sign", "stop_gradient", "sub", "trunc", "where"})
 
 
-def hoist_maps(body: Body, xs: list, consts: list, lengths_checked: bool = True) -> tuple:
+def hoist_maps(body: Body, xs: list, consts: list, checkpoint="all", lengths_checked: bool = True) -> tuple:
     """(body, xs, consts) with the costly per-step work that reads no carry and not the
     step index (``U @ x_t + b`` in an RNN, the pre-activation ``W @ h_t + U @ x_t + b``
     a reverse sweep recomputes from the stored carry ``h_t``) computed for every step
@@ -236,12 +236,14 @@ def hoist_maps(body: Body, xs: list, consts: list, lengths_checked: bool = True)
     matrix-vector products): it becomes one more xs of the loop.
 
     Only elementwise ops and matrix products with one per-step operand are batched;
-    anything else stays in the body.  A stored carry that a checkpoint policy would
-    recompute segment by segment is not read whole, and while loops are left alone.
+    anything else stays in the body.  Nothing is moved under a checkpoint policy other
+    than "all" (the moved work is an (n, ...) array, the memory such a policy saves; a
+    stored carry it recomputes segment by segment is never read whole either), and while
+    loops are left alone.
     Unless ``lengths_checked`` (a derived loop, whose xs all come from checked ones), an
     expression reads two xs only when their lengths are static and equal: the loop's own
     error for xs of different lengths must come first, not a broadcasting error."""
-    if body.has_cond or not body.n_xs:
+    if body.has_cond or not body.n_xs or checkpoint != "all" or not all(_known_upfront(x) for x in xs):
         return body, list(xs), list(consts)
     slot_of = {p.id: k for k, p in enumerate(body.slices)}
     recomputed = {p.id for p, x in zip(body.slices, xs)
@@ -273,6 +275,27 @@ def hoist_maps(body: Body, xs: list, consts: list, lengths_checked: bool = True)
     new_body, new_consts = make_body(body.level, body.t, list(body.carries), list(body.slices) + fresh, outputs,
                                      body.n_ys, body.has_cond, {p.id: c for p, c in zip(body.consts, consts)})
     return new_body, list(xs) + stacked, new_consts
+
+
+def _known_upfront(x: Expr) -> bool:
+    """Whether the leading size of xs ``x`` follows from the function's inputs alone (a loop
+    part of a while loop, or of a loop whose count is computed, knows it only once run)."""
+    for node in toposort([x]):
+        if node.op is LOOP:
+            params = node.params
+            if params["body"].has_cond or (params["dynamic"] and not _count_upfront(node.inputs[0])):
+                return False
+    return True
+
+
+def _count_upfront(n: Expr) -> bool:
+    """Whether a trip count is a scalar function of input symbols and their sizes (what
+    the compiled kernel can compute before anything runs)."""
+    if n.is_symbol or (n.op is CONSTANT and n.ndim == 0):
+        return True
+    if n.op.name == "dim":
+        return n.inputs[0].is_symbol
+    return n.op.kind == "elementwise" and n.ndim == 0 and all(_count_upfront(x) for x in n.inputs)
 
 
 def _one_length(root: Expr, mapped: dict, slot_of: dict, xs: list) -> bool:
@@ -414,6 +437,30 @@ def _run_body(body: Body, values: dict) -> list:
     return [values[o.id] for o in body.outputs]
 
 
+def _same_shape(kind: str, i: int, new: np.ndarray, shape: tuple, step: int) -> np.ndarray:
+    if new.shape != shape:
+        raise ShapeError(f"{kind}: step {step} changed carry {i} from shape {shape} to {new.shape}; a carry "
+                         f"must keep its shape")
+    return new
+
+
+def _per_step_shape(body: Body, y: Expr, inputs: list) -> tuple:
+    """The shape of the per-step output ``y`` without running a step (a loop of zero steps):
+    each size ``None`` is that of the carry, slice or const it keeps (0 if none does)."""
+    from ..backends.loops import _placeholder_axis
+
+    shape = []
+    for k, static in enumerate(y.type.shape):
+        found = None if static is not None else _placeholder_axis(body, y, k)
+        if found is None:
+            shape.append(0 if static is None else static)
+            continue
+        slot, axis = found
+        array = inputs[slot - 1]
+        shape.append(array.shape[axis + (1 if body.n_carry < slot <= body.n_carry + body.n_xs else 0)])
+    return tuple(shape)
+
+
 def run_loop(args, body, length, dynamic, reverse, kind, need_tape=True) -> dict:
     """Run the loop with NumPy: {"carry": [...], "ys": [...], "tape": [...], "trips": n}."""
     args = list(args)
@@ -447,7 +494,8 @@ def run_loop(args, body, length, dynamic, reverse, kind, need_tape=True) -> dict
         if need_tape:
             tape_steps.append(carries)
         outs = _run_body(body, values)
-        carries = [np.asarray(c) for c in outs[:body.n_carry]]
+        carries = [_same_shape(kind, i, np.asarray(c), np.shape(a), step)
+                   for i, (c, a) in enumerate(zip(outs[:body.n_carry], args[:body.n_carry]))]
         if need_tape:
             next_steps.append(carries)
         ys_steps.append(outs[body.n_carry:body.n_carry + body.n_ys])
@@ -469,9 +517,9 @@ def run_loop(args, body, length, dynamic, reverse, kind, need_tape=True) -> dict
         tape_steps.reverse()
         next_steps.reverse()
     ys = []
+    inputs = [np.asarray(a) for a in args]
     for j, y in enumerate(body.ys):
-        shape = (trips,) + (tuple(np.shape(ys_steps[0][j])) if trips else
-                            tuple(0 if d is None else d for d in y.type.shape))
+        shape = (trips,) + (tuple(np.shape(ys_steps[0][j])) if trips else _per_step_shape(body, y, inputs))
         ys.append(np.array([s[j] for s in ys_steps]).reshape(shape) if trips else
                   np.zeros(shape, dtype=np.dtype(y.dtype)))
     def stacked(steps):
@@ -591,10 +639,11 @@ def _split(inputs, attrs):
     return n, ins[:c], ins[c:c + x], ins[c + x:]
 
 
-def _loop_node(body, consts, n, init, xs, part, attrs, reverse=None):
-    """A part of the loop (body, n, init, xs, consts) with the other attributes of ``attrs``."""
+def _loop_node(body, consts, n, init, xs, part, attrs, reverse=None, lengths_checked=True):
+    """A part of the loop (body, n, init, xs, consts) with the other attributes of ``attrs``
+    (``lengths_checked``: see ``hoist_maps``)."""
     params = {k: v for k, v in attrs.items() if k != "part"}
-    body, xs, consts = hoist_maps(body, xs, consts)
+    body, xs, consts = hoist_maps(body, xs, consts, params["checkpoint"], lengths_checked)
     params.update(body=body, part=part)
     if reverse is not None:
         params["reverse"] = reverse
@@ -823,4 +872,4 @@ def jvp_part(tangents, out, inputs, attrs):
         if index not in fy:
             return None
         part = ("ys", body.n_ys + fy.index(index))
-    return _loop_node(tbody, tconsts, n, init_in, xs_in, part, attrs)
+    return _loop_node(tbody, tconsts, n, init_in, xs_in, part, attrs, lengths_checked=False)  # users' tangents
