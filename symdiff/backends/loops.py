@@ -101,7 +101,7 @@ def _inlined(program, arguments: list, outs: list, prefix: str, n_carry: int) ->
     body = [line[4:] for line in lines[2:]]
     if program.workspace and not program.workspace_static:
         resize = []
-        for line in program.workspace_lines[program.prologue:]:
+        for line in program.workspace_lines[-len(program.workspace):]:
             name, shape, dtype = _ALLOCATION.match(line).groups()
             resize += [f"if {name}.shape != {shape}:", f"    {name} = np.empty({shape}, dtype={dtype})"]
         body[program.prologue:program.prologue] = resize
