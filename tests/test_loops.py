@@ -586,3 +586,40 @@ def test_a_loop_of_zero_steps_gives_per_step_outputs_their_sizes():
     want = [(4, 4), (4, 2), (4,), (0, 2)]
     assert [np.shape(g) for g in sd.evaluate(grads, dict(zip([W, U, h0, X], args)))] == want
     assert [np.shape(g) for g in sd.function([W, U, h0, X], grads)(*args)] == want
+
+
+def test_sizes_known_only_mid_kernel_work_wherever_they_are_used():
+    """Found by a second review: a scan whose length is computed from data (or is a while
+    loop's counter) has a size known only once the kernel reached it; fills, sizes computed
+    from it (concatenate, reshape, slices), its value (mean, shape[0]), a scan over its ys and
+    gradients must all wait for it.  Also: a negative count with xs of zero steps runs no step
+    in both backends, and a reverse sweep's per-step output sized through a solve compiles."""
+    v0, counts, B = sd.vector("v0", 2), sd.vector("counts", None, dtype="int64"), sd.matrix("B", (2, 2))
+    A, h0, a = sd.matrix("A", (2, 2)), sd.vector("h0", 2), sd.scalar("a")
+    _, ys = sd.scan(lambda c, x: (sd.cos(c), c + 1.0), v0, length=sd.sum(counts))
+    _, ys_less = sd.scan(lambda c, x: (sd.sin(c), sd.exp(c)), v0, length=sd.sum(counts) - 1)
+    k, v = sd.while_loop(lambda c: sd.sum(c[1] * c[1]) < 20.0,
+                         lambda c: (c[0] + 1, sd.tanh(A @ c[1]) * (1.0 + a) + c[1]),
+                         (sd.constant(np.int64(0)), h0), max_steps=30)
+    hT2, ys2 = sd.scan(lambda c, x: (sd.tanh(A @ c * a), sd.exp(A @ c) * a), v, length=k)
+    over, _ = sd.scan(lambda c, x: (c * x, c), v0, ys)
+    outs = [sd.ones_like(ys), *sd.grad(sd.sum(ys), [v0]), ys_less * 2.0, sd.concatenate([ys, B], axis=0),
+            sd.reshape(ys, (-1,)), ys[1:], sd.mean(ys), sd.astype(ys.shape[0], "float64") * 2.0, over,
+            *sd.grad(sd.sum(hT2) + sd.sum(ys2 * ys2), [A, h0, a])]
+    values = {v0: np.array([0.1, 0.2]), counts: np.array([1, 2]), B: np.ones((2, 2)), A: np.eye(2) * 0.5,
+              h0: np.array([0.3, 0.4]), a: 0.5}
+    f = sd.function(list(values), outs)
+    for g, w in zip(f(*values.values()), sd.evaluate(outs, values)):
+        assert _close(g, w, 1e-10)
+
+    n, X = sd.scalar("n", dtype="int64"), sd.matrix("X", (None, 2))
+    hT, ys = sd.scan(lambda c, x: (c + x, sd.sum(c)), v0, X, length=n)
+    empty = {v0: np.array([0.1, 0.2]), n: np.int64(-1), X: np.zeros((0, 2))}
+    for got in (sd.function(list(empty), [hT, ys])(*empty.values()), sd.evaluate([hT, ys], empty)):
+        assert _close(got[0], [0.1, 0.2]) and np.shape(got[1]) == (0,)
+
+    W, h, Xs = sd.matrix("W", (None, None)), sd.vector("h", None), sd.matrix("Xs", (None, None))
+    hT, _ = sd.scan(lambda c, x: (sd.tanh(sd.linalg.solve(W, c + x)), sd.sum(c)), h, Xs)
+    grad = sd.grad(sd.sum(hT * hT), Xs)
+    values = {W: np.eye(3) * 2.0, h: np.array([0.1, 0.2, 0.3]), Xs: np.ones((4, 3)) * 0.1}
+    assert _close(sd.function(list(values), grad)(*values.values()), sd.evaluate(grad, values), 1e-10)

@@ -44,4 +44,5 @@ def lower_constant(L, node: Expr):
 def lower_dim(L, node: Expr):
     (x,) = node.inputs
     L.shape[node.id] = ()
-    L.values[node.id] = Value("scalar", name=L.dims.text(L.shape[x.id][node.params["axis"]]))
+    name = L.dims.text(L.shape[x.id][node.params["axis"]])
+    L.values[node.id] = Value("scalar", name=name, avail=L.dims.late.get(name, 0))  # a late size exists from there

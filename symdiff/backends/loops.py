@@ -211,7 +211,8 @@ def _param_code(L, node: Expr):
         return literal(node.params["value"].array[()], node.dtype)
     if node.op.name == "dim":
         (x,) = node.inputs
-        return L.dims.text(L.shape[x.id][node.params["axis"]]) if x.id in L.shape else None
+        size = L.dims.text(L.shape[x.id][node.params["axis"]]) if x.id in L.shape else None
+        return None if size in L.dims.late else size  # a late size is not known at the top
     if node.op.kind == "elementwise" and node.ndim == 0:
         args = [_param_code(L, x) for x in node.inputs]
         if any(a is None for a in args):
@@ -660,6 +661,10 @@ def _axis_sources(node: Expr, k: int) -> list:
     if name == "slice":  # an axis taken whole keeps its size (an integer pick keeps a size-1 axis)
         index = node.params["index"]
         return [(inputs[0], k)] if k >= len(index) or index[k] == (None, None, 1) else []
+    if name in ("solve", "solve_triangular", "cho_solve"):  # the shape of the right-hand side
+        return [(inputs[1], k)] if inputs[1].ndim == node.ndim else []
+    if name in ("cholesky", "cho_inverse"):
+        return [(inputs[0], k)]
     if name in ("sum", "max", "min", "prod"):
         reduced = set(node.params["axes"])
         kept = [a for a in range(inputs[0].ndim) if node.params["keepdims"] or a not in reduced]

@@ -160,12 +160,23 @@ class Dims:
         # Sizes known only once part of the kernel ran (the trip count of a while loop, or of
         # a loop whose count is computed): name -> the prelude (step index) defining it.
         self.late: dict = {}
+        self.late_definitions = []  # (name, code) of sizes computed from late ones
+
+    def late_in(self, code: str) -> list:
+        """The late sizes that the source ``code`` mentions."""
+        return [d for d in self.late if re.search(rf"\b{d}\b", code)]
 
     def new(self, code: str, description: str, key=None):
         if key is not None and key in self.memo:
             return self.memo[key]
-        name = f"n{len(self.definitions)}"
-        self.definitions.append((name, code))
+        late = self.late_in(code)
+        if late:  # computed from a late size: late too, defined right after it
+            name = f"nlate{len(self.late_definitions)}"
+            self.late[name] = max(self.late[d] for d in late)
+            self.late_definitions.append((name, code))
+        else:
+            name = f"n{len(self.definitions)}"
+            self.definitions.append((name, code))
         self.describe[name] = description
         if key is not None:
             self.memo[key] = name
@@ -427,6 +438,8 @@ class Lowering:
                 indent += "    "
             lines.append(f"{indent}{name}[{_index_text([f'i{k}' for k in range(node.ndim)])}] = {fill}")
         if fill_at is not None:
+            late = self.dims.late_in(lines[0])  # the fill runs where the size is known
+            fill_at = max([fill_at] + [self.dims.late[d] for d in late])
             self.prelude(fill_at).extend(lines[1:])
             lines = lines[:1]
         self.allocations.append((name, lines))
@@ -692,9 +705,13 @@ class Lowering:
                                              f"{self.label(s)}.shape[{k}]", f"the declared {d}",
                                              f"input {self.label(s)} of type {s.type!r}"))
         deferred: dict = {}  # prelude index -> (late sizes, lines) to place right after their definition
+        for name, code in self.dims.late_definitions:
+            late = self.dims.late_in(code)
+            deferred.setdefault(self.dims.late[name], []).append(
+                (late, [f"{name} = {code}  # {self.dims.describe[name]}"]))
         late_checks = []
         for check in self.dims.checks:  # a late size is checked where it is known, with its own message
-            late = [d for d in self.dims.late if re.search(rf"\b{d}\b", check[0] + " " + check[1])]
+            late = self.dims.late_in(check[0] + " " + check[1])
             if late:
                 left, right, left_text, right_text, context = check
                 message = f"{context}: {left_text} and {right_text} differ"
@@ -716,7 +733,7 @@ class Lowering:
         for name, lines in self.allocations:
             if name in self.dropped:
                 continue
-            late = [d for d in self.dims.late if re.search(rf"\b{d}\b", lines[0])]
+            late = self.dims.late_in(lines[0])
             if late:
                 deferred.setdefault(max(self.dims.late[d] for d in late), []).append((late, lines))
                 continue
@@ -728,7 +745,8 @@ class Lowering:
         for index in range(len(self.steps) + 1):
             prelude = self.prelude(index)
             for late, lines in deferred.get(index, []):  # right after the line defining the size
-                at = max(k for k, line in enumerate(prelude) if any(line.startswith(f"{d} = ") for d in late))
+                at = max(k for k, line in enumerate(prelude)
+                         if isinstance(line, str) and any(line.startswith(f"{d} = ") for d in late))
                 prelude[at + 1:at + 1] = lines
             body.extend(regions.lines(prelude, self))
             if index == len(self.steps):

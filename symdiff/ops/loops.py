@@ -468,12 +468,12 @@ def run_loop(args, body, length, dynamic, reverse, kind, need_tape=True) -> dict
     carries = [np.asarray(a) for a in args[:body.n_carry]]
     xs = args[body.n_carry:body.n_carry + body.n_xs]
     consts = args[body.n_carry + body.n_xs:]
+    if n is not None and n < 0:  # a negative count runs no step, as range() does (and the kernel)
+        n = 0
     for k, x in enumerate(xs):
         if n is None or (not body.has_cond and x.shape[0] != n):
             if not body.has_cond:
                 raise ShapeError(f"{kind}: xs[{k}] has {x.shape[0]} steps but the loop runs {n}")
-    if n is not None and n < 0:
-        n = 0
     base = {p.id: v for p, v in zip(body.consts, consts)}
     ys_steps, tape_steps, next_steps = [], [], []
     step = 0
