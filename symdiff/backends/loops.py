@@ -154,26 +154,13 @@ def _rename(lines: list, rename: dict) -> list:
 
 
 def _allocating(L, prefix: str, program, body) -> str:
-    """The name of a function computing one step of ``body`` from its inputs alone."""
+    """The name of a function computing one step of ``body`` from its inputs alone,
+    allocating its arrays (for the recomputations of a binomial schedule, which keep
+    carries across calls, and for bodies that leave nopython mode)."""
     if not program.workspace:
         return _define(L, program)
-    return _allocating_body(L, f"{prefix}_alloc", program, body.placeholders)
-
-
-def _allocating_body(L, name: str, program, placeholders) -> str:
-    """``name(*placeholders)``: the workspace body ``program`` called on a fresh workspace
-    (for the recomputations of checkpointed reverse sweeps, which call the body elsewhere)."""
-    inputs = program.params[:len(placeholders)]
-    arrays = [array for array, _ in program.workspace]
-    signature = "(" + ", ".join(Lowering.numba_type(x.dtype, x.ndim) for x in placeholders) + ")"
-    _define(L, program)
-    L.module_lines[name] = "\n".join([
-        f"@njit({signature}, nogil=True, error_model=\"numpy\", cache=_SD_CACHE)",
-        f"def {name}({', '.join(inputs)}):",
-        *("    " + line for line in program.workspace_lines),
-        f"    return {program.kernel_name}({', '.join(inputs + arrays)})",
-        "", ""])
-    return name
+    outputs = list(body.outputs[:-1] if body.has_cond else body.outputs)
+    return _define(L, _function(L, f"{prefix}_alloc", body.placeholders, outputs))
 
 
 _ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*) = ")
@@ -305,11 +292,11 @@ def _lower_group(L, node: Expr, key) -> dict:
 
     body_program = _function(L, f"{prefix}_body", body.placeholders,
                              list(body.outputs[:-1] if body.has_cond else body.outputs), workspace=True)
-    # Inlined in the step loop, and defined when a recomputation calls it; a body that
-    # leaves nopython mode (a custom op without numba=) stays a function: LLVM rejects
-    # two inlined object-mode blocks in one kernel.
+    # Inlined in the step loop (and in a checkpointed sweep's segment recomputation), and
+    # defined when a binomial schedule calls it; a body that leaves nopython mode (a custom
+    # op without numba=) stays a function: LLVM rejects two inlined object-mode blocks in
+    # one kernel.
     called = "numba.objmode" in body_program.source
-    body_fn = body_program.kernel_name
     cond_fn = _define(L, _function(L, f"{prefix}_cond", body.placeholders, [body.cond])) if body.has_cond else None
 
     carries = [f"c{p}_{i}" for i in range(c)]
@@ -325,8 +312,8 @@ def _lower_group(L, node: Expr, key) -> dict:
     plan = _checkpoint_plan(L, members, params, n_text, p)
     checkpoint_lines = []
     if plan is not None:  # store some carries only; reverse loops recompute the others
-        plan_body = _allocating(L, prefix, body_program, body)
-        plan.update(body_fn=plan_body, xs=xs, consts=consts, n=n_text, reverse=params["reverse"],
+        plan.update(function=lambda: _allocating(L, prefix, body_program, body),  # defined when called
+                    program=None if called else body_program, xs=xs, consts=consts, n=n_text, reverse=params["reverse"],
                     n_carry=c, n_ys=body.n_ys, carries=carries)
         shapes = [[L.dims.text(d) for d in L.dims_of(x)] for x in init_nodes]
         if "binomial" in plan:
@@ -546,7 +533,7 @@ def _binomial_slice(entry, t: str, q: int, recompute: list, setup: list):
             f"    {nxt} = _revolve_next({at}, {j} + 1, {plan['slots']}, {depth})",
             f"    while {at} < {j}:",
             f"        {tr} = {n} - 1 - {at}" if plan["reverse"] else f"        {tr} = {at}",
-            f"        ({', '.join(outs)},) = {plan['body_fn']}({call})",
+            f"        ({', '.join(outs)},) = {plan['function']()}({call})",
             f"        {at} += 1",
             f"        if {at} == {nxt}:",
             f"            {steps}[{depth}] = {at}",
@@ -581,9 +568,23 @@ def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):
         n, kk = plan["n"], plan["k"]
         r, tr = f"sr{q}_{g}", f"st{q}_{g}"
         cs = [f"sc{q}_{g}_{i}" for i in range(plan["n_carry"])]
-        call = ", ".join([tr] + cs + [f"{x}[{tr}]" for x in plan["xs"]] + plan["consts"])
+        arguments = [tr] + cs + [f"{x}[{tr}]" for x in plan["xs"]] + plan["consts"]
         outs = cs + [f"_sy{q}_{g}_{y}" for y in range(plan["n_ys"])]
         step_of = f"{n} - 1 - {t}" if plan["reverse"] else t  # the forward loop's step at xs index t
+        program = plan["program"]
+        if program is not None and program.workspace_static:  # inlined, on its own static workspace
+            arrays = [f"rw{q}_{g}_{k}" for k in range(len(program.workspace))]
+            spare = {k: f"{arrays[k]}b" for k, (name, _) in enumerate(program.workspace)
+                     if name in program.returned_buffers}
+            setup.extend(_workspace_allocation(program, arguments, dict(enumerate(arrays)), f"rw{q}_{g}_"))
+            setup.extend(line for line in _workspace_allocation(program, arguments, spare, f"rw{q}_{g}_")
+                         if line.startswith(tuple(spare.values())))
+            step = _inlined(program, arguments + arrays, outs, f"r{q}_{g}_", plan["n_carry"])
+            if spare:
+                mine, theirs = [arrays[k] for k in spare], list(spare.values())
+                step.append(f"{', '.join(mine)}, {', '.join(theirs)} = {', '.join(theirs)}, {', '.join(mine)}")
+        else:
+            step = [f"({', '.join(outs)},) = {plan['function']()}({', '.join(arguments)})"]
         recompute += [
             f"# segment of loop {g}: recomputed from its checkpoint on entry",
             f"{j} = ({step_of}) // {kk}",
@@ -593,7 +594,7 @@ def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):
             *[line for s, c, shape in zip(seg, cs, plan["shapes"]) for line in _store(s, "0", c, shape, "    ")],
             f"    for {r} in range({j} * {kk}, min({j} * {kk} + {kk}, {n})):",
             f"        {tr} = {n} - 1 - {r}" if plan["reverse"] else f"        {tr} = {r}",
-            f"        ({', '.join(outs)},) = {plan['body_fn']}({call})",
+            *["        " + line for line in step],
             *[line for s, c, shape in zip(seg, cs, plan["shapes"])
               for line in _store(s, f"{r} - {j} * {kk} + 1", c, shape, "        ")],
             f"{offset} = ({step_of}) - {j} * {kk}",
