@@ -101,7 +101,7 @@ def _inlined(program, arguments: list, outs: list, prefix: str, n_carry: int) ->
     body = [line[4:] for line in lines[2:]]
     if program.workspace and not program.workspace_static:
         resize = []
-        for line in program.workspace_lines[-len(program.workspace):]:
+        for line in program.workspace_lines:
             name, shape, dtype = _ALLOCATION.match(line).groups()
             resize += [f"if {name}.shape != {shape}:", f"    {name} = np.empty({shape}, dtype={dtype})"]
         body[program.prologue:program.prologue] = resize
@@ -163,28 +163,18 @@ def _allocating(L, prefix: str, program, body) -> str:
     return _define(L, _function(L, f"{prefix}_alloc", body.placeholders, outputs))
 
 
-_ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*) = ")
 _ALLOCATION = re.compile(r"^(\w+) = np\.empty\((.*), dtype=([\w.]+)\)")
 
 
-def _workspace_allocation(program, arguments: list, targets: dict, prefix: str) -> list:
-    """``program.workspace_lines`` as lines of the kernel: the body's parameters read as
-    ``arguments``, its arrays named by ``targets`` (index -> kernel name; the others
-    are not allocated), its other locals prefixed by ``prefix``."""
-    names = [array for array, _ in program.workspace]
-    rename = dict(zip(program.params, arguments))
+def _workspace_allocation(program, targets: dict) -> list:
+    """The allocations of ``program``'s workspace of static sizes as kernel lines: its
+    array k named ``targets[k]`` (the others are not allocated)."""
     lines = []
-    for line in program.workspace_lines:
-        assigned = _ASSIGNED.match(line)
-        if assigned and assigned.group(1) in names:
-            k = names.index(assigned.group(1))
-            if k not in targets:
-                continue
-            rename[names[k]] = targets[k]
-        elif assigned:
-            rename.setdefault(assigned.group(1), prefix + assigned.group(1))
-        lines.append(line)
-    return _rename(lines, rename)
+    for k, line in enumerate(program.workspace_lines):
+        if k in targets:
+            _, shape, dtype = _ALLOCATION.match(line).groups()
+            lines.append(f"{targets[k]} = np.empty({shape}, dtype={dtype})")
+    return lines
 
 
 def _param_code(L, node: Expr):
@@ -375,9 +365,8 @@ def _lower_group(L, node: Expr, key) -> dict:
              if name in body_program.returned_buffers and not called}
     arguments = [t] + carries + slices + consts
     if arrays and body_program.workspace_static:
-        lines.extend(_workspace_allocation(body_program, arguments, dict(enumerate(arrays)), f"w{p}_"))
-        lines.extend(line for line in _workspace_allocation(body_program, arguments, spare, f"w{p}_")
-                     if line.startswith(tuple(spare.values())))
+        lines.extend(_workspace_allocation(body_program, dict(enumerate(arrays))))
+        lines.extend(_workspace_allocation(body_program, spare))
     elif arrays:
         for k, (_, numba_type) in enumerate(body_program.workspace):
             dtype, ndim = _numpy_of(numba_type)
@@ -576,9 +565,7 @@ def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):
             arrays = [f"rw{q}_{g}_{k}" for k in range(len(program.workspace))]
             spare = {k: f"{arrays[k]}b" for k, (name, _) in enumerate(program.workspace)
                      if name in program.returned_buffers}
-            setup.extend(_workspace_allocation(program, arguments, dict(enumerate(arrays)), f"rw{q}_{g}_"))
-            setup.extend(line for line in _workspace_allocation(program, arguments, spare, f"rw{q}_{g}_")
-                         if line.startswith(tuple(spare.values())))
+            setup.extend(_workspace_allocation(program, dict(enumerate(arrays))) + _workspace_allocation(program, spare))
             step = _inlined(program, arguments + arrays, outs, f"r{q}_{g}_", plan["n_carry"])
             if spare:
                 mine, theirs = [arrays[k] for k in spare], list(spare.values())

@@ -300,8 +300,8 @@ class Program:
     signature: str
     regions: int
     workspace: list = field(default_factory=list)  # (name, Numba type) of a loop body's arrays
-    workspace_lines: list = field(default_factory=list)  # source allocating them, over the params
-    workspace_static: bool = True  # whether those lines read no param (static sizes)
+    workspace_lines: list = field(default_factory=list)  # their allocations, over the sizes of the params
+    workspace_static: bool = True  # whether every size is static (those lines read no param)
     prologue: int = 0  # lines of the function computing and checking sizes, before its allocations
     returned_buffers: list = field(default_factory=list)  # workspace arrays the body returns
 
@@ -728,7 +728,7 @@ class Lowering:
                 body.append("    sizes_agree = False")
             body.append("if not sizes_agree:")
             body.append("    raise KernelShapeError()")
-        checked = list(body)  # the sizes and their checks: the workspace allocation repeats them
+        prologue = len(body)  # the sizes and their checks come before any allocation
         workspace = []
         for name, lines in self.allocations:
             if name in self.dropped:
@@ -790,8 +790,7 @@ class Lowering:
         returned_buffers = []
         workspace_lines = []
         if workspace:
-            sized = checked if self.dims.definitions else []  # static sizes need no check to allocate
-            workspace_lines = [self.apply_aliases(line) for line in sized + [line for _, line in workspace]]
+            workspace_lines = [self.apply_aliases(line) for _, line in workspace]
             names = [name for name, _ in workspace]
             returned = set(_NAME.findall(ret))
             returned_buffers = [name for name in names if name in returned]
@@ -806,7 +805,7 @@ class Lowering:
                        signature=signature, regions=regions.count,
                        workspace=[(name, self.allocation_types[name]) for name, _ in workspace],
                        workspace_lines=workspace_lines, workspace_static=not self.dims.definitions,
-                       prologue=len(checked),
+                       prologue=prologue,
                        returned_buffers=returned_buffers)
 
     single_output = True
