@@ -203,7 +203,10 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint="all"):
     carries are read only by the reverse sweeps of the same kernel; where something else
     reads them (the default reverse-over-reverse ``sd.hvp``, a user's op without
     ``numba=`` between the loop and the loss) every carry is stored, with a
-    ``CheckpointWarning``.
+    ``CheckpointWarning``.  A carry keeps its shape and dtype from step to step (a body
+    that changes a run-time size raises ``ShapeError``).  Costly work of the body that
+    reads no carry (``U @ x`` of an RNN) is computed for every step before the loop, as
+    one matrix product (under ``checkpoint="all"``; the other policies keep it in the loop).
 
     >>> import symdiff as sd
     >>> xs, a = sd.vector("xs"), sd.scalar("a")
