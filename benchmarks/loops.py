@@ -216,7 +216,7 @@ def main(argv=None) -> dict:
     report["value+grad, checkpoint='sqrt'"] = best_of(sqrt_grad, values)
     report["value+grad sqrt / value"] = report["value+grad, checkpoint='sqrt'"] / report["value"]
     k = max(1, int(np.sqrt(n)))
-    stored = -(-n // k) + k + 1  # the checkpoints and one segment's buffer
+    stored = -(-n // k) + k  # the checkpoints and the carries after each step of one segment
     report["stored carries (checkpoint='sqrt')"] = stored
     report["stored carries sqrt / sqrt(n)"] = stored / np.sqrt(n)
     report["stored bytes (checkpoint='sqrt')"] = stored * H * 8

@@ -578,18 +578,21 @@ def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):
             f"if {j} != {current}:",
             f"    {current} = {j}",
             *[f"    {c} = {plan['stored'][i]}[{j}]" for i, c in enumerate(cs)],
-            *[line for s, c, shape in zip(seg, cs, plan["shapes"]) for line in _store(s, "0", c, shape, "    ")],
             f"    for {r} in range({j} * {kk}, min({j} * {kk} + {kk}, {n})):",
             f"        {tr} = {n} - 1 - {r}" if plan["reverse"] else f"        {tr} = {r}",
             *["        " + line for line in step],
             *[line for s, c, shape in zip(seg, cs, plan["shapes"])
-              for line in _store(s, f"{r} - {j} * {kk} + 1", c, shape, "        ")],
+              for line in _store(s, f"{r} - {j} * {kk}", c, shape, "        ")],
             f"{offset} = ({step_of}) - {j} * {kk}",
         ]
         for name, shape, dtype in zip(seg, plan["shapes"], plan["dtypes"]):
-            setup.append(f"{name} = np.empty({_shape_text([kk + ' + 1'] + shape)}, dtype={NUMPY_NAME[dtype]})")
+            setup.append(f"{name} = np.empty({_shape_text([kk] + shape)}, dtype={NUMPY_NAME[dtype]})")
         setup.append(f"{current} = -1")
-    return f"{seg[index]}[{offset}{' + 1' if what == 'next' else ''}]"
+    # seg holds the carries after each step of the segment; the one before its first step
+    # is the checkpoint itself (so ceil(n / k) + k carries in all)
+    if what == "next":
+        return f"{seg[index]}[{offset}]"
+    return f"({plan['stored'][index]}[{j}] if {offset} == 0 else {seg[index]}[{offset} - 1])"
 
 
 def _body_dims(L, body, y: Expr, inputs, label):
