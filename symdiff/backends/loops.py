@@ -264,8 +264,11 @@ def _lower_group(L, node: Expr, key) -> dict:
         n_text = f"nloop{p}"
         lines.append(f"{n_text} = max({L.values[n_node.id].name}, 0)")
         top = _param_code(L, n_node)
-        n_dim = L.dims.new(f"max({top}, 0)", f"the trip count of {label}", key=("loop_n", n_node.id)) \
-            if top is not None else n_text
+        if top is not None and any(top == name for name, _ in L.dims.definitions):
+            n_dim = top  # a size (xs.shape[0]): never negative, and shared with the arrays it sizes
+        else:
+            n_dim = L.dims.new(f"max({top}, 0)", f"the trip count of {label}", key=("loop_n", n_node.id)) \
+                if top is not None else n_text
         if top is None:
             L.dims.describe[n_text] = f"the trip count of {label}"
             L.dims.late[n_text] = at
@@ -275,7 +278,7 @@ def _lower_group(L, node: Expr, key) -> dict:
     else:
         n_text, n_dim = None, None  # an unbounded while loop
     for k, (x, name) in enumerate(zip(xs_nodes, xs)):
-        if x.id not in checkpointed and not (isinstance(n_dim, int) and L.dim(x, 0) == n_dim):
+        if x.id not in checkpointed and L.dims.find(L.dim(x, 0)) != L.dims.find(n_dim):  # else equal by construction
             lines.append(f"if {name}.shape[0] != {n_text}:")
             message = f"{label}: xs[{k}] and the loop have different numbers of steps"
             lines.append(f"    raise KernelLoopShapeError({message!r})")
