@@ -18,7 +18,7 @@ import numpy as np
 
 from ..ir import Expr, toposort
 from .lapack import HELPER_PREFIX
-from .lowering import NUMPY_NAME, Value, _index_text, lowers
+from .lowering import NUMPY_NAME, Allocated, Value, _index_text, lowers
 
 
 def raise_linalg_error(function, args):
@@ -116,7 +116,7 @@ def _allocate(L, name: str, shape: tuple, dtype: str):
     L.allocations.append((name, [f"{name} = np.empty({text}, dtype={dtype})"]))
     scalar = {numpy: ours for ours, numpy in NUMPY_NAME.items()}.get(dtype)
     if scalar is not None:  # a type the loop-body workspace can pass (LAPACK_INT is not one)
-        L.allocation_types[name] = L.numba_type(scalar, len(shape))
+        L.allocated[name] = Allocated(name, text, scalar, len(shape))
 
 
 def _siblings(L, node: Expr) -> dict:

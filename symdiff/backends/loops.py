@@ -24,7 +24,7 @@ from ..errors import ShapeError
 from ..ir import Expr
 from ..errors import user_stacklevel
 from ..ops.loops import CheckpointWarning, LoopError, group_key
-from .lowering import NUMBA_SCALAR, NUMPY_NAME, Lowering, LoweringError, Value, literal, lowers
+from .lowering import NUMPY_NAME, Lowering, LoweringError, Value, literal, lowers
 
 __all__ = ["KernelLoopError", "KernelLoopShapeError"]
 
@@ -55,8 +55,7 @@ def _function(L, name: str, placeholders, outputs, workspace: bool = False):
     ``source`` is the function alone (what it needs at module level is added to the
     kernel's module: regions, users' functions).  ``_define`` defines it there, or
     ``_inlined`` pastes it into the kernel.  With ``workspace``, ``name`` also takes its
-    arrays after the placeholders (``program.workspace_lines`` allocate them; see
-    ``Lowering.workspace``)."""
+    arrays after the placeholders (``program.workspace``; see ``Lowering.workspace``)."""
     from ..rewrite import optimize
 
     program = None
@@ -101,9 +100,8 @@ def _inlined(program, arguments: list, outs: list, prefix: str, n_carry: int) ->
     body = [line[4:] for line in lines[2:]]
     if program.workspace and not program.workspace_static:
         resize = []
-        for line in program.workspace_lines:
-            name, shape, dtype = _ALLOCATION.match(line).groups()
-            resize += [f"if {name}.shape != {shape}:", f"    {name} = np.empty({shape}, dtype={dtype})"]
+        for array in program.workspace:
+            resize += [f"if {array.name}.shape != {array.shape}:", f"    {array.line()}"]
         body[program.prologue:program.prologue] = resize
     if program.workspace_static and all(check[4].startswith("input ") for check in program.checks) \
             and "sizes_agree = True" in body:
@@ -163,18 +161,10 @@ def _allocating(L, prefix: str, program, body) -> str:
     return _define(L, _function(L, f"{prefix}_alloc", body.placeholders, outputs))
 
 
-_ALLOCATION = re.compile(r"^(\w+) = np\.empty\((.*), dtype=([\w.]+)\)")
-
-
 def _workspace_allocation(program, targets: dict) -> list:
     """The allocations of ``program``'s workspace of static sizes as kernel lines: its
     array k named ``targets[k]`` (the others are not allocated)."""
-    lines = []
-    for k, line in enumerate(program.workspace_lines):
-        if k in targets:
-            _, shape, dtype = _ALLOCATION.match(line).groups()
-            lines.append(f"{targets[k]} = np.empty({shape}, dtype={dtype})")
-    return lines
+    return [array.line(targets[k]) for k, array in enumerate(program.workspace) if k in targets]
 
 
 def _param_code(L, node: Expr):
@@ -214,13 +204,6 @@ def _store(target: str, lead: str, source: str, dims, indent: str = "") -> list:
     lines = [f"{indent}{'    ' * k}for {i} in range({d}):" for k, (i, d) in enumerate(zip(idx, dims))]
     lines.append(f"{indent}{'    ' * len(dims)}{target}[{lead}, {', '.join(idx)}] = {source}[{', '.join(idx)}]")
     return lines
-
-
-def _numpy_of(numba_type: str) -> tuple:
-    """(NumPy dtype spelling, ndim) of an array type spelled like ``float64[:, ::1]``."""
-    scalar, axes = numba_type.split("[", 1)
-    dtype = {numba: ours for ours, numba in NUMBA_SCALAR.items()}[scalar]
-    return NUMPY_NAME[dtype], axes.count(":") - axes.count("::")
 
 
 def _shape_text(dims) -> str:
@@ -364,17 +347,16 @@ def _lower_group(L, node: Expr, key) -> dict:
     # Static sizes are allocated here; run-time ones in the step (see _inlined), from
     # empty arrays of their type.
     arrays = [] if called else [f"w{p}_{k}" for k in range(len(body_program.workspace))]
-    spare = {k: f"w{p}_{k}b" for k, (name, _) in enumerate(body_program.workspace)
-             if name in body_program.returned_buffers and not called}
+    spare = {k: f"w{p}_{k}b" for k, array in enumerate(body_program.workspace)
+             if array.name in body_program.returned_buffers and not called}
     arguments = [t] + carries + slices + consts
     if arrays and body_program.workspace_static:
         lines.extend(_workspace_allocation(body_program, dict(enumerate(arrays))))
         lines.extend(_workspace_allocation(body_program, spare))
     elif arrays:
-        for k, (_, numba_type) in enumerate(body_program.workspace):
-            dtype, ndim = _numpy_of(numba_type)
-            empty = f"np.empty({_shape_text(['0'] * ndim)}, dtype={dtype})"
-            lines.extend(f"{w} = {empty}" for w in [arrays[k]] + ([spare[k]] if k in spare else []))
+        for k, array in enumerate(body_program.workspace):
+            empty = array._replace(shape=_shape_text(["0"] * array.ndim))
+            lines.extend(empty.line(w) for w in [arrays[k]] + ([spare[k]] if k in spare else []))
     if cond_fn:
         lines.append(f"{trips} = 0")
     if n_text is None:
@@ -566,8 +548,8 @@ def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):
         program = plan["program"]
         if program is not None and program.workspace_static:  # inlined, on its own static workspace
             arrays = [f"rw{q}_{g}_{k}" for k in range(len(program.workspace))]
-            spare = {k: f"{arrays[k]}b" for k, (name, _) in enumerate(program.workspace)
-                     if name in program.returned_buffers}
+            spare = {k: f"{arrays[k]}b" for k, array in enumerate(program.workspace)
+                     if array.name in program.returned_buffers}
             setup.extend(_workspace_allocation(program, dict(enumerate(arrays))) + _workspace_allocation(program, spare))
             step = _inlined(program, arguments + arrays, outs, f"r{q}_{g}_", plan["n_carry"])
             if spare:

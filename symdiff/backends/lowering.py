@@ -46,7 +46,7 @@ import importlib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -288,6 +288,17 @@ class Step:
     after: list = field(default_factory=list)  # lines right after it
 
 
+class Allocated(NamedTuple):
+    """An array the kernel allocates: its name, shape (source), dtype and ndim."""
+    name: str
+    shape: str
+    dtype: str
+    ndim: int
+
+    def line(self, name: str = "") -> str:
+        return f"{name or self.name} = np.empty({self.shape}, dtype={NUMPY_NAME[self.dtype]})"
+
+
 @dataclass(slots=True)
 class Program:
     source: str
@@ -299,9 +310,8 @@ class Program:
     dim_definitions: list  # (name, code) computing the run-time sizes from the inputs
     signature: str
     regions: int
-    workspace: list = field(default_factory=list)  # (name, Numba type) of a loop body's arrays
-    workspace_lines: list = field(default_factory=list)  # their allocations, over the sizes of the params
-    workspace_static: bool = True  # whether every size is static (those lines read no param)
+    workspace: list = field(default_factory=list)  # Allocated: a loop body's arrays (their sizes read the params)
+    workspace_static: bool = True  # whether every size is static (no workspace size reads a param)
     prologue: int = 0  # lines of the function computing and checking sizes, before its allocations
     returned_buffers: list = field(default_factory=list)  # workspace arrays the body returns
 
@@ -361,7 +371,7 @@ class Lowering:
         self.steps: list = []
         self.preludes: dict = {}
         self.allocations: list = []
-        self.allocation_types: dict = {}  # allocated name -> its Numba type (for a loop body's workspace)
+        self.allocated: dict = {}  # name -> Allocated (what a loop body's workspace passes)
         self.aliases: dict = {}
         self.dropped: set = set()
         self.hidden: list = []
@@ -428,7 +438,7 @@ class Lowering:
         its value exists; a literal fill goes with the allocation."""
         dtype = NUMPY_NAME[node.dtype]
         lines = [f"{name} = np.empty({self.shape_text(node)}, dtype={dtype})  # {self.label(node)}"]
-        self.allocation_types[name] = self.numba_type(node.dtype, node.ndim)
+        self.allocated[name] = Allocated(name, self.shape_text(node), node.dtype, node.ndim)
         if zeros:
             fill = literal(0, node.dtype)
         if fill is not None:
@@ -737,8 +747,8 @@ class Lowering:
             if late:
                 deferred.setdefault(max(self.dims.late[d] for d in late), []).append((late, lines))
                 continue
-            if self.workspace and name in self.allocation_types:
-                workspace.append((name, lines[0]))
+            if self.workspace and name in self.allocated:
+                workspace.append(self.allocated[name])
                 lines = lines[1:]  # a fill runs at every call
             body.extend(lines)
         regions = RegionCounter()
@@ -788,14 +798,13 @@ class Lowering:
         header.append("")
         header.append("")
         returned_buffers = []
-        workspace_lines = []
         if workspace:
-            workspace_lines = [self.apply_aliases(line) for _, line in workspace]
-            names = [name for name, _ in workspace]
+            names = [array.name for array in workspace]
             returned = set(_NAME.findall(ret))
             returned_buffers = [name for name in names if name in returned]
             params = params + names
-            signature = signature[:-1].rstrip(",") + ", " + ", ".join(self.allocation_types[n] for n in names) + ")"
+            types = ", ".join(self.numba_type(array.dtype, array.ndim) for array in workspace)
+            signature = signature[:-1].rstrip(",") + ", " + types + ")"
         header.append(f"@njit({signature}, nogil=True, error_model=\"numpy\", cache=_SD_CACHE)")
         header.append(f"def {self.kernel_name}({', '.join(params)}):")
         source = "\n".join(header) + "\n" + "\n".join("    " + line if line else "" for line in text.split("\n")) + "\n"
@@ -803,14 +812,13 @@ class Lowering:
                        input_names=[self.label(s) for s in self.inputs], hidden=[array for _, array, _ in self.hidden],
                        checks=list(self.dims.checks), dim_definitions=list(self.dims.definitions),
                        signature=signature, regions=regions.count,
-                       workspace=[(name, self.allocation_types[name]) for name, _ in workspace],
-                       workspace_lines=workspace_lines, workspace_static=not self.dims.definitions,
+                       workspace=workspace, workspace_static=not self.dims.definitions,
                        prologue=prologue,
                        returned_buffers=returned_buffers)
 
     single_output = True
     # A loop body is called once per step: its arrays are allocated once, by the loop
-    # (``workspace_lines``), and passed in as parameters after its inputs (an allocation
+    # (``Program.workspace``), and passed in as parameters after its inputs (an allocation
     # costs ~60 ns, more than a step of a small body's arithmetic).
     workspace = False
 

@@ -237,19 +237,16 @@ def hoist_maps(body: Body, xs: list, consts: list, checkpoint="all", lengths_che
 
     Only elementwise ops and matrix products with one per-step operand are batched;
     anything else stays in the body.  Nothing is moved under a checkpoint policy other
-    than "all" (the moved work is an (n, ...) array, the memory such a policy saves; a
-    stored carry it recomputes segment by segment is never read whole either), and while
-    loops are left alone.
+    than "all" (the moved work is an (n, ...) array, the memory such a policy saves), and
+    while loops are left alone.
     Unless ``lengths_checked`` (a derived loop, whose xs all come from checked ones), an
     expression reads two xs only when their lengths are static and equal: the loop's own
     error for xs of different lengths must come first, not a broadcasting error."""
-    if body.has_cond or not body.n_xs or checkpoint != "all" or not all(_known_upfront(x) for x in xs):
+    if body.has_cond or not body.n_xs or checkpoint != "all":
         return body, list(xs), list(consts)
     slot_of = {p.id: k for k, p in enumerate(body.slices)}
-    recomputed = {p.id for p, x in zip(body.slices, xs)
-                  if x.op is LOOP and x.params["part"][0] in ("tape", "next") and x.params["checkpoint"] != "all"}
-    steps = {body.t.id, *(c.id for c in body.carries), *recomputed}
-    per_step, mapped = set(slot_of) - recomputed, {}  # mapped: node id -> reads per-step data only, batchable
+    steps = {body.t.id, *(c.id for c in body.carries)}
+    per_step, mapped = set(slot_of), {}  # mapped: node id -> reads per-step data only, batchable
     for node in body.nodes:
         if node.id in steps or any(x.id in steps for x in node.inputs):
             steps.add(node.id)
@@ -275,27 +272,6 @@ def hoist_maps(body: Body, xs: list, consts: list, checkpoint="all", lengths_che
     new_body, new_consts = make_body(body.level, body.t, list(body.carries), list(body.slices) + fresh, outputs,
                                      body.n_ys, body.has_cond, {p.id: c for p, c in zip(body.consts, consts)})
     return new_body, list(xs) + stacked, new_consts
-
-
-def _known_upfront(x: Expr) -> bool:
-    """Whether the leading size of xs ``x`` follows from the function's inputs alone (a loop
-    part of a while loop, or of a loop whose count is computed, knows it only once run)."""
-    for node in toposort([x]):
-        if node.op is LOOP:
-            params = node.params
-            if params["body"].has_cond or (params["dynamic"] and not _count_upfront(node.inputs[0])):
-                return False
-    return True
-
-
-def _count_upfront(n: Expr) -> bool:
-    """Whether a trip count is a scalar function of input symbols and their sizes (what
-    the compiled kernel can compute before anything runs)."""
-    if n.is_symbol or (n.op is CONSTANT and n.ndim == 0):
-        return True
-    if n.op.name == "dim":
-        return n.inputs[0].is_symbol
-    return n.op.kind == "elementwise" and n.ndim == 0 and all(_count_upfront(x) for x in n.inputs)
 
 
 def _one_length(root: Expr, mapped: dict, slot_of: dict, xs: list) -> bool:
