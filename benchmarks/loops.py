@@ -122,32 +122,24 @@ def hand_written():
 
     @njit(nogil=True, error_model="numpy")
     def forward(W, U, b, h0, X, tape):
-        n = X.shape[0]
+        """The carries into ``tape``, cyclically (two rows keep the last two)."""
+        n, rows = X.shape[0], tape.shape[0]
         ux = np.empty((n, H))
         _gemm(ux, X, U, n, H, D, 0, 1)
         tape[0] = h0
         wh, pre = np.empty(H), np.empty(H)
         for t in range(n):
-            _matvec(wh, W, tape[t], H, 1, H, 0, 0)
+            _matvec(wh, W, tape[t % rows], H, 1, H, 0, 0)
             for i in range(H):
                 pre[i] = wh[i] + ux[t, i] + b[i]
-            _vm_tanh(pre, tape[t + 1])
+            _vm_tanh(pre, tape[(t + 1) % rows])
         return ux
 
     @njit(nogil=True, error_model="numpy")
     def value(W, U, b, h0, X):
-        tape = np.empty((2, H))  # the last two carries only
-        n = X.shape[0]
-        ux = np.empty((n, H))
-        _gemm(ux, X, U, n, H, D, 0, 1)
-        tape[0] = h0
-        wh, pre = np.empty(H), np.empty(H)
-        for t in range(n):
-            _matvec(wh, W, tape[t % 2], H, 1, H, 0, 0)
-            for i in range(H):
-                pre[i] = wh[i] + ux[t, i] + b[i]
-            _vm_tanh(pre, tape[(t + 1) % 2])
-        return tape[n % 2].sum()
+        tape = np.empty((2, H))
+        forward(W, U, b, h0, X, tape)
+        return tape[X.shape[0] % 2].sum()
 
     @njit(nogil=True, error_model="numpy")
     def value_grad(W, U, b, h0, X):
