@@ -546,6 +546,23 @@ def test_a_carry_that_changes_its_run_time_size_is_refused_in_both_backends():
             sd.evaluate([hT, ys], {h0: init, X: np.ones((3, 2))})
 
 
+def test_a_size_mismatch_inside_a_body_names_the_loop_step_op_and_shapes_in_both_backends():
+    """Found by review: with run-time sizes the compiled kernel said only "run-time sizes do
+    not agree" (the failed check is inside the step); a wrong-length jvp tangent too."""
+    h0, W, X, t = sd.vector("h0"), sd.matrix("W"), sd.matrix("X"), sd.vector("t")
+    hT, ys = sd.scan(lambda h, x: (sd.tanh(W @ h + x), sd.sum(h)), h0, X)
+    cost = sd.sum(ys) + sd.sum(hT)
+    cases = [(cost, (np.zeros(3), np.eye(3), np.zeros((5, 4)))),  # each row of X has 4, h 3
+             (sd.jvp(cost, h0, t), (np.zeros(3), np.eye(3), np.zeros((5, 3)), np.ones(4)))]
+    for out, values in cases:
+        inputs = [h0, W, X, t][:len(values)]
+        for backend in ("numpy", "numba"):
+            with pytest.raises(sd.ShapeError, match=r"scan at test_loops\.py:\d+, step 0: (add|matmul) at .*"
+                                                    r"test_loops\.py:\d+: .*(3.*4|4.*3)") as caught:
+                sd.function(inputs, out, backend=backend)(*values)
+            assert "(5, " not in str(caught.value)  # the body node's shapes, not the loop's inputs
+
+
 def test_gradients_through_while_loops_and_object_mode_bodies_compile():
     """Found by review: a while loop's reverse sweep had batched work sized by a trip count
     known only once the loop ran (NotDefinedError); the gradient wrt a matrix of a while loop,

@@ -152,7 +152,10 @@ class NumbaFunction(CompiledFunction):
 
                 raise_linalg_error(self, args)
             if isinstance(exc, KernelShapeError):
-                raise ShapeError(self._describe_size_error(args)) from None
+                described = self._describe_size_error(args)
+                if described is None:  # a check inside a loop's step: the reference names node and step
+                    staged.explain(self, args, exc)
+                raise ShapeError(described) from None
             if isinstance(exc, TypeError):  # cannot happen for converted values; keep the cause visible
                 raise InputTypeError(f"the compiled kernel rejected the converted inputs: {exc}") from error
             raise
@@ -171,8 +174,9 @@ class NumbaFunction(CompiledFunction):
             return value
         return np.array(checked, dtype=numpy_dtype(sym.dtype), order="C", copy=True)
 
-    def _describe_size_error(self, args) -> str:
-        """Which size check failed, evaluated in Python with the kernel's own formulas."""
+    def _describe_size_error(self, args):
+        """Which size check failed, evaluated in Python with the kernel's own formulas; None
+        if none of them did (the failed check was one inside a loop's step)."""
         from . import runtime
 
         params = self.program.params
@@ -190,4 +194,4 @@ class NumbaFunction(CompiledFunction):
                     return f"size too small: {left} is {left_size}, but {right} ({context})"
                 return (f"sizes do not agree: {left} is {left_size} but {right} is {right_size} "
                         f"(they must be equal for {context})")
-        return "run-time sizes do not agree"
+        return None

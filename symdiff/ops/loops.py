@@ -413,6 +413,15 @@ def _run_body(body: Body, values: dict) -> list:
     return [values[o.id] for o in body.outputs]
 
 
+def _in_step(error: ShapeError, kind: str, step: int) -> ShapeError:
+    """``error`` of a body node, prefixed with the loop and the step it failed in; it keeps
+    the node that failed (so the evaluator does not wrap it again in the loop's shapes)."""
+    named = ShapeError(f"{kind}, step {step}: {error}")
+    if hasattr(error, "node"):
+        named.node, named.reason, named.shapes = error.node, error.reason, error.shapes
+    return named
+
+
 def _same_shape(kind: str, i: int, new: np.ndarray, shape: tuple, step: int) -> np.ndarray:
     if new.shape != shape:
         raise ShapeError(f"{kind}: step {step} changed carry {i} from shape {shape} to {new.shape}; a carry "
@@ -469,7 +478,10 @@ def run_loop(args, body, length, dynamic, reverse, kind, need_tape=True) -> dict
             values[p.id] = x[t]
         if need_tape:
             tape_steps.append(carries)
-        outs = _run_body(body, values)
+        try:
+            outs = _run_body(body, values)
+        except ShapeError as exc:
+            raise _in_step(exc, kind, step) from None
         carries = [_same_shape(kind, i, np.asarray(c), np.shape(a), step)
                    for i, (c, a) in enumerate(zip(outs[:body.n_carry], args[:body.n_carry]))]
         if need_tape:
