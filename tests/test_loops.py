@@ -563,6 +563,29 @@ def test_a_size_mismatch_inside_a_body_names_the_loop_step_op_and_shapes_in_both
             assert "(5, " not in str(caught.value)  # the body node's shapes, not the loop's inputs
 
 
+def test_per_step_outputs_whose_size_only_a_step_tells_compile():
+    """Found by review: nested scans with run-time lengths under a rev-rev HVP (a per-step
+    output is an inner loop's carry), or a per-step output that concatenates, raised a
+    LoweringError asking for static sizes the user never declared."""
+    W, h0, X, V = sd.matrix("W"), sd.vector("h0"), sd.tensor("X", (None, None, None)), sd.matrix("V")
+
+    def outer(h, xs):
+        hT, ys = sd.scan(lambda c, x: (sd.tanh(W @ c + x), sd.sum(c)), h, xs)
+        return hT, sd.sum(ys)
+
+    hT, ys = sd.scan(outer, h0, X)
+    nested_hvp = sd.hvp(sd.sum(ys) + sd.sum(hT * hT), W, V, mode="rev-rev")
+    c0, Z = sd.vector("c0"), sd.matrix("Z")
+    cT, joined = sd.scan(lambda c, z: (sd.tanh(c + sd.sum(z)), sd.concatenate([c, z * c[0]])), c0, Z)
+    outs = [nested_hvp, joined * 2.0, *sd.grad(sd.sum(joined * joined) + sd.sum(cT), [c0, Z])]
+    for steps in (4, 0):
+        values = {W: RNG.normal(size=(3, 3)) * 0.3, h0: RNG.normal(size=3), X: RNG.normal(size=(steps, 2, 3)),
+                  V: RNG.normal(size=(3, 3)), c0: RNG.normal(size=3), Z: RNG.normal(size=(steps, 2))}
+        got = sd.function(list(values), outs)(*values.values())
+        for g, w in zip(got, sd.evaluate(outs, values)):
+            assert g.shape == w.shape and _close(g, w, 1e-10)
+
+
 def test_gradients_through_while_loops_and_object_mode_bodies_compile():
     """Found by review: a while loop's reverse sweep had batched work sized by a trip count
     known only once the loop ran (NotDefinedError); the gradient wrt a matrix of a while loop,

@@ -282,6 +282,7 @@ def _lower_group(L, node: Expr, key) -> dict:
     tapes = {}
     ys = {}
     y_dims = {}
+    sized_by_step = {}  # ys index -> [(axis, late size name)] for axes only a step can tell
     nexts = {}
     step = f"s{p}"
     t = f"t{p}"
@@ -323,12 +324,22 @@ def _lower_group(L, node: Expr, key) -> dict:
     for what, index in sorted(parts, key=str):
         if what == "ys":
             y = body.ys[index]
-            dims = [n_dim] + list(_body_dims(L, body, y, inputs, label))
+            dims = [n_dim] + _body_dims(L, body, y, inputs)
             name = f"ys{p}_{index}"
-            text = [n_text] + [L.dims.text(d) for d in dims[1:]]
+            text = [n_text] + [L.dims.text(d) if d is not None else "0" for d in dims[1:]]
             lines.append(f"{name} = np.empty({_shape_text(text)}, dtype={NUMPY_NAME[y.dtype]})")
             ys[index] = name
             y_dims[index] = text[1:]
+            for k, d in enumerate(dims[1:]):
+                if d is None:  # known once a step ran: allocated at the first, a late size after the loop
+                    if n_text is None:
+                        raise LoweringError(f"{label}: the compiled loop cannot tell the size of axis {k} of a "
+                                            f"per-step output {y.type!r} before running the body")
+                    late = f"nys{p}_{index}_{k}"
+                    L.dims.late[late] = at
+                    L.dims.describe[late] = f"axis {k} of per-step output {index} of {label}"
+                    dims[k + 1], y_dims[index][k] = late, f"{name}.shape[{k + 1}]"
+                    sized_by_step.setdefault(index, []).append((k, late))
             results[(what, index)] = (tuple(dims), Value("array", name=name, array=name, root=name))
 
     slices = [f"{x}[{t}]" for x in xs]
@@ -386,6 +397,14 @@ def _lower_group(L, node: Expr, key) -> dict:
         lines.append(f"{indent}{', '.join(mine)}, {', '.join(theirs)} = {', '.join(theirs)}, {', '.join(mine)}")
     for i, name in nexts.items():
         lines.extend(_store(name, t, carries[i], carry_dims[i], indent))
+    for j, axes in sized_by_step.items():
+        y, name = body.ys[j], ys[j]
+        shape = [n_text] + [f"_y{p}_{j}.shape[{k}]" for k in range(y.ndim)]
+        message = f"{label}: per-step output {j} changed its shape between steps"
+        lines += [f"{indent}if {step} == 0:",
+                  f"{indent}    {name} = np.empty({_shape_text(shape)}, dtype={NUMPY_NAME[y.dtype]})",
+                  f"{indent}if {' or '.join(f'_y{p}_{j}.shape[{k}] != {name}.shape[{k + 1}]' for k, _ in axes)}:",
+                  f"{indent}    raise KernelLoopShapeError({message!r})"]
     for j, name in ys.items():
         lines.extend(_store(name, t, f"_y{p}_{j}", y_dims[j], indent))
     if cond_fn:
@@ -400,6 +419,7 @@ def _lower_group(L, node: Expr, key) -> dict:
                                                      root=carries[i] if x.ndim else None))
     if ("trips", 0) in parts:
         results[("trips", 0)] = ((), Value("scalar", name=trips))
+    lines += [f"{late} = {ys[j]}.shape[{k + 1}]" for j, axes in sized_by_step.items() for k, late in axes]
     L.prelude(at).extend(lines)
     for shape, value in results.values():
         value.avail = at
@@ -580,9 +600,10 @@ def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):
     return f"({plan['stored'][index]}[{j}] if {offset} == 0 else {seg[index]}[{offset} - 1])"
 
 
-def _body_dims(L, body, y: Expr, inputs, label):
-    """The kernel's sizes of a per-step output: static, or the run-time size of a carry,
-    a slice or a const it keeps (elementwise work on it, the placeholder itself)."""
+def _body_dims(L, body, y: Expr, inputs) -> list:
+    """The kernel's sizes of a per-step output: static, the run-time size of a carry, a
+    slice or a const it keeps (elementwise work on it, the placeholder itself), or None
+    where only running a step tells."""
     dims = []
     for k, static in enumerate(y.type.shape):
         if static is not None:
@@ -590,8 +611,8 @@ def _body_dims(L, body, y: Expr, inputs, label):
             continue
         found = _placeholder_axis(body, y, k)
         if found is None:
-            raise LoweringError(f"{label}: the compiled loop cannot tell the size of axis {k} of a per-step output "
-                                f"{y.type!r} before running the body; give that axis a static size")
+            dims.append(None)
+            continue
         slot, axis = found
         outer = inputs[slot - 1]
         if body.n_carry < slot <= body.n_carry + body.n_xs:
@@ -645,6 +666,18 @@ def _axis_sources(node: Expr, k: int) -> list:
         reduced = set(node.params["axes"])
         kept = [a for a in range(inputs[0].ndim) if node.params["keepdims"] or a not in reduced]
         return [] if kept[k] in reduced else [(inputs[0], kept[k])]
+    if name == "loop":  # a nested loop: a carry (or its tape's rows) keeps its initial value's sizes
+        what, index = node.params["part"]
+        first = 1 if node.params["dynamic"] else 0
+        inner = node.params["body"]
+        if what == "carry":
+            return [(inputs[first + index], k)]
+        if what in ("tape", "next"):
+            return [(inputs[first + index], k - 1)] if k else \
+                [(x, 0) for x in inputs[first + inner.n_carry:first + inner.n_carry + inner.n_xs]]
+        if what == "ys" and k == 0 and not inner.has_cond:  # as many rows as steps: those of its xs
+            return [(x, 0) for x in inputs[first + inner.n_carry:first + inner.n_carry + inner.n_xs]]
+        return []
     if name == "matmul":
         a, b = inputs
         matrix_axes = (a.ndim > 1) + (b.ndim > 1)
