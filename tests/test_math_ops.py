@@ -982,3 +982,52 @@ def test_gradients_through_private_slopes_convert_to_sympy():
         for got, variable in zip(sd.to_sympy(sd.grad(expr, [x, y]), optimize=False), (X, Y)):
             at = float(got.subs({s: values[s.name] for s in got.free_symbols}))
             assert abs(at - float(sympy.diff(want, variable).subs({X: values["x"], Y: values["y"]}))) < 1e-12, got
+
+
+def _reduction_far_from_mpmath(x, outputs, points, wants, dtype="float64", limit=4, label=""):
+    """Failure lines for every entry of every output (each of x's shape or a scalar) more
+    than ``limit`` ulps from mpmath at each point (an array for the vector ``x``), in the
+    reference evaluator and in one compiled kernel; ``wants(values)`` gives, per output, its
+    mpmath values (a number or a list) at ``values`` (mpf)."""
+    number = np.dtype(dtype).type
+    compiled = sd.function([x], outputs)
+    failures = []
+    for point in points:
+        point = np.asarray(point, dtype=dtype)
+        with mpmath.workprec(400):
+            expected = wants([M(float(v)) for v in point])
+        for backend, values in (("reference", sd.evaluate(outputs, {x: point})), ("compiled", compiled(point))):
+            for k, (got, want) in enumerate(zip(values, expected)):
+                for j, (g, w) in enumerate(zip(np.ravel(got), want if isinstance(want, list) else [want])):
+                    error = _ulps(g, w, number)
+                    if error > limit:
+                        failures.append(f"{backend} {label}output {k}[{j}] at {point.tolist()}: {g!r}, mpmath "
+                                        f"{mpmath.nstr(w, 17)} ({error:.3g} ulp)")
+    return failures
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_norm_derivatives_where_the_norm_is_subnormal_or_overflows(dtype):
+    # two_norm's slope was x / norm with the norm rounded: [1, 1] at [5e-324, 5e-324] (true
+    # 0.7071: the norm rounds to 5e-324), [0, 0] at [1.7e308, 1.7e308] (the norm is inf);
+    # the Hessian (I - u u^T) / norm, by reverse over reverse and forward over reverse, likewise
+    # ([0, 0] at [1.7e308, 1.7e308]).  The Hessian's points keep 1 / norm finite: below, its
+    # diagonal is the sum of an overflowing 1 / norm and -u_i**2 / norm (NaN or inf).
+    x = sd.vector("x", dtype=dtype)
+    norm = sd.linalg.norm(x)
+    slope = sd.grad(norm, x)
+    hessian = [sd.grad(slope[0], x), sd.hvp(norm, x, sd.constant(np.array([1, 0], dtype=dtype)), mode="fwd-rev")]
+    tiny = {"float64": [[5e-324, 5e-324], [3e-309, -4e-309], [1e-320, 0.0]],
+            "float32": [[1e-45, 1e-45], [2e-42, -3e-42], [1e-44, 0.0]]}[dtype]
+    points = {"float64": [[6e-309, -8e-309], [1e-310, 2.5e-308], [1.7e308, 1.7e308], [-1e308, 1.5e308], [3.0, 4.0]],
+              "float32": [[6e-39, -8e-39], [1e-40, 1.2e-38], [3e38, 3e38], [-2e38, 3e38], [3.0, 4.0]]}[dtype]
+
+    def wants(v):
+        r = mpmath.sqrt(v[0] ** 2 + v[1] ** 2)
+        u = [a / r for a in v]
+        column = [((1 if i == 0 else 0) - u[i] * u[0]) / r for i in range(2)]
+        return [r, u, column, column]
+
+    failures = _reduction_far_from_mpmath(x, [norm, slope], tiny, wants, dtype, limit=4)
+    failures += _reduction_far_from_mpmath(x, [norm, slope, *hessian], points, wants, dtype, limit=4)
+    assert not failures, "\n".join(failures)

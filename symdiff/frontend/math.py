@@ -134,20 +134,33 @@ def two_norm_composite(x: Expr, axes, keepdims: bool = False) -> Expr:
     algorithm (three masked sums, as LAPACK's dnrm2) was measured first: its value cost
     1.5x the plain formula's at n = 1e6, but its gradient stored five arrays between loops
     (value+grad 2.3 ms against 0.89); see docs/architecture.md.  The derivative at 0 is 0."""
+    plain, scale, root = two_norm_parts(x, axes, keepdims)
+    return where(plain, root, root / scale)
+
+
+def two_norm_parts(x: Expr, axes, keepdims: bool = False):
+    """(plain, scale, root) behind :func:`two_norm_composite`: ``plain`` where the plain sum
+    of squares is finite and not tiny; ``scale`` the power of two that x is scaled by (1
+    where plain: then the second sum is the plain one again); ``root`` = the norm of
+    x * scale, which is normal wherever the norm is not 0, inf or NaN (the norm is
+    root / scale).  ``two_norm``'s slope is (x * scale) / root, formed from these nodes
+    so that in a compiled gradient they are the value's own (no further pass), and right
+    where the norm itself is subnormal or overflows."""
     from ..ops.reductions import TWO_NORM_RANGE, keep_axes
     from . import sum as total_of
 
     smallest_sum, down, up = TWO_NORM_RANGE[x.dtype]
     squares = total_of(x * x, axis=axes, keepdims=keepdims)
     plain = logical_and(greater_equal(squares, smallest_sum), less(squares, np.inf))
-    # overflowed (or NaN: any scale will do) or too small; in x's dtype (two numbers make float64)
-    scale = astype(where(greater_equal(squares, 1), down, up), x.dtype)
+    # overflowed (or NaN: any scale will do) or too small; in x's dtype (two numbers make float64);
+    # 1 where plain, so that root is the scaled norm everywhere (the slope's denominator)
+    scale = astype(where(plain, 1.0, where(greater_equal(squares, 1), down, up)), x.dtype)
     kept = keep_axes(scale, axes, keepdims)
     rescaled = total_of((x * kept) * (x * kept), axis=axes, keepdims=keepdims)
     value = where(plain, squares, rescaled)
     positive = greater(value, 0)
     root = where(positive, sqrt(where(positive, value, 1)), value)  # 0 (derivative 0 there) or NaN
-    return where(plain, root, root / scale)
+    return plain, scale, root
 
 
 def reciprocal(x) -> Expr:

@@ -140,9 +140,22 @@ def _infer_float_reduction(types, axes, keepdims):
 def _two_norm_slope(out, x, axes, keepdims):
     """x / norm: at most 1 in magnitude, formed before any cotangent or tangent multiplies it
     (the composite's chain rule took 1 / (2 scale sqrt(sum)) first, subnormal in float32 at
-    |x| ~ 1e-21: 1e-5 relative error).  0 where the norm is 0 (a subgradient)."""
-    norm = keep_axes(out, axes, keepdims)
-    return x / F.where(F.equal(norm, 0), 1, norm)
+    |x| ~ 1e-21: 1e-5 relative error).  0 where the norm is 0 (a subgradient).
+
+    Formed as (x * scale) / root from the composite's own nodes (``two_norm_parts``: scale
+    is 1 where the plain sum of squares is in range, a power of two elsewhere, and root the
+    norm of x * scale), not from the rounded norm: where the norm is subnormal or overflows,
+    x / norm was wrong ([5e-324, 5e-324]: [1, 1]; [1.7e308, 1.7e308]: [0, 0]; true 0.7071).
+    A compiled gradient shares these nodes with the value (no further pass over x)."""
+    from ..frontend.math import two_norm_parts
+
+    _, scale, root = two_norm_parts(x, axes, keepdims)
+    norm = keep_axes(root, axes, keepdims)
+    # x read through where(root >= 0, x, 0): x wherever root is not NaN, so x * scale is not the
+    # value's own node (which its loop would store for this loop to read) and the greedy
+    # placement puts it in the loop after the norm (as the Gaussian's factor in ops/special.py)
+    late = F.where(F.greater_equal(norm, 0), x, 0)
+    return (late * keep_axes(scale, axes, keepdims)) / F.where(F.equal(norm, 0), 1, norm)
 
 
 def _two_norm_compiled(x, axes, keepdims):
