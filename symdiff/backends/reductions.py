@@ -1,5 +1,6 @@
-"""Lowering of reductions (sum, prod, max, min): each accumulates inside the loop nest
-that produces its input, so a reduction of a fused expression needs no temporary."""
+"""Lowering of reductions (sum, prod, max, min, and prod's private ``scaled_prod``): each
+accumulates inside the loop nest that produces its input, so a reduction of a fused
+expression needs no temporary."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir import Expr
-from .lowering import Value, _index_text, literal, lowers
+from .lowering import Allocated, Value, _index_text, literal, lowers
 
 
 @lowers("sum", "max", "min", "prod")
@@ -75,3 +76,112 @@ def lower_reduction(L, node: Expr):
     kind = "scalar" if node.ndim == 0 else "array"
     L.values[node.id] = Value(kind, name=name, array=name if node.ndim else None, avail=step.index + 1,
                                  root=name)
+
+
+@lowers("scaled_prod")
+def lower_scaled_prod(L, node: Expr):
+    """prod(x over axes) * y * w / z in x's shape (``ops.reductions.SCALED_PROD``): the product
+    accumulates as (m, e) beside the loop that produces x (``runtime._scaled_prod_step``:
+    a multiply and two compares per element unless a factor or m leaves [2**-400, 2**400] /
+    [2**-500, 2**500]); then a loop over x's shape combines it with y, w and z
+    (``runtime._scaled_prod_ratio``).  Nodes over the same x and axes share one accumulation."""
+    x, *factors = node.inputs
+    axes = node.params["axes"]
+    xd = L.shape[x.id]
+    dims = list(xd)
+    for t in factors:
+        for k in range(x.ndim):
+            d = L.dim(t, k)
+            if d != 1:
+                dims[k] = L.dims.unify(dims[k], d, L.context(node))
+    L.shape[node.id] = tuple(dims)
+    m, e, avail, out_idx = _scaled_accumulation(L, node, x, axes)
+    if node.ndim == 0:
+        operands = [L.operand(t, [], -1)[0] for t in factors]
+        at = max([avail] + [L.ready(t) for t in factors])
+        name = f"v{L.p(node)}"
+        L.prelude(at).append(f"{name} = {_ratio_code(m, e, *operands, node.dtype)}  # {L.comment(node)}")
+        L.values[node.id] = Value("scalar", name=name, avail=at)
+        return
+    L.current_domain = L.dims_of(node)
+    step = None
+    fused = [t for t in factors if L.values[t.id].kind == "fused" and L.values[t.id].array is None
+             and t.ndim == node.ndim and L.dims_of(t) == L.current_domain and L.values[t.id].group >= avail]
+    if fused:
+        target = max(L.values[t.id].group for t in fused)
+        others = [t for t in factors if not (any(t is f for f in fused) and L.values[t.id].group == target)]
+        if all(L.ready(t) <= target for t in others):
+            step = L.steps[target]
+    if step is None:
+        step = L.find_group(L.shape[node.id], max([avail] + [L.ready(t) for t in factors]))
+    idx = [f"i{k}" for k in range(node.ndim)]
+    operands = [L.operand(t, idx, step.index)[0] for t in factors]
+    index = f"[{_index_text([idx[a] if i != '0' else '0' for a, i in enumerate(out_idx)])}]" if out_idx else ""
+    name = f"v{L.p(node)}"
+    step.body.append(f"{name} = {_ratio_code(m + index, e + index, *operands, node.dtype)}  # {L.comment(node)}")
+    step.labels.append(L.label(node))
+    L.values[node.id] = Value("fused", name=name, group=step.index, avail=step.index + 1)
+
+
+def _ratio_code(m, e, y, w, z, dtype):
+    code = f"_scaled_prod_ratio({m}, {e}, {y}, {w}, {z})"
+    return f"np.float32({code})" if dtype == "float32" else code
+
+
+def _scaled_accumulation(L, node: Expr, x: Expr, axes):
+    """(m, e, first step that may read them, index pattern) of x's scaled product over axes:
+    scalars when every axis is reduced (``out_idx`` empty), else arrays of x's shape with
+    the reduced axes of size 1 (``out_idx``: "0" on those, "i" elsewhere)."""
+    done = L.__dict__.setdefault("scaled_products", {})
+    key = (x.id, axes)
+    if key in done:
+        return done[key]
+    m, e = f"sm{L.p(node)}", f"se{L.p(node)}"
+    scalar = x.ndim == 0 or len(axes) == x.ndim
+    out_idx = [] if scalar else ["0" if a in axes else "i" for a in range(x.ndim)]
+    if x.ndim == 0:
+        at = L.ready(x)
+        value = L.operand(x, [], -1)[0]
+        L.prelude(at).append(f"{m}, {e} = _scaled_prod_step(1.0, 0, {value})  # {L.label(x)} scaled")
+        done[key] = (m, e, at, out_idx)
+        return done[key]
+    xd = L.shape[x.id]
+    vx = L.values[x.id]
+    if vx.kind == "fused" and vx.array is None:
+        step = L.steps[vx.group]
+    else:
+        step = L.find_group(xd, L.ready(x))
+    L.current_domain = L.dims_of(x)
+    idx = [f"i{k}" for k in range(x.ndim)]
+    value = L.operand(x, idx, step.index)[0]
+    comment = f"{L.label(x)}'s product over {axes}, its exponent apart, for %{L.p(node)}"
+    if scalar:
+        L.prelude(step.index).append(f"{m} = 1.0; {e} = 0  # {comment}")
+        target_m, target_e = m, e
+    else:
+        shape = "(" + ", ".join("1" if a in axes else L.dims.text(d) for a, d in enumerate(xd)) + ",)"
+        lines = [f"{m} = np.empty({shape}, dtype=np.float64)  # {comment}",
+                 f"{e} = np.empty({shape}, dtype=np.int64)"]
+        indent = ""
+        for k in range(x.ndim):
+            bound = "1" if k in axes else L.dims.loop_bound(xd[k], k > 0)
+            lines.append(f"{indent}for i{k} in range({bound}):")
+            indent += "    "
+        fill_idx = _index_text(idx)
+        lines += [f"{indent}{m}[{fill_idx}] = 1.0", f"{indent}{e}[{fill_idx}] = 0"]
+        L.allocated[m] = Allocated(m, shape, "float64", x.ndim)
+        L.allocated[e] = Allocated(e, shape, "int64", x.ndim)
+        late = L.dims.late_in(lines[0])
+        if late:  # a size known late: the fill runs where it is known
+            at = max(L.dims.late[d] for d in late)
+            L.prelude(at).extend(lines[2:])
+            lines = lines[:2]
+        L.allocations.append((m, lines))
+        out = _index_text(["0" if a in axes else i for a, i in enumerate(idx)])
+        target_m, target_e = f"{m}[{out}]", f"{e}[{out}]"
+    step.body.append(f"{target_m}, {target_e} = _scaled_prod_step({target_m}, {target_e}, {value})  # {comment}")
+    # e back into m where the product is in m's range: then the ratios take their fast path
+    step.after.append(f"{m}, {e} = _scaled_prod_settle({m}, {e})" if scalar else f"_scaled_prod_settle_arrays({m}, {e})")
+    step.labels.append(L.label(node))
+    done[key] = (m, e, step.index + 1, out_idx)
+    return done[key]

@@ -707,6 +707,68 @@ def _sum_add(typingctx, total, value):
 __all__ += ["_matvec", "_opaque", "_sum_add"]
 
 
+# ``scaled_prod`` (prod's derivative): a product kept as m * 2**e, m a float64 and e an int64.
+# A factor in [2**-400, 2**400] multiplies m directly (m stays in [2**-500, 2**500], so the
+# step neither overflows nor underflows); any other factor gives its frexp mantissa and
+# exponent; m is renormalised by frexp when it leaves its range.  Both are powers-of-two
+# scalings, exact: the rounding is the plain product's.  0, inf and NaN stay in m.
+@njit(nogil=True, error_model="numpy")
+def _scaled_prod_step(m, e, x):
+    a = abs(x)
+    if a >= 2.0 ** -400 and a <= 2.0 ** 400:
+        m = m * x
+    else:
+        f, k = math.frexp(x)
+        m = m * f
+        e += k
+    a = abs(m)
+    if not (a >= 2.0 ** -500 and a <= 2.0 ** 500) and a != 0.0 and a != math.inf and a == a:
+        m, k = math.frexp(m)
+        e += k
+    return m, e
+
+
+@njit(nogil=True, error_model="numpy")
+def _scaled_prod_settle(m, e):
+    """m * 2**e with e = 0 where that is in m's range (the common case: then the ratios take
+    their fast path)."""
+    if e != 0:
+        r = math.ldexp(m, min(max(e, -2000), 2000))
+        a = abs(r)
+        if a >= 2.0 ** -500 and a <= 2.0 ** 500:
+            return r, 0
+    return m, e
+
+
+@njit(nogil=True, error_model="numpy")
+def _scaled_prod_settle_arrays(m, e):
+    flat_m, flat_e = m.ravel(), e.ravel()
+    for i in range(flat_m.size):
+        flat_m[i], flat_e[i] = _scaled_prod_settle(flat_m[i], flat_e[i])
+
+
+@njit(nogil=True, error_model="numpy")
+def _scaled_prod_ratio(m, e, y, w, z):
+    """(m * 2**e) * y * w / z, each operand's exponent apart: m * my * mw / mz is in range, and
+    ldexp rounds once more only where the result is subnormal.  Where e = 0 and y, w, z are
+    within 2**+-100, the plain m * y * w / z: the same roundings (no step leaves the normal
+    range), without frexp and ldexp."""
+    if e == 0:
+        a, b, c = abs(y), abs(w), abs(z)
+        if (a >= 2.0 ** -100 and a <= 2.0 ** 100 and b >= 2.0 ** -100 and b <= 2.0 ** 100
+                and c >= 2.0 ** -100 and c <= 2.0 ** 100):
+            return m * y * w / z
+    my, ey = math.frexp(y)
+    mw, ew = math.frexp(w)
+    mz, ez = math.frexp(z)
+    k = e + ey + ew - ez
+    k = min(max(k, -(1 << 20)), 1 << 20)  # beyond it every float overflows or underflows
+    return math.ldexp(m * my * mw / mz, k)
+
+
+__all__ += ["_scaled_prod_ratio", "_scaled_prod_settle", "_scaled_prod_settle_arrays", "_scaled_prod_step"]
+
+
 MALLOC_ENV = "SYMDIFF_MALLOC"  # "system": leave the C library's malloc settings alone
 
 

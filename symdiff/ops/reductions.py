@@ -179,31 +179,145 @@ TWO_NORM = Op(
 )
 
 
-def _prod_partial(out, x, axes, keepdims):
-    """d prod / d x_i: the product of the other elements, exact at zeros and well
-    conditioned near them; its own derivatives are exact to any order with at
-    most two zeros per reduced slice, and to the second derivative of prod with more.
+def _prod_partial(x, axes, times):
+    """d prod / d x_i times ``times`` (x's shape, or size 1 along ``axes``): the product of
+    the other elements, exact at zeros and well conditioned near them; its own derivatives
+    are exact to any order with at most two zeros per reduced slice, and to the second
+    derivative of prod with more.
 
     The elements of least magnitude (zeros first) get the product of the others
     without division: the product of the rest times that of the other least
     elements (none; the one other, spelled as their sum - x_i so it keeps its
-    derivative; or, for three or more, their product / x_i, or 0 if they are
-    zeros).  Every other element gets prod / x_i, whose derivative in x_i,
+    derivative; or, for three or more, the product / x_i, or 0 if they are zeros).
+    Every other element gets prod / x_i, whose derivative in x_i,
     p_i / x_i - prod / x_i**2, cancels terms no larger than the products of the
     others, since |x_i| exceeds the least magnitude.
+
+    Every product is a ``scaled_prod`` (its binary exponent tracked apart) with ``times``
+    inside it: right wherever the partial times ``times`` is representable, also where
+    prod itself, the product of the rest or a partial product overflows or underflows
+    (``[1e80] * 4``: inf before, true 1e240; ``[1e-200] * 3 + [1e200]``: 0, true 1e-200).
     """
     magnitude = F.abs(x)
     is_least = F.equal(magnitude, MIN(magnitude, axes=axes, keepdims=True))
     x_rest = F.where(is_least, 1, x)
-    prod_rest = PROD(x_rest, axes=axes, keepdims=True)
-    least = F.where(is_least, x, 1)
     count = SUM(F.astype(is_least, "int64"), axes=axes, keepdims=True)
     other_one = SUM(F.where(is_least, x, 0), axes=axes, keepdims=True) - x
     is_zero = F.equal(x, 0)
-    least_nonzero = F.where(is_zero, 1, least)  # no 0 / 0 even in the masked-out branch's derivative
-    others_many = F.where(is_zero, 0, PROD(least, axes=axes, keepdims=True) / least_nonzero)
-    others = F.where(F.equal(count, 1), 1, F.where(F.equal(count, 2), other_one, others_many))
-    return F.where(is_least, others * prod_rest, keep_axes(out, axes, keepdims) / x_rest)
+    # prod / x_i: the others; for three or more least, 0 at their zeros (no 0 / 0, even in the
+    # masked-out branch's derivative: x_i is replaced by 1 there)
+    one = F.constant(np.ones((1,) * x.ndim, dtype=x.dtype))
+    over_x = SCALED_PROD(x, times, one, F.where(is_zero, 1, x), axes=axes)
+    least_many = F.where(is_zero, 0, over_x)
+    least_few = SCALED_PROD(x_rest, F.where(F.equal(count, 1), one, other_one), times, one, axes=axes)
+    return F.where(is_least, F.where(F.greater(count, 2), least_many, least_few), over_x)
+
+
+def _scaled_prod_numpy(x, y, w, z, axes):
+    """prod(x over axes) * y * w / z, as the compiled code computes it: the product as m * 2**e
+    (m renormalised by frexp, e an integer), then (m * my * mw / mz) * 2**(e + ey + ew - ez)."""
+    dtype = np.result_type(x, y, w, z)
+    work = np.moveaxis(np.asarray(x, dtype=np.float64), axes, range(-len(axes), 0))
+    work = work.reshape(work.shape[:work.ndim - len(axes)] + (-1,))
+    m = np.ones(work.shape[:-1])
+    e = np.zeros(work.shape[:-1], dtype=np.int64)
+    with np.errstate(all="ignore"):
+        mantissas, exponents = np.frexp(work)
+        e += np.sum(exponents, axis=-1, dtype=np.int64)
+        for start in range(0, work.shape[-1], 256):  # each block's product is at least 2**-256
+            m = m * np.prod(mantissas[..., start:start + 256], axis=-1)
+            m, k = np.frexp(m)
+            e += k
+        shape = tuple(1 if a in axes else d for a, d in enumerate(np.shape(x)))
+        m, e = m.reshape(shape), e.reshape(shape)
+        my, ey = np.frexp(np.asarray(y, dtype=np.float64))
+        mw, ew = np.frexp(np.asarray(w, dtype=np.float64))
+        mz, ez = np.frexp(np.asarray(z, dtype=np.float64))
+        exponent = np.clip(e + ey + ew - ez, -SCALED_PROD_EXPONENT_LIMIT, SCALED_PROD_EXPONENT_LIMIT)
+        result = np.ldexp(m * my * mw / mz, exponent.astype(np.int32))
+    return np.broadcast_to(result, np.shape(x)).astype(dtype)
+
+
+SCALED_PROD_EXPONENT_LIMIT = 1 << 20  # beyond it every float overflows or underflows (ldexp takes a C int)
+
+
+def _infer_scaled_prod(types, axes):
+    x, *factors = types
+    if x.dtype not in ("float32", "float64") or any(t.dtype != x.dtype for t in factors):
+        raise DTypeError(f"scaled_prod takes one float dtype, got {[t.dtype for t in types]}")
+    if any(t.ndim != x.ndim for t in factors):
+        fail_shape(f"y, w and z must have x's rank {x.ndim} (size 1 to broadcast), got {[t.ndim for t in factors]}")
+    for t in factors:
+        for a, (d, e) in enumerate(zip(x.shape, t.shape)):
+            if e != 1 and d is not None and e is not None and d != e:
+                fail_shape(f"size {e} on axis {a} does not broadcast to x's {d}")
+    _infer_reduction((x,), axes, True)
+    return x
+
+
+# Products and quotients in the rules are taken left to right from the cotangent or tangent:
+# where a branch of prod's partial is masked out, that is an exact 0, and 0 / z stays 0 where
+# w / z would be inf (z a subnormal element: 0 * inf was NaN in the Hessian).
+def _scaled_prod_vjp_x(g, out, x, y, w, z, axes):
+    return _prod_partial(x, axes, SUM(g * y * w / z, axes=axes, keepdims=True))
+
+
+def _scaled_prod_vjp_z(g, out, x, y, w, z, axes):
+    return unbroadcast(-(SCALED_PROD(x, g, y, z, axes=axes) / z * w), z.type)
+
+
+def _scaled_prod_jvp(ts, out, x, y, w, z, axes):
+    tx, ty, tw, tz = ts
+    terms = []
+    if tx is not None:  # sum_k t_k P / x_k, each product scaled, times y w / z
+        terms.append(SUM(_prod_partial(x, axes, tx), axes=axes, keepdims=True) * y * w / z)
+    if ty is not None:
+        terms.append(SCALED_PROD(x, ty, w, z, axes=axes))
+    if tw is not None:
+        terms.append(SCALED_PROD(x, y, tw, z, axes=axes))
+    if tz is not None:
+        terms.append(-(SCALED_PROD(x, tz, y, z, axes=axes) / z * w))
+    total = terms[0] if terms else None
+    for term in terms[1:]:
+        total = total + term
+    return total if total is None else F.broadcast_like(total, x)
+
+
+def _scaled_prod_samples(rng):
+    def case(shape, axes, y_shape=None, z_shape=None):
+        y_shape, z_shape = y_shape or shape, z_shape or shape
+        return ((rng.normal(size=shape), rng.normal(size=y_shape), rng.normal(size=shape),
+                 rng.uniform(0.5, 2.0, size=z_shape) * rng.choice([-1.0, 1.0], size=z_shape)), {"axes": axes})
+
+    return [case((3, 4), (1,)), case((3, 4), (0, 1), (1, 1)), case((2, 3, 4), (0, 2), (2, 1, 4), (1, 3, 1)),
+            case((5,), (0,))]
+
+
+# A primitive because a product's overflow or underflow is decided by its partial products:
+# [1e300, 1e300, 1e-300] overflows in its second step whatever is done after it, so the
+# derivative of prod needs a product whose binary exponent is kept apart (an integer) while
+# its mantissa is renormalised, which no composite of NumPy's vocabulary can form.  Its value
+# is prod * y * w / z in x's shape, so that a cotangent, the other least element and the
+# partial's quotient meet the product before it is rounded to a float: prod's gradient at
+# [1e80] * 4 is 1e240 (inf before), and its Hessian at [1e300, 1e-300, 1e300, 1e-300] has
+# the entries 1 (times * other_one underflowed when w was not apart).  Its
+# rules are written with itself and prod's partial (``_prod_partial``), so it differentiates
+# again.  Compiled: ``backends/reductions.py`` (the scaled accumulation beside the loop that
+# produces x; runtime helpers ``_scaled_prod_step`` and ``_scaled_prod_ratio``).
+SCALED_PROD = Op(
+    "scaled_prod",
+    infer=_infer_scaled_prod,
+    impl=_scaled_prod_numpy,
+    vjp=(_scaled_prod_vjp_x,
+         lambda g, out, x, y, w, z, axes: unbroadcast(SCALED_PROD(x, g, w, z, axes=axes), y.type),
+         lambda g, out, x, y, w, z, axes: unbroadcast(SCALED_PROD(x, y, g, z, axes=axes), w.type),
+         _scaled_prod_vjp_z),
+    jvp=_scaled_prod_jvp,
+    kind="reduction",
+    samples=_scaled_prod_samples,
+    doc="prod(x over axes, kept) * y * w / z in x's shape with the product's binary exponent tracked apart "
+        "(private: prod's derivative); exact scaling, so right wherever the result is representable.",
+)
 
 
 def _prod_samples(rng):
@@ -221,8 +335,8 @@ PROD = Op(
     "prod",
     infer=_infer_numeric_reduction,
     impl=lambda x, axes, keepdims: np.prod(x, axis=axes, keepdims=keepdims),
-    vjp=(lambda g, out, x, axes, keepdims: keep_axes(g, axes, keepdims) * _prod_partial(out, x, axes, keepdims),),
-    jvp=lambda ts, out, x, axes, keepdims: SUM(ts[0] * _prod_partial(out, x, axes, keepdims), axes=axes, keepdims=keepdims),
+    vjp=(lambda g, out, x, axes, keepdims: _prod_partial(x, axes, keep_axes(g, axes, keepdims)),),
+    jvp=lambda ts, out, x, axes, keepdims: SUM(_prod_partial(x, axes, ts[0]), axes=axes, keepdims=keepdims),
     kind="reduction",
     samples=_prod_samples,
     doc="Product over static axes; its derivative is exact at zeros.",
