@@ -72,6 +72,7 @@ def _sympy_rules(sympy):
         "erfinv": sympy.erfinv,
         "erfinv_slope": lambda y: sympy.sqrt(sympy.pi) / 2 * sympy.exp(sympy.erfinv(y) ** 2),
         "two_norm": sympy.Abs,  # of a scalar: the bridge converts scalar graphs
+        "scaled_prod": lambda x, y, w, z: x * y * w / z,  # prod's partials; of a scalar x its product is x
         "abs": sympy.Abs,
         "sign": sympy.sign,
         "sigmoid": lambda x: 1 / (1 + sympy.exp(-x)),

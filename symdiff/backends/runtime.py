@@ -708,19 +708,19 @@ __all__ += ["_matvec", "_opaque", "_sum_add"]
 
 
 # ``scaled_prod`` (prod's derivative): a product kept as m * 2**e, m a float64 and e an int64.
-# A factor in [2**-400, 2**400] multiplies m directly (m stays in [2**-500, 2**500], so the
-# step neither overflows nor underflows); any other factor gives its frexp mantissa and
-# exponent; m is renormalised by frexp when it leaves its range.  Both are powers-of-two
-# scalings, exact: the rounding is the plain product's.  0, inf and NaN stay in m.
+# m stays in [2**-500, 2**500]: a step whose plain product m * x leaves that range (or is 0,
+# inf or NaN) is taken again from the old m with x's frexp mantissa and exponent, and m is
+# renormalised by frexp if it still leaves it.  Both are powers-of-two scalings, exact: the
+# rounding is the plain product's.  0, inf and NaN stay in m.
 @njit(nogil=True, error_model="numpy")
 def _scaled_prod_step(m, e, x):
-    a = abs(x)
-    if a >= 2.0 ** -400 and a <= 2.0 ** 400:
-        m = m * x
-    else:
-        f, k = math.frexp(x)
-        m = m * f
-        e += k
+    t = m * x
+    a = abs(t)
+    if a >= 2.0 ** -500 and a <= 2.0 ** 500:
+        return t, e
+    f, k = math.frexp(x)
+    m = m * f
+    e += k
     a = abs(m)
     if not (a >= 2.0 ** -500 and a <= 2.0 ** 500) and a != 0.0 and a != math.inf and a == a:
         m, k = math.frexp(m)
@@ -748,16 +748,7 @@ def _scaled_prod_settle_arrays(m, e):
 
 
 @njit(nogil=True, error_model="numpy")
-def _scaled_prod_ratio(m, e, y, w, z):
-    """(m * 2**e) * y * w / z, each operand's exponent apart: m * my * mw / mz is in range, and
-    ldexp rounds once more only where the result is subnormal.  Where e = 0 and y, w, z are
-    within 2**+-100, the plain m * y * w / z: the same roundings (no step leaves the normal
-    range), without frexp and ldexp."""
-    if e == 0:
-        a, b, c = abs(y), abs(w), abs(z)
-        if (a >= 2.0 ** -100 and a <= 2.0 ** 100 and b >= 2.0 ** -100 and b <= 2.0 ** 100
-                and c >= 2.0 ** -100 and c <= 2.0 ** 100):
-            return m * y * w / z
+def _scaled_prod_ratio_apart(m, e, y, w, z):
     my, ey = math.frexp(y)
     mw, ew = math.frexp(w)
     mz, ez = math.frexp(z)
@@ -766,7 +757,24 @@ def _scaled_prod_ratio(m, e, y, w, z):
     return math.ldexp(m * my * mw / mz, k)
 
 
-__all__ += ["_scaled_prod_ratio", "_scaled_prod_settle", "_scaled_prod_settle_arrays", "_scaled_prod_step"]
+@njit(nogil=True, error_model="numpy", inline="always")
+def _scaled_prod_ratio(m, e, y, w, z):
+    """(m * 2**e) * y * w / z, each operand's exponent apart (``_scaled_prod_ratio_apart``:
+    m * my * mw / mz is in range, and ldexp rounds once more only where the result is
+    subnormal).  Where e = 0 and the plain m * y, m * y * w and m * y * w / z are normal,
+    those: the same roundings, without frexp and ldexp (inlined, so that literal operands
+    fold; value+grad of prod on 1e6 elements 9.2 ms with checks on y, w and z, 8.3 with these)."""
+    t1 = m * y
+    t2 = t1 * w
+    r = t2 / z
+    lo = min(abs(t1), min(abs(t2), abs(r)))
+    hi = max(abs(t1), max(abs(t2), abs(r)))
+    if (e == 0) & (lo >= 2.0 ** -1022) & (hi <= 1.7976931348623157e308):
+        return r
+    return _scaled_prod_ratio_apart(m, e, y, w, z)
+
+
+__all__ += ["_scaled_prod_ratio", "_scaled_prod_ratio_apart", "_scaled_prod_settle", "_scaled_prod_settle_arrays", "_scaled_prod_step"]
 
 
 MALLOC_ENV = "SYMDIFF_MALLOC"  # "system": leave the C library's malloc settings alone

@@ -218,7 +218,8 @@ def _scaled_prod_numpy(x, y, w, z, axes):
     (m renormalised by frexp, e an integer), then (m * my * mw / mz) * 2**(e + ey + ew - ez)."""
     dtype = np.result_type(x, y, w, z)
     work = np.moveaxis(np.asarray(x, dtype=np.float64), axes, range(-len(axes), 0))
-    work = work.reshape(work.shape[:work.ndim - len(axes)] + (-1,))
+    kept = work.shape[:work.ndim - len(axes)]
+    work = work.reshape(kept + (int(np.prod(work.shape[len(kept):], dtype=np.int64)),))
     m = np.ones(work.shape[:-1])
     e = np.zeros(work.shape[:-1], dtype=np.int64)
     with np.errstate(all="ignore"):
@@ -269,7 +270,10 @@ def _scaled_prod_vjp_z(g, out, x, y, w, z, axes):
 def _scaled_prod_jvp(ts, out, x, y, w, z, axes):
     tx, ty, tw, tz = ts
     terms = []
-    if tx is not None:  # sum_k t_k P / x_k, each product scaled, times y w / z
+    # x's term: D = sum_k t_k P / x_k, each product scaled, times y w / z.  D itself is a float:
+    # where it underflows or overflows but D y w / z would not (subnormal entries of x), this
+    # tangent is 0, inf or NaN (still open: it would need D's exponent apart as well)
+    if tx is not None:
         terms.append(SUM(_prod_partial(x, axes, tx), axes=axes, keepdims=True) * y * w / z)
     if ty is not None:
         terms.append(SCALED_PROD(x, ty, w, z, axes=axes))
@@ -339,5 +343,6 @@ PROD = Op(
     jvp=lambda ts, out, x, axes, keepdims: SUM(_prod_partial(x, axes, ts[0]), axes=axes, keepdims=keepdims),
     kind="reduction",
     samples=_prod_samples,
-    doc="Product over static axes; its derivative is exact at zeros.",
+    doc="Product over static axes; its derivative is exact at zeros, and right where the product "
+        "overflows or underflows but a partial does not (scaled_prod).",
 )
