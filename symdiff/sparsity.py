@@ -277,6 +277,22 @@ def _rule_matmul(node, patterns, n):
     return union(parts, (_size(full), n))  # dropping promoted size-1 axes keeps the flat order
 
 
+def _rule_scaled_prod(node, patterns, n):
+    # prod(x over axes) * y * w / z in x's shape: x's slice, merged and spread back over it;
+    # y, w and z elementwise (broadcasting)
+    x = node.inputs[0]
+    axes = node.params["axes"]
+    out_shape = node.type.shape
+    parts = []
+    if patterns[0] is not None:
+        kept = tuple(1 if a in axes else d for a, d in enumerate(x.type.shape))
+        parts.append(_broadcast(_reduce(patterns[0], x.type.shape, axes), kept, out_shape))
+    for t, p in zip(node.inputs[1:], patterns[1:]):
+        if p is not None:
+            parts.append(_broadcast(p, t.type.shape, out_shape))
+    return union(parts, (_size(out_shape), n))
+
+
 DENSE_FALLBACK_LIMIT = 50_000_000
 """The most entries the dense fallback may create before it asks for a rule instead."""
 
@@ -299,6 +315,7 @@ PATTERN_RULES = {
     "max": _rule_reduction,
     "min": _rule_reduction,
     "prod": _rule_reduction,
+    "scaled_prod": _rule_scaled_prod,
     "reshape": _rule_same_order,
     "expand_dims": _rule_same_order,
     "squeeze": _rule_same_order,
