@@ -1060,7 +1060,8 @@ def test_prod_derivatives_where_the_product_overflows_or_underflows():
 
         def wants(v, row=row):
             others = [mpmath.fprod(v[:i] + v[i + 1:]) for i in range(4)]
-            hessian_row = [0 if k == row else mpmath.fprod(a for j, a in enumerate(v) if j not in (row, k)) for k in range(4)]
+            hessian_row = [0 if k == row else mpmath.fprod(a for j, a in enumerate(v) if j not in (row, k))
+                           for k in range(4)]
             return [others, others] + [hessian_row] * 3
 
         failures += _reduction_far_from_mpmath(x, outputs, [point], wants, limit=4)

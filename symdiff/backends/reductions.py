@@ -181,7 +181,8 @@ def _scaled_accumulation(L, node: Expr, x: Expr, axes):
         target_m, target_e = f"{m}[{out}]", f"{e}[{out}]"
     step.body.append(f"{target_m}, {target_e} = _scaled_prod_step({target_m}, {target_e}, {value})  # {comment}")
     # e back into m where the product is in m's range: then the ratios take their fast path
-    step.after.append(f"{m}, {e} = _scaled_prod_settle({m}, {e})" if scalar else f"_scaled_prod_settle_arrays({m}, {e})")
+    settle = f"{m}, {e} = _scaled_prod_settle({m}, {e})" if scalar else f"_scaled_prod_settle_arrays({m}, {e})"
+    step.after.append(settle)
     step.labels.append(L.label(node))
     done[key] = (m, e, step.index + 1, out_idx)
     return done[key]
