@@ -86,7 +86,7 @@ def logit(p) -> Expr:
     """log(p / (1 - p)), the inverse of expit; -inf at 0, inf at 1, nan outside [0, 1].
 
     Near p = 1/2 it is 2 arctanh(2p - 1) (2p - 1 is exact for p >= 1/4), elsewhere
-    log(p / (1 - p)): full relative accuracy everywhere, also of the derivative 1/(p(1-p)).
+    log(p) - log1p(-p): full relative accuracy everywhere, also of the derivatives.
 
     >>> import symdiff as sd
     >>> sd.evaluate(sd.special.logit(sd.constant([0.5, 0.75, 1e-10])), {})
@@ -97,7 +97,11 @@ def logit(p) -> Expr:
     # each branch sees a harmless argument where it is not chosen, so its derivative stays finite
     small = where(low, p, 0.125)
     central = where(low, 0.5, p)
-    return where(low, log(small / (1 - small)), arctanh(central * 2 - 1) * 2)
+    # log(p) - log1p(-p), not log(p / (1 - p)): the quotient's reciprocal overflows at a
+    # subnormal p and its derivatives meet inf - inf (logit''(5e-324) was NaN by sd.hvp,
+    # true -inf); these derivatives are 1/p + 1/(1-p) and -1/p**2 + 1/(1-p)**2, which
+    # overflow to the right infinity and do not cancel for p < 1/4
+    return where(low, log(small) - log1p(-small), arctanh(central * 2 - 1) * 2)
 
 
 def _x_times_log(x, y, times_log, stand_in, singular):

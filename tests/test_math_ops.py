@@ -54,7 +54,6 @@ def _log_ndtr_prime_ref(x):
     return mpmath.npdf(x) / (mpmath.ncdf(x) if x < 1e4 else 1)
 
 
-
 def _log_ndtr_derivative_at(x, n):
     with mpmath.workprec(256):  # the Riccati recurrence cancels; mpmath's default 53 bits is not enough
         return +_log_ndtr_derivative(x, n)
@@ -864,7 +863,6 @@ def test_erfinv_derivatives_keep_relative_accuracy_next_to_one(dtype):
     assert not failures, "\n".join(failures)
 
 
-
 # Points where the Gaussian exp(-s x*x) is normal (float64: erf's below |x| = 26.6, ndtr's
 # below 37.6; float32: 9.3 and 13.1), both signs.
 _GAUSSIAN_POINTS = {
@@ -1065,4 +1063,25 @@ def test_prod_derivatives_where_the_product_overflows_or_underflows():
             return [others, others] + [hessian_row] * 3
 
         failures += _reduction_far_from_mpmath(x, outputs, [point], wants, limit=4)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logit_derivatives_keep_relative_accuracy_at_subnormals_and_next_to_one(dtype):
+    # log(p / (1 - p)) overflowed 1/q at a subnormal p and its derivatives met inf - inf:
+    # logit'' by sd.hvp (either mode, along a direction that is an input) was NaN at 5e-324
+    # (float32: 1e-45, 1e-40), true -inf
+    x, v = sd.vector("x", dtype=dtype), sd.vector("v", dtype=dtype)
+    f = sd.sum(sd.special.logit(x))
+    d1 = sd.grad(f, x)
+    outputs = [d1, sd.grad(sd.sum(d1), x), sd.hvp(f, x, v, mode="rev-rev"), sd.hvp(f, x, v, mode="fwd-rev")]
+    info = np.finfo(dtype)
+    points = np.array([float(info.smallest_subnormal), 1e-310 if dtype == "float64" else 1e-40, 1e-300 if dtype ==
+                       "float64" else 1e-30, 1e-8, 0.1, 0.25 - float(info.epsneg) / 4, 0.25, 0.3, 0.5, 0.75, 0.9,
+                       1 - 64 * float(info.epsneg), 1 - float(info.epsneg)], dtype=dtype)
+
+    def wants(p, direction):
+        second = 1 / (1 - p) ** 2 - 1 / p ** 2
+        return 1 / (p * (1 - p)), second, second, second
+
+    failures = _far_from_mpmath(outputs, {x: points, v: np.ones_like(points)}, wants, dtype, limits=4)
     assert not failures, "\n".join(failures)
