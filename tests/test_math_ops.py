@@ -1085,3 +1085,20 @@ def test_logit_derivatives_keep_relative_accuracy_at_subnormals_and_next_to_one(
 
     failures = _far_from_mpmath(outputs, {x: points, v: np.ones_like(points)}, wants, dtype, limits=4)
     assert not failures, "\n".join(failures)
+
+
+def test_log_ndtr_derivatives_keep_relative_accuracy_where_the_density_is_subnormal():
+    # above x = 37.5 phi/Phi is subnormal and the derivatives built on it kept only its
+    # precision: 9 ulps (order 2) at 37.7, 224 (order 3) at 37.9, 8,500 (order 4), and 0 from
+    # 38.5 on where orders 2-4 are still subnormals (38.6: order 2 -4.4e-323); both backends
+    x = sd.vector("x")
+    outputs = [sd.grad(sd.sum(sd.special.log_ndtr(x)), x)]
+    for _ in range(3):
+        outputs.append(sd.grad(sd.sum(outputs[-1]), x))
+    points = np.array([30.5, 34.06115177255373, 37.5, 37.7, 37.75, 37.9, 38.2, 38.5, 38.6, 39.5])
+
+    def wants(a):
+        return tuple(_log_ndtr_derivative(a, n) for n in (1, 2, 3, 4))
+
+    failures = _far_from_mpmath(outputs, {x: points}, wants, limits=4)
+    assert not failures, "\n".join(failures)
