@@ -391,7 +391,7 @@ def test_helper_backed_ops_end_ir_regions_and_stay_exact():
 
     assert scalar_ir.PYTHON_STATEMENT_OPS == {"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime",
                                              "log_ndtr_derivative", "over_squared_norm", "erfinv_slope",
-                                             "over_hypot"}
+                                             "over_hypot", "ndtr_derivative"}
     a = sd.scalar("a")
     y = a
     for _ in range(30):
@@ -898,17 +898,24 @@ def test_gaussian_slopes_keep_relative_accuracy_where_the_square_rounds(dtype):
     assert not failures, "\n".join(failures)
 
 
-def test_ndtr_second_derivative_where_the_gaussian_is_subnormal():
-    # ndtr'' = -x phi(x) is normal at 37.7, where phi is subnormal (9e-310): phi's rounding to
-    # the subnormal grid times x leaves about 30 ulps (open: every composite of exp meets it);
-    # the square's rounding added 103
-    x = sd.vector("x")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_ndtr_higher_derivatives_keep_relative_accuracy_where_the_gaussian_is_subnormal(dtype):
+    # ndtr'' = -x phi(x) is normal at 37.7 where phi is subnormal (9e-310): the composite
+    # multiplied exp's subnormal output by x, 29 ulps at 37.7 (and at -37.7), subnormal steps
+    # off beyond; now the primitive ndtr_derivative (phi scaled by 2**600 there); both
+    # backends, reverse and forward mode, and the third derivative
+    x = sd.vector("x", dtype=dtype)
     d1 = sd.grad(sd.sum(sd.special.ndtr(x)), x)
+    d2 = sd.grad(sd.sum(d1), x)
+    outputs = [d1, d2, sd.jvp(d1, [x], [sd.ones_like(x)]), sd.grad(sd.sum(d2), x)]
+    points = {"float64": [37.5, 37.6, 37.7, -37.7, 37.75, -37.8, 38.0, 38.5, -38.5, 38.6, 0.3, 2.0, -5.9, 26.3],
+              "float32": [0.3, 2.0, -5.9, 8.1, 12.72, -13.0, 13.5, 14.0]}[dtype]
 
     def wants(a):
-        return (-a * mpmath.npdf(a),)
+        phi = mpmath.npdf(a)
+        return phi, -a * phi, -a * phi, (a * a - 1) * phi
 
-    failures = _far_from_mpmath([sd.grad(sd.sum(d1), x)], {x: np.array([37.7, -37.7])}, wants, limits=40)
+    failures = _far_from_mpmath(outputs, {x: np.array(points, dtype=dtype)}, wants, dtype, limits=(4, 4, 4, 4))
     assert not failures, "\n".join(failures)
 
 

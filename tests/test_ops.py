@@ -86,7 +86,7 @@ OP_TABLE = {
     "cbrt": RULES, "logaddexp": RULES, "logaddexp2": RULES, "floor": NONE, "ceil": NONE, "trunc": NONE,
     "rint": NONE, "floor_divide": NONE, "mod": RULES, "fmod": RULES, "copysign": RULES,
     "erf": RULES, "erfc": RULES, "erfinv": RULES, "gammaln": RULES, "polygamma": RULES, "ndtr": RULES,
-    "log_ndtr": RULES, "log_ndtr_prime": RULES, "log_ndtr_derivative": RULES,
+    "log_ndtr": RULES, "log_ndtr_prime": RULES, "log_ndtr_derivative": RULES, "ndtr_derivative": RULES,
     "over_squared_norm": RULES, "erfinv_slope": RULES, "over_hypot": RULES, "mul_log": RULES, "two_norm": RULES,
     "scaled_prod": RULES,
     # issue 10: indexing, gathers and scatters

@@ -108,7 +108,7 @@ def _order_samples(cases):
 _GRID_SCALES = {np.dtype(np.float64): 2.0 ** -33, np.dtype(np.float32): 2.0 ** -16}
 
 
-def _square_rounding(x):
+def _square_rounding(x, ops=F):
     """x*x - fl(x*x), the rounding error of the square, for |x| <= 40, as a constant to
     differentiation (None for a dtype without a grid).  x = head + tail with the head on
     a grid short enough that head**2 is exact; then x*x - fl(x*x) = (head**2 - fl(x*x)) +
@@ -125,10 +125,17 @@ def _square_rounding(x):
     if grid is None:
         return None
     head = ((x * grid + 0.75) - 0.75) / grid
-    return F.stop_gradient((head * head - x * x) + (x - head) * (x + head))
+    return ops.stop_gradient((head * head - x * x) + (x - head) * (x + head))
 
 
-def _gaussian(x, scale):
+class _NumpySteps:
+    """The few frontend functions ``_gaussian`` calls, on NumPy arrays: the reference of
+    ndtr_derivative(n=1) runs the same steps as its compiled composite."""
+    greater, greater_equal, abs, where, exp = np.greater, np.greater_equal, np.abs, np.where, np.exp
+    stop_gradient = staticmethod(lambda value: value)
+
+
+def _gaussian(x, scale, ops=F):
     """exp(-scale * x**2), whose derivatives are 0 where it underflows rather than NaN:
     from |x| = 1.3e154 the exponent's slope -2 scale x t overflows (inf at x = inf; in
     forward mode from 9e307) and meets exp's 0.  Beyond |x| = 40, where the value is 0
@@ -153,14 +160,14 @@ def _gaussian(x, scale):
     on 1e6 elements, minimum of 30 calls, five alternating runs: erf 3.4-3.65 -> 3.5-3.6
     ms, ndtr 21.9-22.4 ms before and after; with the factor in the first loop, 3.9 and
     24.2 ms."""
-    beyond = F.greater(F.abs(x), 40.0)
-    inside = F.where(beyond, 0, x)
-    value = F.exp(inside * inside * -scale)
-    late = F.where(F.greater_equal(value, 0), x, 0)
-    rounding = _square_rounding(late)
+    beyond = ops.greater(ops.abs(x), 40.0)
+    inside = ops.where(beyond, 0, x)
+    value = ops.exp(inside * inside * -scale)
+    late = ops.where(ops.greater_equal(value, 0), x, 0)
+    rounding = _square_rounding(late, ops)
     if rounding is None:
-        return F.where(beyond, 0, value)
-    return value * F.where(F.greater(F.abs(late), 40.0), 0, rounding * -scale + 1)
+        return ops.where(beyond, 0, value)
+    return value * ops.where(ops.greater(ops.abs(late), 40.0), 0, rounding * -scale + 1)
 
 
 ERF = elementwise("erf", _vectorized(math.erf), (lambda d, out, x: d * (_gaussian(x, 1.0) * TWO_OVER_SQRT_PI),),
@@ -185,9 +192,38 @@ POLYGAMMA = elementwise("polygamma", _of_order(scalar.polygamma), (lambda d, out
 POLYGAMMA.samples = _order_samples([((), 0, 0.4, 4.0), ((4,), 1, 0.4, 4.0), ((3, 4), 2, 0.4, 4.0),
                                     ((4,), 0, -1.8, -1.2), ((2, 3), 3, -2.8, -2.2)])
 
-NDTR = elementwise("ndtr", _vectorized(scalar.ndtr),
-                   (lambda d, out, x: d * (_gaussian(x, 0.5) * scalar.INV_SQRT_2PI),),
+NDTR = elementwise("ndtr", _vectorized(scalar.ndtr), (lambda d, out, x: d * NDTR_DERIVATIVE(x, n=1),),
                    "_ndtr({0})", (((-4.0, 4.0),),), doc="The standard normal CDF.")
+
+
+def _ndtr_slope(x):
+    """phi(x), ndtr's slope, as the composite exp(-x*x/2) / sqrt(2 pi) of ``_gaussian``
+    (the vector-math exp in kernels; NumPy's steps in the reference)."""
+    if isinstance(x, np.ndarray):
+        with np.errstate(all="ignore"):
+            return _gaussian(x, 0.5, _NumpySteps) * x.dtype.type(scalar.INV_SQRT_2PI)
+    return _gaussian(x, 0.5) * scalar.INV_SQRT_2PI
+
+
+def _ndtr_derivative_numpy(x, n):
+    x = np.asarray(x)
+    return _ndtr_slope(x) if n == 1 else _vectorized(lambda v: scalar.ndtr_derivative(n, v))(x)
+
+
+# A primitive (private, as log_ndtr_derivative), for its derivative: the order n + 1 is
+# (-1)^n He_n(x) phi(x) computed with phi scaled by 2**600 where it is subnormal, rounded
+# once.  The composite's derivative multiplies exp's subnormal output by x: ndtr'' was 29
+# ulps off at 37.7, and subnormal steps off at +-38.5.  Order 1 (ndtr's slope) compiles as
+# the composite ``_gaussian`` (``compiled_as``): the common value+grad keeps the vector-math
+# exp; orders from 2 call the scalar helper.
+NDTR_DERIVATIVE = elementwise(
+    "ndtr_derivative", _ndtr_derivative_numpy, (lambda d, out, x, n: d * NDTR_DERIVATIVE(x, n=n + 1),),
+    "_ndtr_derivative({n}, {0})", (((-4.0, 4.0),),), dtype_rule=_order_dtype("ndtr_derivative", 1),
+    doc="The n-th derivative of ndtr (private, attribute n >= 1): phi(x) for n = 1; its derivative is order n + 1.",
+)
+NDTR_DERIVATIVE.compiled_as = lambda x, n: _ndtr_slope(x) if n == 1 else NDTR_DERIVATIVE(x, n=n)
+NDTR_DERIVATIVE.samples = _order_samples([((), 1, -4.0, 4.0), ((4,), 2, -4.0, 4.0), ((3, 4), 3, -6.0, 6.0),
+                                          ((5,), 2, -40.0, 40.0)])
 LOG_NDTR = elementwise("log_ndtr", _vectorized(scalar.log_ndtr), (lambda d, out, x: d * LOG_NDTR_PRIME(x),),
                        "_log_ndtr({0})", (((-8.0, 3.0),),), doc="log of the standard normal CDF, for any x.")
 LOG_NDTR_PRIME = elementwise(

@@ -226,6 +226,30 @@ def log_ndtr_prime(x):
     return density / (1.0 - _exp_half_square(x) * _tail_ratio(x))
 
 
+def ndtr_derivative(n, x):
+    """The n-th derivative of Phi for n >= 1: (-1)^(n-1) He_(n-1)(x) phi(x), He the
+    probabilists' Hermite polynomials (He_(k+1) = x He_k - k He_(k-1)).  phi is exp(-x*x/2)
+    with x*x split exactly, and from |x| = 30 on phi 2**600 with the product scaled back
+    once: the composite -x exp(-x*x/2) / sqrt(2 pi) rounds the density to the subnormal grid
+    first (Phi'' 29 ulps at 37.7).  0 beyond |x| = 40 (every order below 8 underflows there)
+    and at +-inf.  Near a zero of He_(n-1) only absolute accuracy, as any product form."""
+    x = float(x)
+    if x != x:
+        return x
+    y = abs(x)
+    if y > 40.0:
+        return 0.0
+    previous = 0.0
+    hermite = 1.0
+    for k in range(n - 1):
+        previous, hermite = hermite, x * hermite - k * previous
+    if n % 2 == 0:
+        hermite = -hermite
+    if y >= SCALED_DENSITY_FROM:
+        return (hermite * _scaled_density(y)) * _DENSITY_UNSCALE
+    return hermite * (INV_SQRT_2PI * _exp_half_square(y))
+
+
 # log Phi's derivatives of order n >= 2.  As composites of r = phi/Phi (r' = -r (x + r))
 # they cancel for x << 0: -r (x + r) subtracts two numbers near -x, r (s^2 + r s - 1) with
 # s = x + r three numbers near 1 (384 and 3e7 ulps at x = -20, nothing right at -1e15).
