@@ -156,6 +156,9 @@ def to_sympy(outputs, optimize: bool = True):
             converted[node.id] = _number(node.params["value"].array, sympy)
         elif node.op.name == "cast":
             converted[node.id] = _cast(node, converted[node.inputs[0].id], sympy)
+        elif node.op.name == "mul_log_slope":  # mul_log's slopes, told apart by an attribute
+            d, a, b = (converted[x.id] for x in node.inputs)
+            converted[node.id] = d * sympy.log(b) if node.params["part"] == 0 else d * a / b
         elif node.op.name in _PASS_THROUGH:
             converted[node.id] = converted[node.inputs[0].id]
         elif node.op.name in rules:
@@ -273,6 +276,9 @@ def latex_definitions(outputs, optimize: bool = True) -> str:
         args = [converted[x.id] for x in node.inputs]
         if node.op.name == "cast":
             value = _cast(node, args[0], sympy)
+        elif node.op.name == "mul_log_slope":  # mul_log's slopes, told apart by an attribute
+            d, a, b = (converted[x.id] for x in node.inputs)
+            converted[node.id] = d * sympy.log(b) if node.params["part"] == 0 else d * a / b
         elif node.op.name in _PASS_THROUGH:
             value = args[0]
         elif node.op.name in rules:

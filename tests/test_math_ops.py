@@ -987,6 +987,14 @@ def test_gradients_through_private_slopes_convert_to_sympy():
         for got, variable in zip(sd.to_sympy(sd.grad(expr, [x, y]), optimize=False), (X, Y)):
             at = float(got.subs({s: values[s.name] for s in got.free_symbols}))
             assert abs(at - float(sympy.diff(want, variable).subs({X: values["x"], Y: values["y"]}))) < 1e-12, got
+    # mul_log's slopes (mul_log_slope, told apart by an attribute) in second derivatives of x**y
+    dy = sd.grad(x ** y, y, mode="rev")
+    for second, variable in zip(sd.grad(dy, [x, y], mode="rev"), (X, Y)):
+        assert "mul_log_slope" in sd.printers.to_text(second, optimize=False)
+        got = sd.to_sympy(second, optimize=False)
+        at = float(got.subs({s: values[s.name] for s in got.free_symbols}))
+        want = sympy.diff(X**Y, Y, variable).subs({X: values["x"], Y: values["y"]})
+        assert abs(at - float(want)) < 1e-12, got
 
 
 def _reduction_far_from_mpmath(x, outputs, points, wants, dtype="float64", limit=4, label=""):
@@ -1109,3 +1117,29 @@ def test_log_ndtr_derivatives_keep_relative_accuracy_where_the_density_is_subnor
 
     failures = _far_from_mpmath(outputs, {x: points}, wants, limits=4)
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("mode", ["rev-rev", "fwd-rev"])
+def test_xlogy_hvp_at_subnormal_y_is_the_true_infinity_in_both_modes(mode):
+    # reverse over reverse sent b two messages over b, from log b (in the x-slope) and from
+    # x / b (the y-slope), each +-inf at a subnormal y: their sum was NaN where the true
+    # value is +-inf or 0 (fwd-rev combined them first).  xlogy(x, x)'' = 1/x at 5e-324 was
+    # NaN (true +inf); xlogy(x, y) at (1, 5e-324) along (1, 1) NaN in y (true -inf).  A zero
+    # direction component keeps its IEEE 0 * inf policy (unchanged here: those points are
+    # finite or +-inf before and after).
+    x, y, vx, vy = (sd.vector(name) for name in ("x", "y", "vx", "vy"))
+    points = [(5e-324, 5e-324, 1.0, 1.0), (1.0, 5e-324, 1.0, 1.0), (2.0, 1e-310, 1.0, 1.0), (1e-310, 5e-324, 1.0, 1.0),
+              (-1.0, 5e-324, 1.0, -1.0), (7e-309, 7e-309, 1.0, 1.0), (1.0, 5e-324, 1.0, 0.0), (5e-324, 2.0, 1.0, 1.0),
+              (3.0, 0.5, -1.0, 2.0)]
+    xs, ys, vxs, vys = (np.array(column) for column in zip(*points))
+    along = sd.hvp(sd.sum(sd.special.xlogy(x, y)), [x, y], [vx, vy], mode=mode)
+    same = sd.hvp(sd.sum(sd.special.xlogy(x, x)), x, vx, mode=mode)
+    feeds = {x: xs, y: ys, vx: vxs, vy: vys}
+    with mpmath.workprec(200):
+        want_x = [float(M(b) / M(a)) if b else 0.0 for a, b in zip(ys, vys)]
+        want_y = [float(M(c) / M(b) - M(d) * M(a) / M(b) ** 2) for a, b, c, d in zip(xs, ys, vxs, vys)]
+        want_same = [float(M(c) / M(a)) for a, c in zip(xs, vxs)]
+    for values in (sd.evaluate([*along, same], feeds), sd.function([x, y, vx, vy], [*along, same])(xs, ys, vxs, vys)):
+        np.testing.assert_allclose(values[0], want_x, rtol=1e-15)
+        np.testing.assert_allclose(values[1], want_y, rtol=1e-15)
+        np.testing.assert_allclose(values[2], want_same, rtol=1e-15)

@@ -10,6 +10,7 @@ on one line, next to its NumPy implementation and its scalar code spelling.
 from __future__ import annotations
 
 import fractions
+import functools
 import math
 
 import numpy as np
@@ -399,10 +400,109 @@ def _mul_log_numpy(a, b):
 # compiles as a * log(b), the same IEEE operations (log keeps the vector-math path).
 MUL_LOG = elementwise(
     "mul_log", _mul_log_numpy,
-    (lambda d, out, a, b: d * F.log(b), lambda d, out, a, b: d * (a / b)),
+    (lambda d, out, a, b: MUL_LOG_SLOPE(d, a, b, part=0), lambda d, out, a, b: MUL_LOG_SLOPE(d, a, b, part=1)),
     "({0} * math.log({1}))", (ANYWHERE, POSITIVE),
     doc="a * log(b) (private: pow's y-slope and xlogy), whose derivative in b is d * (a / b).")
 MUL_LOG.compiled_as = lambda a, b: a * F.log(b)
+
+
+# mul_log's two slopes, d log b (part 0, for a) and d (a / b) (part 1, for b), are the two
+# parts of one private op so that reverse mode differentiates them together (``vjp_joint``,
+# as a loop's parts): each sends b a message over b, (c0 d) / b and -(c1 d (a / b)) / b,
+# which are +-inf at a subnormal b where their sum is not NaN but the true +-inf or 0
+# (xlogy's rev-rev HVP at (1, 5e-324) along (1, 1) was NaN, true -inf; d2/dx2 xlogy(x, x)
+# at 5e-324 NaN, true +inf: there a = b and the quotient's two messages cancel to 0).
+# Together the message is (c0 d - c1 d (a / b)) / b, as forward mode's (ta - q tb) / b
+# always was.  A part alone sends what the composite's rules sent.  It compiles as the
+# composite (the same kernel code).
+def _mul_log_slope_numpy(d, a, b, part):
+    return np.multiply(d, np.log(b)) if part == 0 else np.multiply(d, np.divide(a, b))
+
+
+def _mul_log_slope_shares(cotangents: dict, inputs, wanted=(True, True, True)) -> list:
+    """The messages to (d, a, b) for the cotangents {part: c} of the slopes' parts."""
+    d, a, b = inputs
+    c0, c1 = cotangents.get(0), cotangents.get(1)
+    quotient = a / b if c1 is not None else None
+    to_d = to_a = to_b = None
+    if wanted[0]:
+        terms = ([c0 * F.log(b)] if c0 is not None else []) + ([c1 * quotient] if c1 is not None else [])
+        to_d = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+    if wanted[1] and c1 is not None:
+        to_a = (c1 * d) / b
+    if wanted[2]:
+        through_quotient = _times_quotient(c1 * d, quotient) if c1 is not None else None
+        if c0 is None:
+            to_b = -through_quotient / b
+        elif c1 is None:
+            to_b = (c0 * d) / b
+        else:
+            to_b = (c0 * d - through_quotient) / b
+    return [None if m is None else reductions.unbroadcast(m, x.type) for m, x in zip((to_d, to_a, to_b), inputs)]
+
+
+def _mul_log_slope_vjp(index, c, out, d, a, b, part):
+    """One part's message to one input, for passes that ask per node (backprop asks once per
+    group); part 0 does not depend on a: zeros."""
+    message = _mul_log_slope_shares({part: c}, (d, a, b))[index]
+    return zeros_like(a) if message is None else message
+
+
+def _mul_log_slope_joint(parts: dict, inputs, attrs, wanted=None):
+    cotangents = {part: cotangent for part, (_, cotangent) in parts.items()}
+    return _mul_log_slope_shares(cotangents, inputs, wanted or (True, True, True))
+
+
+def _mul_log_slope_jvp(tangents, out, d, a, b, part):
+    """The composite's forward rules: d log b gives td log b + d (tb / b); d (a / b) gives
+    td (a / b) + d (ta - (a / b) tb) / b (division's rule)."""
+    td, ta, tb = tangents
+    terms = []
+    if part == 0:
+        if td is not None:
+            terms.append(td * F.log(b))
+        if tb is not None:
+            terms.append((tb / b) * d)
+    else:
+        quotient = a / b
+        if td is not None:
+            terms.append(td * quotient)
+        if ta is not None or tb is not None:
+            terms.append(_jvp_div([ta, tb], quotient, a, b) * d)
+    if not terms:
+        return None
+    total = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+    return total if total.type.shape == out.type.shape else structure.BROADCAST_LIKE(total, out)
+
+
+def _mul_log_slope_dtype(types, part=None):
+    if part not in (0, 1):
+        raise DTypeError(f"mul_log_slope: part must be 0 or 1, got {part!r}")
+    return float_only(types)
+
+
+def _mul_log_slope_samples(rng):
+    cases = []
+    for part in (0, 1):
+        for shapes in [((), (), ()), ((4,), (4,), (4,)), ((3, 1), (4,), (3, 4))]:
+            d, a = (rng.uniform(0.3, 2.0, size=s) * rng.choice([-1, 1], size=s) for s in shapes[:2])
+            cases.append(((d, a, rng.uniform(0.3, 3.0, size=shapes[2])), {"part": part}))
+    return cases
+
+
+MUL_LOG_SLOPE = elementwise(
+    "mul_log_slope", _mul_log_slope_numpy, (functools.partial(_mul_log_slope_vjp, 0),
+                                            functools.partial(_mul_log_slope_vjp, 1),
+                                            functools.partial(_mul_log_slope_vjp, 2)),
+    "(({0} * math.log({2})) if {part} == 0 else ({0} * ({1} / {2})))", (ANYWHERE, ANYWHERE, POSITIVE),
+    dtype_rule=_mul_log_slope_dtype,
+    doc="mul_log's slopes (private): d * log(b) (part 0) and d * (a / b) (part 1), differentiated together.")
+MUL_LOG_SLOPE.vjp = (functools.partial(_mul_log_slope_vjp, 0), functools.partial(_mul_log_slope_vjp, 1),
+                     functools.partial(_mul_log_slope_vjp, 2))
+MUL_LOG_SLOPE.jvp = _mul_log_slope_jvp
+MUL_LOG_SLOPE.vjp_joint = _mul_log_slope_joint
+MUL_LOG_SLOPE.compiled_as = lambda d, a, b, part: d * F.log(b) if part == 0 else d * (a / b)
+MUL_LOG_SLOPE.samples = _mul_log_slope_samples
 
 
 def _power(x, y):
