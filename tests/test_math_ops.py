@@ -1143,3 +1143,22 @@ def test_xlogy_hvp_at_subnormal_y_is_the_true_infinity_in_both_modes(mode):
         np.testing.assert_allclose(values[0], want_x, rtol=1e-15)
         np.testing.assert_allclose(values[1], want_y, rtol=1e-15)
         np.testing.assert_allclose(values[2], want_same, rtol=1e-15)
+
+
+def test_polygamma_reflection_keeps_relative_accuracy_with_an_accurate_cotangent():
+    # psi^(n)(x) = (-1)^n psi^(n)(1 - x) - pi^(n+1) P_n(cot(pi x)) for x < 0: cot(PI r)
+    # carried PI r's rounding (1.8 ulps at -0.1, 568 next to +-1/2 where cot is small), so
+    # polygamma 2 and 3 were 4.9 and 5.1 ulps off at -0.1, polygamma 2 1,717 at -4.49987
+    x = sd.vector("x")
+    second = sd.special.polygamma(2, x)
+    outputs = [second, sd.special.polygamma(3, x), sd.grad(sd.sum(second), x)]
+
+    def wants(a):
+        third = mpmath.polygamma(3, a)
+        return mpmath.polygamma(2, a), third, third
+
+    failures = _far_from_mpmath(outputs, {x: np.array([-0.1, -0.05, -0.3, -1.1, -2.7])}, wants, limits=4,
+                                precision=200)
+    failures += _far_from_mpmath(outputs[:1], {x: np.array([-4.499867103764597, -0.49983530508634477])},
+                                 lambda a: (mpmath.polygamma(2, a),), limits=6, precision=200)
+    assert not failures, "\n".join(failures)

@@ -23,7 +23,7 @@ from ..ops import special_scalar as _scalar
 
 for _helper in (_scalar._central, _scalar._tail_ratio, _scalar._half_square, _scalar._exp_half_square,
                 _scalar._scaled_density,
-                _scalar._is_integer, _scalar._cot_pi, _scalar._horner, _scalar._digamma_root_series,
+                _scalar._is_integer, _scalar._split, _scalar._cot_pi, _scalar._horner, _scalar._digamma_root_series,
                 _scalar._digamma_positive, _scalar.digamma, _scalar._scaled_hurwitz_zeta, _scalar._cot_derivative,
                 _scalar._polygamma_positive, _scalar.ndtr, _scalar.log_ndtr, _scalar.log_ndtr_prime,
                 _scalar._chebyshev, _scalar._mills_terms, _scalar._mills_tails, _scalar._mills_jet,
