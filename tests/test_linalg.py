@@ -376,6 +376,24 @@ def test_determinant_derivatives_where_the_determinant_overflows():
     _check_power_of_two_scaling(values, outputs, "det")
 
 
+def test_determinant_hvps_in_both_modes_where_the_determinant_overflows():
+    """Reverse over reverse sent the cotangent V to A^-T as det(A) V (s^3 for 3x3 at s): the
+    HVP was NaN at 2**500 and 0 at 2**-500 (fwd-rev was right).  The rule now solves with a
+    right-hand side of det's larger half, so every intermediate stays within the gradient's
+    scale; the HVP is s times its scale-1 value, which the closed form checks."""
+    B64, V64 = sd.matrix("Bh", (3, 3)), sd.matrix("Vh", (3, 3))
+    B32, V32 = sd.matrix("Bh32", (3, 3), dtype="float32"), sd.matrix("Vh32", (3, 3), dtype="float32")
+    s0 = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]])
+    v0 = np.arange(9.0).reshape(3, 3) / 5 - 0.7
+    inv_t = np.linalg.inv(s0).T  # d<det(A) A^-T, V> = det(A) (tr(A^-1 V) A^-T - A^-T V^T A^-T)
+    exact = np.linalg.det(s0) * (np.trace(np.linalg.solve(s0, v0)) * inv_t - inv_t @ v0.T @ inv_t)
+    _close(sd.evaluate(sd.hvp(L.det(B64), B64, V64), {B64: s0, V64: v0}), exact, "det's HVP", rtol=1e-13)
+    values = {B64: (s0, 500), V64: (v0, 0), B32: (s0.astype(np.float32), 50), V32: (v0.astype(np.float32), 0)}
+    outputs = [(sd.hvp(L.det(B64), B64, V64), B64, 1), (sd.hvp(L.det(B64), B64, V64, mode="fwd-rev"), B64, 1),
+               (sd.hvp(L.det(B32), B32, V32), B32, 1)]
+    _check_power_of_two_scaling(values, outputs, "det's HVP")
+
+
 def test_singular_value_second_derivatives_far_from_scale_one():
     """1 / (s_j^2 - s_i^2) overflowed beyond s ~ 1e154 and underflowed below 1e-154: the HVPs of
     the nuclear and spectral norms and svdvals, and the derivatives of U, were 0 or NaN there."""
