@@ -394,6 +394,75 @@ def test_determinant_hvps_in_both_modes_where_the_determinant_overflows():
     _check_power_of_two_scaling(values, outputs, "det's HVP")
 
 
+def _dot_within_rounding(x, y, got, dtype):
+    """``got`` against sum(x * y) in exact rationals: within k eps sum |x y| (the rounding of any
+    summation order in the dtype), +-inf exactly where the true sum is beyond the dtype's range and not
+    that close to it (an ill-conditioned sum may overflow either way), and always the same
+    infinity as the true sum's sign would give.  Returns False where nothing overflows in any
+    order (the fast sum's entries, not this test's business)."""
+    from fractions import Fraction
+
+    terms = [Fraction(float(p)) * Fraction(float(q)) for p, q in zip(x, y)]
+    total, size = sum(terms), sum(abs(t) for t in terms)
+    largest = Fraction(float(np.finfo(dtype).max))
+    if size < largest / 2:
+        return False
+    slack = size * len(terms) * Fraction(float(np.finfo(dtype).eps))
+    label = f"{dtype.__name__}: {got} against {float(total / largest)} * max"
+    if np.isinf(got):
+        assert abs(total) + slack >= largest and (got > 0) == (total > 0) or abs(total) < slack, label
+    else:
+        assert abs(Fraction(float(got)) - total) <= slack, label
+        assert abs(total) - slack <= largest, label
+    return True
+
+
+def test_matmul_where_products_overflow_is_the_true_sum_in_both_backends():
+    """BLAS and the compiled loops sum in their own orders with FMAs; where products overflow,
+    the order decided between inf, NaN and a finite number: float32 rows of +-3e38 * 10 gave inf
+    from NumPy's sgemv and NaN from the compiled loops (or the reverse), float64 gemm finite, -inf
+    or NaN at one entry.  Now both recompute each non-finite entry without overflow: the true
+    sum, inf only where it overflows, NaN only from infinite inputs (inf * 0, +inf and -inf),
+    and the same bits in both backends."""
+    big = np.float32(3e38)
+    rows = np.array([[big, big, big, big], [big, -big, 1, 1], [big, big, -big, 2], [-big, -big, -big, 0],
+                     [np.inf, -np.inf, 1, 1], [np.inf, 1, 1, 1], [np.inf, big, 0, 0]], dtype=np.float32)
+    u0 = np.array([10, 10, 1, 1], dtype=np.float32)
+    want = np.array([np.inf, 2, np.inf, -np.inf, np.nan, np.inf, np.inf], dtype=np.float32)
+    A32, u32 = sd.matrix("Ao", dtype="float32"), sd.vector("uo", dtype="float32")
+    X, Y = sd.matrix("Xo"), sd.matrix("Yo")
+    outputs = [A32 @ u32, X @ Y.T, X.T @ Y]
+    rng = _rng(31)
+    inputs = []
+    for n, dtype, scale in ((70, np.float32, 3e38), (40, np.float64, 1e300)):
+        a = rng.normal(size=(n, n)).astype(dtype)
+        a[rng.random((n, n)) < 0.1] = scale
+        a[rng.random((n, n)) < 0.1] *= -1
+        c = rng.normal(size=(n, n)) * 2
+        c[rng.random((n, n)) < 0.1] = -1e10
+        inputs.append((a, (rng.normal(size=n) * 4).astype(dtype), c))
+    (a32, v32, _), (a64, _, c64) = inputs
+    results = []
+    for f in _compiled_and_reference([A32, u32, X, Y], outputs):
+        backend = "compiled" if f.backend == "numba" else "reference"
+        with np.errstate(over="ignore", invalid="ignore"):
+            got = f(rows, u0, np.eye(2), np.eye(2))[0]
+            zero_times_inf = f(rows[5:6], np.array([0, 1, 1, 1], dtype=np.float32), np.eye(2), np.eye(2))[0]
+            results.append(f(a32, v32, a64, c64))
+        np.testing.assert_array_equal(got, want, err_msg=f"float32 rows, {backend}")
+        assert np.isnan(zero_times_inf[0]), f"inf * 0, {backend}"
+        matvec, outer, inner = results[-1]
+        pairs = {np.float32: [(a32[i], v32, matvec[i]) for i in range(len(v32))],
+                 np.float64: [(a64[i], c64[j], outer[i, j]) for i in range(0, 40, 3) for j in range(40)]
+                 + [(a64[:, i], c64[:, j], inner[i, j]) for i in range(0, 40, 3) for j in range(40)]}
+        for dtype, cases in pairs.items():
+            checked = sum(_dot_within_rounding(x, y, g, dtype) for x, y, g in cases)
+            assert checked > 20, f"{dtype.__name__}, {backend}: only {checked} entries overflowed"
+    for reference, compiled in zip(*results):  # the recomputed entries: the same bits
+        nonfinite = ~np.isfinite(reference) | ~np.isfinite(compiled)
+        np.testing.assert_array_equal(compiled[nonfinite], reference[nonfinite])
+
+
 def test_singular_value_second_derivatives_far_from_scale_one():
     """1 / (s_j^2 - s_i^2) overflowed beyond s ~ 1e154 and underflowed below 1e-154: the HVPs of
     the nuclear and spectral norms and svdvals, and the derivatives of U, were 0 or NaN there."""

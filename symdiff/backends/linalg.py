@@ -1,6 +1,7 @@
 """Lowering of matmul: one BLAS ``gemm`` call per (broadcast) batch element, with
 transposed operands read in place (see ``runtime._gemm``), or ``runtime._matvec``'s
-loops where an operand is a vector."""
+loops where an operand is a vector; then ``runtime._matmul_nonfinite`` recomputes any inf
+or NaN entry of a float product in the reference's order (see ``ops.linalg``)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ def lower_matmul(L, node: Expr):
     else:
         gemm = "_gemm"
     lines.append(f"{indent}{gemm}({out}, {xa}, {yb}, {m}, {n}, {k}, {transpose_a}, {transpose_b})")
+    if blas and k != "1":  # overflowing products: IEEE's inf or NaN in the reference's order
+        lines.append(f"{indent}_matmul_nonfinite({out}, {xa}, {yb}, {m}, {n}, {k}, {transpose_a}, {transpose_b})")
     if node.ndim == 0:
         scalar = f"v{L.p(node)}"
         lines.append(f"{scalar} = {name}[0]")
