@@ -253,6 +253,8 @@ def run(nodes: list, values: dict) -> dict:
                 raise np.linalg.LinAlgError(f"{node.op.name}{' at ' + node.where() if node.origin else ''}: {exc}") \
                     from None
             except (IndexError, ValueError) as exc:
+                if getattr(exc, "sd_complete", False):  # names the user's line already (check_sizes)
+                    raise
                 _runtime_shape_error(node, args, _impl_failure(node, args, exc))
             out = np.asarray(out)
             if node.op.name in _STRETCHING:

@@ -619,6 +619,44 @@ def test_bad_shapes_are_reported():
             f(np.ones((2, 3)), np.ones(2))
 
 
+def test_svd_vector_derivatives_of_a_rectangular_full_svd_fail_clearly_at_run_time():
+    """With sizes None, full_matrices=True and a rectangular matrix, U's and Vh's rules failed at
+    run time with a ShapeError about a product inside the rule ("mul at <the grad line>: sizes
+    differ").  Now check_sizes raises the static case's GradientError, naming svd, the user's
+    line, the run-time shape and the advice, in both backends; a square matrix is unaffected,
+    and S (whose rule takes the reduced parts) has a gradient at any shape."""
+    import inspect
+
+    A = sd.matrix("Afull")
+    U, S, Vh = L.svd(A)
+    line = inspect.currentframe().f_lineno - 1
+    tangent = sd.matrix("Tfull")
+    outputs = [sd.grad(sd.sum(U), A), sd.grad(sd.sum(Vh * Vh[0]), A), sd.jvp(U, A, tangent)]
+    pattern = (rf"svd at .*test_linalg.py:{line}: with full_matrices=True and a 4x3 matrix .*"
+               r"use full_matrices=False")
+    rng = _rng(41)
+    a43, a33 = rng.normal(size=(4, 3)), rng.normal(size=(3, 3))
+    for output in outputs:
+        with pytest.raises(sd.GradientError, match=pattern):
+            sd.evaluate(output, {A: a43, tangent: np.ones((4, 3))})
+    functions = _compiled_and_reference([A, tangent], outputs)
+    for f in functions:
+        with pytest.raises(sd.GradientError, match=pattern):
+            f(a43, np.ones((4, 3)))
+    square = sd.matrix("Asq", (3, 3))
+    Us, _, Vhs = L.svd(square)
+    want = sd.evaluate([sd.grad(sd.sum(Us), square), sd.grad(sd.sum(Vhs * Vhs[0]), square),
+                        sd.jvp(Us, square, np.ones((3, 3)))], {square: a33})
+    for f in functions:
+        for got, expected in zip(f(a33, np.ones((3, 3))), want):
+            _close(got, expected, "square svd at run-time sizes")
+    u, _, vh = np.linalg.svd(a43, full_matrices=False)
+    singular_values = [sd.grad(sd.sum(S), A), sd.grad(sd.sum(L.svd(sd.matrix("A43", (4, 3)))[1]), sd.matrix("A43", (4, 3)))]
+    for f in _compiled_and_reference([A], singular_values[:1]):
+        _close(f(a43)[0], u @ vh, "grad of sum(S), full_matrices=True, sizes None")
+    _close(sd.evaluate(singular_values[1], {"A43": a43}), u @ vh, "grad of sum(S), full_matrices=True, 4x3")
+
+
 def test_integer_inputs_are_computed_in_float64():
     X = sd.matrix("Xi", (2, 2), dtype="int64")
     assert L.inv(X).dtype == "float64"

@@ -41,7 +41,7 @@ from ..types import FLOAT_DTYPES, TensorType, fmt_shape
 from .elementwise import zeros_like
 from .linalg import MATMUL
 from .reductions import SUM
-from .structure import BROADCAST_LIKE, CONCATENATE, EXPAND_DIMS, RESHAPE, SCATTER_SLICE, SLICE, TRANSPOSE
+from .structure import BROADCAST_LIKE, CHECK_SIZES, CONCATENATE, EXPAND_DIMS, RESHAPE, SCATTER_SLICE, SLICE, TRANSPOSE
 
 LinAlgError = np.linalg.LinAlgError
 
@@ -839,13 +839,30 @@ def _impl_svd(a, part, full_matrices):
 
 
 def _svd_parts(a, full_matrices):
-    m, n = a.type.shape[-2:]
-    if full_matrices and m is not None and n is not None and m != n:
-        raise GradientError(
-            f"svd at {a.where() or '?'}: with full_matrices=True and a {m}x{n} matrix the extra columns of "
-            "U or V are arbitrary and have no derivative; use full_matrices=False")
     return (SVD(a, part="u", full_matrices=full_matrices), SVD(a, part="s", full_matrices=full_matrices),
             SVD(a, part="vh", full_matrices=full_matrices))
+
+
+def _statically_square(a) -> bool:
+    m, n = a.type.shape[-2:]
+    return m is not None and m == n
+
+
+def _square_unless_reduced(x, out, a, full_matrices):
+    """``x``, for a rule of U or Vh, once a is square or the svd reduced: with full_matrices=True
+    the extra columns of U or V of a rectangular matrix are arbitrary and have no derivative.
+    Static sizes are refused here; run-time ones by ``check_sizes`` (both backends), before the
+    rule's products would fail with a ShapeError about a product the user never wrote."""
+    if not full_matrices:
+        return x
+    m, n = a.type.shape[-2:]
+    message = (f"svd at {out.where() or '?'}: with full_matrices=True and a {{0}}x{{1}} matrix the extra "
+               "columns of U or V are arbitrary and have no derivative; use full_matrices=False")
+    if m is not None and n is not None:
+        if m != n:
+            raise GradientError(message.format(m, n))
+        return x
+    return CHECK_SIZES(x, a, axes=(a.ndim - 2, a.ndim - 1), relation="==", error="GradientError", message=message)
 
 
 def _svd_gaps(s: Expr):
@@ -862,9 +879,11 @@ def _svd_gaps(s: Expr):
 
 
 def _vjp_svd(g, out, a, part, full_matrices):
-    u, s, vh = _svd_parts(a, full_matrices)
-    if part == "s":
+    if part == "s":  # U_k diag(g) Vh_k: the reduced parts (the full ones' extra columns play no part)
+        u, s, vh = _svd_parts(a, full_matrices and _statically_square(a))
         return MATMUL(u * _row(g), vh)
+    g = _square_unless_reduced(g, out, a, full_matrices)
+    u, s, vh = _svd_parts(a, full_matrices)
     f_right, f_left = _svd_gaps(s)
     inv_s = 1 / s
     if part == "u":
@@ -879,6 +898,10 @@ def _vjp_svd(g, out, a, part, full_matrices):
 
 def _jvp_svd(tangents, out, a, part, full_matrices):
     (da,) = tangents
+    if part == "s":
+        full_matrices = full_matrices and _statically_square(a)
+    else:
+        da = _square_unless_reduced(da, out, a, full_matrices)
     u, s, vh = _svd_parts(a, full_matrices)
     v = mT(vh)
     ds = MATMUL(MATMUL(mT(u), da), v)
