@@ -102,7 +102,7 @@ def recompute_nonfinite_dots(out, a, b):
     the two backends then give the same bits there, and the entry is the true sum, inf
     only where the true sum overflows, NaN only from inf * 0 or +inf with -inf among the
     products of infinite inputs.  Finite entries are left as the fast sum made them."""
-    if np.isfinite(np.sum(out)) or np.all(np.isfinite(out)):  # the sum: a cheap first test
+    if np.isfinite(out).all():
         return out
     a2 = a[None, :] if a.ndim == 1 else a  # matmul's promotions of 1-d operands
     b2 = b[:, None] if b.ndim == 1 else b
