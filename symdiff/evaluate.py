@@ -252,11 +252,9 @@ def run(nodes: list, values: dict) -> dict:
             except np.linalg.LinAlgError as exc:  # a singular or indefinite matrix: NumPy's class, named
                 raise np.linalg.LinAlgError(f"{node.op.name}{' at ' + node.where() if node.origin else ''}: {exc}") \
                     from None
-            except ShapeError as exc:
-                if hasattr(exc, "node"):  # a loop's body node failed: the error names it and the step
-                    raise
-                _runtime_shape_error(node, args, _impl_failure(node, args, exc))
             except (IndexError, ValueError) as exc:
+                if getattr(exc, "sd_complete", False):  # names the node at fault already (check_sizes, a loop's step)
+                    raise
                 _runtime_shape_error(node, args, _impl_failure(node, args, exc))
             out = np.asarray(out)
             if node.op.name in _STRETCHING:

@@ -376,6 +376,93 @@ def test_determinant_derivatives_where_the_determinant_overflows():
     _check_power_of_two_scaling(values, outputs, "det")
 
 
+def test_determinant_hvps_in_both_modes_where_the_determinant_overflows():
+    """Reverse over reverse sent the cotangent V to A^-T as det(A) V (s^3 for 3x3 at s): the
+    HVP was NaN at 2**500 and 0 at 2**-500 (fwd-rev was right).  The rule now solves with a
+    right-hand side of det's larger half, so every intermediate stays within the gradient's
+    scale; the HVP is s times its scale-1 value, which the closed form checks."""
+    B64, V64 = sd.matrix("Bh", (3, 3)), sd.matrix("Vh", (3, 3))
+    B32, V32 = sd.matrix("Bh32", (3, 3), dtype="float32"), sd.matrix("Vh32", (3, 3), dtype="float32")
+    s0 = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]])
+    v0 = np.arange(9.0).reshape(3, 3) / 5 - 0.7
+    inv_t = np.linalg.inv(s0).T  # d<det(A) A^-T, V> = det(A) (tr(A^-1 V) A^-T - A^-T V^T A^-T)
+    exact = np.linalg.det(s0) * (np.trace(np.linalg.solve(s0, v0)) * inv_t - inv_t @ v0.T @ inv_t)
+    _close(sd.evaluate(sd.hvp(L.det(B64), B64, V64), {B64: s0, V64: v0}), exact, "det's HVP", rtol=1e-13)
+    values = {B64: (s0, 500), V64: (v0, 0), B32: (s0.astype(np.float32), 50), V32: (v0.astype(np.float32), 0)}
+    outputs = [(sd.hvp(L.det(B64), B64, V64), B64, 1), (sd.hvp(L.det(B64), B64, V64, mode="fwd-rev"), B64, 1),
+               (sd.hvp(L.det(B32), B32, V32), B32, 1)]
+    _check_power_of_two_scaling(values, outputs, "det's HVP")
+
+
+def _dot_within_rounding(x, y, got, dtype):
+    """``got`` against sum(x * y) in exact rationals: within k eps sum |x y| (the rounding of any
+    summation order in the dtype), +-inf exactly where the true sum is beyond the dtype's range and not
+    that close to it (an ill-conditioned sum may overflow either way), and always the same
+    infinity as the true sum's sign would give.  Returns False where nothing overflows in any
+    order (the fast sum's entries, not this test's business)."""
+    from fractions import Fraction
+
+    terms = [Fraction(float(p)) * Fraction(float(q)) for p, q in zip(x, y)]
+    total, size = sum(terms), sum(abs(t) for t in terms)
+    largest = Fraction(float(np.finfo(dtype).max))
+    if size < largest / 2:
+        return False
+    slack = size * len(terms) * Fraction(float(np.finfo(dtype).eps))
+    label = f"{dtype.__name__}: {got} against {float(total / largest)} * max"
+    if np.isinf(got):
+        assert abs(total) + slack >= largest and (got > 0) == (total > 0) or abs(total) < slack, label
+    else:
+        assert abs(Fraction(float(got)) - total) <= slack, label
+        assert abs(total) - slack <= largest, label
+    return True
+
+
+def test_matmul_where_products_overflow_is_the_true_sum_in_both_backends():
+    """BLAS and the compiled loops sum in their own orders with FMAs; where products overflow,
+    the order decided between inf, NaN and a finite number: float32 rows of +-3e38 * 10 gave inf
+    from NumPy's sgemv and NaN from the compiled loops (or the reverse), float64 gemm finite, -inf
+    or NaN at one entry.  Now both recompute each non-finite entry without overflow: the true
+    sum, inf only where it overflows, NaN only from infinite inputs (inf * 0, +inf and -inf),
+    and the same bits in both backends."""
+    big = np.float32(3e38)
+    rows = np.array([[big, big, big, big], [big, -big, 1, 1], [big, big, -big, 2], [-big, -big, -big, 0],
+                     [np.inf, -np.inf, 1, 1], [np.inf, 1, 1, 1], [np.inf, big, 0, 0]], dtype=np.float32)
+    u0 = np.array([10, 10, 1, 1], dtype=np.float32)
+    want = np.array([np.inf, 2, np.inf, -np.inf, np.nan, np.inf, np.inf], dtype=np.float32)
+    A32, u32 = sd.matrix("Ao", dtype="float32"), sd.vector("uo", dtype="float32")
+    X, Y = sd.matrix("Xo"), sd.matrix("Yo")
+    outputs = [A32 @ u32, X @ Y.T, X.T @ Y]
+    rng = _rng(31)
+    inputs = []
+    for n, dtype, scale in ((70, np.float32, 3e38), (40, np.float64, 1e300)):
+        a = rng.normal(size=(n, n)).astype(dtype)
+        a[rng.random((n, n)) < 0.1] = scale
+        a[rng.random((n, n)) < 0.1] *= -1
+        c = rng.normal(size=(n, n)) * 2
+        c[rng.random((n, n)) < 0.1] = -1e10
+        inputs.append((a, (rng.normal(size=n) * 4).astype(dtype), c))
+    (a32, v32, _), (a64, _, c64) = inputs
+    results = []
+    for f in _compiled_and_reference([A32, u32, X, Y], outputs):
+        backend = "compiled" if f.backend == "numba" else "reference"
+        with np.errstate(over="ignore", invalid="ignore"):
+            got = f(rows, u0, np.eye(2), np.eye(2))[0]
+            zero_times_inf = f(rows[5:6], np.array([0, 1, 1, 1], dtype=np.float32), np.eye(2), np.eye(2))[0]
+            results.append(f(a32, v32, a64, c64))
+        np.testing.assert_array_equal(got, want, err_msg=f"float32 rows, {backend}")
+        assert np.isnan(zero_times_inf[0]), f"inf * 0, {backend}"
+        matvec, outer, inner = results[-1]
+        pairs = {np.float32: [(a32[i], v32, matvec[i]) for i in range(len(v32))],
+                 np.float64: [(a64[i], c64[j], outer[i, j]) for i in range(0, 40, 3) for j in range(40)]
+                 + [(a64[:, i], c64[:, j], inner[i, j]) for i in range(0, 40, 3) for j in range(40)]}
+        for dtype, cases in pairs.items():
+            checked = sum(_dot_within_rounding(x, y, g, dtype) for x, y, g in cases)
+            assert checked > 20, f"{dtype.__name__}, {backend}: only {checked} entries overflowed"
+    for reference, compiled in zip(*results):  # the recomputed entries: the same bits
+        nonfinite = ~np.isfinite(reference) | ~np.isfinite(compiled)
+        np.testing.assert_array_equal(compiled[nonfinite], reference[nonfinite])
+
+
 def test_singular_value_second_derivatives_far_from_scale_one():
     """1 / (s_j^2 - s_i^2) overflowed beyond s ~ 1e154 and underflowed below 1e-154: the HVPs of
     the nuclear and spectral norms and svdvals, and the derivatives of U, were 0 or NaN there."""
@@ -530,6 +617,44 @@ def test_bad_shapes_are_reported():
             f(np.eye(3), np.ones(2))
         with pytest.raises(sd.ShapeError):
             f(np.ones((2, 3)), np.ones(2))
+
+
+def test_svd_vector_derivatives_of_a_rectangular_full_svd_fail_clearly_at_run_time():
+    """With sizes None, full_matrices=True and a rectangular matrix, U's and Vh's rules failed at
+    run time with a ShapeError about a product inside the rule ("mul at <the grad line>: sizes
+    differ").  Now check_sizes raises the static case's GradientError, naming svd, the user's
+    line, the run-time shape and the advice, in both backends; a square matrix is unaffected,
+    and S (whose rule takes the reduced parts) has a gradient at any shape."""
+    import inspect
+
+    A = sd.matrix("Afull")
+    U, S, Vh = L.svd(A)
+    line = inspect.currentframe().f_lineno - 1
+    tangent = sd.matrix("Tfull")
+    outputs = [sd.grad(sd.sum(U), A), sd.grad(sd.sum(Vh * Vh[0]), A), sd.jvp(U, A, tangent)]
+    pattern = (rf"svd at .*test_linalg.py:{line}: with full_matrices=True and a 4x3 matrix .*"
+               r"use full_matrices=False")
+    rng = _rng(41)
+    a43, a33 = rng.normal(size=(4, 3)), rng.normal(size=(3, 3))
+    for output in outputs:
+        with pytest.raises(sd.GradientError, match=pattern):
+            sd.evaluate(output, {A: a43, tangent: np.ones((4, 3))})
+    functions = _compiled_and_reference([A, tangent], outputs)
+    for f in functions:
+        with pytest.raises(sd.GradientError, match=pattern):
+            f(a43, np.ones((4, 3)))
+    square = sd.matrix("Asq", (3, 3))
+    Us, _, Vhs = L.svd(square)
+    want = sd.evaluate([sd.grad(sd.sum(Us), square), sd.grad(sd.sum(Vhs * Vhs[0]), square),
+                        sd.jvp(Us, square, np.ones((3, 3)))], {square: a33})
+    for f in functions:
+        for got, expected in zip(f(a33, np.ones((3, 3))), want):
+            _close(got, expected, "square svd at run-time sizes")
+    u, _, vh = np.linalg.svd(a43, full_matrices=False)
+    singular_values = [sd.grad(sd.sum(S), A), sd.grad(sd.sum(L.svd(sd.matrix("A43", (4, 3)))[1]), sd.matrix("A43", (4, 3)))]
+    for f in _compiled_and_reference([A], singular_values[:1]):
+        _close(f(a43)[0], u @ vh, "grad of sum(S), full_matrices=True, sizes None")
+    _close(sd.evaluate(singular_values[1], {"A43": a43}), u @ vh, "grad of sum(S), full_matrices=True, 4x3")
 
 
 def test_integer_inputs_are_computed_in_float64():

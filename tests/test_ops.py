@@ -78,6 +78,7 @@ OP_TABLE = {
     # structure
     "reshape": RULES, "transpose": RULES, "expand_dims": RULES, "squeeze": RULES, "slice": RULES,
     "scatter_slice": RULES, "reshape_like": RULES, "broadcast_to": RULES, "broadcast_like": RULES, "concatenate": RULES, "dim": NONE,
+    "check_sizes": RULES,
     # linear algebra
     "matmul": RULES,
     # issue 10: elementwise math and special functions

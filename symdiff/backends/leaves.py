@@ -1,5 +1,6 @@
 """Lowering of leaves: symbols (kernel parameters), constants (literals or hidden
-arrays passed after the inputs) and ``dim`` (a run-time size, a kernel local)."""
+arrays passed after the inputs), ``dim`` (a run-time size, a kernel local) and
+``check_sizes`` (a condition on run-time sizes, checked with the others at the kernel's top)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,22 @@ def lower_dim(L, node: Expr):
     L.shape[node.id] = ()
     name = L.dims.text(L.shape[x.id][node.params["axis"]])
     L.values[node.id] = Value("scalar", name=name, avail=L.dims.late.get(name, 0))  # a late size exists from there
+
+
+@lowers("check_sizes")
+def lower_check_sizes(L, node: Expr):
+    """Its input's value; the condition joins the kernel's size checks (``Dims.require``),
+    and ``Dims.errors`` tells the call wrapper which error and message to raise for it."""
+    x, y = node.inputs
+    params = node.params
+    left, right = (L.dim(y, axis) for axis in params["axes"])
+    if not (isinstance(left, int) and isinstance(right, int)):  # static sizes were checked at build time
+        texts = [L.dims.text(d) for d in (left, right)]
+        descriptions = [L.dims.description(d) for d in (left, right)]
+        context = params["message"].format(*descriptions)
+        first = texts[0] if params["relation"] == "==" else f"min({texts[0]}, {texts[1]})"
+        L.dims.require(first, texts[1], *descriptions, context)
+        L.dims.errors[context] = (params["error"], params["message"])
+    L.shape[node.id] = L.shape[x.id]
+    L.ready(x)
+    L.values[node.id] = L.values[x.id]

@@ -1,6 +1,8 @@
 """Lowering of matmul: one BLAS ``gemm`` call per (broadcast) batch element, with
 transposed operands read in place (see ``runtime._gemm``), or ``runtime._matvec``'s
-loops where an operand is a vector."""
+loops where an operand is a vector; any inf or NaN entry of a float product is then
+recomputed as the reference does it (``runtime._matmul_nonfinite`` after ``_gemm``,
+inside ``_matvec``; why: ``ops.linalg.recompute_nonfinite_dots``)."""
 
 from __future__ import annotations
 
@@ -65,6 +67,8 @@ def lower_matmul(L, node: Expr):
     else:
         gemm = "_gemm"
     lines.append(f"{indent}{gemm}({out}, {xa}, {yb}, {m}, {n}, {k}, {transpose_a}, {transpose_b})")
+    if gemm == "_gemm" and k != "1":  # inf or NaN entries as the reference has them (_matvec does it itself)
+        lines.append(f"{indent}_matmul_nonfinite({out}, {xa}, {yb}, {m}, {n}, {k}, {transpose_a}, {transpose_b})")
     if node.ndim == 0:
         scalar = f"v{L.p(node)}"
         lines.append(f"{scalar} = {name}[0]")

@@ -157,6 +157,7 @@ class Dims:
         self.memo: dict = {}
         self.describe: dict = {}
         self.checks = []  # (left code, right code, left description, right description, context)
+        self.errors: dict = {}  # context -> (error class, message) of a check_sizes node's check
         # Sizes known only once part of the kernel ran (the trip count of a while loop, or of
         # a loop whose count is computed): name -> the prelude (step index) defining it.
         self.late: dict = {}
@@ -314,6 +315,7 @@ class Program:
     workspace_static: bool = True  # whether every size is static (no workspace size reads a param)
     prologue: int = 0  # lines of the function computing and checking sizes, before its allocations
     returned_buffers: list = field(default_factory=list)  # workspace arrays the body returns
+    check_errors: dict = field(default_factory=dict)  # context -> (error class, message): check_sizes
 
 
 def _index_text(idx) -> str:
@@ -814,7 +816,7 @@ class Lowering:
                        signature=signature, regions=regions.count,
                        workspace=workspace, workspace_static=not self.dims.definitions,
                        prologue=prologue,
-                       returned_buffers=returned_buffers)
+                       returned_buffers=returned_buffers, check_errors=dict(self.dims.errors))
 
     single_output = True
     # A loop body is called once per step: its arrays are allocated once, by the loop

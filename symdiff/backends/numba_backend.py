@@ -152,10 +152,10 @@ class NumbaFunction(CompiledFunction):
 
                 raise_linalg_error(self, args)
             if isinstance(exc, KernelShapeError):
-                described = self._describe_size_error(args)
-                if described is None:  # a check inside a loop's step: the reference names node and step
+                size_error = self._size_error(args)
+                if size_error is None:  # a check inside a loop's step: the reference names node and step
                     staged.explain(self, args, exc)
-                raise ShapeError(described) from None
+                raise size_error from None
             if isinstance(exc, TypeError):  # cannot happen for converted values; keep the cause visible
                 raise InputTypeError(f"the compiled kernel rejected the converted inputs: {exc}") from error
             raise
@@ -174,9 +174,22 @@ class NumbaFunction(CompiledFunction):
             return value
         return np.array(checked, dtype=numpy_dtype(sym.dtype), order="C", copy=True)
 
-    def _describe_size_error(self, args):
-        """Which size check failed, evaluated in Python with the kernel's own formulas; None
-        if none of them did (the failed check was one inside a loop's step)."""
+    def _size_error(self, args):
+        """The error for the failed size check: a ShapeError saying which, or the error a
+        ``check_sizes`` node asked for, with its message and the run-time sizes; None if none
+        of the kernel's top-level checks failed."""
+        failed = self._failed_size_check(args)
+        if failed is None:  # the failed check was one inside a loop's step
+            return None
+        (left_size, right_size), (_, _, _, _, context) = failed
+        if context in self.program.check_errors:
+            from ..ops.structure import size_check_error
+
+            return size_check_error(*self.program.check_errors[context], (left_size, right_size))
+        return ShapeError(self._describe_size_error(failed))
+
+    def _failed_size_check(self, args):
+        """((left size, right size), check) of the first check that fails, or None."""
         from . import runtime
 
         params = self.program.params
@@ -188,10 +201,16 @@ class NumbaFunction(CompiledFunction):
                      "_slice_start": runtime._slice_start.py_func}
         exec("\n".join(lines), namespace)
         values = namespace["sizes"](*args, *self._first_hidden)
-        for (left_size, right_size), (left_code, _, left, right, context) in zip(values, self.program.checks):
-            if left_size != right_size:
-                if left_code.startswith("min("):  # a lower bound: min(size, needed) == needed
-                    return f"size too small: {left} is {left_size}, but {right} ({context})"
-                return (f"sizes do not agree: {left} is {left_size} but {right} is {right_size} "
-                        f"(they must be equal for {context})")
+        for sizes, check in zip(values, self.program.checks):
+            if sizes[0] != sizes[1]:
+                return sizes, check
         return None
+
+    @staticmethod
+    def _describe_size_error(failed) -> str:
+        """Which size check failed, in the words of the check (``_failed_size_check``'s result)."""
+        (left_size, right_size), (left_code, _, left, right, context) = failed
+        if left_code.startswith("min("):  # a lower bound: min(size, needed) == needed
+            return f"size too small: {left} is {left_size}, but {right} ({context})"
+        return (f"sizes do not agree: {left} is {left_size} but {right} is {right_size} "
+                f"(they must be equal for {context})")

@@ -41,7 +41,7 @@ from ..types import FLOAT_DTYPES, TensorType, fmt_shape
 from .elementwise import zeros_like
 from .linalg import MATMUL
 from .reductions import SUM
-from .structure import BROADCAST_LIKE, CONCATENATE, EXPAND_DIMS, RESHAPE, SCATTER_SLICE, SLICE, TRANSPOSE
+from .structure import BROADCAST_LIKE, CHECK_SIZES, CONCATENATE, EXPAND_DIMS, RESHAPE, SCATTER_SLICE, SLICE, TRANSPOSE
 
 LinAlgError = np.linalg.LinAlgError
 
@@ -668,32 +668,55 @@ def inverse_transpose(a: Expr) -> Expr:
 _LN2 = math.log(2.0)
 
 
-def _times_det(x: Expr, a: Expr) -> Expr:
-    """det(A) * x for x of the batch shape of ``a`` followed by ``core`` axes, without det(A):
-    det = sign * m * 2**k with k = rint(log|det| / ln 2), |m| in [0.7, 1.42], and 2**k applied
-    in two halves last.  det(A) * A^-T (the cofactors) is representable far beyond the range
-    of det(A) itself (an n x n matrix at scale s: s^(n-1) against s^n); multiplying by the
-    halves one after the other keeps each intermediate between x and the result."""
+def _det_factors(a: Expr):
+    """det(A) = sign * m * 2**k with k = rint(log|det| / ln 2) and |m| in [0.7, 1.42], as
+    (sign * m, 2**low, 2**(k - low)), low = floor(k / 2): two exact powers of two, each about
+    the square root of det's scale, to apply one after the other; k has no derivative."""
     from ..frontend.math import floor, rint  # late: the front end builds on the ops
 
     sign, logabsdet = SLOGDET(a, part="sign"), SLOGDET(a, part="logabsdet")
     k = F.stop_gradient(rint(logabsdet * (1 / _LN2)))
     low = floor(k * 0.5)
-    mantissa = sign * F.exp(logabsdet - k * _LN2)
+    return sign * F.exp(logabsdet - k * _LN2), F.power(2.0, low), F.power(2.0, k - low)
+
+
+def _times_det(x: Expr, a: Expr) -> Expr:
+    """det(A) * x for x of the batch shape of ``a`` followed by ``core`` axes, without det(A)
+    (``_det_factors``), the powers of two applied last.  det(A) * A^-T (the cofactors) is
+    representable far beyond the range of det(A) itself (an n x n matrix at scale s: s^(n-1)
+    against s^n); multiplying by the halves one after the other keeps each intermediate
+    between x and the result."""
+    mantissa, low, high = _det_factors(a)
 
     def spread(v):  # batch shape -> broadcasting against x
         for _ in range(x.ndim - v.ndim):
             v = _col(v)
         return v
 
-    return spread(F.power(2.0, low)) * (spread(F.power(2.0, k - low)) * (spread(mantissa) * x))
+    return spread(low) * (spread(high) * (spread(mantissa) * x))
+
+
+def _cofactors(g: Expr, a: Expr) -> Expr:
+    """g det(A) A^-T, as 2**low X with A^T X = (g m 2**(k - low)) I (``_det_factors``).
+
+    Not ``_times_det(g A^-T, a)``, although the values agree: that product's own reverse
+    derivative (a reverse-over-reverse HVP) sends the cotangent V through the factors to
+    A^-T as det(A) V, scale s^n at scale s, which overflowed at 2**500 (3x3) and
+    underflowed at 2**-500.  Here the right-hand side is det's larger half (s^(n/2)) and
+    the solve brings it down to s^(n/2-1): reverse mode sees V 2**low (s^(n/2)), the solve's
+    cotangent (s^(n/2-1)) and A's (s^(n-2), the HVP's own scale).  Only log|det|'s scalar
+    cotangent <V, result> has the gradient's scale, s^(n-1), unavoidably (the result is
+    proportional to exp(log|det|)).  The same solve as before (A^T X = I): one LU of A."""
+    mantissa, low, high = _det_factors(a)
+    rhs = _col(_col(g * (high * mantissa))) * eye_like(a)
+    return _col(_col(low)) * SOLVE(a, rhs, trans=True)
 
 
 def _vjp_slogdet(g, out, a, part):
     if part == "sign":
         return zeros_like(a)
     if part == "det":  # g det(A) A^-T, the cofactors' scale kept apart from det's
-        return _times_det(_col(_col(g)) * inverse_transpose(a), a)
+        return _cofactors(g, a)
     return _col(_col(g)) * inverse_transpose(a)
 
 
@@ -816,13 +839,30 @@ def _impl_svd(a, part, full_matrices):
 
 
 def _svd_parts(a, full_matrices):
-    m, n = a.type.shape[-2:]
-    if full_matrices and m is not None and n is not None and m != n:
-        raise GradientError(
-            f"svd at {a.where() or '?'}: with full_matrices=True and a {m}x{n} matrix the extra columns of "
-            "U or V are arbitrary and have no derivative; use full_matrices=False")
     return (SVD(a, part="u", full_matrices=full_matrices), SVD(a, part="s", full_matrices=full_matrices),
             SVD(a, part="vh", full_matrices=full_matrices))
+
+
+def _statically_square(a) -> bool:
+    m, n = a.type.shape[-2:]
+    return m is not None and m == n
+
+
+def _square_unless_reduced(x, out, a, full_matrices):
+    """``x``, for a rule of U or Vh, once a is square or the svd reduced: with full_matrices=True
+    the extra columns of U or V of a rectangular matrix are arbitrary and have no derivative.
+    Static sizes are refused here; run-time ones by ``check_sizes`` (both backends), before the
+    rule's products would fail with a ShapeError about a product the user never wrote."""
+    if not full_matrices:
+        return x
+    m, n = a.type.shape[-2:]
+    message = (f"svd at {out.where() or '?'}: with full_matrices=True and a {{0}}x{{1}} matrix the extra "
+               "columns of U or V are arbitrary and have no derivative; use full_matrices=False")
+    if m is not None and n is not None:
+        if m != n:
+            raise GradientError(message.format(m, n))
+        return x
+    return CHECK_SIZES(x, a, axes=(a.ndim - 2, a.ndim - 1), relation="==", error="GradientError", message=message)
 
 
 def _svd_gaps(s: Expr):
@@ -839,9 +879,11 @@ def _svd_gaps(s: Expr):
 
 
 def _vjp_svd(g, out, a, part, full_matrices):
-    u, s, vh = _svd_parts(a, full_matrices)
-    if part == "s":
+    if part == "s":  # U_k diag(g) Vh_k: the reduced parts (the full ones' extra columns play no part)
+        u, s, vh = _svd_parts(a, full_matrices and _statically_square(a))
         return MATMUL(u * _row(g), vh)
+    g = _square_unless_reduced(g, out, a, full_matrices)
+    u, s, vh = _svd_parts(a, full_matrices)
     f_right, f_left = _svd_gaps(s)
     inv_s = 1 / s
     if part == "u":
@@ -856,6 +898,10 @@ def _vjp_svd(g, out, a, part, full_matrices):
 
 def _jvp_svd(tangents, out, a, part, full_matrices):
     (da,) = tangents
+    if part == "s":
+        full_matrices = full_matrices and _statically_square(a)
+    else:
+        da = _square_unless_reduced(da, out, a, full_matrices)
     u, s, vh = _svd_parts(a, full_matrices)
     v = mT(vh)
     ds = MATMUL(MATMUL(mT(u), da), v)

@@ -77,6 +77,70 @@ def _jvp_matmul(tangents, out, a, b):
     return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 
+def _impl_matmul(a, b):
+    """np.matmul, with every inf or NaN entry of a float result recomputed by
+    ``careful_dot`` (see ``recompute_nonfinite_dots``)."""
+    out = np.matmul(a, b)
+    if out.dtype.kind == "f" and a.shape[-1] > 1 and out.size:
+        out = recompute_nonfinite_dots(out, a, b)
+    return out
+
+
+def recompute_nonfinite_dots(out, a, b):
+    """``out`` = a @ b (NumPy shapes) with each inf or NaN entry replaced by ``careful_dot``
+    of its row and column.
+
+    Why: a BLAS or a vectorised loop sums in its own order, in several accumulators, with
+    fused multiply-adds; where products or partial sums overflow, that order decides
+    between inf, NaN and a finite number.  fma(x, y, +1.5e308) is finite where x y alone
+    would round to -inf, and fma(x, y, +inf) is +inf where x y is -inf.  Measured before
+    this: float32 rows mixing +-3e38 * 10 gave inf from NumPy's sgemv and NaN from the
+    compiled loops (and the reverse at other entries), and float64 gemm gave finite,
+    -inf or NaN in the two backends at the same entry.  Non-finite entries are rare and
+    cheap to find (one pass over the result), so both backends recompute exactly those,
+    in one order, by the same operations (the compiled ``runtime._matmul_nonfinite``):
+    the two backends then give the same bits there, and the entry is the true sum, inf
+    only where the true sum overflows, NaN only from inf * 0 or +inf with -inf among the
+    products of infinite inputs.  Finite entries are left as the fast sum made them."""
+    if np.isfinite(out).all():
+        return out
+    a2 = a[None, :] if a.ndim == 1 else a  # matmul's promotions of 1-d operands
+    b2 = b[:, None] if b.ndim == 1 else b
+    out2 = out.reshape(out.shape[:-1] + (1,) + out.shape[-1:]) if a.ndim == 1 else out
+    out2 = out2[..., None] if b.ndim == 1 else out2
+    batch = out2.shape[:-2]
+    a2 = np.broadcast_to(a2, batch + a2.shape[-2:])
+    b2 = np.broadcast_to(b2, batch + b2.shape[-2:])
+    out2 = np.array(out2)
+    for index in zip(*np.nonzero(~np.isfinite(out2))):
+        *where, i, j = index
+        out2[index] = careful_dot(a2[(*where, i)], b2[(*where, slice(None), j)])
+    return out2.reshape(out.shape)[()]  # a 0-d result stays a NumPy scalar, as matmul returns it
+
+
+def careful_dot(x, y):
+    """sum(x * y) for 1-d float arrays, added in order from -0.0 with no product or partial
+    sum overflowing unless the result does.  float32: in float64 (the products are exact,
+    at most 2**256) and rounded once.  float64: x and y scaled by powers of two 2**-e
+    (e = the exponent of the largest finite |entry|, clipped to [-1021, 1022], so every
+    scaled finite entry is below 2 and every product below 4), the sum scaled back by
+    2**(e_x + e_y) in two halves.  Products below 2**-1074 of the largest possible are
+    lost, a relative error below k**2 2**-50 of sum |x y| where this is called (something
+    overflowed there, so sum |x y| >= 2**1024 / k)."""
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        if x.dtype == np.float32:
+            return np.float32(np.cumsum(x.astype(np.float64) * y.astype(np.float64))[-1])
+        ex, ey = _scale_exponent(x), _scale_exponent(y)
+        total = np.cumsum((x * 2.0 ** -ex) * (y * 2.0 ** -ey))[-1]
+        low = (ex + ey) >> 1
+        return total * 2.0 ** low * 2.0 ** (ex + ey - low)
+
+
+def _scale_exponent(v):
+    largest = np.max(np.abs(v), initial=0.0, where=np.isfinite(v))
+    return int(np.clip(np.frexp(largest)[1], -1021, 1022))
+
+
 def _samples(rng):
     shapes = [((3, 4), (4, 2)), ((4,), (4, 2)), ((3, 4), (4,)), ((4,), (4,)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (3, 4, 2))]
     return [((rng.normal(size=sa), rng.normal(size=sb)), {}) for sa, sb in shapes]
@@ -85,10 +149,11 @@ def _samples(rng):
 MATMUL = Op(
     "matmul",
     infer=_infer_matmul,
-    impl=np.matmul,
+    impl=_impl_matmul,
     vjp=(_vjp_a, _vjp_b),
     jvp=_jvp_matmul,
     kind="linalg",
     samples=_samples,
-    doc="np.matmul: BLAS in compiled code.",
+    doc="np.matmul: BLAS in compiled code.  An inf or NaN entry of a float result is recomputed without overflow "
+        "of products or partial sums, the same way in both backends (``recompute_nonfinite_dots``).",
 )

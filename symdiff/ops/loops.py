@@ -417,6 +417,7 @@ def _in_step(error: ShapeError, kind: str, step: int) -> ShapeError:
     """``error`` of a body node, prefixed with the loop and the step it failed in; it keeps
     the node that failed (so the evaluator does not wrap it again in the loop's shapes)."""
     named = ShapeError(f"{kind}, step {step}: {error}")
+    named.sd_complete = True
     if hasattr(error, "node"):
         named.node, named.reason, named.shapes = error.node, error.reason, error.shapes
     return named

@@ -1,5 +1,6 @@
 """Ops that move data without arithmetic: reshape, transpose, slicing, broadcasting,
-concatenation, and ``dim`` (a size known only at run time)."""
+concatenation, ``dim`` (a size known only at run time) and ``check_sizes`` (a condition
+on run-time sizes)."""
 
 from __future__ import annotations
 
@@ -372,4 +373,61 @@ DIM = Op(
     kind="shape",
     samples=lambda rng: [((rng.normal(size=(3, 4)),), {"axis": 1})],
     doc="The run-time size of one axis, as an int64 scalar.",
+)
+
+
+# ------------------------------------------------------------------ check_sizes
+
+_SIZE_RELATIONS = {"==": lambda left, right: left == right, ">=": lambda left, right: left >= right}
+_SIZE_ERRORS = ("ShapeError", "GradientError")
+
+
+def size_check_error(error: str, message: str, sizes):
+    """The exception ``check_sizes`` raises: ``error`` (a class of ``symdiff.errors``) with
+    ``message`` formatted with the two sizes; marked complete (``sd_complete``), so the
+    reference evaluator passes it on as it is (it already names the user's line)."""
+    from .. import errors
+
+    exc = getattr(errors, error)(message.format(*sizes))
+    exc.sd_complete = True
+    return exc
+
+
+def _infer_check_sizes(types, axes, relation, error, message):
+    x, y = types
+    if relation not in _SIZE_RELATIONS or error not in _SIZE_ERRORS:
+        fail_shape(f"relation must be one of {tuple(_SIZE_RELATIONS)} and error one of {_SIZE_ERRORS}")
+    if len(axes) != 2 or not all(-y.ndim <= a < y.ndim for a in axes):
+        fail_shape(f"axes {axes}: two axes of the {y.ndim}-d second input")
+    sizes = [y.shape[a] for a in axes]
+    if None not in sizes and not _SIZE_RELATIONS[relation](*sizes):
+        raise size_check_error(error, message, sizes)
+    return x
+
+
+def _impl_check_sizes(x, y, axes, relation, error, message):
+    sizes = [np.shape(y)[a] for a in axes]
+    if not _SIZE_RELATIONS[relation](*sizes):
+        raise size_check_error(error, message, sizes)
+    return x
+
+
+CHECK_SIZES = Op(
+    "check_sizes",
+    infer=_infer_check_sizes,
+    impl=_impl_check_sizes,
+    vjp=(lambda g, out, x, y, **attrs: g, None),
+    jvp=lambda tangents, out, x, y, **attrs: tangents[0],
+    kind="shape",
+    samples=lambda rng: [((rng.normal(size=(2, 3)), rng.normal(size=(4, 4))),
+                          {"axes": (0, 1), "relation": "==", "error": "GradientError", "message": "{0} != {1}"}),
+                         ((rng.normal(size=(3,)), rng.normal(size=(4, 2))),
+                          {"axes": (-2, -1), "relation": ">=", "error": "ShapeError", "message": "{0} < {1}"})],
+    doc="x, once y.shape[axes[0]] `relation` y.shape[axes[1]] holds (relation '==' or '>='); else "
+        "the error class named `error` (of symdiff.errors) with `message` formatted with the two sizes. "
+        "A rule whose formulas need a condition on sizes that the shape rule cannot see (None sizes) "
+        "routes a value through it, so the condition is checked before the formulas run, with the "
+        "rule's own words: svd's U and Vh rules need a square matrix when full_matrices=True.  "
+        "A primitive because neither backend could otherwise raise a chosen error with a chosen "
+        "message: the compiled backend checks it with its other run-time sizes at the kernel's top.",
 )
