@@ -36,13 +36,7 @@ def lower_reduction(L, node: Expr):
                                   f"{op} over it needs at least one element", L.context(node))
             elif n == 0:
                 raise ShapeError(f"{op} over an empty axis has no identity: {L.context(node)}")
-    vx = L.values[x.id]
-    if vx.kind == "fused" and vx.array is None:
-        step = L.steps[vx.group]
-    else:
-        step = L.find_group(xd, L.ready(x))
-    L.current_domain = L.dims_of(x)
-    idx = [f"i{k}" for k in range(x.ndim)]
+    step, idx = _reading_step(L, x, xd)
     value, _, _ = L.operand(x, idx, step.index)
     if op in ("sum", "prod"):
         init = literal(0 if op == "sum" else 1, node.dtype)
@@ -128,6 +122,18 @@ def _ratio_code(m, e, y, w, z, dtype):
     return f"np.float32({code})" if dtype == "float32" else code
 
 
+def _reading_step(L, x: Expr, xd):
+    """(the loop nest step that reads x element by element, its index names): the step
+    producing x when x is fused and not stored, else one over x's shape."""
+    vx = L.values[x.id]
+    if vx.kind == "fused" and vx.array is None:
+        step = L.steps[vx.group]
+    else:
+        step = L.find_group(xd, L.ready(x))
+    L.current_domain = L.dims_of(x)
+    return step, [f"i{k}" for k in range(x.ndim)]
+
+
 def _scaled_accumulation(L, node: Expr, x: Expr, axes):
     """(m, e, first step that may read them, index pattern) of x's scaled product over axes:
     scalars when every axis is reduced (``out_idx`` empty), else arrays of x's shape with
@@ -146,13 +152,7 @@ def _scaled_accumulation(L, node: Expr, x: Expr, axes):
         done[key] = (m, e, at, out_idx)
         return done[key]
     xd = L.shape[x.id]
-    vx = L.values[x.id]
-    if vx.kind == "fused" and vx.array is None:
-        step = L.steps[vx.group]
-    else:
-        step = L.find_group(xd, L.ready(x))
-    L.current_domain = L.dims_of(x)
-    idx = [f"i{k}" for k in range(x.ndim)]
+    step, idx = _reading_step(L, x, xd)
     value = L.operand(x, idx, step.index)[0]
     comment = f"{L.label(x)}'s product over {axes}, its exponent apart, for %{L.p(node)}"
     if scalar:
