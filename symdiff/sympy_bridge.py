@@ -156,9 +156,9 @@ def to_sympy(outputs, optimize: bool = True):
             converted[node.id] = _number(node.params["value"].array, sympy)
         elif node.op.name == "cast":
             converted[node.id] = _cast(node, converted[node.inputs[0].id], sympy)
-        elif node.op.name == "mul_log_slope":  # mul_log's slopes, told apart by an attribute
-            d, a, b = (converted[x.id] for x in node.inputs)
-            converted[node.id] = d * sympy.log(b) if node.params["part"] == 0 else d * a / b
+        elif node.op.name in _SPELLED_WITH_ATTRIBUTES:
+            converted[node.id] = _SPELLED_WITH_ATTRIBUTES[node.op.name](
+                sympy, node.params, *(converted[x.id] for x in node.inputs))
         elif node.op.name in _PASS_THROUGH:
             converted[node.id] = converted[node.inputs[0].id]
         elif node.op.name in rules:
@@ -169,6 +169,19 @@ def to_sympy(outputs, optimize: bool = True):
             raise SympyConversionError(f"to_sympy: no SymPy spelling for op {node.op.name!r} ({node!r})")
     results = [converted[o.id] for o in outs]
     return results[0] if single else results
+
+
+def _ndtr_derivative_spelling(sympy, params, x):
+    """The n-th derivative of ndtr: SymPy's own derivative of (1 + erf(t / sqrt 2)) / 2 at x."""
+    t = sympy.Dummy("t", real=True)
+    return sympy.diff((1 + sympy.erf(t / sympy.sqrt(2))) / 2, t, params["n"]).subs(t, x)
+
+
+# Private ops whose spelling depends on an attribute: (sympy, node.params, *inputs) -> expression.
+_SPELLED_WITH_ATTRIBUTES = {
+    "mul_log_slope": lambda sympy, params, d, a, b: d * sympy.log(b) if params["part"] == 0 else d * a / b,
+    "ndtr_derivative": _ndtr_derivative_spelling,
+}
 
 
 # On 0-d values these ops pass their first input through (sums over no axes, ...).
@@ -276,9 +289,8 @@ def latex_definitions(outputs, optimize: bool = True) -> str:
         args = [converted[x.id] for x in node.inputs]
         if node.op.name == "cast":
             value = _cast(node, args[0], sympy)
-        elif node.op.name == "mul_log_slope":  # mul_log's slopes, told apart by an attribute
-            d, a, b = (converted[x.id] for x in node.inputs)
-            converted[node.id] = d * sympy.log(b) if node.params["part"] == 0 else d * a / b
+        elif node.op.name in _SPELLED_WITH_ATTRIBUTES:
+            value = _SPELLED_WITH_ATTRIBUTES[node.op.name](sympy, node.params, *args)
         elif node.op.name in _PASS_THROUGH:
             value = args[0]
         elif node.op.name in rules:

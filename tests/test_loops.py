@@ -586,6 +586,21 @@ def test_per_step_outputs_whose_size_only_a_step_tells_compile():
             assert g.shape == w.shape and _close(g, w, 1e-10)
 
 
+def test_a_per_step_output_that_changes_shape_is_refused_alike_in_both_backends():
+    """Found by review: the reference said only NumPy's "inhomogeneous shape" for it."""
+    x = sd.vector("x")
+
+    def outer(c, xi):
+        k, s = c
+        _, ys = sd.scan(lambda a, _: (a + 1.0, a * xi), s, length=k)  # k rows, k grows each step
+        return (k + 1, s + xi), ys
+
+    _, stacked = sd.scan(outer, (sd.constant(np.int64(1)), sd.constant(0.0)), x)
+    for backend in ("numpy", "numba"):
+        with pytest.raises(sd.ShapeError, match=r"scan at test_loops\.py:\d+: per-step output 0 changed its shape"):
+            sd.function([x], stacked, backend=backend)(np.array([1.0, 2.0, 3.0]))
+
+
 def test_gradients_through_while_loops_and_object_mode_bodies_compile():
     """Found by review: a while loop's reverse sweep had batched work sized by a trip count
     known only once the loop ran (NotDefinedError); the gradient wrt a matrix of a while loop,

@@ -1162,3 +1162,22 @@ def test_polygamma_reflection_keeps_relative_accuracy_with_an_accurate_cotangent
     failures += _far_from_mpmath(outputs[:1], {x: np.array([-4.499867103764597, -0.49983530508634477])},
                                  lambda a: (mpmath.polygamma(2, a),), limits=6, precision=200)
     assert not failures, "\n".join(failures)
+
+
+def test_private_slopes_with_attributes_convert_to_sympy_and_latex():
+    """Found by review: ndtr's derivatives (the private ndtr_derivative, order n an attribute)
+    had no SymPy spelling, and mul_log_slope's LaTeX path left its value unset."""
+    import sympy
+
+    s, x, y = sd.scalar("s"), sd.scalar("x"), sd.scalar("y")
+    derivative = sd.special.ndtr(s)
+    for order in range(1, 4):
+        derivative = sd.grad(derivative, s)
+        got = sd.to_sympy(derivative)
+        want = sympy.diff((1 + sympy.erf(sympy.Symbol("s") / sympy.sqrt(2))) / 2, sympy.Symbol("s"), order)
+        at = {sym: sympy.Rational(3, 10) for sym in got.free_symbols}
+        assert abs(float(got.subs(at)) - float(want.subs(sympy.Symbol("s"), sympy.Rational(3, 10)))) < 1e-14
+    second = sd.grad(sd.grad(x ** y, y, mode="rev"), y, mode="rev")
+    assert "mul_log_slope" in sd.printers.to_text(second, optimize=False)
+    latex = sd.to_latex(second, optimize=False)
+    assert latex.startswith(r"x^{y} \log"), latex  # x**y log(x)**2, guarded where x**y = 0

@@ -509,6 +509,12 @@ def run_loop(args, body, length, dynamic, reverse, kind, need_tape=True) -> dict
     inputs = [np.asarray(a) for a in args]
     for j, y in enumerate(body.ys):
         shape = (trips,) + (tuple(np.shape(ys_steps[0][j])) if trips else _per_step_shape(body, y, inputs))
+        changed = next((np.shape(outs[j]) for outs in ys_steps if np.shape(outs[j]) != shape[1:]), None)
+        if changed is not None:  # as the compiled loop says it (np.array would say "inhomogeneous shape")
+            error = ShapeError(f"{kind}: per-step output {j} changed its shape between steps "
+                               f"({shape[1:]} and {changed})")
+            error.sd_complete = True
+            raise error
         ys.append(np.array([s[j] for s in ys_steps]).reshape(shape) if trips else
                   np.zeros(shape, dtype=np.dtype(y.dtype)))
     def stacked(steps):
