@@ -769,14 +769,39 @@ def _nonfinite_function(module, element):
 
 
 def _emit_nonfinite_screen(builder, element, out, a, b, m, n, k):
-    """Inline code giving an i1: whether out = op(a) @ op(b) may hold an inf or NaN entry.
+    """An i1: whether out = op(a) @ op(b) may hold an inf or NaN entry (a call of the
+    module's ``_screen_function``: its loops are compiled once per kernel, not once per
+    product; a call costs nothing beside a product large enough for BLAS)."""
+    return builder.call(_screen_function(builder.module, element), [out, a, b, m, n, k])
+
+
+def _screen_function(module, element):
+    """The module's ``symdiff_matmul_screen_<f64|f32>(out, a, b, m, n, k) -> i1`` (defined on
+    first use), whose body ``_screen_body`` writes."""
+    from llvmlite import ir
+
+    name = f"symdiff_matmul_screen_{'f32' if isinstance(element, ir.FloatType) else 'f64'}"
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    int64, pointer = ir.IntType(64), element.as_pointer()
+    function = ir.Function(module, ir.FunctionType(ir.IntType(1), [pointer] * 3 + [int64] * 3), name)
+    function.linkage = "internal"
+    function.attributes.add("noinline")
+    builder = ir.IRBuilder(function.append_basic_block("entry"))
+    builder.ret(_screen_body(builder, element, *function.args))
+    return function
+
+
+def _screen_body(builder, element, out, a, b, m, n, k):
+    """Code giving an i1: whether out = op(a) @ op(b) may hold an inf or NaN entry.
     No, if no product or partial sum can overflow: every partial sum is at most sum|a| *
     sum|b| (in float64) in any order; that reads (m + n) k entries, so it is the test where
     the result has more (an outer product 1000 x 2 @ 2 x 1000: 0.30 ms before any test, 0.42
     with the one below alone).  Otherwise, or if it fails, the sum of x - x over out (0 if
     every entry is finite, else NaN; reassociated, so vectorised: 1e6 entries 0.1-0.2 ms,
-    against 0.7 for an entry-by-entry scan).  Inline and not in the fixup's function: a call
-    per product cost ~10 ns per step of a loop whose body is two 32 x 32 matrix-vector products."""
+    against 0.7 for an entry-by-entry scan).  Matrix-vector products below BLAS's size do not
+    come here: their loops screen out as they store it (``_rows_function``)."""
     from llvmlite import ir
     from numba.core import cgutils
 
