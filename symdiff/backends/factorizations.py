@@ -113,7 +113,7 @@ def _square(L, node: Expr, x: Expr):
 
 def _allocate(L, name: str, shape: tuple, dtype: str):
     text = "(" + ", ".join(L.dims.text(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-    L.allocations.append((name, [f"{name} = np.empty({text}, dtype={dtype})"]))
+    L.allocations.append((name, [f"{name} = _empty({text}, {dtype})"]))
     scalar = {numpy: ours for ours, numpy in NUMPY_NAME.items()}.get(dtype)
     if scalar is not None:  # a type the loop-body workspace can pass (LAPACK_INT is not one)
         L.allocated[name] = Allocated(name, text, scalar, len(shape))

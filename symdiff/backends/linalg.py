@@ -42,7 +42,7 @@ def lower_matmul(L, node: Expr):
     lines = [f"# {L.comment(node)}"]
     name = f"a{L.p(node)}"
     if node.ndim == 0:
-        lines.append(f"{name} = np.empty((1,), dtype={NUMPY_NAME[node.dtype]})")
+        lines.append(f"{name} = _empty((1,), {NUMPY_NAME[node.dtype]})")
     else:
         L.allocate(name, node)
     bidx = [f"b{j}" for j in range(nb)]

@@ -245,12 +245,14 @@ def _lower_group(L, node: Expr, key) -> dict:
     # the trip count, and the size it gives stacked results
     if params["dynamic"]:
         n_text = f"nloop{p}"
-        lines.append(f"{n_text} = max({L.values[n_node.id].name}, 0)")
+        count = L.values[n_node.id].name
+        # a conditional, not max(): Numba compiles its max overload per process (17 ms cold)
+        lines.append(f"{n_text} = {count} if {count} > 0 else 0")
         top = _param_code(L, n_node)
         if top is not None and any(top == name for name, _ in L.dims.definitions):
             n_dim = top  # a size (xs.shape[0]): never negative, and shared with the arrays it sizes
         else:
-            n_dim = L.dims.new(f"max({top}, 0)", f"the trip count of {label}", key=("loop_n", n_node.id)) \
+            n_dim = L.dims.new(f"({top} if {top} > 0 else 0)", f"the trip count of {label}", key=("loop_n", n_node.id)) \
                 if top is not None else n_text
         if top is None:
             L.dims.describe[n_text] = f"the trip count of {label}"
@@ -277,7 +279,7 @@ def _lower_group(L, node: Expr, key) -> dict:
 
     carries = [f"c{p}_{i}" for i in range(c)]
     for name, value, x in zip(carries, init, init_nodes):
-        lines.append(f"{name} = {value}.copy()" if x.ndim else f"{name} = {value}")
+        lines.append(f"{name} = _copy({value})" if x.ndim else f"{name} = {value}")
     results = {}
     tapes = {}
     ys = {}
@@ -301,7 +303,7 @@ def _lower_group(L, node: Expr, key) -> dict:
             lines.append(f"{plan['m']} = ({n_text} + {plan['k']} - 1) // {plan['k']}")
             for i, x in enumerate(init_nodes):
                 dims = [plan["m"]] + shapes[i]
-                lines.append(f"{plan['stored'][i]} = np.empty({_shape_text(dims)}, dtype={NUMPY_NAME[x.dtype]})")
+                lines.append(f"{plan['stored'][i]} = _empty({_shape_text(dims)}, {NUMPY_NAME[x.dtype]})")
                 checkpoint_lines.append(f"    if {step} % {plan['k']} == 0:")
                 checkpoint_lines.extend(_store(plan["stored"][i], f"{step} // {plan['k']}", carries[i], shapes[i],
                                                "        "))
@@ -318,7 +320,7 @@ def _lower_group(L, node: Expr, key) -> dict:
             x = init_nodes[index]
             name = f"{what}{p}_{index}"
             dims = [n_text] + [L.dims.text(d) for d in L.dims_of(x)]
-            lines.append(f"{name} = np.empty({_shape_text(dims)}, dtype={NUMPY_NAME[x.dtype]})")
+            lines.append(f"{name} = _empty({_shape_text(dims)}, {NUMPY_NAME[x.dtype]})")
             (tapes if what == "tape" else nexts)[index] = name
             results[(what, index)] = ((n_dim,) + L.dims_of(x), Value("array", name=name, array=name, root=name))
     for what, index in sorted(parts, key=str):
@@ -327,7 +329,7 @@ def _lower_group(L, node: Expr, key) -> dict:
             dims = [n_dim] + _body_dims(L, body, y, inputs)
             name = f"ys{p}_{index}"
             text = [n_text] + [L.dims.text(d) if d is not None else "0" for d in dims[1:]]
-            lines.append(f"{name} = np.empty({_shape_text(text)}, dtype={NUMPY_NAME[y.dtype]})")
+            lines.append(f"{name} = _empty({_shape_text(text)}, {NUMPY_NAME[y.dtype]})")
             ys[index] = name
             y_dims[index] = text[1:]
             for k, d in enumerate(dims[1:]):
@@ -402,7 +404,7 @@ def _lower_group(L, node: Expr, key) -> dict:
         shape = [n_text] + [f"_y{p}_{j}.shape[{k}]" for k in range(y.ndim)]
         message = f"{label}: per-step output {j} changed its shape between steps"
         lines += [f"{indent}if {step} == 0:",
-                  f"{indent}    {name} = np.empty({_shape_text(shape)}, dtype={NUMPY_NAME[y.dtype]})",
+                  f"{indent}    {name} = _empty({_shape_text(shape)}, {NUMPY_NAME[y.dtype]})",
                   f"{indent}if {' or '.join(f'_y{p}_{j}.shape[{k}] != {name}.shape[{k + 1}]' for k, _ in axes)}:",
                   f"{indent}    raise KernelLoopShapeError({message!r})"]
     for j, name in ys.items():
@@ -473,7 +475,7 @@ def _binomial_forward_setup(plan, init_nodes, shapes) -> list:
              f"{plan['next']} = _revolve_next(0, {n}, {slots}, 1)"]
     for i, x in enumerate(init_nodes):
         stored, carry = plan["stored"][i], plan["carries"][i]
-        lines.append(f"{stored} = np.empty({_shape_text([slots] + shapes[i])}, dtype={NUMPY_NAME[x.dtype]})")
+        lines.append(f"{stored} = _empty({_shape_text([slots] + shapes[i])}, {NUMPY_NAME[x.dtype]})")
         lines.extend(_store(stored, "0", carry, shapes[i]))
         lines.append(f"{plan['last'][i]} = {carry}")
     return lines
@@ -522,7 +524,7 @@ def _binomial_slice(entry, t: str, q: int, recompute: list, setup: list):
             f"    while {steps}[{depth} - 1] > {j}:",
             f"        {depth} -= 1",
             f"    {at} = {steps}[{depth} - 1]",
-            *[f"    {c} = {s}[{depth} - 1]" + (".copy()" if shape else "")
+            *[f"    {c} = _copy({s}[{depth} - 1])" if shape else f"    {c} = {s}[{depth} - 1]"
               for c, s, shape in zip(cur, stored, plan["shapes"])],
             f"    {nxt} = _revolve_next({at}, {j} + 1, {plan['slots']}, {depth})",
             f"    while {at} < {j}:",
@@ -591,7 +593,7 @@ def _recomputed_slice(entry, t: str, q: int, recompute: list, setup: list):
             f"{offset} = ({step_of}) - {j} * {kk}",
         ]
         for name, shape, dtype in zip(seg, plan["shapes"], plan["dtypes"]):
-            setup.append(f"{name} = np.empty({_shape_text([kk] + shape)}, dtype={NUMPY_NAME[dtype]})")
+            setup.append(f"{name} = _empty({_shape_text([kk] + shape)}, {NUMPY_NAME[dtype]})")
         setup.append(f"{current} = -1")
     # seg holds the carries after each step of the segment; the one before its first step
     # is the checkpoint itself (so ceil(n / k) + k carries in all)

@@ -297,7 +297,7 @@ class Allocated(NamedTuple):
     ndim: int
 
     def line(self, name: str = "") -> str:
-        return f"{name or self.name} = np.empty({self.shape}, dtype={NUMPY_NAME[self.dtype]})"
+        return f"{name or self.name} = _empty({self.shape}, {NUMPY_NAME[self.dtype]})"
 
 
 @dataclass(slots=True)
@@ -439,7 +439,7 @@ class Lowering:
         A fill computed in the kernel goes in the prelude of step ``fill_at``, where
         its value exists; a literal fill goes with the allocation."""
         dtype = NUMPY_NAME[node.dtype]
-        lines = [f"{name} = np.empty({self.shape_text(node)}, dtype={dtype})  # {self.label(node)}"]
+        lines = [f"{name} = _empty({self.shape_text(node)}, {dtype})  # {self.label(node)}"]
         self.allocated[name] = Allocated(name, self.shape_text(node), node.dtype, node.ndim)
         if zeros:
             fill = literal(0, node.dtype)
@@ -683,7 +683,7 @@ class Lowering:
             text = v.array
         # Outputs never alias inputs, constants or each other (the same node twice included).
         if root in returned or root in self.param_of.values() or root.startswith("k"):
-            text = f"{text}.copy()"
+            text = f"_copy({text})"
         returned.add(root)
         return text
 

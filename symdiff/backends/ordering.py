@@ -162,7 +162,7 @@ def _per_slice(L, node: Expr, x: Expr, call: str, buffer_dtype: str):
     L.allocate(name, node)
     n = L.dims.text(xd[axis])
     j = f"i{axis}"
-    lines = [f"# {L.comment(node)}", f"{buffer} = np.empty(({n},), dtype={NUMPY_NAME[buffer_dtype]})"]
+    lines = [f"# {L.comment(node)}", f"{buffer} = _empty(({n},), {NUMPY_NAME[buffer_dtype]})"]
     outer, indent = _loops(L, xd, [k for k in range(x.ndim) if k != axis])
     lines += outer
     lines.append(f"{indent}for {j} in range({n}):")

@@ -160,8 +160,8 @@ def _scaled_accumulation(L, node: Expr, x: Expr, axes):
         target_m, target_e = m, e
     else:
         shape = "(" + ", ".join("1" if a in axes else L.dims.text(d) for a, d in enumerate(xd)) + ",)"
-        lines = [f"{m} = np.empty({shape}, dtype=np.float64)  # {comment}",
-                 f"{e} = np.empty({shape}, dtype=np.int64)"]
+        lines = [f"{m} = _empty({shape}, np.float64)  # {comment}",
+                 f"{e} = _empty({shape}, np.int64)"]
         indent = ""
         for k in range(x.ndim):
             bound = "1" if k in axes else L.dims.loop_bound(xd[k], k > 0)
