@@ -125,9 +125,9 @@ def _inlined(program, arguments: list, outs: list, prefix: str, n_carry: int) ->
     carried = arguments[1:1 + n_carry]
     texts = []
     for k, result in enumerate(results):
-        copied = (result.func.value.id if isinstance(result, ast.Call) and not result.args
-                  and isinstance(result.func, ast.Attribute) and result.func.attr == "copy"
-                  and isinstance(result.func.value, ast.Name) else None)
+        copied = (result.args[0].id if isinstance(result, ast.Call) and isinstance(result.func, ast.Name)
+                  and result.func.id == "_copy" and len(result.args) == 1 and isinstance(result.args[0], ast.Name)
+                  else None)
         texts.append(copied if copied and (k >= n_carry or copied == carried[k]) else ast.unparse(result))
     return bound + renamed[:-1] + [f"({', '.join(outs or ['_'])},) = ({', '.join(texts)},)"]
 
@@ -508,10 +508,10 @@ def _binomial_slice(entry, t: str, q: int, recompute: list, setup: list):
         steps, stored, depth = f"bt{q}_{g}", [f"bs{q}_{g}_{i}" for i in range(plan["n_carry"])], f"bd{q}_{g}"
         j, at, nxt, tr = f"bj{q}_{g}", f"ba{q}_{g}", f"bn{q}_{g}", f"br{q}_{g}"
         # A reverse loop pops and pushes the stack: its own copy when several loops read it.
-        copy = ".copy()" if plan["shared"] else ""
+        copy = "_copy({})" if plan["shared"] else "{}"
         setup.append(f"{depth} = {plan['depth']}")
-        setup.append(f"{steps} = {plan['steps']}{copy}")
-        setup += [f"{s} = {plan_s}{copy}" for s, plan_s in zip(stored, plan["stored"])]
+        setup.append(f"{steps} = {copy.format(plan['steps'])}")
+        setup += [f"{s} = {copy.format(plan_s)}" for s, plan_s in zip(stored, plan["stored"])]
         setup += [f"{c} = {last}" for c, last in zip(cur, plan["last"])]
         setup += [f"{p} = {final}" for p, final in zip(prev, plan["carries"])]
         call = ", ".join([tr] + cur + [f"{x}[{tr}]" for x in plan["xs"]] + plan["consts"])
