@@ -110,7 +110,7 @@ def jax_times(n):
 
 
 def hand_written():
-    """(value, value+grad) of the RNN written by hand in Numba, the baseline of the issue's
+    """(value, value+grad, hvp) of the RNN written by hand in Numba, the baseline of the issue's
     "a hand-written Numba loop": the same algorithm as symdiff's kernels (U @ x for every step
     and the reverse sweep's pre-activations as gemms, tanh' = sech2 of the pre-activation, one
     W.T @ g per reverse step, W's cotangent by one gemm), calling the same BLAS, matrix-vector
@@ -166,7 +166,53 @@ def hand_written():
         _gemm(gU, slope, X, H, D, n, 1, 0)
         return tape[n].sum(), gW, gU, gb
 
-    return value, value_grad
+    @njit(nogil=True, error_model="numpy")
+    def hvp(W, U, b, h0, X, V):
+        """The HVP wrt W along V, forward over reverse with each sweep one loop: the
+        forward step carries (h, dh) and stores what the reverse step reads (h, dh, tanh'
+        and its tangent: no recomputation); the reverse step carries (g, dg); W's
+        cotangent's tangent by two gemms.  Six matrix-vector products a step (W h, W dh,
+        V h; W.T ga, W.T dga, V.T ga) against the value's one."""
+        n = X.shape[0]
+        ux = np.empty((n, H))
+        _gemm(ux, X, U, n, H, D, 0, 1)
+        hs, dhs, slope, dslope = np.empty((n, H)), np.empty((n, H)), np.empty((n, H)), np.empty((n, H))
+        h, dh = h0.copy(), np.zeros(H)
+        wh, wdh, vh, pre, dpre, h_next = np.empty(H), np.empty(H), np.empty(H), np.empty(H), np.empty(H), np.empty(H)
+        for t in range(n):
+            hs[t], dhs[t] = h, dh
+            _matvec(wh, W, h, H, 1, H, 0, 0)
+            _matvec(wdh, W, dh, H, 1, H, 0, 0)
+            _matvec(vh, V, h, H, 1, H, 0, 0)
+            for i in range(H):
+                pre[i] = wh[i] + ux[t, i] + b[i]
+                dpre[i] = wdh[i] + vh[i]
+            _vm_tanh(pre, h_next)
+            _vm_sech2(pre, slope[t])
+            for i in range(H):
+                dh[i] = slope[t, i] * dpre[i]
+                dslope[t, i] = -2.0 * h_next[i] * slope[t, i] * dpre[i]
+                h[i] = h_next[i]
+        w_t, v_t = np.ascontiguousarray(W.T), np.ascontiguousarray(V.T)
+        ga, dga = np.empty((n, H)), np.empty((n, H))
+        g, dg = np.ones(H), np.zeros(H)
+        wg, wdg, vg = np.empty(H), np.empty(H), np.empty(H)
+        for s in range(n):
+            t = n - 1 - s
+            for i in range(H):
+                ga[t, i] = g[i] * slope[t, i]
+                dga[t, i] = dg[i] * slope[t, i] + g[i] * dslope[t, i]
+            _matvec(wg, w_t, ga[t], H, 1, H, 0, 0)
+            _matvec(wdg, w_t, dga[t], H, 1, H, 0, 0)
+            _matvec(vg, v_t, ga[t], H, 1, H, 0, 0)
+            for i in range(H):
+                g[i], dg[i] = wg[i], wdg[i] + vg[i]
+        out, other = np.empty((H, H)), np.empty((H, H))
+        _gemm(out, dga, hs, H, H, n, 1, 0)
+        _gemm(other, ga, dhs, H, H, n, 1, 0)
+        return out + other
+
+    return value, value_grad, hvp
 
 
 def revolve_steps(n: int, snapshots: int) -> int:
@@ -221,13 +267,16 @@ def main(argv=None) -> dict:
         report[f"steps advanced / n, {name}"] = steps / n
         # the snapshots, the carries of steps j and j + 1 in the reverse sweep, the last step's carry
         report[f"stored bytes ({name})"] = (min(snapshots, n) + 3) * H * 8
-    value_by_hand, grad_by_hand = hand_written()
+    value_by_hand, grad_by_hand, hvp_by_hand = hand_written()
     want = grad(*values)
     assert all(np.allclose(a, b, rtol=1e-12, atol=1e-12) for a, b in zip(grad_by_hand(*values), want))
+    assert np.allclose(hvp_by_hand(*values, direction), hvp(*values, direction), rtol=1e-12, atol=1e-12)
     report["hand-written Numba value"] = best_of(value_by_hand, values)
     report["hand-written Numba value+grad"] = best_of(grad_by_hand, values)
+    report["hand-written Numba hvp"] = best_of(hvp_by_hand, values + [direction])
     report["hand-written value+grad / value"] = report["hand-written Numba value+grad"] / report[
         "hand-written Numba value"]
+    report["hand-written hvp / value"] = report["hand-written Numba hvp"] / report["hand-written Numba value"]
     jax_report = jax_times(n)
     if jax_report is None:
         report["jax"] = "not installed"
