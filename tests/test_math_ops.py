@@ -1046,6 +1046,52 @@ def test_norm_derivatives_where_the_norm_is_subnormal_or_overflows(dtype):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_norm_hessian_where_one_over_the_norm_overflows(dtype):
+    # below a norm of 5.6e-309 (1.2e-38 in float32) 1 / norm overflows while (1 - u_i**2) / norm
+    # need not: reverse over reverse divided by the norm before projecting (diagonal inf at
+    # [3e-309, -4e-309], true 1.28e308; NaN at [5e-324, 0], true 0); now the private
+    # two_norm_slope's rules project first.  Both columns, three ways, both backends.
+    x = sd.vector("x", dtype=dtype)
+    norm = sd.linalg.norm(x)
+    slope = sd.grad(norm, x)
+    one_hot = [sd.constant(np.eye(2, dtype=dtype)[k]) for k in range(2)]
+    hessian = [sd.grad(slope[0], x), sd.grad(slope[1], x),
+               sd.hvp(norm, x, one_hot[0], mode="rev-rev"), sd.hvp(norm, x, one_hot[1], mode="rev-rev"),
+               sd.hvp(norm, x, one_hot[0], mode="fwd-rev"), sd.hvp(norm, x, one_hot[1], mode="fwd-rev")]
+    points = {"float64": [[3e-309, -4e-309], [5e-324, 0.0], [0.0, -1e-310], [2e-309, 2.5e-309], [5e-324, 5e-324]],
+              "float32": [[3e-39, -4e-39], [1e-45, 0.0], [0.0, -1e-40], [2e-39, 2.5e-39], [1e-45, 1e-45]]}[dtype]
+
+    def wants(v):
+        r = mpmath.sqrt(v[0] ** 2 + v[1] ** 2)
+        u = [a / r for a in v]
+        columns = [[((1 if i == j else 0) - u[i] * u[j]) / r for i in range(2)] for j in range(2)]
+        return columns * 3
+
+    failures = _reduction_far_from_mpmath(x, hessian, points, wants, dtype, limit=4)
+    assert not failures, "\n".join(failures)
+
+
+def test_norm_hessian_at_zero_is_the_limit_along_each_direction():
+    # norm has no derivative at 0; its gradient there is the subgradient 0, and u = x / |x|
+    # moves from 0 to c / |c| along any c, so the difference quotient of the gradient along c
+    # is c / (|c| t): +-inf where c_i != 0, exactly 0 where c_i = 0.  The Hessian was
+    # diag(2**600 = 4.15e180) (the composite's scale), a value of nothing.
+    x = sd.vector("x", 3)
+    v = sd.vector("v", 3)
+    norm = sd.linalg.norm(x)
+    outputs = [sd.grad(norm, x), sd.hessian(norm, x), sd.hessian(norm, x, mode="rev-rev"),
+               sd.hvp(norm, x, v, mode="rev-rev"), sd.hvp(norm, x, v, mode="fwd-rev")]
+    compiled = sd.function([x, v], outputs)
+    along = np.array([2.0, 0.0, -1e-300])
+    for values in (sd.evaluate(outputs, {x: np.zeros(3), v: along}), compiled(np.zeros(3), along)):
+        assert np.array_equal(values[0], np.zeros(3))
+        for hessian in values[1:3]:
+            assert np.array_equal(hessian, np.diag([np.inf] * 3))
+        for product in values[3:]:
+            assert np.array_equal(product, [np.inf, 0.0, -np.inf])
+
+
 def test_prod_derivatives_where_the_product_overflows_or_underflows():
     # prod / x_i and the product of the rest overflowed where the partials are finite (inf at
     # [1e80] * 4, true 1e240; inf at [1e300, 1e-300, 1e300, 1e-300], true 1e300) and underflowed

@@ -138,6 +138,11 @@ def _infer_float_reduction(types, axes, keepdims):
 
 
 def _two_norm_slope(out, x, axes, keepdims):
+    """x / norm in x's shape (the private primitive ``two_norm_slope``)."""
+    return TWO_NORM_SLOPE(x, axes=axes, keepdims=keepdims)
+
+
+def _two_norm_slope_composite(x, axes, keepdims):
     """x / norm: at most 1 in magnitude, formed before any cotangent or tangent multiplies it
     (the composite's chain rule took 1 / (2 scale sqrt(sum)) first, subnormal in float32 at
     |x| ~ 1e-21: 1e-5 relative error).  0 where the norm is 0 (a subgradient).
@@ -158,6 +163,71 @@ def _two_norm_slope(out, x, axes, keepdims):
     return (late * keep_axes(scale, axes, keepdims)) / F.where(F.equal(norm, 0), 1, norm)
 
 
+def _two_norm_slope_numpy(x, axes, keepdims):
+    """The composite's steps (``_two_norm_slope_composite``) in NumPy."""
+    scale, root = _two_norm_scale_root(x, axes)
+    with np.errstate(all="ignore"):
+        return ((x * scale) / np.where(root == 0, 1, root)).astype(x.dtype, copy=False)
+
+
+def _two_norm_scale_root(x, axes):
+    """(scale, root) of ``frontend.math.two_norm_parts`` in NumPy, the reduced axes kept."""
+    dtype = x.dtype
+    smallest_sum, down, up = TWO_NORM_RANGE[dtype.name]
+    with np.errstate(all="ignore"):
+        squares = np.sum(x * x, axis=axes, keepdims=True)
+        plain = (squares >= smallest_sum) & (squares < np.inf)
+        scale = np.where(plain, 1.0, np.where(squares >= 1, down, up)).astype(dtype)
+        rescaled = np.sum((x * scale) * (x * scale), axis=axes, keepdims=True)
+        value = np.where(plain, squares, rescaled)
+        root = np.where(value > 0, np.sqrt(np.where(value > 0, value, 1)), value).astype(dtype, copy=False)
+    return scale, root
+
+
+def _two_norm_slope_derivative(c, out, x, axes, keepdims):
+    """The slope's derivative along c (its vjp and its jvp: the operator is symmetric),
+    (c - u (u . c)) / norm with u = x / norm: the projection first, then the division by the
+    norm as (p / root) * scale where x was scaled up, (p * scale) / root elsewhere, so that
+    1 / norm is never formed (it overflows below 5.6e-309 where (1 - u_i**2) / norm does not:
+    the diagonal at [3e-309, 4e-309] was inf by reverse over reverse, true 1.28e308).
+    Where the norm is 0 (x = 0, where the norm has no derivative and the gradient is the
+    subgradient 0): the limit along c, (u(t c) - u(0)) / t = c / (|c| t), so +-inf where
+    c_i != 0 and exactly 0 where c_i = 0 (the Hessian is diag(inf); it was diag(2**600))."""
+    from ..frontend.math import two_norm_parts
+
+    _, scale, root = two_norm_parts(x, axes, keepdims)
+    scale, root = keep_axes(scale, axes, keepdims), keep_axes(root, axes, keepdims)
+    p = c - out * SUM(out * c, axes=axes, keepdims=True)
+    quotient = F.where(F.greater(scale, 1), (p / root) * scale, (p * scale) / root)
+    return F.where(F.logical_and(F.equal(p, 0), F.equal(root, 0)), 0, quotient)
+
+
+def _two_norm_slope_samples(rng):
+    return [((rng.normal(size=(3, 4)),), {"axes": (1,), "keepdims": False}),
+            ((rng.normal(size=(3, 4)),), {"axes": (0, 1), "keepdims": False}),
+            ((rng.normal(size=(2, 3, 4)),), {"axes": (0, 2), "keepdims": True})]
+
+
+# A primitive for its rules: as the composite, the slope's derivative divided by the norm
+# before the projection (I - u u^T) reduced it, and 1 / norm overflows below 5.6e-309 where
+# the Hessian (I - u u^T) / norm does not (its diagonal was inf or NaN there by reverse over
+# reverse); at x = 0 the composite's derivative was diag(2**600), a value of nothing.  Its
+# rules (``_two_norm_slope_derivative``) project first and scale by powers of two.
+# Compiled as the composite (``_two_norm_slope_composite``), whose nodes the value shares.
+TWO_NORM_SLOPE = Op(
+    "two_norm_slope",
+    infer=lambda types, axes, keepdims: _infer_float_reduction(types, axes, True) and types[0],
+    impl=_two_norm_slope_numpy,
+    vjp=(lambda c, out, x, axes, keepdims: _two_norm_slope_derivative(c, out, x, axes, keepdims),),
+    jvp=lambda ts, out, x, axes, keepdims: _two_norm_slope_derivative(ts[0], out, x, axes, keepdims),
+    kind="reduction",
+    samples=_two_norm_slope_samples,
+    doc="x / two_norm(x) over static axes in x's shape, 0 where the norm is 0 (private: two_norm's "
+        "slope); a primitive for its rules, compiled as its composite.",
+    compiled_as=lambda x, axes, keepdims: _two_norm_slope_composite(x, axes, keepdims),
+)
+
+
 def _two_norm_compiled(x, axes, keepdims):
     from ..frontend.math import two_norm_composite
 
@@ -174,7 +244,8 @@ TWO_NORM = Op(
     kind="reduction",
     samples=_reduction_samples,
     doc="sqrt(sum(x * x)) over static axes with no overflow or underflow of the squares (private: norms "
-        "and std); a primitive for its rules, compiled as its composite.",
+        "and std); a primitive for its rules, compiled as its composite.  At x = 0 its gradient is the "
+        "subgradient 0 and its Hessian diag(inf) (the limit along each direction; two_norm_slope).",
     compiled_as=_two_norm_compiled,
 )
 
