@@ -1124,6 +1124,54 @@ def test_prod_derivatives_where_the_product_overflows_or_underflows():
             return [others, others] + [hessian_row] * 3
 
         failures += _reduction_far_from_mpmath(x, outputs, [point], wants, limit=4)
+    assert not failures, "\n".join(failures)  # (the test collected failures without asserting them)
+
+
+def _prod_hessian_wants(v):
+    """prod's Hessian at v (mpf) as rows: the product of the entries other than j and k, 0 on the diagonal."""
+    n = len(v)
+    return [[0 if k == j else mpmath.fprod(a for i, a in enumerate(v) if i not in (j, k)) for k in range(n)]
+            for j in range(n)]
+
+
+def test_prod_hessian_diagonal_is_zero_where_another_entry_of_its_row_overflows():
+    # the other least element of a pair was sum(least) - x_i: by reverse over reverse its
+    # cotangent (an entry of the row that overflows: 1 / 1e-400) reached x_i through the sum
+    # and through -x_i, inf - inf = NaN on the diagonal, true 0 (prod is multilinear).  Now
+    # the private others_sum, whose rules never send an entry's cotangent back to itself.
+    x = sd.vector("x", 4)
+    product = sd.prod(x)
+    one_hot = [sd.constant(np.eye(4)[k]) for k in range(4)]
+    outputs = [sd.hessian(product, x, mode="rev-rev")[j] for j in range(4)]
+    outputs += [sd.hvp(product, x, v, mode="rev-rev") for v in one_hot]
+    outputs += [sd.hessian(product, x, mode="fwd-rev")[j] for j in range(4)]
+    points = [[1e200, 1e200, 1e-200, 1e-200], [-1e200, 3e150, 1e-200, -1e-200], [0.0, 0.0, 1e300, 1e300],
+              [1e300, -1e300, 1e-300, 1e-300], [2.0, 3.0, 1e-170, -1e-170]]
+
+    def wants(v):
+        rows = _prod_hessian_wants(v)
+        return rows * 3
+
+    failures = _reduction_far_from_mpmath(x, outputs, points, wants, limit=4)
+    assert not failures, "\n".join(failures)
+
+
+def test_prod_gradient_over_an_empty_axis_is_empty():
+    # prod of an empty slice is 1 and its gradient is empty; the rule's min over the slice
+    # raised (min over an empty axis has no value), in both backends and with either size known
+    x, X = sd.vector("x"), sd.matrix("X", (None, None))
+    s = sd.vector("s", 0)
+    cases = [(sd.grad(sd.prod(x), x), {x: np.zeros(0)}, np.zeros(0)),
+             (sd.grad(sd.sum(sd.prod(X, axis=1)), X), {X: np.zeros((3, 0))}, np.zeros((3, 0))),
+             (sd.grad(sd.sum(sd.prod(X, axis=0) * 2.0), X), {X: np.zeros((0, 2))}, np.zeros((0, 2))),
+             (sd.grad(sd.prod(s), s), {s: np.zeros(0)}, np.zeros(0)),
+             (sd.jvp(sd.prod(x), [x], [x]), {x: np.zeros(0)}, 0.0),
+             (sd.hvp(sd.prod(x), x, x), {x: np.zeros(0)}, np.zeros(0)),
+             (sd.hvp(sd.prod(x), x, x, mode="fwd-rev"), {x: np.zeros(0)}, np.zeros(0))]
+    for expr, feed, want in cases:
+        for got in (sd.evaluate(expr, feed), sd.function(list(feed), expr)(*feed.values())):
+            assert np.shape(got) == np.shape(want) and np.array_equal(got, want), (expr, got)
+    assert sd.evaluate(sd.prod(x), {x: np.zeros(0)}) == 1.0
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
