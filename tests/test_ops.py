@@ -102,7 +102,7 @@ OP_TABLE = {
     # issue 11: linear algebra
     "diag_part": RULES, "cholesky": RULES, "solve_triangular": RULES, "cho_solve": RULES, "cho_inverse": RULES,
     "solve": RULES,
-    "slogdet": RULES, "eigh": RULES, "svd": RULES, "qr": RULES, "pinv": RULES, "expm": RULES,
+    "slogdet": RULES, "singular_cofactors": RULES, "eigh": RULES, "svd": RULES, "qr": RULES, "pinv": RULES, "expm": RULES,
     # issue 12: loops
     "loop": RULES,
 }
