@@ -635,6 +635,12 @@ def test_determinant_gradient_at_singular_matrices_is_the_cofactor_matrix():
                 assert np.all(np.isfinite(got)), (backend, a, got)
                 assert np.max(np.abs(got - factor * want)) <= 64 * np.finfo(float).eps * scale * factor, \
                     (backend, a.tolist(), got, want)
+        V = sd.matrix("Vs", (None, None))
+        along = run([X, V], sd.jvp(L.det(X), [X], [V]))  # forward mode: <cof(A), V>
+        for a in matrices[:5]:
+            a = np.array(a, dtype=float)
+            v = np.arange(a.size, dtype=float).reshape(a.shape) - 1.5
+            assert abs(along(a, v) - np.sum(_exact_cofactors(a) * v)) <= 1e-12 * max(1.0, np.max(np.abs(a))) ** len(a)
         pair = np.array([[[1.0, 2.0], [2.0, 4.0]], [[2.0, 1.0], [1.0, 3.0]]])
         got = run([T], batched)(pair)
         want = np.array([2 * _exact_cofactors(pair[0]), -_exact_cofactors(pair[1])])

@@ -799,8 +799,9 @@ def _jvp_slogdet(tangents, out, a, part):
     (da,) = tangents
     if part == "sign":
         return None
-    trace = SUM(inverse_transpose(a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
-    return _times_det(trace, a) if part == "det" else trace
+    if part == "det":  # <cof(A), dA>: the cofactors as the reverse rule forms them (also at a singular A)
+        return SUM(_cofactors(zeros_like(out) + 1, a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
+    return SUM(inverse_transpose(a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
 
 
 SLOGDET = Op(
