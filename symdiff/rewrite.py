@@ -611,6 +611,8 @@ def fold_extremum_of_fill(node, rw):
     x = node.inputs[0]
     value = rw.fill(x)
     count = _static_count(x, node.params["axes"])
+    if node.params.get("initial") is not None:  # min(fill a, initial): not a alone
+        return None
     return None if value is None or not count else rw.fill_like(value, node)
 
 

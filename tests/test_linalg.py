@@ -596,6 +596,57 @@ def test_singular_determinants_are_zero_in_both_backends():
         assert det == 0 and sign == 0 and logabsdet == -np.inf
 
 
+def _exact_cofactors(a):
+    """The cofactor matrix of an integer matrix, in exact arithmetic (fractions)."""
+    from fractions import Fraction
+
+    def det(m):
+        if len(m) == 0:
+            return Fraction(1)
+        return sum((-1) ** j * m[0][j] * det([row[:j] + row[j + 1:] for row in m[1:]]) for j in range(len(m)))
+
+    m = [[Fraction(int(v)) for v in row] for row in np.asarray(a)]
+    n = len(m)
+    return np.array([[float((-1) ** (i + j) * det([row[:j] + row[j + 1:] for k, row in enumerate(m) if k != i]))
+                      for j in range(n)] for i in range(n)])
+
+
+def test_determinant_gradient_at_singular_matrices_is_the_cofactor_matrix():
+    # det's rule solved with A's LU and raised LinAlgError at an exactly singular A; the true
+    # gradient is the cofactor matrix (finite; 0 where the rank is n - 2 or less).  Now the
+    # private singular_cofactors (an SVD, run only where slogdet's sign is 0).
+    X = sd.matrix("Xs", (None, None))
+    T = sd.tensor("Ts", (2, None, None))
+    gradient = sd.grad(L.det(X), X)
+    scaled = sd.grad(L.det(X) * 3.0, X)
+    batched = sd.grad(sd.sum(L.det(T) * sd.constant([2.0, -1.0])), T)
+    matrices = [[[1, 2], [2, 4]], [[0, 0], [0, 1]], [[0, 1], [0, 0]], [[1, 2, 3], [4, 5, 6], [7, 8, 9]],
+                [[1, 2, 3], [2, 4, 6], [3, 6, 9]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]],
+                [[2, 0, 0, 1], [0, 3, 0, 0], [0, 0, 0, 0], [1, 0, 0, 5]], [[2, 1], [1, 3]]]
+    for backend in ("reference", "compiled"):
+        run = (lambda inputs, outputs: (lambda *values: sd.evaluate(outputs, dict(zip(inputs, values))))) \
+            if backend == "reference" else (lambda inputs, outputs: sd.function(inputs, outputs))
+        f, f3 = run([X], gradient), run([X], scaled)
+        for a in matrices:
+            a = np.array(a, dtype=float)
+            want = _exact_cofactors(a)
+            scale = max(1.0, np.max(np.abs(a))) ** (len(a) - 1)  # exact to rounding, relative to |A|^(n-1)
+            for got, factor in ((f(a), 1.0), (f3(a), 3.0)):
+                assert np.all(np.isfinite(got)), (backend, a, got)
+                assert np.max(np.abs(got - factor * want)) <= 64 * np.finfo(float).eps * scale * factor, \
+                    (backend, a.tolist(), got, want)
+        V = sd.matrix("Vs", (None, None))
+        along = run([X, V], sd.jvp(L.det(X), [X], [V]))  # forward mode: <cof(A), V>
+        for a in matrices[:5]:
+            a = np.array(a, dtype=float)
+            v = np.arange(a.size, dtype=float).reshape(a.shape) - 1.5
+            assert abs(along(a, v) - np.sum(_exact_cofactors(a) * v)) <= 1e-12 * max(1.0, np.max(np.abs(a))) ** len(a)
+        pair = np.array([[[1.0, 2.0], [2.0, 4.0]], [[2.0, 1.0], [1.0, 3.0]]])
+        got = run([T], batched)(pair)
+        want = np.array([2 * _exact_cofactors(pair[0]), -_exact_cofactors(pair[1])])
+        assert np.allclose(got, want, rtol=0, atol=1e-14), (backend, got)
+
+
 def test_bad_shapes_are_reported():
     with pytest.raises(sd.ShapeError, match="solve"):
         L.solve(sd.matrix("Q1", (2, 3)), sd.vector("q1", 2))

@@ -1046,16 +1046,62 @@ def test_norm_derivatives_where_the_norm_is_subnormal_or_overflows(dtype):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_norm_hessian_where_one_over_the_norm_overflows(dtype):
+    # below a norm of 5.6e-309 (1.2e-38 in float32) 1 / norm overflows while (1 - u_i**2) / norm
+    # need not: reverse over reverse divided by the norm before projecting (diagonal inf at
+    # [3e-309, -4e-309], true 1.28e308; NaN at [5e-324, 0], true 0); now the private
+    # two_norm_slope's rules project first.  Both columns, three ways, both backends.
+    x = sd.vector("x", dtype=dtype)
+    norm = sd.linalg.norm(x)
+    slope = sd.grad(norm, x)
+    one_hot = [sd.constant(np.eye(2, dtype=dtype)[k]) for k in range(2)]
+    hessian = [sd.grad(slope[0], x), sd.grad(slope[1], x),
+               sd.hvp(norm, x, one_hot[0], mode="rev-rev"), sd.hvp(norm, x, one_hot[1], mode="rev-rev"),
+               sd.hvp(norm, x, one_hot[0], mode="fwd-rev"), sd.hvp(norm, x, one_hot[1], mode="fwd-rev")]
+    points = {"float64": [[3e-309, -4e-309], [5e-324, 0.0], [0.0, -1e-310], [2e-309, 2.5e-309], [5e-324, 5e-324]],
+              "float32": [[3e-39, -4e-39], [1e-45, 0.0], [0.0, -1e-40], [2e-39, 2.5e-39], [1e-45, 1e-45]]}[dtype]
+
+    def wants(v):
+        r = mpmath.sqrt(v[0] ** 2 + v[1] ** 2)
+        u = [a / r for a in v]
+        columns = [[((1 if i == j else 0) - u[i] * u[j]) / r for i in range(2)] for j in range(2)]
+        return columns * 3
+
+    failures = _reduction_far_from_mpmath(x, hessian, points, wants, dtype, limit=4)
+    assert not failures, "\n".join(failures)
+
+
+def test_norm_hessian_at_zero_is_the_limit_along_each_direction():
+    # norm has no derivative at 0; its gradient there is the subgradient 0, and u = x / |x|
+    # moves from 0 to c / |c| along any c, so the difference quotient of the gradient along c
+    # is c / (|c| t): +-inf where c_i != 0, exactly 0 where c_i = 0.  The Hessian was
+    # diag(2**600 = 4.15e180) (the composite's scale), a value of nothing.
+    x = sd.vector("x", 3)
+    v = sd.vector("v", 3)
+    norm = sd.linalg.norm(x)
+    outputs = [sd.grad(norm, x), sd.hessian(norm, x), sd.hessian(norm, x, mode="rev-rev"),
+               sd.hvp(norm, x, v, mode="rev-rev"), sd.hvp(norm, x, v, mode="fwd-rev")]
+    compiled = sd.function([x, v], outputs)
+    along = np.array([2.0, 0.0, -1e-300])
+    for values in (sd.evaluate(outputs, {x: np.zeros(3), v: along}), compiled(np.zeros(3), along)):
+        assert np.array_equal(values[0], np.zeros(3))
+        for hessian in values[1:3]:
+            assert np.array_equal(hessian, np.diag([np.inf] * 3))
+        for product in values[3:]:
+            assert np.array_equal(product, [np.inf, 0.0, -np.inf])
+
+
 def test_prod_derivatives_where_the_product_overflows_or_underflows():
     # prod / x_i and the product of the rest overflowed where the partials are finite (inf at
     # [1e80] * 4, true 1e240; inf at [1e300, 1e-300, 1e300, 1e-300], true 1e300) and underflowed
     # where they are normal (0 at [1e-200] * 3 + [1e200], true 1e-200); the partials are now
     # scaled products (binary exponents apart).  First derivatives in both modes, a Hessian row
     # by reverse over reverse, forward over reverse and forward over forward.  Forward mode over
-    # a partial forms the directional derivative sum_k t_k P / x_k as a float before y w / z
-    # multiplies it: at the last two points (subnormal entries) it underflows (H[2, 0] by
-    # forward over reverse: 0, true 3.5e-223) or meets a zero tangent as inf (NaN forward over
-    # forward), so those are checked in reverse over reverse only (still open).
+    # a partial formed the directional derivative sum_k t_k P / x_k as a float before y w / z
+    # multiplied it: at the last two points (subnormal entries) it underflowed (H[2, 0] by
+    # forward over reverse: 0, true 3.5e-223) or met a zero tangent as inf (NaN forward over
+    # forward); now its exponent is apart too (``_scaled_prod_x_tangent``).
     x = sd.vector("x")
     points = [([1e80] * 4, 0), ([1e300, 1e-300, 1e300, 1e-300], 0), ([1e300, 1e300, 1e-300, 1e-300], 0),
               ([1e-200, 1e-200, 1e-200, 1e200], 3), ([0.0, 1e300, 1e300, 1e-300], 0), ([0.0, 0.0, 1e300, 1e300], 2),
@@ -1067,9 +1113,8 @@ def test_prod_derivatives_where_the_product_overflows_or_underflows():
         one_hot = [sd.constant(np.eye(4)[k]) for k in range(4)]
         along = sd.jvp(product, [x], [one_hot[row]])
         outputs = [slope, sd.stack([sd.jvp(product, [x], [v]) for v in one_hot]), sd.grad(slope[row], x)]
-        if number < len(points) - 2:
-            outputs += [sd.hvp(product, x, one_hot[row], mode="fwd-rev"),
-                        sd.stack([sd.jvp(along, [x], [v]) for v in one_hot])]
+        outputs += [sd.hvp(product, x, one_hot[row], mode="fwd-rev"),
+                    sd.stack([sd.jvp(along, [x], [v]) for v in one_hot])]
 
         def wants(v, row=row):
             others = [mpmath.fprod(v[:i] + v[i + 1:]) for i in range(4)]
@@ -1078,6 +1123,96 @@ def test_prod_derivatives_where_the_product_overflows_or_underflows():
             return [others, others] + [hessian_row] * 3
 
         failures += _reduction_far_from_mpmath(x, outputs, [point], wants, limit=4)
+    assert not failures, "\n".join(failures)  # (the test collected failures without asserting them)
+
+
+def _prod_hessian_wants(v):
+    """prod's Hessian at v (mpf) as rows: the product of the entries other than j and k, 0 on the diagonal."""
+    n = len(v)
+    return [[0 if k == j else mpmath.fprod(a for i, a in enumerate(v) if i not in (j, k)) for k in range(n)]
+            for j in range(n)]
+
+
+def test_prod_hessian_diagonal_is_zero_where_another_entry_of_its_row_overflows():
+    # the other least element of a pair was sum(least) - x_i: by reverse over reverse its
+    # cotangent (an entry of the row that overflows: 1 / 1e-400) reached x_i through the sum
+    # and through -x_i, inf - inf = NaN on the diagonal, true 0 (prod is multilinear).  Now
+    # the private others_sum, whose rules never send an entry's cotangent back to itself.
+    x = sd.vector("x", 4)
+    product = sd.prod(x)
+    one_hot = [sd.constant(np.eye(4)[k]) for k in range(4)]
+    outputs = [sd.hessian(product, x, mode="rev-rev")[j] for j in range(4)]
+    outputs += [sd.hvp(product, x, v, mode="rev-rev") for v in one_hot]
+    outputs += [sd.hessian(product, x, mode="fwd-rev")[j] for j in range(4)]
+    points = [[1e200, 1e200, 1e-200, 1e-200], [-1e200, 3e150, 1e-200, -1e-200], [0.0, 0.0, 1e300, 1e300],
+              [1e300, -1e300, 1e-300, 1e-300], [2.0, 3.0, 1e-170, -1e-170]]
+
+    def wants(v):
+        rows = _prod_hessian_wants(v)
+        return rows * 3
+
+    failures = _reduction_far_from_mpmath(x, outputs, points, wants, limit=4)
+    assert not failures, "\n".join(failures)
+
+
+def test_prod_forward_mode_second_derivatives_at_mixed_subnormal_and_huge_entries():
+    # forward mode over a partial formed D = sum_k t_k P_k as a float before y w / z multiplied
+    # it: the forward-over-reverse Hessian was inf at [1e200, 1e200, 0.5, 0.5] (row 2: D = 2.5e399,
+    # true entries 2.5e199) and 0 or NaN at subnormal entries, where t_k / x_k overflows.  D's
+    # exponent is now apart (``_scaled_prod_x_tangent``).  Whole Hessians, forward over reverse
+    # and forward over forward (jvp of jvp), against mpmath, both backends.
+    x = sd.vector("x", 4)
+    product = sd.prod(x)
+    one_hot = [sd.constant(np.eye(4)[k]) for k in range(4)]
+    fwd_rev = sd.hessian(product, x, mode="fwd-rev")
+    outputs = [fwd_rev[j] for j in range(4)]
+    outputs += [sd.stack([sd.jvp(sd.jvp(product, [x], [one_hot[j]]), [x], [v]) for v in one_hot]) for j in range(4)]
+    # Still open: the diagonal of a row whose other entries overflow, for an entry that is not
+    # among the least (H[3, 3] at [1e200, 1e200, 0.5, 2.0], H[1, 1] at [1e-310, 1e-300, 1e300,
+    # 1e305]: NaN, true 0): forward mode adds the x-term (P / x_i) / x_i and the z-term
+    # -P / x_i**2 of prod / x_i, both inf; only reverse over reverse gives 0 there.
+    points = [[5e-324, 1e300, 1e10, 1.0], [1e200, 1e200, 0.5, 0.5], [1e300, 1e300, 1e-300, 1.0],
+              [-3e-200, 5e-324, 2e250, 7e100], [0.0, 5e-324, 1e300, 1e10], [1e-310, 1e-300, 1e10, 1e15],
+              [1.5, -2.0, 0.25, 3.0]]
+
+    def wants(v):
+        return _prod_hessian_wants(v) * 2
+
+    failures = _reduction_far_from_mpmath(x, outputs, points, wants, limit=4)
+    assert not failures, "\n".join(failures)
+
+
+def test_prod_second_derivatives_convert_to_sympy():
+    # prod's and norm's rules use private primitives (scaled_prod, others_sum, two_norm_slope)
+    import sympy
+
+    x = sd.scalar("x")
+    X = sympy.Symbol("x")
+    for expr, want in ((sd.prod(x * x * 3.0), 3 * X**2), (sd.prod(sd.sin(x)), sympy.sin(X))):
+        d1 = sd.grad(expr, x)
+        for d2 in (sd.grad(d1, x), sd.jvp(d1, [x], [sd.constant(1.0)]), sd.jvp(sd.jvp(expr, [x], [sd.constant(1.0)]),
+                                                                                  [x], [sd.constant(1.0)])):
+            got = sd.to_sympy(d2, optimize=False)
+            at = float(got.subs({s: sympy.Rational(7, 10) for s in got.free_symbols}))
+            assert abs(at - float(sympy.diff(want, X, 2).subs(X, sympy.Rational(7, 10)))) < 1e-12, got
+
+
+def test_prod_gradient_over_an_empty_axis_is_empty():
+    # prod of an empty slice is 1 and its gradient is empty; the rule's min over the slice
+    # raised (min over an empty axis has no value), in both backends and with either size known
+    x, X = sd.vector("x"), sd.matrix("X", (None, None))
+    s = sd.vector("s", 0)
+    cases = [(sd.grad(sd.prod(x), x), {x: np.zeros(0)}, np.zeros(0)),
+             (sd.grad(sd.sum(sd.prod(X, axis=1)), X), {X: np.zeros((3, 0))}, np.zeros((3, 0))),
+             (sd.grad(sd.sum(sd.prod(X, axis=0) * 2.0), X), {X: np.zeros((0, 2))}, np.zeros((0, 2))),
+             (sd.grad(sd.prod(s), s), {s: np.zeros(0)}, np.zeros(0)),
+             (sd.jvp(sd.prod(x), [x], [x]), {x: np.zeros(0)}, 0.0),
+             (sd.hvp(sd.prod(x), x, x), {x: np.zeros(0)}, np.zeros(0)),
+             (sd.hvp(sd.prod(x), x, x, mode="fwd-rev"), {x: np.zeros(0)}, np.zeros(0))]
+    for expr, feed, want in cases:
+        for got in (sd.evaluate(expr, feed), sd.function(list(feed), expr)(*feed.values())):
+            assert np.shape(got) == np.shape(want) and np.array_equal(got, want), (expr, got)
+    assert sd.evaluate(sd.prod(x), {x: np.zeros(0)}) == 1.0
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -1117,6 +1117,44 @@ def _make_pinv(svd, gemm):
     return pinv
 
 
+def _make_cofactors(svd, lu, slogdet):
+    @njit(nogil=True, error_model="numpy")
+    def cofactors(out, a, g):
+        """g times the cofactor matrix of one matrix (the transposed adjugate; the private op
+        ``singular_cofactors``): U diag(prod of the other singular values) Vh det(U) det(Vh)
+        from a = U diag(s) Vh, which needs no inverse (a is singular where it is called)."""
+        n = a.shape[0]
+        s = np.empty(n, dtype=a.dtype)
+        u = np.empty((n, n), dtype=a.dtype)
+        vh = np.empty((n, n), dtype=a.dtype)
+        info = svd(a, s, u, vh, np.int64(1))
+        if info != 0:
+            return info
+        sign = 1.0
+        piv = np.empty(n, dtype=LAPACK_INT)
+        for factor in (u, vh):  # orthogonal: det is +-1
+            work = factor.copy()
+            sign *= slogdet(work, piv, lu(work, piv))[0]
+        others = np.empty(n, dtype=a.dtype)  # prod_{j != k} s_j by prefix and suffix products
+        running = 1.0
+        for k in range(n):
+            others[k] = running
+            running *= s[k]
+        running = 1.0
+        for k in range(n - 1, -1, -1):
+            others[k] *= running
+            running *= s[k]
+        for i in range(n):
+            for j in range(n):
+                total = 0.0
+                for k in range(n):
+                    total += u[i, k] * others[k] * vh[k, j]
+                out[i, j] = g * sign * total
+        return 0
+
+    return cofactors
+
+
 _PADE = {
     3: (120.0, 60.0, 12.0, 1.0),
     5: (30240.0, 15120.0, 3360.0, 420.0, 30.0, 1.0),
@@ -1248,11 +1286,13 @@ def _make_expm(lu, lu_solve, gemm):
 # ------------------------------------------------------------------ exports
 
 _HELPERS = ("cholesky", "trisolve", "cho_solve", "cho_inverse", "lu", "lu_solve", "slogdet", "eigh", "svd", "qr",
-            "pinv", "expm", "gemm")
+            "pinv", "expm", "gemm", "cofactors")
 __all__ = ["KernelLinAlgError", "LAPACK_INT"]
 _loops_pinv = _make_pinv(_loops_svd, _loops_gemm)
 _loops_expm = _make_expm(_loops_lu, _loops_lu_solve, _loops_gemm)
+_loops_cofactors = _make_cofactors(_loops_svd, _loops_lu, _loops_slogdet)
 if LAPACK:
+    _lapack_cofactors = _make_cofactors(_lapack_svd, _lapack_lu, _lapack_slogdet)
     _lapack_pinv = _make_pinv(_lapack_svd, _lapack_gemm)
     _lapack_expm = _make_expm(_lapack_lu, _lapack_lu_solve, _lapack_gemm)
 for _name in _HELPERS:  # kernels name the implementation (and its integer width) they were built for

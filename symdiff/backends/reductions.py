@@ -28,7 +28,8 @@ def lower_reduction(L, node: Expr):
             L.values[node.id] = Value("view", base=x, transform=lambda idx: idx, avail=L.ready(x))
         return
     op = node.op.name
-    if op in ("max", "min"):  # like NumPy: no identity, so an empty axis is an error, not +-inf
+    initial = node.params.get("initial") if op in ("max", "min") else None
+    if op in ("max", "min") and initial is None:  # like NumPy: no identity, so an empty axis is an error
         for a in axes:
             n = L.dims.find(xd[a])
             if not isinstance(n, int):
@@ -44,6 +45,8 @@ def lower_reduction(L, node: Expr):
         init = "False" if op == "max" else "True"
     elif node.dtype == "int64":
         init = str(-(1 << 63)) if op == "max" else str((1 << 63) - 1)
+    elif initial is not None:
+        init = literal(np.asarray(initial).astype(node.dtype).item(), node.dtype)
     else:
         init = literal(-np.inf if op == "max" else np.inf, node.dtype)
     name = f"r{L.p(node)}"

@@ -116,6 +116,12 @@ def two_norm(x: Expr, axes, keepdims: bool = False) -> Expr:
     private primitive ``two_norm`` (its gradient is x / norm; compiled as
     :func:`two_norm_composite`).  Not in ``__all__``: norms and std use it.
 
+    At x = 0 the norm has no derivative.  Its gradient there is the subgradient 0 (as
+    torch's; JAX's sqrt(sum(x*x)) gives 0 * inf = NaN), and its Hessian is what the
+    gradient's difference quotient along a direction c tends to, c / (|c| t): diag(inf),
+    and an HVP is +-inf where c_i != 0 and exactly 0 where c_i = 0 (the private
+    ``two_norm_slope``'s rules).
+
     >>> import symdiff as sd
     >>> x = sd.vector("x")
     >>> sd.evaluate(two_norm(x, (0,)), {x: [3e200, 4e200]}), sd.evaluate(two_norm(x, (0,)), {x: [3e-300, 4e-300]})

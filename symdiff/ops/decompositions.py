@@ -605,28 +605,44 @@ CHO_INVERSE = Op(
 # ------------------------------------------------------------------ LU solve
 
 
-def _impl_solve(a, b, trans):
+def _impl_solve(a, b, trans, singular="raise"):
     if a.shape[-1] != a.shape[-2] or a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
         raise ValueError(f"solve: shapes {a.shape} and {b.shape} do not fit")
-    return np.linalg.solve(np.swapaxes(a, -1, -2) if trans else a, b)
+    a = np.swapaxes(a, -1, -2) if trans else a
+    if singular == "raise":
+        return np.linalg.solve(a, b)
+    try:
+        return np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:  # per matrix: NaN for the singular ones
+        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + b.shape[-2:], dtype=np.result_type(a, b))
+        for index in np.ndindex(out.shape[:-2]):
+            try:
+                out[index] = np.linalg.solve(a[index], b[index])
+            except np.linalg.LinAlgError:
+                out[index] = np.nan
+        return out
 
 
-def _vjp_solve_b(g, out, a, b, trans):
-    return SOLVE(a, g, trans=not trans)
+def _solve_attrs(singular):
+    return {} if singular == "raise" else {"singular": singular}
 
 
-def _vjp_solve_a(g, out, a, b, trans):
-    bbar = _vjp_solve_b(g, out, a, b, trans)
+def _vjp_solve_b(g, out, a, b, trans, singular="raise"):
+    return SOLVE(a, g, trans=not trans, **_solve_attrs(singular))
+
+
+def _vjp_solve_a(g, out, a, b, trans, singular="raise"):
+    bbar = _vjp_solve_b(g, out, a, b, trans, singular)
     return -(MATMUL(out, mT(bbar)) if trans else MATMUL(bbar, mT(out)))
 
 
-def _jvp_solve(tangents, out, a, b, trans):
+def _jvp_solve(tangents, out, a, b, trans, singular="raise"):
     da, db = tangents
     rhs = db
     if da is not None:
         term = MATMUL(mT(da) if trans else da, out)
         rhs = -term if rhs is None else rhs - term
-    return SOLVE(a, rhs, trans=trans)
+    return SOLVE(a, rhs, trans=trans, **_solve_attrs(singular))
 
 
 SOLVE = Op(
@@ -639,7 +655,9 @@ SOLVE = Op(
     samples=lambda rng: [((_well_conditioned(rng, (3, 3)), rng.normal(size=(3, 2))), {"trans": False}),
                          ((_well_conditioned(rng, (2, 4, 4)), rng.normal(size=(2, 4, 1))), {"trans": True})],
     doc="X with A X = B (trans: A^T X = B) by LU with partial pivoting (LAPACK getrf/getrs); the compiled "
-        "backend factors each A once for every solve with it (the gradient's A^T solve included).",
+        "backend factors each A once for every solve with it (the gradient's A^T solve included).  A singular "
+        "A raises LinAlgError; with the private attribute singular='nan' (det's rule, which selects another "
+        "value there) its X is NaN instead.",
 )
 
 # ------------------------------------------------------------------ slogdet
@@ -709,7 +727,11 @@ def _cofactors(g: Expr, a: Expr) -> Expr:
     proportional to exp(log|det|)).  The same solve as before (A^T X = I): one LU of A."""
     mantissa, low, high = _det_factors(a)
     rhs = _col(_col(g * (high * mantissa))) * eye_like(a)
-    return _col(_col(low)) * SOLVE(a, rhs, trans=True)
+    regular = _col(_col(low)) * SOLVE(a, rhs, trans=True, singular="nan")
+    # at an exactly singular A (slogdet's sign 0: a zero pivot) the solve is NaN and the
+    # cofactors come from an SVD (``singular_cofactors``, which does no work elsewhere)
+    sign = SLOGDET(a, part="sign")
+    return F.where(_col(_col(F.equal(sign, 0))), _col(_col(g)) * SINGULAR_COFACTORS(a, sign), regular)
 
 
 def _vjp_slogdet(g, out, a, part):
@@ -720,12 +742,66 @@ def _vjp_slogdet(g, out, a, part):
     return _col(_col(g)) * inverse_transpose(a)
 
 
+def _infer_singular_cofactors(types):
+    a, sign = types
+    _square(a)
+    if sign.shape != a.shape[:-2]:
+        fail_shape(f"sign must have the batch shape {fmt_shape(a.shape[:-2])}, got {fmt_shape(sign.shape)}")
+    return a
+
+
+def _impl_singular_cofactors(a, sign):
+    out = np.zeros(a.shape, dtype=a.dtype)
+    for index in np.ndindex(a.shape[:-2]):
+        if sign[index] == 0:
+            u, s, vh = np.linalg.svd(a[index])
+            others = np.array([np.prod(np.delete(s, k)) for k in range(len(s))], dtype=s.dtype)
+            out[index] = np.linalg.det(u) * np.linalg.det(vh) * ((u * others) @ vh)
+    return out
+
+
+def _not_differentiated_at_singular(a, sign):
+    """0 where ``sign`` is not 0 (the op's value is 0 there), NaN where it is: the derivative
+    of the cofactors at a singular matrix (second derivatives of det there) is not formed."""
+    return F.where(_col(_col(F.equal(sign, 0))), np.nan, zeros_like(a))
+
+
+def _singular_cofactors_samples(rng):
+    # regular matrices only: at a singular one the derivative is NaN by design, which finite
+    # differences would refute (tests/test_linalg.py checks the singular values in both backends)
+    return [((_well_conditioned(rng, (2, 3, 3)), np.ones(2)), {}), ((_well_conditioned(rng, (3, 3)), -np.ones(())), {})]
+
+
+# A primitive because the cofactors of a singular matrix need no inverse but no op of the
+# vocabulary forms them: det's gradient g det(A) A^-T solved with A's LU raised
+# LinAlgError at an exactly singular A, where the true gradient, the cofactor matrix (the
+# transposed adjugate), is finite: [[4, -2], [-2, 1]] at [[1, 2], [2, 4]]; 0 where the rank
+# is n - 2 or less.  Formed by an SVD, A = U diag(s) Vh: cof(A) = det(U) det(Vh) U diag(prod
+# of the other s) Vh, exact to rounding relative to |A|^(n-1).  It takes slogdet's sign and
+# works only where it is 0 (elsewhere its value is 0 and no SVD runs: det's rule selects
+# the LU solve there), so the regular case keeps its cost.  Not differentiated at singular
+# matrices (NaN: second derivatives of det there are not formed); compiled as one call of
+# ``lapack``'s cofactors helper per singular batch element.
+SINGULAR_COFACTORS = Op(
+    "singular_cofactors",
+    infer=_infer_singular_cofactors,
+    impl=_impl_singular_cofactors,
+    vjp=(lambda c, out, a, sign: _not_differentiated_at_singular(a, sign), None),
+    jvp=lambda ts, out, a, sign: None if ts[0] is None else _not_differentiated_at_singular(a, sign),
+    kind="linalg",
+    samples=_singular_cofactors_samples,
+    doc="The cofactor matrix (transposed adjugate) of each square matrix whose slogdet sign is 0, by an SVD; "
+        "0 for the others (private: det's gradient at singular matrices).",
+)
+
+
 def _jvp_slogdet(tangents, out, a, part):
     (da,) = tangents
     if part == "sign":
         return None
-    trace = SUM(inverse_transpose(a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
-    return _times_det(trace, a) if part == "det" else trace
+    if part == "det":  # <cof(A), dA>: the cofactors as the reverse rule forms them (also at a singular A)
+        return SUM(_cofactors(zeros_like(out) + 1, a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
+    return SUM(inverse_transpose(a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
 
 
 SLOGDET = Op(

@@ -81,26 +81,43 @@ SUM = Op(
 )
 
 
-def _extremum_weights(out, x, axes, keepdims):
+def _extremum_weights(out, x, axes, keepdims, initial=None):
     """Where x attains the extremum, 1/(number of ties); elsewhere 0.
 
     Ties share the derivative equally, so it is the same whichever tie a
-    backend happens to pick.
+    backend happens to pick.  With ``initial``, a slice that no element attains (empty, or
+    ``initial`` beyond every element) has weight 0 throughout (``initial`` takes no share).
     """
     hit = F.astype(F.equal(x, keep_axes(out, axes, keepdims)), x.dtype)
-    return hit / SUM(hit, axes=axes, keepdims=True)
+    count = SUM(hit, axes=axes, keepdims=True)
+    return hit / (count if initial is None else F.where(F.equal(count, 0), 1, count))
+
+
+def _infer_extremum(types, axes, keepdims, initial=None):
+    if initial is not None and not axes:
+        fail_shape("initial needs at least one reduced axis")
+    return _infer_reduction(types, axes, keepdims)
 
 
 def _extremum_op(name, numpy_fn):
+    def impl(x, axes, keepdims, initial=None):
+        if initial is None:
+            return numpy_fn(x, axis=axes, keepdims=keepdims)
+        return numpy_fn(x, axis=axes, keepdims=keepdims, initial=np.asarray(initial).astype(x.dtype))
+
     op = Op(
         name,
-        infer=_infer_reduction,
-        impl=lambda x, axes, keepdims: numpy_fn(x, axis=axes, keepdims=keepdims),
-        vjp=(lambda g, out, x, axes, keepdims: keep_axes(g, axes, keepdims) * _extremum_weights(out, x, axes, keepdims),),
-        jvp=lambda ts, out, x, axes, keepdims: SUM(ts[0] * _extremum_weights(out, x, axes, keepdims), axes=axes, keepdims=keepdims),
+        infer=_infer_extremum,
+        impl=impl,
+        vjp=(lambda g, out, x, axes, keepdims, initial=None:
+             keep_axes(g, axes, keepdims) * _extremum_weights(out, x, axes, keepdims, initial),),
+        jvp=lambda ts, out, x, axes, keepdims, initial=None:
+            SUM(ts[0] * _extremum_weights(out, x, axes, keepdims, initial), axes=axes, keepdims=keepdims),
         kind="reduction",
         samples=_reduction_samples,
-        doc=f"{name.capitalize()} over static axes; ties share the derivative equally.",
+        doc=f"{name.capitalize()} over static axes; ties share the derivative equally.  The optional static "
+            f"``initial`` (private: prod's rule) takes part in the {name} and is the value over an empty axis, "
+            f"with no share of the derivative (the front end's ``initial`` is a composite instead).",
     )
     return op
 
@@ -138,6 +155,11 @@ def _infer_float_reduction(types, axes, keepdims):
 
 
 def _two_norm_slope(out, x, axes, keepdims):
+    """x / norm in x's shape (the private primitive ``two_norm_slope``)."""
+    return TWO_NORM_SLOPE(x, axes=axes, keepdims=keepdims)
+
+
+def _two_norm_slope_composite(x, axes, keepdims):
     """x / norm: at most 1 in magnitude, formed before any cotangent or tangent multiplies it
     (the composite's chain rule took 1 / (2 scale sqrt(sum)) first, subnormal in float32 at
     |x| ~ 1e-21: 1e-5 relative error).  0 where the norm is 0 (a subgradient).
@@ -158,6 +180,71 @@ def _two_norm_slope(out, x, axes, keepdims):
     return (late * keep_axes(scale, axes, keepdims)) / F.where(F.equal(norm, 0), 1, norm)
 
 
+def _two_norm_slope_numpy(x, axes, keepdims):
+    """The composite's steps (``_two_norm_slope_composite``) in NumPy."""
+    scale, root = _two_norm_scale_root(x, axes)
+    with np.errstate(all="ignore"):
+        return ((x * scale) / np.where(root == 0, 1, root)).astype(x.dtype, copy=False)
+
+
+def _two_norm_scale_root(x, axes):
+    """(scale, root) of ``frontend.math.two_norm_parts`` in NumPy, the reduced axes kept."""
+    dtype = x.dtype
+    smallest_sum, down, up = TWO_NORM_RANGE[dtype.name]
+    with np.errstate(all="ignore"):
+        squares = np.sum(x * x, axis=axes, keepdims=True)
+        plain = (squares >= smallest_sum) & (squares < np.inf)
+        scale = np.where(plain, 1.0, np.where(squares >= 1, down, up)).astype(dtype)
+        rescaled = np.sum((x * scale) * (x * scale), axis=axes, keepdims=True)
+        value = np.where(plain, squares, rescaled)
+        root = np.where(value > 0, np.sqrt(np.where(value > 0, value, 1)), value).astype(dtype, copy=False)
+    return scale, root
+
+
+def _two_norm_slope_derivative(c, out, x, axes, keepdims):
+    """The slope's derivative along c (its vjp and its jvp: the operator is symmetric),
+    (c - u (u . c)) / norm with u = x / norm: the projection first, then the division by the
+    norm as (p / root) * scale where x was scaled up, (p * scale) / root elsewhere, so that
+    1 / norm is never formed (it overflows below 5.6e-309 where (1 - u_i**2) / norm does not:
+    the diagonal at [3e-309, 4e-309] was inf by reverse over reverse, true 1.28e308).
+    Where the norm is 0 (x = 0, where the norm has no derivative and the gradient is the
+    subgradient 0): the limit along c, (u(t c) - u(0)) / t = c / (|c| t), so +-inf where
+    c_i != 0 and exactly 0 where c_i = 0 (the Hessian is diag(inf); it was diag(2**600))."""
+    from ..frontend.math import two_norm_parts
+
+    _, scale, root = two_norm_parts(x, axes, keepdims)
+    scale, root = keep_axes(scale, axes, keepdims), keep_axes(root, axes, keepdims)
+    p = c - out * SUM(out * c, axes=axes, keepdims=True)
+    quotient = F.where(F.greater(scale, 1), (p / root) * scale, (p * scale) / root)
+    return F.where(F.logical_and(F.equal(p, 0), F.equal(root, 0)), 0, quotient)
+
+
+def _two_norm_slope_samples(rng):
+    return [((rng.normal(size=(3, 4)),), {"axes": (1,), "keepdims": False}),
+            ((rng.normal(size=(3, 4)),), {"axes": (0, 1), "keepdims": False}),
+            ((rng.normal(size=(2, 3, 4)),), {"axes": (0, 2), "keepdims": True})]
+
+
+# A primitive for its rules: as the composite, the slope's derivative divided by the norm
+# before the projection (I - u u^T) reduced it, and 1 / norm overflows below 5.6e-309 where
+# the Hessian (I - u u^T) / norm does not (its diagonal was inf or NaN there by reverse over
+# reverse); at x = 0 the composite's derivative was diag(2**600), a value of nothing.  Its
+# rules (``_two_norm_slope_derivative``) project first and scale by powers of two.
+# Compiled as the composite (``_two_norm_slope_composite``), whose nodes the value shares.
+TWO_NORM_SLOPE = Op(
+    "two_norm_slope",
+    infer=lambda types, axes, keepdims: _infer_float_reduction(types, axes, True) and types[0],
+    impl=_two_norm_slope_numpy,
+    vjp=(lambda c, out, x, axes, keepdims: _two_norm_slope_derivative(c, out, x, axes, keepdims),),
+    jvp=lambda ts, out, x, axes, keepdims: _two_norm_slope_derivative(ts[0], out, x, axes, keepdims),
+    kind="reduction",
+    samples=_two_norm_slope_samples,
+    doc="x / two_norm(x) over static axes in x's shape, 0 where the norm is 0 (private: two_norm's "
+        "slope); a primitive for its rules, compiled as its composite.",
+    compiled_as=lambda x, axes, keepdims: _two_norm_slope_composite(x, axes, keepdims),
+)
+
+
 def _two_norm_compiled(x, axes, keepdims):
     from ..frontend.math import two_norm_composite
 
@@ -174,12 +261,13 @@ TWO_NORM = Op(
     kind="reduction",
     samples=_reduction_samples,
     doc="sqrt(sum(x * x)) over static axes with no overflow or underflow of the squares (private: norms "
-        "and std); a primitive for its rules, compiled as its composite.",
+        "and std); a primitive for its rules, compiled as its composite.  At x = 0 its gradient is the "
+        "subgradient 0 and its Hessian diag(inf) (the limit along each direction; two_norm_slope).",
     compiled_as=_two_norm_compiled,
 )
 
 
-def _prod_partial(x, axes, times):
+def _prod_partial(x, axes, times, scale=None):
     """d prod / d x_i times ``times`` (x's shape, or size 1 along ``axes``): the product of
     the other elements, exact at zeros and well conditioned near them; its own derivatives
     are exact to any order with at most two zeros per reduced slice, and to the second
@@ -187,8 +275,8 @@ def _prod_partial(x, axes, times):
 
     The elements of least magnitude (zeros first) get the product of the others
     without division: the product of the rest times that of the other least
-    elements (none; the one other, spelled as their sum - x_i so it keeps its
-    derivative; or, for three or more, the product / x_i, or 0 if they are zeros).
+    elements (none; the one other, as ``others_sum`` of the least elements so it keeps
+    its derivative; or, for three or more, the product / x_i, or 0 if they are zeros).
     Every other element gets prod / x_i, whose derivative in x_i,
     p_i / x_i - prod / x_i**2, cancels terms no larger than the products of the
     others, since |x_i| exceeds the least magnitude.
@@ -199,18 +287,91 @@ def _prod_partial(x, axes, times):
     (``[1e80] * 4``: inf before, true 1e240; ``[1e-200] * 3 + [1e200]``: 0, true 1e-200).
     """
     magnitude = F.abs(x)
-    is_least = F.equal(magnitude, MIN(magnitude, axes=axes, keepdims=True))
+    # initial: over an empty axis the partial is empty, and min would raise
+    empty_allowed = {"initial": np.inf if x.dtype in ("float32", "float64") else 2**63 - 1} if axes else {}
+    is_least = F.equal(magnitude, MIN(magnitude, axes=axes, keepdims=True, **empty_allowed))
     x_rest = F.where(is_least, 1, x)
     count = SUM(F.astype(is_least, "int64"), axes=axes, keepdims=True)
-    other_one = SUM(F.where(is_least, x, 0), axes=axes, keepdims=True) - x
+    other_one = OTHERS_SUM(F.where(is_least, x, 0), axes=axes, infinities_apart=False)
     is_zero = F.equal(x, 0)
     # prod / x_i: the others; for three or more least, 0 at their zeros (no 0 / 0, even in the
     # masked-out branch's derivative: x_i is replaced by 1 there)
     one = F.constant(np.ones((1,) * x.ndim, dtype=x.dtype))
-    over_x = SCALED_PROD(x, times, one, F.where(is_zero, 1, x), axes=axes)
+    # scale (a power of two, kept shape, or None): every partial times it, inside the products
+    up, down = (one, one) if scale is None else (scale, 1 / scale)
+    over_x = SCALED_PROD(x, times, up, F.where(is_zero, 1, x), axes=axes)
     least_many = F.where(is_zero, 0, over_x)
-    least_few = SCALED_PROD(x_rest, F.where(F.equal(count, 1), one, other_one), times, one, axes=axes)
+    least_few = SCALED_PROD(x_rest, F.where(F.equal(count, 1), one, other_one), times, down, axes=axes)
     return F.where(is_least, F.where(F.greater(count, 2), least_many, least_few), over_x)
+
+
+def _others_sum_composite(x, axes, infinities_apart):
+    """``others_sum`` from existing ops: sum - x_i; with ``infinities_apart``, the finite
+    entries' sum minus the entry's own finite part, then the others' infinities and NaN by
+    counts (an entry's own infinity is never subtracted from a sum that holds it)."""
+    from ..frontend.math import isfinite
+
+    if not infinities_apart:
+        return SUM(x, axes=axes, keepdims=True) - x
+    finite = isfinite(x)
+    own = F.where(finite, x, 0)
+    rest = SUM(own, axes=axes, keepdims=True) - own
+
+    def others(mask):
+        count = F.astype(mask, "int64")
+        return F.greater(SUM(count, axes=axes, keepdims=True) - count, 0)
+
+    up, down, nan = others(F.equal(x, np.inf)), others(F.equal(x, -np.inf)), others(F.not_equal(x, x))
+    infinite = F.where(up, np.inf, F.where(down, -np.inf, rest))
+    return F.where(F.logical_or(nan, F.logical_and(up, down)), np.nan, infinite)
+
+
+def _others_sum_numpy(x, axes, infinities_apart):
+    """The composite's steps in NumPy."""
+    with np.errstate(all="ignore"):
+        if not infinities_apart:
+            return np.sum(x, axis=axes, keepdims=True) - x
+        finite = np.isfinite(x)
+        own = np.where(finite, x, 0).astype(x.dtype)
+        rest = np.sum(own, axis=axes, keepdims=True) - own
+
+        def others(mask):
+            count = mask.astype(np.int64)
+            return np.sum(count, axis=axes, keepdims=True) - count > 0
+
+        up, down, nan = others(x == np.inf), others(x == -np.inf), others(x != x)
+        result = np.where(nan | (up & down), np.nan, np.where(up, np.inf, np.where(down, -np.inf, rest)))
+    return result.astype(x.dtype, copy=False)
+
+
+def _others_sum_samples(rng):  # finite (finite differences); infinities: tests/test_math_ops.py (prod's Hessian)
+    return [((rng.normal(size=(3, 4)),), {"axes": (1,), "infinities_apart": False}),
+            ((rng.normal(size=(2, 3, 4)),), {"axes": (0, 2), "infinities_apart": True}),
+            ((rng.normal(size=(5,)),), {"axes": (0,), "infinities_apart": True})]
+
+
+# A primitive for its rules: sum(x) - x_i sends a cotangent c_i to x_i twice, through the
+# sum and through -x_i, where it cancels; an infinite c_i (a Hessian entry of prod that
+# overflows) makes that inf - inf = NaN.  Its derivative is itself (the operator is
+# symmetric) with the others' infinities counted apart (``infinities_apart``), so no entry's
+# infinite cotangent meets itself: prod's Hessian diagonal at [1e200, 1e200, 1e-200, 1e-200]
+# was NaN by reverse over reverse (true 0, the row's other least entry 1 / 1e-400
+# overflowing).  prod's gradient uses the plain form (sum - x_i: its kernel is unchanged;
+# infinities apart cost value+grad on 1e6 elements 8 -> 22 ms), whose rules are the
+# counted form.  Compiled as its composite.
+OTHERS_SUM = Op(
+    "others_sum",
+    infer=lambda types, axes, infinities_apart: _infer_float_reduction(types, axes, True) and types[0],
+    impl=_others_sum_numpy,
+    vjp=(lambda c, out, x, axes, infinities_apart: OTHERS_SUM(c, axes=axes, infinities_apart=True),),
+    jvp=lambda ts, out, x, axes, infinities_apart: OTHERS_SUM(ts[0], axes=axes, infinities_apart=True),
+    kind="reduction",
+    samples=_others_sum_samples,
+    doc="The sum over static axes of the entries other than x_i, in x's shape (private: prod's partial); "
+        "with infinities_apart, an entry's own infinity never cancels against itself (its rules' form).  "
+        "A primitive for its rules, compiled as its composite.",
+    compiled_as=_others_sum_composite,
+)
 
 
 def _scaled_prod_numpy(x, y, w, z, axes):
@@ -267,14 +428,40 @@ def _scaled_prod_vjp_z(g, out, x, y, w, z, axes):
     return unbroadcast(-(SCALED_PROD(x, g, y, z, axes=axes) / z * w), z.type)
 
 
+def _scaled_prod_x_tangent(tx, x, y, w, z, axes):
+    """x's term of scaled_prod's tangent, D y w / z with D = sum_k t_k P_k (P_k = d prod / d x_k).
+    D alone over- or underflows where D y w / z does not ([1e200, 1e200, 0.5] along the last
+    entry: D = 1e400, y w / z = 1 / 1e200; subnormal entries, where t_k / x_k overflows): it
+    was formed as a float first, so forward mode's second derivatives of prod were inf, 0 or
+    NaN there.  Now D = D' 2**E: E from the largest log2 |t_k P_k| (others_sum of log2 |x|,
+    so a zero elsewhere in the slice gives -inf, not a rounding), clamped to +-2000 (+-200 in
+    float32) and applied as two halves, each an exact float; D' = sum_k t_k P_k 2**-E with the
+    halves inside each scaled product (on t, and ``_prod_partial``'s scale), so no term leaves
+    the range; then D' y w / z 2**E with the exponents apart (a scaled_prod over ones, the
+    halves on y and w).  A
+    constant to differentiation: E only moves powers of two between the factors."""
+    from ..frontend.math import exp2, floor, isfinite, log2
+
+    if not axes:  # nothing reduced: D = t (and SymPy, which converts scalar graphs, sees no exponents)
+        return tx * y * w / z
+    with_others = OTHERS_SUM(log2(F.abs(x)), axes=axes, infinities_apart=True)
+    level = log2(F.abs(tx)) + with_others  # log2 |t_k P_k|: -inf where it is 0, NaN from inf or NaN
+    top = MAX(F.where(F.equal(level, level), level, -np.inf), axes=axes, keepdims=True,
+              **({"initial": -np.inf} if axes else {}))
+    limit = 2000 if x.dtype == "float64" else 200  # halves of at most 2**+-1000 (2**+-100): exact in the dtype
+    exponent = F.stop_gradient(F.where(isfinite(top), F.clip(floor(top), -limit, limit), 0))
+    half = floor(exponent * 0.5)
+    rest = exponent - half
+    scaled = SUM(_prod_partial(x, axes, tx * exp2(-half), exp2(-rest)), axes=axes, keepdims=True)
+    ones = F.broadcast_like(F.constant(np.ones((1,) * x.ndim, dtype=x.dtype)), x)
+    return SCALED_PROD(ones, scaled * y * exp2(half), w * exp2(rest), z, axes=axes)
+
+
 def _scaled_prod_jvp(ts, out, x, y, w, z, axes):
     tx, ty, tw, tz = ts
     terms = []
-    # x's term: D = sum_k t_k P / x_k, each product scaled, times y w / z.  D itself is a float:
-    # where it underflows or overflows but D y w / z would not (subnormal entries of x), this
-    # tangent is 0, inf or NaN (still open: it would need D's exponent apart as well)
     if tx is not None:
-        terms.append(SUM(_prod_partial(x, axes, tx), axes=axes, keepdims=True) * y * w / z)
+        terms.append(_scaled_prod_x_tangent(tx, x, y, w, z, axes))
     if ty is not None:
         terms.append(SCALED_PROD(x, ty, w, z, axes=axes))
     if tw is not None:
