@@ -73,9 +73,7 @@ def _sympy_rules(sympy):
         "erfinv_slope": lambda y: sympy.sqrt(sympy.pi) / 2 * sympy.exp(sympy.erfinv(y) ** 2),
         "two_norm": sympy.Abs,  # of a scalar: the bridge converts scalar graphs
         "two_norm_slope": sympy.sign,
-        "others_sum": lambda x: sympy.Integer(0),  # of a scalar: no other entries
-        "log2": lambda x: sympy.log(x, 2),  # prod's forward rule takes exponents (under stop_gradient)
-        "floor": sympy.floor,  # two_norm's slope x / |x| (0 at 0)
+        "others_sum": lambda x: sympy.Integer(0),  # of a scalar: no other entries  # two_norm's slope x / |x| (0 at 0)
         "scaled_prod": lambda x, y, w, z: x * y * w / z,  # prod's partials; of a scalar x its product is x
         "abs": sympy.Abs,
         "sign": sympy.sign,

@@ -267,7 +267,7 @@ TWO_NORM = Op(
 )
 
 
-def _prod_partial(x, axes, times, scale=None):
+def _prod_partial(x, axes, times):
     """d prod / d x_i times ``times`` (x's shape, or size 1 along ``axes``): the product of
     the other elements, exact at zeros and well conditioned near them; its own derivatives
     are exact to any order with at most two zeros per reduced slice, and to the second
@@ -297,11 +297,9 @@ def _prod_partial(x, axes, times, scale=None):
     # prod / x_i: the others; for three or more least, 0 at their zeros (no 0 / 0, even in the
     # masked-out branch's derivative: x_i is replaced by 1 there)
     one = F.constant(np.ones((1,) * x.ndim, dtype=x.dtype))
-    # scale (a power of two, kept shape, or None): every partial times it, inside the products
-    up, down = (one, one) if scale is None else (scale, 1 / scale)
-    over_x = SCALED_PROD(x, times, up, F.where(is_zero, 1, x), axes=axes)
+    over_x = SCALED_PROD(x, times, one, F.where(is_zero, 1, x), axes=axes)
     least_many = F.where(is_zero, 0, over_x)
-    least_few = SCALED_PROD(x_rest, F.where(F.equal(count, 1), one, other_one), times, down, axes=axes)
+    least_few = SCALED_PROD(x_rest, F.where(F.equal(count, 1), one, other_one), times, one, axes=axes)
     return F.where(is_least, F.where(F.greater(count, 2), least_many, least_few), over_x)
 
 
@@ -428,40 +426,14 @@ def _scaled_prod_vjp_z(g, out, x, y, w, z, axes):
     return unbroadcast(-(SCALED_PROD(x, g, y, z, axes=axes) / z * w), z.type)
 
 
-def _scaled_prod_x_tangent(tx, x, y, w, z, axes):
-    """x's term of scaled_prod's tangent, D y w / z with D = sum_k t_k P_k (P_k = d prod / d x_k).
-    D alone over- or underflows where D y w / z does not ([1e200, 1e200, 0.5] along the last
-    entry: D = 1e400, y w / z = 1 / 1e200; subnormal entries, where t_k / x_k overflows): it
-    was formed as a float first, so forward mode's second derivatives of prod were inf, 0 or
-    NaN there.  Now D = D' 2**E: E from the largest log2 |t_k P_k| (others_sum of log2 |x|,
-    so a zero elsewhere in the slice gives -inf, not a rounding), clamped to +-2000 (+-200 in
-    float32) and applied as two halves, each an exact float; D' = sum_k t_k P_k 2**-E with the
-    halves inside each scaled product (on t, and ``_prod_partial``'s scale), so no term leaves
-    the range; then D' y w / z 2**E with the exponents apart (a scaled_prod over ones, the
-    halves on y and w).  A
-    constant to differentiation: E only moves powers of two between the factors."""
-    from ..frontend.math import exp2, floor, isfinite, log2
-
-    if not axes:  # nothing reduced: D = t (and SymPy, which converts scalar graphs, sees no exponents)
-        return tx * y * w / z
-    with_others = OTHERS_SUM(log2(F.abs(x)), axes=axes, infinities_apart=True)
-    level = log2(F.abs(tx)) + with_others  # log2 |t_k P_k|: -inf where it is 0, NaN from inf or NaN
-    top = MAX(F.where(F.equal(level, level), level, -np.inf), axes=axes, keepdims=True,
-              **({"initial": -np.inf} if axes else {}))
-    limit = 2000 if x.dtype == "float64" else 200  # halves of at most 2**+-1000 (2**+-100): exact in the dtype
-    exponent = F.stop_gradient(F.where(isfinite(top), F.clip(floor(top), -limit, limit), 0))
-    half = floor(exponent * 0.5)
-    rest = exponent - half
-    scaled = SUM(_prod_partial(x, axes, tx * exp2(-half), exp2(-rest)), axes=axes, keepdims=True)
-    ones = F.broadcast_like(F.constant(np.ones((1,) * x.ndim, dtype=x.dtype)), x)
-    return SCALED_PROD(ones, scaled * y * exp2(half), w * exp2(rest), z, axes=axes)
-
-
 def _scaled_prod_jvp(ts, out, x, y, w, z, axes):
     tx, ty, tw, tz = ts
     terms = []
+    # x's term: D = sum_k t_k P / x_k, each product scaled, times y w / z.  D itself is a float:
+    # where it underflows or overflows but D y w / z would not (subnormal entries of x), this
+    # tangent is 0, inf or NaN (still open: it would need D's exponent apart as well)
     if tx is not None:
-        terms.append(_scaled_prod_x_tangent(tx, x, y, w, z, axes))
+        terms.append(SUM(_prod_partial(x, axes, tx), axes=axes, keepdims=True) * y * w / z)
     if ty is not None:
         terms.append(SCALED_PROD(x, ty, w, z, axes=axes))
     if tw is not None:
