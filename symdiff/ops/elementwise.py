@@ -284,7 +284,7 @@ def _pow_dx(d, out, x, y):
         if c == 2.0:
             return d * (x * 2)
         return d * _constant_power_slope(out, x, c)
-    return d * _pow_slope(out, x, y)
+    return POW_SLOPE(d, x, y, wrt="x")
 
 
 def _constant_power_slope(out, x, c):
@@ -384,9 +384,19 @@ def _exponent_correction(ratio):
 
 
 def _pow_dy(d, out, x, y):
-    # out * log(x), taken as 0 where out is 0 (x = 0 < y, as JAX does; x**y underflowed; x =
-    # inf with y < 0), not 0 * -inf or 0 * inf.  d * out first: in a second derivative out
-    # log x can overflow where d brings the product back (-inf at (2.2e-308, 1e-15), true 4.5e307)
+    return POW_SLOPE(d, x, y, wrt="y")
+
+
+def _x_slope_composite(d, x, y):
+    """d y x**(y - 1) (_pow_slope's regimes)."""
+    return d * _pow_slope(POW(x, y), x, y)
+
+
+def _y_slope_composite(d, x, y):
+    """d x**y log x, taken as 0 where x**y is 0 (x = 0 < y, as JAX does; x**y underflowed; x =
+    inf with y < 0), not 0 * -inf or 0 * inf.  d * out first: in a second derivative out
+    log x can overflow where d brings the product back (-inf at (2.2e-308, 1e-15), true 4.5e307)."""
+    out = POW(x, y)
     return MUL_LOG(d * out, F.where(F.equal(out, 0), 1, x))
 
 
@@ -515,6 +525,140 @@ def _power(x, y):
 
 POW = elementwise("pow", _power, (_pow_dx, _pow_dy), "({0} ** {1})",
                   (POSITIVE, ANYWHERE), doc="x ** y; the derivative in y is real for x >= 0.")
+
+
+# ------------------------------------------------ pow's partial derivatives (private)
+
+def _widened(value, *others):
+    """value broadcast against ``others`` (where(c, v, v), which the rewriter widens, with c
+    true wherever the others are not NaN)."""
+    if value.type.shape == broadcast_shapes(value.type.shape, *(o.type.shape for o in others)):
+        return value
+    mask = None
+    for other in others:
+        present = F.equal(other, other)
+        mask = present if mask is None else F.logical_and(mask, present)
+    return F.where(mask, value, value)
+
+
+def _placeholders(inputs):
+    """One symbol per input, all of the broadcast shape: a partial is formed on them and the
+    inputs substituted after, so that x ** x differentiates its x-slot alone."""
+    shape = broadcast_shapes(*(v.type.shape for v in inputs))
+    return [F.tensor(f"_sd_pow_partial{i}", shape, inputs[0].dtype) for i in range(len(inputs))]
+
+
+def _on_inputs(form, inputs):
+    """form(*placeholders) with ``inputs`` put in their place, widened to their broadcast shape."""
+    from ..custom import substitute
+
+    slots = _placeholders(inputs)
+    # every input widened to the slots' shape: an op of the form may not broadcast an input
+    # it does not read (mul_log_slope's part 0 and its a)
+    (value,) = substitute([form(*slots)], {slot: _widened(v, *inputs) for slot, v in zip(slots, inputs)})
+    return _widened(value, *inputs)
+
+
+def _compiled(value):
+    from ..function import compiled_forms
+
+    return compiled_forms([value])[0]
+
+
+def _curvature_form(c, d, x, y, wrt):
+    """c d times pow's second partial ``wrt`` as a composite: "xx" and "xy" differentiate the
+    x-slope in x and y, "yx" and "yy" the y-slope ("xy" and "yx" have one value)."""
+    from ..autodiff import vjp
+
+    if wrt == "xx":
+        return vjp(_x_slope_composite(d, x, y), x, c)
+    if wrt == "yy":
+        return vjp(_y_slope_composite(d, x, y), y, c)
+    if wrt == "xy":
+        return vjp(_x_slope_composite(d, x, y), y, c)
+    return vjp(_y_slope_composite(d, x, y), x, c)
+
+
+_SLOPE_FORMS = {"x": _x_slope_composite, "y": _y_slope_composite}
+
+
+def _slope_value(d, x, y, wrt):
+    return _widened(_SLOPE_FORMS[wrt](d, x, y), d, x, y)
+
+
+def _curvature_value(c, d, x, y, wrt):
+    return _on_inputs(functools.partial(_curvature_form, wrt=wrt), (c, d, x, y))
+
+
+def _reference(form):
+    """The NumPy reference of a partial: its composite, evaluated by the reference evaluator."""
+
+    def numpy_fn(*arrays, **attrs):
+        from ..evaluate import evaluate
+
+        dtype = np.result_type(*arrays).name
+        arrays = np.broadcast_arrays(*(np.asarray(a, dtype=dtype) for a in arrays))  # one shape: vjp's cotangent
+        slots = [F.tensor(f"_sd_pow_reference{i}", a.shape, dtype) for i, a in enumerate(arrays)]
+        value = evaluate(form(*slots, **attrs), dict(zip(slots, arrays)))
+        return np.array(np.broadcast_to(value, arrays[0].shape), dtype=dtype)
+
+    return numpy_fn
+
+
+def _third_order(index):
+    """A second partial's derivative in x (index 2) or y (3): its composite's own, on placeholders."""
+
+    def rule(t, out, c, d, x, y, wrt):
+        from ..autodiff import vjp
+
+        def form(ts, cs, ds, xs, ys):
+            return vjp(_curvature_form(cs, ds, xs, ys, wrt), (xs, ys)[index - 2], ts)
+
+        return _on_inputs(form, (structure.BROADCAST_LIKE(t, out) if t.type.shape != out.type.shape else t, c, d, x, y))
+
+    return rule
+
+
+# pow's second partials c d (d2 x**y / dx2, d2/dxdy, d2/dy2), private: one node each so that
+# SymPy reads a plain formula.  As the composites' derivatives, the regimes' wheres became
+# Piecewise whose conditions hold Piecewise, which SymPy folds (piecewise_fold,
+# distribute_and_over_or): sd.to_sympy of d2/dx2 of x ** y ran for minutes.  It compiles as
+# those composites' derivatives (the same kernel code as before; "xy" differentiates the
+# x-slope in y, "yx" the y-slope in x, so that each shares its nodes with its slope's other
+# partial), and its own derivatives (third order) are the composites' too.
+_CURVATURE_CODE = ("(({0} * {1}) * ({3} * ({3} - 1) * {2} ** ({3} - 2) if '{wrt}' == 'xx' else "
+                   "{2} ** {3} * math.log({2}) ** 2 if '{wrt}' == 'yy' else {2} ** ({3} - 1) * (1 + {3} * math.log({2}))))")
+POW_CURVATURE = elementwise(
+    "pow_curvature", _reference(_curvature_form),
+    (lambda t, out, c, d, x, y, wrt: POW_CURVATURE(t, d, x, y, wrt=wrt),
+     lambda t, out, c, d, x, y, wrt: POW_CURVATURE(c, t, x, y, wrt=wrt), _third_order(2), _third_order(3)),
+    _CURVATURE_CODE, (ANYWHERE, ANYWHERE, POSITIVE, ANYWHERE),
+    doc="c * d * pow's second partial wrt ('xx', 'xy', 'yx', 'yy') (private).")
+POW_CURVATURE.compiled_as = lambda c, d, x, y, wrt: _compiled(_curvature_value(c, d, x, y, wrt))
+
+_CURVATURES = {"x": ("xx", "xy"), "y": ("yx", "yy")}
+
+# pow's slopes d y x**(y - 1) (wrt="x") and d x**y log x (wrt="y"), private: one node each,
+# spelled plainly for SymPy (the first derivative of x ** y printed as 2,800 characters of
+# Piecewise), whose derivatives are pow_curvature nodes.  It compiles as the composite
+# (_pow_slope's regimes, mul_log): value+grad's kernel code is unchanged (the same source).
+POW_SLOPE = elementwise(
+    "pow_slope", _reference(lambda d, x, y, wrt: _SLOPE_FORMS[wrt](d, x, y)),
+    (lambda t, out, d, x, y, wrt: POW_SLOPE(t, x, y, wrt=wrt),
+     lambda t, out, d, x, y, wrt: POW_CURVATURE(t, d, x, y, wrt=_CURVATURES[wrt][0]),
+     lambda t, out, d, x, y, wrt: POW_CURVATURE(t, d, x, y, wrt=_CURVATURES[wrt][1])),
+    "({0} * ({2} * {1} ** ({2} - 1) if '{wrt}' == 'x' else {1} ** {2} * math.log({1})))", (ANYWHERE, POSITIVE, ANYWHERE),
+    doc="d * pow's first partial wrt ('x' or 'y') (private).")
+POW_SLOPE.compiled_as = lambda d, x, y, wrt: _compiled(_slope_value(d, x, y, wrt))
+
+
+def _with_attrs(samples, name, values):
+    """Each sample of ``samples`` once per value of the attribute ``name``."""
+    return lambda rng: [(inputs, {name: value}) for value in values for inputs, _ in samples(rng)]
+
+
+POW_SLOPE.samples = _with_attrs(POW_SLOPE.samples, "wrt", ("x", "y"))
+POW_CURVATURE.samples = _with_attrs(POW_CURVATURE.samples, "wrt", ("xx", "xy", "yx", "yy"))
 
 
 def _select(c, d):
