@@ -183,6 +183,13 @@ def _ndtr_derivative_spelling(sympy, params, x):
 _SPELLED_WITH_ATTRIBUTES = {
     "mul_log_slope": lambda sympy, params, d, a, b: d * sympy.log(b) if params["part"] == 0 else d * a / b,
     "ndtr_derivative": _ndtr_derivative_spelling,
+    # pow's first and second partials (private; their regimes are the compiled code's business)
+    "pow_slope": lambda sympy, params, d, x, y: d * y * x ** (y - 1) if params["wrt"] == "x" else d * x**y * sympy.log(x),
+    "pow_curvature": lambda sympy, params, c, d, x, y: c * d * {
+        "xx": lambda: y * (y - 1) * x ** (y - 2),
+        "xy": lambda: x ** (y - 1) * (1 + y * sympy.log(x)),
+        "yx": lambda: x ** (y - 1) * (1 + y * sympy.log(x)),
+        "yy": lambda: x**y * sympy.log(x) ** 2}[params["wrt"]](),
 }
 
 

@@ -89,7 +89,8 @@ OP_TABLE = {
     "erf": RULES, "erfc": RULES, "erfinv": RULES, "gammaln": RULES, "polygamma": RULES, "ndtr": RULES,
     "log_ndtr": RULES, "log_ndtr_prime": RULES, "log_ndtr_derivative": RULES, "ndtr_derivative": RULES,
     "over_squared_norm": RULES, "erfinv_slope": RULES, "over_hypot": RULES, "mul_log": RULES, "mul_log_slope": RULES,
-    "two_norm": RULES, "two_norm_slope": RULES, "scaled_prod": RULES, "others_sum": RULES,
+    "two_norm": RULES, "two_norm_slope": RULES, "scaled_prod": RULES, "others_sum": RULES, "pow_slope": RULES,
+    "pow_curvature": RULES,
     # issue 10: indexing, gathers and scatters
     "gather": RULES, "scatter_add": RULES, "scatter_set": RULES, "scatter_mul": RULES, "scatter_max": RULES,
     "scatter_min": RULES,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fractions
 import functools
 import math
+import threading
 
 import numpy as np
 
@@ -284,7 +285,7 @@ def _pow_dx(d, out, x, y):
         if c == 2.0:
             return d * (x * 2)
         return d * _constant_power_slope(out, x, c)
-    return d * _pow_slope(out, x, y)
+    return POW_SLOPE(d, x, y, wrt="x")
 
 
 def _constant_power_slope(out, x, c):
@@ -337,6 +338,23 @@ def _pow_slope(out, x, y):
     Three pows (the quotient's, the split's and the fallback's, two at stand-ins) cost
     value+grad of sum(a ** b) on 1e6 elements 68-75 ms; one shared pow, 32 ms (29 before
     the split form)."""
+    quotient, split, zeros, fallback, x_any, y_any, rounding, power = _pow_regimes(out, x, y)
+
+    def own(regime, value):
+        return F.where(regime, value, 1)
+
+    quotient_form = (own(quotient, y_any) / own(quotient, x_any)) * own(quotient, power)
+    half = own(split, power)
+    correction = F.where(F.logical_and(split, F.not_equal(rounding, 0)), _exponent_correction(out / ((half * own(split, x_any)) * half)),
+                         1)
+    split_form = (own(split, y_any) * half) * (half * correction)
+    fallback_form = own(fallback, y_any) * own(fallback, power)
+    return F.where(quotient, quotient_form, F.where(split, split_form, F.where(zeros, 0, fallback_form)))
+
+
+def _pow_regimes(out, x, y):
+    """_pow_slope's regimes: (quotient, split, zeros, fallback) masks, x and y with the
+    stand-in 1 at x = y = 0, e = y - 1's rounding error and the regimes' shared pow."""
     limits = np.finfo(out.dtype)
     positive = F.logical_and(F.greater(x, 0), F.less(x, np.inf))
     normal_power = F.logical_and(F.greater_equal(out, float(limits.tiny)), F.less(out, np.inf))
@@ -349,17 +367,15 @@ def _pow_slope(out, x, y):
     x_any, y_any = F.where(zeros, 1, x), F.where(zeros, 1, y)
     exponent, rounding = rounded_difference(y_any, 1)  # y - 1 and its rounding error (TwoSum)
     power = F.power(x_any, F.where(quotient, y_any, F.where(split, exponent * 0.5, exponent)))
+    return quotient, split, zeros, fallback, x_any, y_any, rounding, power
 
-    def own(regime, value):
-        return F.where(regime, value, 1)
 
-    quotient_form = (own(quotient, y_any) / own(quotient, x_any)) * own(quotient, power)
-    half = own(split, power)
-    correction = F.where(F.logical_and(split, F.not_equal(rounding, 0)), _exponent_correction(out / ((half * own(split, x_any)) * half)),
-                         1)
-    split_form = (own(split, y_any) * half) * (half * correction)
-    fallback_form = own(fallback, y_any) * own(fallback, power)
-    return F.where(quotient, quotient_form, F.where(split, split_form, F.where(zeros, 0, fallback_form)))
+def _split_power(out, x, y):
+    """(a, r): _pow_slope's shared pow, which is a = x**(e/2) (e = y - 1 rounded) wherever x is
+    positive and finite and x**y is not normal, and e's rounding error r: the same nodes as
+    _pow_slope's, so a kernel computes them once."""
+    *_, rounding, power = _pow_regimes(out, x, y)
+    return power, rounding
 
 
 def rounded_difference(x, y):
@@ -384,10 +400,81 @@ def _exponent_correction(ratio):
 
 
 def _pow_dy(d, out, x, y):
-    # out * log(x), taken as 0 where out is 0 (x = 0 < y, as JAX does; x**y underflowed; x =
-    # inf with y < 0), not 0 * -inf or 0 * inf.  d * out first: in a second derivative out
-    # log x can overflow where d brings the product back (-inf at (2.2e-308, 1e-15), true 4.5e307)
-    return MUL_LOG(d * out, F.where(F.equal(out, 0), 1, x))
+    return POW_SLOPE(d, x, y, wrt="y")
+
+
+def _x_slope_composite(d, x, y):
+    """d y x**(y - 1) (_pow_slope's regimes)."""
+    return d * _pow_slope(POW(x, y), x, y)
+
+
+def _y_slope_composite(d, x, y):
+    """d x**y log x, taken as 0 where x**y is 0 (x = 0 < y, as JAX does; x = inf with y < 0),
+    not 0 * -inf or 0 * inf.  d * out first: in a second derivative out log x can overflow
+    where d brings the product back (-inf at (2.2e-308, 1e-15), true 4.5e307)."""
+    out = POW(x, y)
+    return MUL_LOG(d * out, _log_argument(out, x))
+
+
+def _positive(x):
+    return F.logical_and(F.greater(x, 0), F.less(x, np.inf))
+
+
+def _log_argument(out, x):
+    """x, or 1 where x**y is 0 beside a non-positive or infinite x (log x is -inf or inf
+    there).  Where x**y underflowed at a positive finite x the log is x's: _y_slope_value's
+    subnormal form uses it."""
+    return F.where(F.logical_and(F.equal(out, 0), F.logical_not(_positive(x))), 1, x)
+
+
+# Where x**y is below the normal range, its products with log x are formed from
+# a = x**(e/2), e = y - 1 rounded (_pow_slope's split pow), scaled by an exact power of two:
+# x**y s = ((a (x s)) a) below x = 1, ((a s)(x a)) above (x s overflows there; a x =
+# x**((y+1)/2) is moderate), each factor normal wherever the product is representable.
+_SUBNORMAL_SCALE = {"float64": (2.0 ** 600, 2.0 ** -600), "float32": (2.0 ** 80, 2.0 ** -80)}
+
+
+def _subnormal_power(out, x, y):
+    """Where x**y is subnormal or 0 at a positive finite x and a finite y: x**y has lost bits
+    there (a relative error up to 2**-1075 / x**y: the y-slope was 337 ulps off at (1e-310,
+    1.001)), or all (d2/dxdy at (5e-324, 1.5), true -2.5e-159, came from x**y = 0)."""
+    finite_y = F.less(F.abs(y), np.inf)
+    return F.logical_and(F.logical_and(_positive(x), finite_y), F.less(out, float(np.finfo(out.dtype).tiny)))
+
+
+def _scaled_power(d, a, x):
+    """d x**y s (d a**2 x s) from a = x**(e/2)."""
+    up, _ = _SUBNORMAL_SCALE[a.dtype]
+    return F.where(F.less(x, 1), ((d * a) * (x * up)) * a, ((d * a) * up) * (x * a))
+
+
+def _after_log(log_x, value):
+    """value, read where log_x is not NaN (1 elsewhere): a kernel then forms what depends on it
+    in the loop after the log's vector-math pass, not before it with every intermediate stored
+    between the loops."""
+    return F.where(F.equal(log_x, log_x), value, 1)
+
+
+def _rounding_factor(y, log_x):
+    """x**r = 1 + r log x to first order (|r log x| < 2**-40), r e's rounding error (nonzero
+    for y < 1/2 and |y| >= 2**53), recomputed from y after the log (no array of r between the
+    kernel's loops)."""
+    _, rounding = rounded_difference(_after_log(log_x, y), 1)
+    return F.stop_gradient(rounding * log_x + 1)
+
+
+def _y_slope_value(d, x, y):
+    """The y-slope's value: _y_slope_composite, and where x**y is below the normal range
+    (_subnormal_power) d x**y s log x (1 + r log x) / s.  The scaled product is selected
+    before the log, so that both share one mul_log (the log's vector-math pass) and the
+    kernel stores one float array between its loops for both."""
+    out = POW(x, y)
+    below = _subnormal_power(out, x, y)
+    a, _ = _split_power(out, x, y)
+    argument = _log_argument(out, x)
+    product = MUL_LOG(F.where(below, _scaled_power(d, a, x), d * out), argument)
+    _, down = _SUBNORMAL_SCALE[out.dtype]
+    return F.where(below, (product * _rounding_factor(y, F.log(argument))) * down, product)
 
 
 def _mul_log_numpy(a, b):
@@ -515,6 +602,163 @@ def _power(x, y):
 
 POW = elementwise("pow", _power, (_pow_dx, _pow_dy), "({0} ** {1})",
                   (POSITIVE, ANYWHERE), doc="x ** y; the derivative in y is real for x >= 0.")
+
+
+# ------------------------------------------------ pow's partial derivatives (private)
+
+def _widened(value, *others):
+    """value broadcast against ``others`` (where(c, v, v), which the rewriter widens, with c
+    true wherever the others are not NaN)."""
+    if value.type.shape == broadcast_shapes(value.type.shape, *(o.type.shape for o in others)):
+        return value
+    mask = None
+    for other in others:
+        present = F.equal(other, other)
+        mask = present if mask is None else F.logical_and(mask, present)
+    return F.where(mask, value, value)
+
+
+def _placeholders(inputs):
+    """One symbol per input, all of the broadcast shape: a partial is formed on them and the
+    inputs substituted after, so that x ** x differentiates its x-slot alone."""
+    shape = broadcast_shapes(*(v.type.shape for v in inputs))
+    return [F.tensor(f"_sd_pow_partial{i}", shape, inputs[0].dtype) for i in range(len(inputs))]
+
+
+def _on_inputs(form, inputs):
+    """form(*placeholders) with ``inputs`` put in their place, widened to their broadcast shape."""
+    from ..custom import substitute
+
+    slots = _placeholders(inputs)
+    # every input widened to the slots' shape: an op of the form may not broadcast an input
+    # it does not read (mul_log_slope's part 0 and its a)
+    (value,) = substitute([form(*slots)], {slot: _widened(v, *inputs) for slot, v in zip(slots, inputs)})
+    return _widened(value, *inputs)
+
+
+_NESTED = threading.local()
+
+
+def _compiled(value):
+    """value with its private ops replaced by their compiled forms; pow_slope nodes inside a
+    pow_curvature's composite (the slopes of the pows inside pow's regimes, and of x**y in
+    their masks) compile as their plain composites: the subnormal form of _y_slope_value is
+    for the y-slope's value (the second partials have none), and in a Hessian's kernel it cost
+    the scaled form's flops and a third loop."""
+    from ..function import compiled_forms
+
+    _NESTED.depth = getattr(_NESTED, "depth", 0) + 1
+    try:
+        return compiled_forms([value])[0]
+    finally:
+        _NESTED.depth -= 1
+
+
+def _curvature_form(c, d, x, y, wrt):
+    """c d times pow's second partial ``wrt`` as a composite: "xx" and "xy" differentiate the
+    x-slope in x and y, "yx" and "yy" the y-slope ("xy" and "yx" have one value)."""
+    from ..autodiff import vjp
+
+    if wrt == "xx":
+        return vjp(_x_slope_composite(d, x, y), x, c)
+    if wrt == "yy":
+        return vjp(_y_slope_composite(d, x, y), y, c)
+    if wrt == "xy":
+        return vjp(_x_slope_composite(d, x, y), y, c)
+    return vjp(_y_slope_composite(d, x, y), x, c)
+
+
+_SLOPE_FORMS = {"x": _x_slope_composite, "y": _y_slope_value}
+
+
+def _slope_form(d, x, y, wrt):
+    form = _y_slope_composite if wrt == "y" and getattr(_NESTED, "depth", 0) else _SLOPE_FORMS[wrt]
+    return form(d, x, y)
+
+
+def _slope_value(d, x, y, wrt):
+    return _widened(_slope_form(d, x, y, wrt), d, x, y)
+
+
+def _curvature_value(c, d, x, y, wrt):
+    return _on_inputs(functools.partial(_curvature_form, wrt=wrt), (c, d, x, y))
+
+
+def _reference(form, nested):
+    """The NumPy reference of a partial: its composite, evaluated by the reference evaluator
+    (a pow_curvature's inner pow_slope nodes as compiled: _compiled)."""
+
+    def numpy_fn(*arrays, **attrs):
+        from ..evaluate import evaluate
+
+        dtype = np.result_type(*arrays).name
+        arrays = np.broadcast_arrays(*(np.asarray(a, dtype=dtype) for a in arrays))  # one shape: vjp's cotangent
+        slots = [F.tensor(f"_sd_pow_reference{i}", a.shape, dtype) for i, a in enumerate(arrays)]
+        expr = form(*slots, **attrs)
+        _NESTED.depth = getattr(_NESTED, "depth", 0) + nested
+        try:
+            value = evaluate(expr, dict(zip(slots, arrays)))
+        finally:
+            _NESTED.depth -= nested
+        return np.array(np.broadcast_to(value, arrays[0].shape), dtype=dtype)
+
+    return numpy_fn
+
+
+def _third_order(index):
+    """A second partial's derivative in x (index 2) or y (3): its composite's own, on placeholders."""
+
+    def rule(t, out, c, d, x, y, wrt):
+        from ..autodiff import vjp
+
+        def form(ts, cs, ds, xs, ys):
+            return vjp(_curvature_form(cs, ds, xs, ys, wrt), (xs, ys)[index - 2], ts)
+
+        return _on_inputs(form, (structure.BROADCAST_LIKE(t, out) if t.type.shape != out.type.shape else t, c, d, x, y))
+
+    return rule
+
+
+# pow's second partials c d (d2 x**y / dx2, d2/dxdy, d2/dy2), private: one node each so that
+# SymPy reads a plain formula.  As the composites' derivatives, the regimes' wheres became
+# Piecewise whose conditions hold Piecewise, which SymPy folds (piecewise_fold,
+# distribute_and_over_or): sd.to_sympy of d2/dx2 of x ** y ran for minutes.  It compiles as
+# those composites' derivatives (the same kernel code as before; "xy" differentiates the
+# x-slope in y, "yx" the y-slope in x, so that each shares its nodes with its slope's other
+# partial), and its own derivatives (third order) are the composites' too.
+_CURVATURE_CODE = ("(({0} * {1}) * ({3} * ({3} - 1) * {2} ** ({3} - 2) if '{wrt}' == 'xx' else "
+                   "{2} ** {3} * math.log({2}) ** 2 if '{wrt}' == 'yy' else {2} ** ({3} - 1) * (1 + {3} * math.log({2}))))")
+POW_CURVATURE = elementwise(
+    "pow_curvature", _reference(_curvature_form, 1),
+    (lambda t, out, c, d, x, y, wrt: POW_CURVATURE(t, d, x, y, wrt=wrt),
+     lambda t, out, c, d, x, y, wrt: POW_CURVATURE(c, t, x, y, wrt=wrt), _third_order(2), _third_order(3)),
+    _CURVATURE_CODE, (ANYWHERE, ANYWHERE, POSITIVE, ANYWHERE),
+    doc="c * d * pow's second partial wrt ('xx', 'xy', 'yx', 'yy') (private).")
+POW_CURVATURE.compiled_as = lambda c, d, x, y, wrt: _compiled(_curvature_value(c, d, x, y, wrt))
+
+_CURVATURES = {"x": ("xx", "xy"), "y": ("yx", "yy")}
+
+# pow's slopes d y x**(y - 1) (wrt="x") and d x**y log x (wrt="y"), private: one node each,
+# spelled plainly for SymPy (the first derivative of x ** y printed as 2,800 characters of
+# Piecewise), whose derivatives are pow_curvature nodes.  It compiles as the composite
+# (_pow_slope's regimes, mul_log): value+grad's kernel code is unchanged (the same source).
+POW_SLOPE = elementwise(
+    "pow_slope", _reference(_slope_form, 0),
+    (lambda t, out, d, x, y, wrt: POW_SLOPE(t, x, y, wrt=wrt),
+     lambda t, out, d, x, y, wrt: POW_CURVATURE(t, d, x, y, wrt=_CURVATURES[wrt][0]),
+     lambda t, out, d, x, y, wrt: POW_CURVATURE(t, d, x, y, wrt=_CURVATURES[wrt][1])),
+    "({0} * ({2} * {1} ** ({2} - 1) if '{wrt}' == 'x' else {1} ** {2} * math.log({1})))", (ANYWHERE, POSITIVE, ANYWHERE),
+    doc="d * pow's first partial wrt ('x' or 'y') (private).")
+POW_SLOPE.compiled_as = lambda d, x, y, wrt: _compiled(_slope_value(d, x, y, wrt))
+
+
+def _with_attrs(samples, name, values):
+    """Each sample of ``samples`` once per value of the attribute ``name``."""
+    return lambda rng: [(inputs, {name: value}) for value in values for inputs, _ in samples(rng)]
+
+
+POW_SLOPE.samples = _with_attrs(POW_SLOPE.samples, "wrt", ("x", "y"))
+POW_CURVATURE.samples = _with_attrs(POW_CURVATURE.samples, "wrt", ("xx", "xy", "yx", "yy"))
 
 
 def _select(c, d):
