@@ -1181,3 +1181,22 @@ def test_private_slopes_with_attributes_convert_to_sympy_and_latex():
     assert "mul_log_slope" in sd.printers.to_text(second, optimize=False)
     latex = sd.to_latex(second, optimize=False)
     assert latex.startswith(r"x^{y} \log"), latex  # x**y log(x)**2, guarded where x**y = 0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logit_derivatives_at_zero_and_one_are_the_true_infinities(dtype):
+    # above p = 1/4 logit was 2 arctanh(2p - 1), whose derivative divides by (1 - u)(1 + u):
+    # at p = 1 that product's derivative met the infinite quotient as 0 * inf, so logit''(1)
+    # was NaN (true +inf) by reverse over reverse; both backends, every mode
+    x, v = sd.vector("x", dtype=dtype), sd.vector("v", dtype=dtype)
+    f = sd.sum(sd.special.logit(x))
+    d1 = sd.grad(f, x)
+    first = sd.jvp(sd.special.logit(x), [x], [v])
+    outputs = [sd.special.logit(x), d1, first, sd.grad(sd.sum(d1), x), sd.hvp(f, x, v, mode="rev-rev"),
+               sd.hvp(f, x, v, mode="fwd-rev"), sd.jvp(d1, [x], [v]), sd.jvp(first, [x], [v])]
+    points, ones = np.array([0.0, 1.0], dtype=dtype), np.ones(2, dtype=dtype)
+    want = [[-np.inf, np.inf], [np.inf, np.inf], [np.inf, np.inf]] + [[-np.inf, np.inf]] * 5
+    for backend, values in (("reference", sd.evaluate(outputs, {x: points, v: ones})),
+                            ("compiled", sd.function([x, v], outputs)(points, ones))):
+        for k, (got, expected) in enumerate(zip(values, want)):
+            np.testing.assert_array_equal(got, np.array(expected, dtype=dtype), err_msg=f"{backend} output {k}")
