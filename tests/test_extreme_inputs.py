@@ -185,6 +185,16 @@ def _ndtr_derivative(x, n):
     return (-1) ** (n - 1) * hermite * mpmath.npdf(x)
 
 
+def _erf_derivative(x, n):
+    """The n-th derivative of erf: (-1)^(n-1) H_(n-1)(x) 2/sqrt(pi) exp(-x^2), H by its recurrence."""
+    if mpmath.isinf(x):
+        return mpmath.mpf(0)
+    previous, hermite = mpmath.mpf(0), mpmath.mpf(1)
+    for k in range(n - 1):
+        previous, hermite = hermite, 2 * x * hermite - 2 * k * previous
+    return (-1) ** (n - 1) * hermite * 2 / mpmath.sqrt(mpmath.pi) * mpmath.exp(-x * x)
+
+
 def _log_add(x, y, base):
     """log(base**x + base**y) in that base, as the larger plus log1p of the smaller
     ratio: without the log1p, 1 + 1e-300 rounds to 1 at any working precision the
@@ -290,6 +300,7 @@ MPMATH = {
     "log_ndtr_prime": lambda x: _log_ndtr_prime(x),
     "log_ndtr_derivative": lambda x, n: _log_ndtr_derivative(x, int(n)),
     "ndtr_derivative": lambda x, n: _ndtr_derivative(x, int(n)),
+    "erf_derivative": lambda x, n: _erf_derivative(x, int(n)),
     "over_squared_norm": lambda a, b: _over_squared_norm(a, b),
     "over_hypot": lambda a, b: _over_hypot(a, b),
     "mul_log": lambda a, b: _mul_log(a, b),

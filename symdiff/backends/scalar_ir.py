@@ -323,7 +323,7 @@ IR_OPS = {
 # listed here instead of one in IR_OPS.
 PYTHON_STATEMENT_OPS = frozenset({"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime",
                                   "log_ndtr_derivative", "over_squared_norm", "erfinv_slope",
-                                  "over_hypot", "ndtr_derivative"})
+                                  "over_hypot", "ndtr_derivative", "erf_derivative"})
 
 # Integer versions stay Python statements: LLVM's sdiv/srem are undefined at 0 and at
 # INT_MIN / -1, where NumPy and Numba give 0.
