@@ -185,7 +185,7 @@ def _erf_derivative_spelling(sympy, params, x):
 
 # Private ops whose spelling depends on an attribute: (sympy, node.params, *inputs) -> expression.
 _SPELLED_WITH_ATTRIBUTES = {
-    "mul_log_slope": lambda sympy, params, d, a, b: d * sympy.log(b) if params["part"] == 0 else d * a / b,
+    "mul_log_slope": lambda sympy, params, d, a, b: d * sympy.log(b) if params["part"] == 0 else d * a / b ** params["part"],
     "ndtr_derivative": _ndtr_derivative_spelling,
     "erf_derivative": _erf_derivative_spelling,
 }

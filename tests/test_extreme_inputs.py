@@ -304,7 +304,7 @@ MPMATH = {
     "over_squared_norm": lambda a, b: _over_squared_norm(a, b),
     "over_hypot": lambda a, b: _over_hypot(a, b),
     "mul_log": lambda a, b: _mul_log(a, b),
-    "mul_log_slope": lambda d, a, b, part: _mul_log(d, b) if int(part) == 0 else d * a / b,
+    "mul_log_slope": lambda d, a, b, part: _mul_log(d, b) if int(part) == 0 else d * a / b ** int(part),
     "erfinv_slope": lambda y: mpmath.sqrt(mpmath.pi) / 2 * mpmath.exp(mpmath.erfinv(y) ** 2) if abs(y) < 1
     else mpmath.inf if abs(y) == 1 else mpmath.nan,
 }
@@ -325,16 +325,6 @@ KNOWN_INACCURATE: dict = {
     # rule from over_hypot and over_squared_norm: NaN or inf at subnormal pairs beside an axis
     # ((0, 5e-324): NaN, true 0; float32 (1e-30, 1e-45): wrong by 2e8 ulps, true -5.9e30).
     ("over_hypot", "d2"): "hypot's third derivative: NaN or wrong at subnormal pairs beside an axis",
-    # mul_log_slope is mul_log's two slopes, d log b and d (a / b), one private op so that
-    # reverse mode differentiates them together (xlogy's and pow's second derivatives).  Part
-    # 1 forms a / b before d, as the composite it replaced always did: where the quotient
-    # overflows or underflows and d would bring the product back into range, the value is
-    # +-inf, 0 or NaN (0 * inf): (0, 1e15, 1e-300) NaN, true 0; (1e300, 5e-324, 40) 0, true
-    # 1.2e-25; float32 (1e-30, 3e38, 0.5) inf, true 6e8; its derivatives inherit it.  mul_log's
-    # own rows check the slopes with d = 1, where the quotient is the slope.
-    ("mul_log_slope", "value"): "part 1 is d (a / b): the quotient over/underflows where the product would not",
-    ("mul_log_slope", "d1"): "part 1 is d (a / b): the quotient over/underflows where the product would not",
-    ("mul_log_slope", "d2"): "part 1 is d (a / b): the quotient over/underflows where the product would not",
 }
 
 # Non-elementwise ops whose samples leave their domain when scaled: op -> why.

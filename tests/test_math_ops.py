@@ -391,7 +391,8 @@ def test_helper_backed_ops_end_ir_regions_and_stay_exact():
 
     assert scalar_ir.PYTHON_STATEMENT_OPS == {"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime",
                                              "log_ndtr_derivative", "over_squared_norm", "erfinv_slope",
-                                             "over_hypot", "ndtr_derivative", "erf_derivative"}
+                                             "over_hypot", "ndtr_derivative", "erf_derivative",
+                                             "mul_log_slope"}
     a = sd.scalar("a")
     y = a
     for _ in range(30):
@@ -1258,3 +1259,35 @@ def test_hermite_zeros_are_the_ones_mpmath_gives():
                     root = mpmath.findroot(lambda t: mpmath.hermite(k, t * scale / mpmath.sqrt(2)), z)
                     assert abs(root - z) < 1e-31 * z, (physicists, k, z, root)
                 assert len(set(mpmath.nstr(z, 20) for z in zeros)) == k // 2, (physicists, k)
+
+
+_TIMES_RATIO_POINTS = {  # (w, x, y, vx, vy): x / y over- or underflows where w x / y does not
+    "float64": [(0.0, 1e15, 1e-300, 1.0, 1.0), (1e300, 5e-324, 40.0, 1.0, 1.0), (1e-300, -2.0, 5e-324, 1.0, 1.0),
+                (1e-300, 1e15, 1e-300, 1.0, 1.0), (-2.0, 3.0, 0.5, 1.0, -1.0), (1.0, 5e-324, 5e-324, 1.0, 1.0)],
+    "float32": [(1e-30, 3e38, 0.5, 1.0, 1.0), (3e38, 1e-45, 17.0, 1.0, 1.0), (0.0, 1e15, 1e-30, 1.0, 1.0),
+                (-2.0, 3.0, 0.5, 1.0, -1.0)],
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_xlogy_slopes_keep_the_exponents_of_their_factors_apart(dtype):
+    # mul_log_slope's part 1 (xlogy's and pow's slope in the base, with its cotangent d) was
+    # d * (a / b): NaN at (0, 1e15, 1e-300) (true 0), 0 at (1e300, 5e-324, 40) (true
+    # 1.2e-25), float32 inf at (1e-30, 3e38, 0.5) (true 6e8); so were the gradient of
+    # w xlogy(x, y) in y, its HVPs in both modes and its third derivative (0 at (1e300,
+    # 5e-324, 40), true 1.5e-28).  Both backends.
+    from symdiff.ops.elementwise import MUL_LOG_SLOPE
+
+    w, x, y, vx, vy = (sd.vector(name, dtype=dtype) for name in ("w", "x", "y", "vx", "vy"))
+    f = sd.sum(w * sd.special.xlogy(x, y))
+    slope = sd.grad(f, y)
+    outputs = [MUL_LOG_SLOPE(w, x, y, part=1), slope, sd.hvp(f, [x, y], [vx, vy], mode="rev-rev")[1],
+               sd.hvp(f, [x, y], [vx, vy], mode="fwd-rev")[1], sd.grad(sd.sum(sd.grad(sd.sum(slope), y)), y)]
+    columns = [np.array(column, dtype=dtype) for column in zip(*_TIMES_RATIO_POINTS[dtype])]
+
+    def wants(w, x, y, vx, vy):
+        along = w / y * vx - w * x / y ** 2 * vy
+        return w * x / y, w * x / y, along, along, 2 * w * x / y ** 3
+
+    failures = _far_from_mpmath(outputs, dict(zip((w, x, y, vx, vy), columns)), wants, dtype, limits=4)
+    assert not failures, "\n".join(failures)
