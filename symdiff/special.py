@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .frontend import (
-    _float_operand, _unary_float, equal, less, less_equal, log, log1p, logical_and, logical_or, operands, sigmoid,
+    _float_operand, _unary_float, equal, greater, less, less_equal, log, log1p, logical_and, logical_or, operands, sigmoid,
     where,
 )
 from .frontend.math import arctanh
@@ -85,15 +85,20 @@ psi = digamma
 def logit(p) -> Expr:
     """log(p / (1 - p)), the inverse of expit; -inf at 0, inf at 1, nan outside [0, 1].
 
-    Near p = 1/2 it is 2 arctanh(2p - 1) (2p - 1 is exact for p >= 1/4), elsewhere
-    log(p) - log(1 - p): full relative accuracy everywhere, also of the derivatives.
+    On [1/4, 3/4] it is 2 arctanh(2p - 1) (2p - 1 is exact there), elsewhere
+    log(p) - log(1 - p): full relative accuracy everywhere, also of the derivatives, which
+    are +-inf (not NaN) at 0 and 1.
 
     >>> import symdiff as sd
     >>> sd.evaluate(sd.special.logit(sd.constant([0.5, 0.75, 1e-10])), {})
     array([  0.        ,   1.09861229, -23.02585093])
     """
     p = _float_operand(p)
-    low = less(p, 0.25)
+    # below 1/4 and above 3/4: log(p) - log(1 - p), whose terms have opposite signs there (no
+    # cancellation; 1 - p is exact above 1/2).  Above 3/4 it replaced arctanh(2p - 1), whose
+    # derivative divides by (1 - u)(1 + u): at p = 1 the derivative of that product met
+    # the infinite quotient as 0 * inf, so logit''(1) was NaN (true +inf) in both backends
+    low = logical_or(less(p, 0.25), greater(p, 0.75))
     # each branch sees a harmless argument where it is not chosen, so its derivative stays finite
     small = where(low, p, 0.125)
     central = where(low, 0.5, p)

@@ -179,9 +179,15 @@ def _ndtr_derivative_spelling(sympy, params, x):
     return sympy.diff((1 + sympy.erf(t / sympy.sqrt(2))) / 2, t, params["n"]).subs(t, x)
 
 
+def _erf_derivative_spelling(sympy, params, x):
+    """The n-th derivative of erf: SymPy's own derivative of erf(t) at x."""
+    t = sympy.Dummy("t", real=True)
+    return sympy.diff(sympy.erf(t), t, params["n"]).subs(t, x)
+
+
 # Private ops whose spelling depends on an attribute: (sympy, node.params, *inputs) -> expression.
 _SPELLED_WITH_ATTRIBUTES = {
-    "mul_log_slope": lambda sympy, params, d, a, b: d * sympy.log(b) if params["part"] == 0 else d * a / b,
+    "mul_log_slope": lambda sympy, params, d, a, b: d * sympy.log(b) if params["part"] == 0 else d * a / b ** params["part"],
     "ndtr_derivative": _ndtr_derivative_spelling,
     # pow's first and second partials (private; their regimes are the compiled code's business)
     "pow_slope": lambda sympy, params, d, x, y: d * y * x ** (y - 1) if params["wrt"] == "x" else d * x**y * sympy.log(x),
@@ -190,6 +196,7 @@ _SPELLED_WITH_ATTRIBUTES = {
         "xy": lambda: x ** (y - 1) * (1 + y * sympy.log(x)),
         "yx": lambda: x ** (y - 1) * (1 + y * sympy.log(x)),
         "yy": lambda: x**y * sympy.log(x) ** 2}[params["wrt"]](),
+    "erf_derivative": _erf_derivative_spelling,
 }
 
 

@@ -26,7 +26,7 @@ import pytest
 import symdiff as sd
 from symdiff.ops import special_scalar
 from symdiff.testing import check_grads, check_hvp, check_jvp
-from test_extreme_inputs import _log_ndtr_derivative
+from test_extreme_inputs import _erf_derivative, _log_ndtr_derivative, _ndtr_derivative
 
 mpmath.mp.dps = 50
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -391,7 +391,8 @@ def test_helper_backed_ops_end_ir_regions_and_stay_exact():
 
     assert scalar_ir.PYTHON_STATEMENT_OPS == {"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime",
                                              "log_ndtr_derivative", "over_squared_norm", "erfinv_slope",
-                                             "over_hypot", "ndtr_derivative"}
+                                             "over_hypot", "ndtr_derivative", "erf_derivative",
+                                             "mul_log_slope"}
     a = sd.scalar("a")
     y = a
     for _ in range(30):
@@ -1374,3 +1375,112 @@ def test_private_slopes_with_attributes_convert_to_sympy_and_latex():
     assert "mul_log_slope" in sd.printers.to_text(second, optimize=False)
     latex = sd.to_latex(second, optimize=False)
     assert r"\frac{1}{x^{2}}" in latex, latex  # -y / x**2, guarded at y = 0 with x <= 0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logit_derivatives_at_zero_and_one_are_the_true_infinities(dtype):
+    # above p = 1/4 logit was 2 arctanh(2p - 1), whose derivative divides by (1 - u)(1 + u):
+    # at p = 1 that product's derivative met the infinite quotient as 0 * inf, so logit''(1)
+    # was NaN (true +inf) by reverse over reverse; both backends, every mode
+    x, v = sd.vector("x", dtype=dtype), sd.vector("v", dtype=dtype)
+    f = sd.sum(sd.special.logit(x))
+    d1 = sd.grad(f, x)
+    first = sd.jvp(sd.special.logit(x), [x], [v])
+    outputs = [sd.special.logit(x), d1, first, sd.grad(sd.sum(d1), x), sd.hvp(f, x, v, mode="rev-rev"),
+               sd.hvp(f, x, v, mode="fwd-rev"), sd.jvp(d1, [x], [v]), sd.jvp(first, [x], [v])]
+    points, ones = np.array([0.0, 1.0], dtype=dtype), np.ones(2, dtype=dtype)
+    want = [[-np.inf, np.inf], [np.inf, np.inf], [np.inf, np.inf]] + [[-np.inf, np.inf]] * 5
+    for backend, values in (("reference", sd.evaluate(outputs, {x: points, v: ones})),
+                            ("compiled", sd.function([x, v], outputs)(points, ones))):
+        for k, (got, expected) in enumerate(zip(values, want)):
+            np.testing.assert_array_equal(got, np.array(expected, dtype=dtype), err_msg=f"{backend} output {k}")
+
+
+# erf's Gaussian exp(-x*x) is subnormal from |x| = 26.55 (9.3 in float32), its derivatives
+# are not (or are many subnormal steps large); ndtr's and erf's Hermite factors vanish at
+# +-1, +-sqrt(3) (He_2, He_3) and +-1/sqrt(2), +-sqrt(3/2) (H_2, H_3)
+_GAUSSIAN_DERIVATIVE_POINTS = {
+    "float64": {"erf": [26.3, 26.55, 26.6, 26.7, 26.8, -26.9, 27.0, 27.1, 27.2, 27.3, 21.5, 0.3, 3.0,
+                        0.7071067811865476, -0.7071067811865475, 0.70710678118654, 1.224744871391589],
+                "ndtr": [1.0, -1.0, 1.0000000000000002, 0.9999999999999999, 1 + 1e-9, -1 + 3e-8, 1.7320508075688772,
+                         -1.7320508075688774, 0.3, 2.5, 37.7]},
+    "float32": {"erf": [8.1, 9.0, 9.3, 9.5, -9.8, 10.0, 0.3, 3.0, 0.70710677, -0.7071068, 1.2247449],
+                "ndtr": [1.0, -1.0, 1.0000001, 0.99999994, 1.00001, -0.99999, 1.7320508, -1.7320509, 0.3, 2.5, 13.5]},
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gaussian_derivatives_keep_relative_accuracy_where_the_gaussian_is_subnormal_and_next_to_hermite_zeros(dtype):
+    # erf'' and erfc'' multiplied exp's subnormal output by 2x: 26-30 ulps (or subnormal steps)
+    # between 26.6 and 27.3 (13 in float32 at 9.8), now the private erf_derivative (the
+    # Gaussian scaled by 2**1100 there); the Hermite factors were formed by their recurrence
+    # (He_2 = x*x - 1, H_2 = 4x*x - 2), which cancels next to their zeros: ndtr''' 2.3e6 ulps
+    # at 1 + 1e-9 (53 in float32 at 0.99999), erf''' 1.4e15 ulps at 1/sqrt(2), now products
+    # over their zeros.  Orders 1-3, both backends, reverse and forward mode.
+    x = sd.vector("x", dtype=dtype)
+    ones = sd.ones_like(x)
+    cases = [("erf", sd.special.erf, lambda a, n: _erf_derivative(a, n)),
+             ("erfc", sd.special.erfc, lambda a, n: -_erf_derivative(a, n)),
+             ("ndtr", sd.special.ndtr, lambda a, n: _ndtr_derivative(a, n))]
+    failures = []
+    for name, fn, reference in cases:
+        d1 = sd.grad(sd.sum(fn(x)), x)
+        d2 = sd.grad(sd.sum(d1), x)
+        tangent = sd.jvp(fn(x), [x], [ones])
+        outputs = [d1, d2, sd.jvp(d1, [x], [ones]), sd.jvp(tangent, [x], [ones]), sd.grad(sd.sum(d2), x),
+                   sd.jvp(sd.jvp(tangent, [x], [ones]), [x], [ones])]
+        points = np.array(_GAUSSIAN_DERIVATIVE_POINTS[dtype]["ndtr" if name == "ndtr" else "erf"], dtype=dtype)
+
+        def wants(a, reference=reference):
+            return tuple(reference(a, n) for n in (1, 2, 2, 2, 3, 3))
+
+        failures += _far_from_mpmath(outputs, {x: points}, wants, dtype, limits=4, label=f"{name} ")
+    assert not failures, "\n".join(failures)
+
+
+def test_hermite_zeros_are_the_ones_mpmath_gives():
+    """special_scalar.HERMITE_ZEROS: each (high, low) pair is a zero of He_k or H_k to 1e-31,
+    and every positive zero is there."""
+    with mpmath.workdps(50):
+        for physicists in (False, True):
+            for k in range(2, special_scalar.HERMITE_FACTORED + 1):
+                start = special_scalar.hermite_zeros_start(k, physicists)
+                zeros = [M(special_scalar.HERMITE_ZEROS[2 * j]) + M(special_scalar.HERMITE_ZEROS[2 * j + 1])
+                         for j in range(start, start + k // 2)]
+                scale = mpmath.sqrt(2) if physicists else 1
+                for z in zeros:  # He_k(t) = 2^(-k/2) H_k(t / sqrt(2))
+                    root = mpmath.findroot(lambda t: mpmath.hermite(k, t * scale / mpmath.sqrt(2)), z)
+                    assert abs(root - z) < 1e-31 * z, (physicists, k, z, root)
+                assert len(set(mpmath.nstr(z, 20) for z in zeros)) == k // 2, (physicists, k)
+
+
+_TIMES_RATIO_POINTS = {  # (w, x, y, vx, vy): x / y over- or underflows where w x / y does not
+    "float64": [(0.0, 1e15, 1e-300, 1.0, 1.0), (1e300, 5e-324, 40.0, 1.0, 1.0), (1e-300, -2.0, 5e-324, 1.0, 1.0),
+                (1e-300, 1e15, 1e-300, 1.0, 1.0), (-2.0, 3.0, 0.5, 1.0, -1.0), (1.0, 5e-324, 5e-324, 1.0, 1.0)],
+    "float32": [(1e-30, 3e38, 0.5, 1.0, 1.0), (3e38, 1e-45, 17.0, 1.0, 1.0), (0.0, 1e15, 1e-30, 1.0, 1.0),
+                (-2.0, 3.0, 0.5, 1.0, -1.0)],
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_xlogy_slopes_keep_the_exponents_of_their_factors_apart(dtype):
+    # mul_log_slope's part 1 (xlogy's and pow's slope in the base, with its cotangent d) was
+    # d * (a / b): NaN at (0, 1e15, 1e-300) (true 0), 0 at (1e300, 5e-324, 40) (true
+    # 1.2e-25), float32 inf at (1e-30, 3e38, 0.5) (true 6e8); so were the gradient of
+    # w xlogy(x, y) in y, its HVPs in both modes and its third derivative (0 at (1e300,
+    # 5e-324, 40), true 1.5e-28).  Both backends.
+    from symdiff.ops.elementwise import MUL_LOG_SLOPE
+
+    w, x, y, vx, vy = (sd.vector(name, dtype=dtype) for name in ("w", "x", "y", "vx", "vy"))
+    f = sd.sum(w * sd.special.xlogy(x, y))
+    slope = sd.grad(f, y)
+    outputs = [MUL_LOG_SLOPE(w, x, y, part=1), slope, sd.hvp(f, [x, y], [vx, vy], mode="rev-rev")[1],
+               sd.hvp(f, [x, y], [vx, vy], mode="fwd-rev")[1], sd.grad(sd.sum(sd.grad(sd.sum(slope), y)), y)]
+    columns = [np.array(column, dtype=dtype) for column in zip(*_TIMES_RATIO_POINTS[dtype])]
+
+    def wants(w, x, y, vx, vy):
+        along = w / y * vx - w * x / y ** 2 * vy
+        return w * x / y, w * x / y, along, along, 2 * w * x / y ** 3
+
+    failures = _far_from_mpmath(outputs, dict(zip((w, x, y, vx, vy), columns)), wants, dtype, limits=4)
+    assert not failures, "\n".join(failures)

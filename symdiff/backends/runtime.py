@@ -1070,6 +1070,25 @@ __all__ += ["_scaled_prod_ratio", "_scaled_prod_ratio_apart", "_scaled_prod_sett
             "_scaled_prod_step"]
 
 
+# ``mul_log_slope``'s parts k >= 2 (third and higher derivatives of pow and xlogy): d a / b**k
+# with each operand's binary exponent apart, as ops.elementwise._times_ratio_power_numpy
+# computes it in the reference (the mantissas' product is in range; ldexp rounds once more
+# only where the result is subnormal).  In float64: a float32 kernel rounds the result.
+@njit(nogil=True, error_model="numpy")
+def _times_ratio_power(k, d, a, b):
+    md, ed = math.frexp(np.float64(d))
+    ma, ea = math.frexp(np.float64(a))
+    mb, eb = math.frexp(np.float64(b))
+    power = mb
+    for _ in range(k - 1):
+        power = power * mb
+    exponent = min(max(ed + ea - k * eb, -(1 << 20)), 1 << 20)
+    return math.ldexp(md * ma / power, exponent)
+
+
+__all__ += ["_times_ratio_power"]
+
+
 MALLOC_ENV = "SYMDIFF_MALLOC"  # "system": leave the C library's malloc settings alone
 
 

@@ -29,7 +29,8 @@ for _helper in (_scalar._central, _scalar._tail_ratio, _scalar._half_square, _sc
                 _scalar._chebyshev, _scalar._mills_terms, _scalar._mills_tails, _scalar._mills_jet,
                 _scalar._has_series, _scalar._series, _scalar._riccati, _scalar.log_ndtr_derivative, _scalar.erfinv,
                 _scalar.polygamma, _scalar.over_squared_norm, _scalar.erfinv_slope,
-                _scalar.over_hypot, _scalar.ndtr_derivative):
+                _scalar.over_hypot, _scalar.hermite_zeros_start, _scalar.hermite, _scalar.ndtr_derivative,
+                _scalar._fine_square, _scalar.erf_derivative):
     register_jitable(_helper)
 
 _ndtr_scalar, _log_ndtr_scalar, _log_ndtr_prime_scalar = _scalar.ndtr, _scalar.log_ndtr, _scalar.log_ndtr_prime
@@ -37,6 +38,7 @@ _erfinv_scalar, _polygamma_scalar = _scalar.erfinv, _scalar.polygamma
 _erfinv_slope_scalar = _scalar.erfinv_slope
 _log_ndtr_derivative_scalar = _scalar.log_ndtr_derivative
 _ndtr_derivative_scalar = _scalar.ndtr_derivative
+_erf_derivative_scalar = _scalar.erf_derivative
 _over_squared_norm_scalar = _scalar.over_squared_norm
 _over_hypot_scalar = _scalar.over_hypot
 
@@ -70,6 +72,11 @@ def _ndtr_derivative(n, x):
 
 
 @njit(nogil=True, error_model="numpy")
+def _erf_derivative(n, x):
+    return _erf_derivative_scalar(n, np.float64(x))
+
+
+@njit(nogil=True, error_model="numpy")
 def _over_squared_norm(a, b):
     return _over_squared_norm_scalar(np.float64(a), np.float64(b))
 
@@ -94,5 +101,5 @@ def _polygamma(n, x):
     return _polygamma_scalar(n, np.float64(x))
 
 
-__all__ = ["_ndtr", "_ndtr_derivative", "_log_ndtr", "_log_ndtr_prime", "_log_ndtr_derivative", "_erfinv", "_erfinv_slope", "_polygamma",
+__all__ = ["_ndtr", "_ndtr_derivative", "_erf_derivative", "_log_ndtr", "_log_ndtr_prime", "_log_ndtr_derivative", "_erfinv", "_erfinv_slope", "_polygamma",
            "_over_squared_norm", "_over_hypot"]

@@ -17,6 +17,11 @@ Why each is one:
   lost its precision to the subnormal grid (ndtr'' 29 ulps at 37.7, 39 subnormal steps at
   38.5); the helper carries phi scaled by 2**600 there.  It compiles as the composite
   (vector-math exp) below |x| = 30.
+- ``erf_derivative(x, n)`` (private, n >= 1, derivative n + 1): erf's slope 2/sqrt(pi)
+  exp(-x*x) and its derivatives (-1)^(n-1) H_(n-1)(x) 2/sqrt(pi) exp(-x*x), for the same
+  reason from |x| = 26.55 (erf'' 26-27 ulps, up to 48 subnormal steps, between 26.6 and
+  27.3); the helper carries the Gaussian scaled by 2**1100 from |x| = 21.  The Hermite
+  factors of both are products over their zeros (relative accuracy next to them).
 - ``log_ndtr``: log(ndtr(x)) underflows below x = -38.5; the op is accurate at -40 and
   -1e300.  Its derivative phi(x)/Phi(x) is the op ``log_ndtr_prime``: the usual form
   exp(-x^2/2 - log_ndtr(x))/sqrt(2 pi) subtracts two numbers of size x^2/2, which is all
@@ -43,7 +48,6 @@ from ..errors import DTypeError
 from . import special_scalar as scalar
 from .elementwise import ANYWHERE, elementwise, float_only
 
-TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
 def _vectorized(function):
@@ -176,9 +180,9 @@ def _gaussian(x, scale, ops=F):
     return value * ops.where(ops.greater(ops.abs(late), 40.0), 0, rounding * -scale + 1)
 
 
-ERF = elementwise("erf", _vectorized(math.erf), (lambda d, out, x: d * (_gaussian(x, 1.0) * TWO_OVER_SQRT_PI),),
+ERF = elementwise("erf", _vectorized(math.erf), (lambda d, out, x: d * ERF_DERIVATIVE(x, n=1),),
                   "math.erf(np.float64({0}))", (ANYWHERE,), doc="The error function.")
-ERFC = elementwise("erfc", _vectorized(math.erfc), (lambda d, out, x: -(d * (_gaussian(x, 1.0) * TWO_OVER_SQRT_PI)),),
+ERFC = elementwise("erfc", _vectorized(math.erfc), (lambda d, out, x: -(d * ERF_DERIVATIVE(x, n=1)),),
                    "math.erfc(np.float64({0}))", (ANYWHERE,), doc="1 - erf(x), accurate where erf(x) is near 1.")
 ERFINV = elementwise("erfinv", _vectorized(scalar.erfinv), (lambda d, out, x: d * ERFINV_SLOPE(x),),
                      "_erfinv({0})", (((-0.9, 0.9),),), doc="The inverse of erf on [-1, 1].")
@@ -202,47 +206,97 @@ NDTR = elementwise("ndtr", _vectorized(scalar.ndtr), (lambda d, out, x: d * NDTR
                    "_ndtr({0})", (((-4.0, 4.0),),), doc="The standard normal CDF.")
 
 
-def _ndtr_slope(x):
-    """phi(x), ndtr's slope, as the composite exp(-x*x/2) / sqrt(2 pi) of ``_gaussian``
-    (the vector-math exp in kernels; NumPy's steps in the reference)."""
+def _gaussian_slope(x, erf):
+    """phi(x), ndtr's slope (or 2/sqrt(pi) exp(-x*x), erf's), as the composite of
+    ``_gaussian`` (the vector-math exp in kernels; NumPy's steps in the reference)."""
+    scale, factor = (1.0, scalar.TWO_OVER_SQRT_PI) if erf else (0.5, scalar.INV_SQRT_2PI)
     if isinstance(x, np.ndarray):
         with np.errstate(all="ignore"):
-            return _gaussian(x, 0.5, _NumpySteps) * x.dtype.type(scalar.INV_SQRT_2PI)
-    return _gaussian(x, 0.5) * scalar.INV_SQRT_2PI
+            return _gaussian(x, scale, _NumpySteps) * x.dtype.type(factor)
+    return _gaussian(x, scale) * factor
 
 
-# Orders from 2 take the composite below |x| = 30 (10 in float32), where phi is far from the
-# subnormal range, and the scalar helper beyond: the helper for every element made ndtr's
-# HVP on 1e6 elements 2.7 times slower (5.4 -> 14.5 ms; a scalar exp pair per element
-# against the vector-math pass).  The helper is fed 41 (its early return) where not taken.
-_HELPER_FROM = {np.dtype(np.float64): 30.0, np.dtype(np.float32): 10.0}
+def _hermite_zeros(k, physicists, dtype):
+    """The positive zeros of He_k (H_k) as (high, low) pairs in ``dtype`` (high + low the
+    zero to twice the dtype's precision), from ``special_scalar.HERMITE_ZEROS``."""
+    start = scalar.hermite_zeros_start(k, physicists)
+    pairs = []
+    for j in range(start, start + k // 2):
+        high, low = scalar.HERMITE_ZEROS[2 * j], scalar.HERMITE_ZEROS[2 * j + 1]
+        if np.dtype(dtype) == np.float32:
+            rounded = float(np.float32(high))
+            high, low = rounded, float(np.float32((high - rounded) + low))  # high - rounded is exact
+        pairs.append((high, low))
+    return pairs
 
 
-def _ndtr_derivative_steps(x, n):
-    """Order n >= 1 of ndtr, as kernels compute it (Exprs) or as the reference does (NumPy)."""
-    slope = _ndtr_slope(x)
+def _hermite_steps(x, k, physicists):
+    """He_k(x) (H_k(x) if ``physicists``) as ``special_scalar.hermite`` computes it, on Exprs
+    or NumPy arrays: over its zeros, ((x - high) - low) ((x + high) + low) per pair, up to
+    degree HERMITE_FACTORED (He_2 = (x - 1)(x + 1), not x*x - 1, which cancels at +-1:
+    ndtr's third derivative was 13 ulps off there, 28.6 in float32); the three-term
+    recurrence beyond."""
+    if k > scalar.HERMITE_FACTORED:
+        two = 2.0 if physicists else 1.0
+        previous, value = 1.0, x * two
+        for j in range(1, k):
+            previous, value = value, x * value * two - previous * (two * j)
+        return value
+    value = x if k % 2 == 1 else None
+    for high, low in (_hermite_zeros(k, physicists, x.dtype) if k >= 2 else []):
+        below, above = (x - high, x + high) if low == 0 else ((x - high) - low, (x + high) + low)
+        pair = below * above
+        value = pair if value is None else value * pair
+    if physicists:
+        value = value * 2.0 ** k
+    return value
+
+
+# Orders from 2 take the composite below |x| = 30 for ndtr, 21 for erf (10 and 7 in float32),
+# where the Gaussian is far from the subnormal range, and the scalar helper beyond: the helper
+# for every element made ndtr's HVP on 1e6 elements 2.7 times slower (5.4 -> 14.5 ms; a scalar
+# exp pair per element against the vector-math pass).  The helper is fed 41 (its early return)
+# where not taken.
+_HELPER_FROM = {False: {np.dtype(np.float64): 30.0, np.dtype(np.float32): 10.0},
+                True: {np.dtype(np.float64): scalar.ERF_SCALED_FROM, np.dtype(np.float32): 7.0}}
+
+
+def _gaussian_derivative_steps(x, n, erf):
+    """Order n >= 1 of ndtr (of erf), as kernels compute it (Exprs) or as the reference does
+    (NumPy)."""
+    slope = _gaussian_slope(x, erf)
     if n == 1:
         return slope
-    previous, hermite = 1.0, x  # He_0, He_1
-    for k in range(1, n - 1):
-        previous, hermite = hermite, x * hermite - previous * k
-    near = hermite * slope
+    near = _hermite_steps(x, n - 1, erf) * slope
     near = -near if n % 2 == 0 else near
-    start = _HELPER_FROM.get(np.dtype(x.dtype), 0.0)
+    start = _HELPER_FROM[erf].get(np.dtype(x.dtype), 0.0)
+    helper = scalar.erf_derivative if erf else scalar.ndtr_derivative
     if isinstance(x, np.ndarray):
         far = ~(np.abs(x) < start)  # NaN too: the helper gives NaN
         if np.any(far):
             near = np.array(near, copy=True)
-            near[far] = _vectorized(lambda v: scalar.ndtr_derivative(n, v))(x[far])
+            near[far] = _vectorized(lambda v: helper(n, v))(x[far])
         return near
     far = F.greater_equal(F.abs(x), start)
-    return F.where(far, NDTR_DERIVATIVE(F.where(far, x, 41.0), n=n), near)
+    op = ERF_DERIVATIVE if erf else NDTR_DERIVATIVE
+    return F.where(far, op(F.where(far, x, 41.0), n=n), near)
 
 
-def _ndtr_derivative_numpy(x, n):
-    x = np.asarray(x)
-    with np.errstate(all="ignore"):
-        return _ndtr_derivative_steps(x, n)
+def _ndtr_derivative_steps(x, n):
+    return _gaussian_derivative_steps(x, n, False)
+
+
+def _erf_derivative_steps(x, n):
+    return _gaussian_derivative_steps(x, n, True)
+
+
+def _numpy_of(steps):
+    def impl(x, n):
+        x = np.asarray(x)
+        with np.errstate(all="ignore"):
+            return steps(x, n)
+
+    return impl
 
 
 # A primitive (private, as log_ndtr_derivative), for its derivative: the order n + 1 is
@@ -252,13 +306,30 @@ def _ndtr_derivative_numpy(x, n):
 # (``compiled_as``) but beyond |x| = 30 for orders from 2, so ndtr's value+grad keeps its
 # kernel (the vector-math exp).
 NDTR_DERIVATIVE = elementwise(
-    "ndtr_derivative", _ndtr_derivative_numpy, (lambda d, out, x, n: d * NDTR_DERIVATIVE(x, n=n + 1),),
+    "ndtr_derivative", _numpy_of(_ndtr_derivative_steps), (lambda d, out, x, n: d * NDTR_DERIVATIVE(x, n=n + 1),),
     "_ndtr_derivative({n}, {0})", (((-4.0, 4.0),),), dtype_rule=_order_dtype("ndtr_derivative", 1),
     doc="The n-th derivative of ndtr (private, attribute n >= 1): phi(x) for n = 1; its derivative is order n + 1.",
 )
 NDTR_DERIVATIVE.compiled_as = _ndtr_derivative_steps
 NDTR_DERIVATIVE.samples = _order_samples([((), 1, -4.0, 4.0), ((4,), 2, -4.0, 4.0), ((3, 4), 3, -6.0, 6.0),
                                           ((5,), 2, -40.0, 40.0)])
+# A primitive (private) for the same reason as ndtr_derivative: erf's order n + 1 is
+# (-1)^n H_n(x) 2/sqrt(pi) exp(-x*x), and as a composite of exp every derivative multiplies
+# exp's output by 2x, which has lost its precision to the subnormal grid from |x| = 26.55
+# (erf'' 26-27 ulps between 26.6 and 27.3, up to 48 subnormal steps); the helper carries the
+# Gaussian scaled by 2**1100 there.  erfc's derivatives are its negatives.  It compiles as
+# the composite, the helper only for orders from 2 beyond |x| = 21 (7 in float32), so erf's
+# value+grad keeps its kernel.
+ERF_DERIVATIVE = elementwise(
+    "erf_derivative", _numpy_of(_erf_derivative_steps), (lambda d, out, x, n: d * ERF_DERIVATIVE(x, n=n + 1),),
+    "_erf_derivative({n}, {0})", (((-4.0, 4.0),),), dtype_rule=_order_dtype("erf_derivative", 1),
+    doc="The n-th derivative of erf (private, attribute n >= 1): 2/sqrt(pi) exp(-x*x) for n = 1; its derivative "
+        "is order n + 1.  A primitive so that orders from 2 carry the Gaussian scaled where exp(-x*x) is "
+        "subnormal (as a composite of exp they multiply its subnormal output: erf'' 26-30 ulps at 26.6-27.3).",
+)
+ERF_DERIVATIVE.compiled_as = _erf_derivative_steps
+ERF_DERIVATIVE.samples = _order_samples([((), 1, -4.0, 4.0), ((4,), 2, -4.0, 4.0), ((3, 4), 3, -5.0, 5.0),
+                                         ((5,), 2, -28.0, 28.0)])
 LOG_NDTR = elementwise("log_ndtr", _vectorized(scalar.log_ndtr), (lambda d, out, x: d * LOG_NDTR_PRIME(x),),
                        "_log_ndtr({0})", (((-8.0, 3.0),),), doc="log of the standard normal CDF, for any x.")
 LOG_NDTR_PRIME = elementwise(

@@ -226,28 +226,136 @@ def log_ndtr_prime(x):
     return density / (1.0 - _exp_half_square(x) * _tail_ratio(x))
 
 
+# Hermite polynomials as products over their zeros, so that a derivative of phi or of erf
+# keeps relative accuracy next to a zero of its polynomial factor: He_2 = x*x - 1 formed by
+# the recurrence cancels at x = +-1 (Phi''' 13 ulps there, 28.6 in float32), (x - 1)(x + 1)
+# does not (x - 1 is exact there, Sterbenz).  The positive zeros r of He_k (probabilists')
+# and H_k (physicists') for k = 2..HERMITE_FACTORED, each as (high, low) with r = high + low
+# to 1e-33 (mpmath at 60 digits; ``tests/test_math_ops.py`` recomputes them); the factor of
+# +-r is ((x - high) - low) ((x + high) + low).  He_k = x^(k mod 2) prod (x^2 - r^2),
+# H_k = 2^k times the same over its own zeros.  Higher degrees take the recurrence (absolute
+# accuracy next to their zeros only).
+HERMITE_FACTORED = 8
+HERMITE_ZEROS = (
+    # He_2 .. He_8
+    1.0, 0.0,
+    1.7320508075688772, 1.0035084221806903e-16,
+    0.7419637843027258, 5.369440972972686e-17, 2.3344142183389773, -9.219523906702006e-17,
+    1.355626179974266, -6.65847569665231e-17, 2.8569700138728056, 7.367188270201619e-17,
+    0.6167065901925941, 4.592367848488691e-17, 1.8891758777537107, 2.266575433448673e-17,
+    3.324257433552119, 6.239846835258603e-17,
+    1.1544053947399682, -4.4196264373219094e-17, 2.366759410734541, 1.8609102835270645e-16,
+    3.7504397177257425, -2.1595014704520146e-16,
+    0.5390798113513751, 4.805903747363392e-17, 1.636519042435108, 7.020217190860664e-17,
+    2.8024858612875416, 7.494802350891871e-17, 4.1445471861258945, -1.236391832301139e-16,
+    # H_2 .. H_8
+    0.7071067811865476, -4.833646656726457e-17,
+    1.224744871391589, 1.084308259051623e-16,
+    0.5246476232752904, -3.5577681434244456e-17, 1.6506801238857844, 1.1094631065375309e-16,
+    0.9585724646138185, -1.881088219589814e-18, 2.0201828704560856, 5.5313611163312725e-17,
+    0.4360774119276165, -8.223880658256676e-19, 1.335849074013697, -6.3470824414533e-17,
+    2.3506049736744923, -5.895378482846031e-17,
+    0.8162878828589647, -3.430255316828997e-17, 1.6735516287674714, 1.1952706575843276e-17,
+    2.6519613568352334, 1.1810654954254138e-16,
+    0.3811869902073221, 9.605563988948245e-18, 1.1571937124467802, 4.0852235018543894e-17,
+    1.981656756695843, -3.218352557207254e-17, 2.930637420257244, -3.3156016711474214e-17,
+)
+
+
+def hermite_zeros_start(k, physicists):
+    """Index (in pairs) of the first positive zero of He_k (H_k) in HERMITE_ZEROS, 2 <= k <= 8."""
+    start = 0
+    for degree in range(2, k):
+        start += degree // 2
+    if physicists:
+        for degree in range(2, HERMITE_FACTORED + 1):
+            start += degree // 2
+    return start
+
+
+def hermite(k, x, physicists):
+    """He_k(x), or H_k(x) if ``physicists``, for k >= 0: a product over its zeros up to
+    degree HERMITE_FACTORED (relative accuracy next to each zero), the three-term recurrence
+    beyond."""
+    if k > HERMITE_FACTORED:
+        two = 2.0 if physicists else 1.0
+        previous = 1.0
+        value = two * x
+        for j in range(1, k):
+            previous, value = value, two * x * value - two * j * previous
+        return value
+    value = x if k % 2 == 1 else 1.0
+    start = hermite_zeros_start(k, physicists) if k >= 2 else 0
+    for j in range(start, start + k // 2):
+        high = HERMITE_ZEROS[2 * j]
+        low = HERMITE_ZEROS[2 * j + 1]
+        value = value * (((x - high) - low) * ((x + high) + low))
+    if physicists:
+        value = value * 2.0 ** k
+    return value
+
+
 def ndtr_derivative(n, x):
     """The n-th derivative of Phi for n >= 1: (-1)^(n-1) He_(n-1)(x) phi(x), He the
-    probabilists' Hermite polynomials (He_(k+1) = x He_k - k He_(k-1)).  phi is exp(-x*x/2)
-    with x*x split exactly, and from |x| = 30 on phi 2**600 with the product scaled back
-    once: the composite -x exp(-x*x/2) / sqrt(2 pi) rounds the density to the subnormal grid
-    first (Phi'' 29 ulps at 37.7).  0 beyond |x| = 40 (every order below 8 underflows there)
-    and at +-inf.  Near a zero of He_(n-1) only absolute accuracy, as any product form."""
+    probabilists' Hermite polynomials (``hermite``: factored over its zeros up to degree 8).
+    phi is exp(-x*x/2) with x*x split exactly, and from |x| = 30 on phi 2**600 with the
+    product scaled back once: the composite -x exp(-x*x/2) / sqrt(2 pi) rounds the density to
+    the subnormal grid first (Phi'' 29 ulps at 37.7).  0 beyond |x| = 40 (every order below
+    8 underflows there) and at +-inf."""
     x = float(x)
     if x != x:
         return x
     y = abs(x)
     if y > 40.0:
         return 0.0
-    previous = 0.0
-    hermite = 1.0
-    for k in range(n - 1):
-        previous, hermite = hermite, x * hermite - k * previous
+    factor = hermite(n - 1, x, False)
     if n % 2 == 0:
-        hermite = -hermite
+        factor = -factor
     if y >= SCALED_DENSITY_FROM:
-        return (hermite * _scaled_density(y)) * _DENSITY_UNSCALE
-    return hermite * (INV_SQRT_2PI * _exp_half_square(y))
+        return (factor * _scaled_density(y)) * _DENSITY_UNSCALE
+    return factor * (INV_SQRT_2PI * _exp_half_square(y))
+
+
+# erf's derivatives (-1)^(n-1) H_(n-1)(x) 2/sqrt(pi) exp(-x*x): exp(-x*x) is subnormal from
+# |x| = 26.55, where erf'' = -2x erf' is still normal (or many subnormal steps large) and the
+# composite multiplied exp's subnormal output by 2x: 26-27 ulps (up to 48 subnormal steps)
+# between 26.6 and 27.3.  From |x| = ERF_SCALED_FROM the Gaussian is carried as
+# 2/sqrt(pi) exp(-x*x) 2**1100 = C exp(1000 - x*x), normal up to |x| = 40 (exp(-600)), and
+# scaled back by 2**-550 twice (the first exact wherever the result is not 0).  x*x = s*s +
+# (x - s)(x + s) with s = x rounded down to a multiple of 2**-20: s has at most 26 bits
+# below 64, so s*s and 1000 - s*s are exact, and the rest is below 2**-13 (its rounding is
+# below 2**-66 absolute).
+ERF_SCALED_FROM = 21.0
+TWO_OVER_SQRT_PI = 1.1283791670955126  # 2/sqrt(pi)
+_ERF_SCALED_CONSTANT = 7.779799175627849e-104  # 2/sqrt(pi) exp(-1000) 2**1100, rounded from mpmath
+_ERF_UNSCALE = 2.0 ** -550
+
+
+def _fine_square(y):
+    """y*y as (exact part, small rest) for 0 <= y < 64."""
+    s = math.floor(y * 1048576.0) / 1048576.0
+    return s * s, (y - s) * (y + s)
+
+
+def erf_derivative(n, x):
+    """The n-th derivative of erf for n >= 1: (-1)^(n-1) H_(n-1)(x) 2/sqrt(pi) exp(-x*x), H
+    the physicists' Hermite polynomials (``hermite``), exp(-x*x) with x*x split exactly and,
+    from |x| = ERF_SCALED_FROM on, scaled by 2**1100 and scaled back once (see above).  0
+    beyond |x| = 40 (every order below ~190 underflows there) and at +-inf."""
+    x = float(x)
+    if x != x:
+        return x
+    y = abs(x)
+    if y > 40.0:
+        return 0.0
+    factor = hermite(n - 1, x, True)
+    if n % 2 == 0:
+        factor = -factor
+    big, rest = _fine_square(y)
+    if y >= ERF_SCALED_FROM:
+        scaled = _ERF_SCALED_CONSTANT * (math.exp(1000.0 - big) * math.exp(-rest))
+        return ((factor * scaled) * _ERF_UNSCALE) * _ERF_UNSCALE
+    return factor * (TWO_OVER_SQRT_PI * (math.exp(-big) * math.exp(-rest)))
 
 
 # log Phi's derivatives of order n >= 2.  As composites of r = phi/Phi (r' = -r (x + r))
