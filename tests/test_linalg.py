@@ -611,6 +611,26 @@ def _exact_cofactors(a):
                       for j in range(n)] for i in range(n)])
 
 
+@pytest.mark.parametrize("dtype, big", [("float64", 1e200), ("float64", 1e160), ("float32", 1e20)])
+def test_determinant_gradient_at_a_singular_matrix_whose_singular_values_span_beyond_the_range(dtype, big):
+    """Found by review: the product of the other singular values overflowed to inf and met
+    the zero one as NaN (true: the cofactor of the zero, 1; 0 elsewhere), in both backends,
+    also with the entries permuted (a rotation would round the matrix to a regular one whose
+    determinant overflows)."""
+    A = sd.matrix("A", (5, 5), dtype=dtype)
+    gradient = sd.grad(sd.linalg.det(A), A)
+    compiled = sd.function([A], [gradient])
+    diagonal = np.diag(np.array([big, big, 1 / big, 1 / big, 0.0], dtype=dtype))
+    permutation = np.eye(5)[[4, 0, 3, 1, 2]]  # P D P^T: its cofactors are P cof(D) P^T
+    want = np.zeros((5, 5))
+    want[4, 4] = 1.0
+    for matrix, expected in ((diagonal, want), ((permutation @ diagonal @ permutation.T).astype(dtype),
+                                                 permutation @ want @ permutation.T)):
+        for got in (sd.evaluate(gradient, {A: matrix}), compiled(matrix)[0]):
+            assert np.all(np.isfinite(got)), got
+            np.testing.assert_allclose(got, expected, atol=1e-5 if dtype == "float32" else 1e-12)
+
+
 def test_determinant_gradient_at_singular_matrices_is_the_cofactor_matrix():
     # det's rule solved with A's LU and raised LinAlgError at an exactly singular A; the true
     # gradient is the cofactor matrix (finite; 0 where the rank is n - 2 or less).  Now the

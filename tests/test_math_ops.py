@@ -1172,24 +1172,34 @@ def test_norm_hessian_where_one_over_the_norm_overflows(dtype):
     assert not failures, "\n".join(failures)
 
 
-def test_norm_hessian_at_zero_is_the_limit_along_each_direction():
-    # norm has no derivative at 0; its gradient there is the subgradient 0, and u = x / |x|
-    # moves from 0 to c / |c| along any c, so the difference quotient of the gradient along c
-    # is c / (|c| t): +-inf where c_i != 0, exactly 0 where c_i = 0.  The Hessian was
-    # diag(2**600 = 4.15e180) (the composite's scale), a value of nothing.
+def test_norm_hessian_at_zero_is_finite_and_composites_stay_finite():
+    # norm has no derivative at 0; its gradient there is the subgradient 0 and its Hessian 0
+    # (it was diag(2**600), then diag(inf), which made the ridge penalty norm(w)**2 NaN at
+    # w = 0 by forward over reverse: 0 * inf; found by review).  Both modes agree.
     x = sd.vector("x", 3)
     v = sd.vector("v", 3)
     norm = sd.linalg.norm(x)
     outputs = [sd.grad(norm, x), sd.hessian(norm, x), sd.hessian(norm, x, mode="rev-rev"),
                sd.hvp(norm, x, v, mode="rev-rev"), sd.hvp(norm, x, v, mode="fwd-rev")]
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    ridge = sd.sum((sd.constant(X) @ x - 1.0) ** 2) + 0.1 * norm ** 2
+    outputs += [sd.hvp(ridge, x, v, mode="rev-rev"), sd.hvp(ridge, x, v, mode="fwd-rev"), sd.hessian(norm ** 2, x),
+                sd.hessian(sd.std(x) ** 2, x)]
     compiled = sd.function([x, v], outputs)
     along = np.array([2.0, 0.0, -1e-300])
-    for values in (sd.evaluate(outputs, {x: np.zeros(3), v: along}), compiled(np.zeros(3), along)):
-        assert np.array_equal(values[0], np.zeros(3))
-        for hessian in values[1:3]:
-            assert np.array_equal(hessian, np.diag([np.inf] * 3))
-        for product in values[3:]:
-            assert np.array_equal(product, [np.inf, 0.0, -np.inf])
+    data_part = 2 * X.T @ (X @ along)
+    for at, values in ((np.zeros(3), sd.evaluate(outputs, {x: np.zeros(3), v: along})),
+                       (np.zeros(3), compiled(np.zeros(3), along)), (np.ones(3), compiled(np.ones(3), along))):
+        if not at.any():
+            assert np.array_equal(values[0], np.zeros(3))
+            for hessian in values[1:3]:
+                assert np.array_equal(hessian, np.zeros((3, 3)))
+            for product in values[3:5]:
+                assert np.array_equal(product, np.zeros(3))
+            for product in values[5:7]:  # the penalty's curvature is lost at 0 (documented), not NaN
+                np.testing.assert_allclose(product, data_part, rtol=1e-14)
+            assert np.array_equal(values[7], np.zeros((3, 3)))
+        assert np.all(np.isfinite(values[8]))  # std**2 at a constant vector
 
 
 def test_prod_derivatives_where_the_product_overflows_or_underflows():

@@ -36,6 +36,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from ..ops.decompositions import products_of_others
+
 LinAlgError = np.linalg.LinAlgError
 
 
@@ -1117,6 +1119,9 @@ def _make_pinv(svd, gemm):
     return pinv
 
 
+_products_of_others = njit(nogil=True, error_model="numpy")(products_of_others)
+
+
 def _make_cofactors(svd, lu, slogdet):
     @njit(nogil=True, error_model="numpy")
     def cofactors(out, a, g):
@@ -1135,15 +1140,7 @@ def _make_cofactors(svd, lu, slogdet):
         for factor in (u, vh):  # orthogonal: det is +-1
             work = factor.copy()
             sign *= slogdet(work, piv, lu(work, piv))[0]
-        others = np.empty(n, dtype=a.dtype)  # prod_{j != k} s_j by prefix and suffix products
-        running = 1.0
-        for k in range(n):
-            others[k] = running
-            running *= s[k]
-        running = 1.0
-        for k in range(n - 1, -1, -1):
-            others[k] *= running
-            running *= s[k]
+        others = _products_of_others(s)  # prod_{j != k} s_j, exponents apart
         for i in range(n):
             for j in range(n):
                 total = 0.0

@@ -117,10 +117,9 @@ def two_norm(x: Expr, axes, keepdims: bool = False) -> Expr:
     :func:`two_norm_composite`).  Not in ``__all__``: norms and std use it.
 
     At x = 0 the norm has no derivative.  Its gradient there is the subgradient 0 (as
-    torch's; JAX's sqrt(sum(x*x)) gives 0 * inf = NaN), and its Hessian is what the
-    gradient's difference quotient along a direction c tends to, c / (|c| t): diag(inf),
-    and an HVP is +-inf where c_i != 0 and exactly 0 where c_i = 0 (the private
-    ``two_norm_slope``'s rules).
+    torch's; JAX's sqrt(sum(x*x)) gives 0 * inf = NaN), and its Hessian 0, the derivative of
+    that constant choice: finite, so that composites smooth at 0 stay finite in every mode
+    (``norm(w) ** 2`` at 0 has Hessian 0 there, not its true 2I: write ``sum(w * w)``).
 
     >>> import symdiff as sd
     >>> x = sd.vector("x")

@@ -750,12 +750,40 @@ def _infer_singular_cofactors(types):
     return a
 
 
+def products_of_others(s):
+    """prod_{j != k} s_j for each k of the vector s (singular values: >= 0), by prefix and
+    suffix products kept as a mantissa and a binary exponent: a plain running product
+    overflowed to inf and met a zero singular value as NaN (det's gradient at diag(1e200,
+    1e200, 1e-200, 1e-200, 0), true diag(0, 0, 0, 0, 1)).  Plain Python on scalars, run as
+    it is by the reference and compiled by Numba for kernels (``backends.lapack``): the same
+    operations, the same bits."""
+    n = len(s)
+    out = np.empty(n, dtype=s.dtype)
+    mantissas, exponents = np.empty(n), np.empty(n, dtype=np.int64)
+    mantissa, exponent = 1.0, 0
+    for k in range(n):
+        mantissas[k], exponents[k] = mantissa, exponent
+        fraction, power = math.frexp(float(s[k]))
+        mantissa, carry = math.frexp(mantissa * fraction)
+        exponent += power + carry
+    mantissa, exponent = 1.0, 0
+    for k in range(n - 1, -1, -1):
+        fraction, power = math.frexp(mantissas[k] * mantissa)
+        total = int(exponents[k]) + exponent + power
+        # ldexp raises OverflowError in Python where the true product is above the range
+        out[k] = math.inf if fraction != 0 and total > 1024 else math.ldexp(fraction, max(total, -1100))
+        fraction, power = math.frexp(float(s[k]))
+        mantissa, carry = math.frexp(mantissa * fraction)
+        exponent += power + carry
+    return out
+
+
 def _impl_singular_cofactors(a, sign):
     out = np.zeros(a.shape, dtype=a.dtype)
     for index in np.ndindex(a.shape[:-2]):
         if sign[index] == 0:
             u, s, vh = np.linalg.svd(a[index])
-            others = np.array([np.prod(np.delete(s, k)) for k in range(len(s))], dtype=s.dtype)
+            others = products_of_others(s)
             out[index] = np.linalg.det(u) * np.linalg.det(vh) * ((u * others) @ vh)
     return out
 

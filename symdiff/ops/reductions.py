@@ -208,15 +208,18 @@ def _two_norm_slope_derivative(c, out, x, axes, keepdims):
     1 / norm is never formed (it overflows below 5.6e-309 where (1 - u_i**2) / norm does not:
     the diagonal at [3e-309, 4e-309] was inf by reverse over reverse, true 1.28e308).
     Where the norm is 0 (x = 0, where the norm has no derivative and the gradient is the
-    subgradient 0): the limit along c, (u(t c) - u(0)) / t = c / (|c| t), so +-inf where
-    c_i != 0 and exactly 0 where c_i = 0 (the Hessian is diag(inf); it was diag(2**600))."""
+    subgradient 0): 0, the derivative of that constant choice.  The limit along c, c / (|c| t),
+    is unbounded, and an infinite Hessian there made every composite that is smooth at 0 NaN
+    by forward over reverse (the ridge penalty norm(w)**2 at w = 0: 0 * inf), where 0 keeps
+    them finite (their true second derivatives need the norm's slope, which 0 has not: the
+    Hessian of norm(w)**2 at 0 comes out 0, not 2I; sum(w * w) is exact)."""
     from ..frontend.math import two_norm_parts
 
     _, scale, root = two_norm_parts(x, axes, keepdims)
     scale, root = keep_axes(scale, axes, keepdims), keep_axes(root, axes, keepdims)
     p = c - out * SUM(out * c, axes=axes, keepdims=True)
     quotient = F.where(F.greater(scale, 1), (p / root) * scale, (p * scale) / root)
-    return F.where(F.logical_and(F.equal(p, 0), F.equal(root, 0)), 0, quotient)
+    return F.where(F.equal(root, 0), 0, quotient)
 
 
 def _two_norm_slope_samples(rng):
@@ -228,7 +231,7 @@ def _two_norm_slope_samples(rng):
 # A primitive for its rules: as the composite, the slope's derivative divided by the norm
 # before the projection (I - u u^T) reduced it, and 1 / norm overflows below 5.6e-309 where
 # the Hessian (I - u u^T) / norm does not (its diagonal was inf or NaN there by reverse over
-# reverse); at x = 0 the composite's derivative was diag(2**600), a value of nothing.  Its
+# reverse); at x = 0 the composite's derivative was diag(2**600), a value of nothing (now 0).  Its
 # rules (``_two_norm_slope_derivative``) project first and scale by powers of two.
 # Compiled as the composite (``_two_norm_slope_composite``), whose nodes the value shares.
 TWO_NORM_SLOPE = Op(
@@ -262,7 +265,7 @@ TWO_NORM = Op(
     samples=_reduction_samples,
     doc="sqrt(sum(x * x)) over static axes with no overflow or underflow of the squares (private: norms "
         "and std); a primitive for its rules, compiled as its composite.  At x = 0 its gradient is the "
-        "subgradient 0 and its Hessian diag(inf) (the limit along each direction; two_norm_slope).",
+        "subgradient 0 and its Hessian 0 (two_norm_slope: why).",
     compiled_as=_two_norm_compiled,
 )
 
