@@ -29,7 +29,8 @@ for _helper in (_scalar._central, _scalar._tail_ratio, _scalar._half_square, _sc
                 _scalar._chebyshev, _scalar._mills_terms, _scalar._mills_tails, _scalar._mills_jet,
                 _scalar._has_series, _scalar._series, _scalar._riccati, _scalar.log_ndtr_derivative, _scalar.erfinv,
                 _scalar.polygamma, _scalar.over_squared_norm, _scalar.erfinv_slope,
-                _scalar.over_hypot, _scalar.hermite_zeros_start, _scalar.hermite, _scalar.ndtr_derivative,
+                _scalar.over_hypot, _scalar.hermite_zeros_start, _scalar.hermite, _scalar._signed_hermite,
+                _scalar.ndtr_derivative,
                 _scalar._fine_square, _scalar.erf_derivative):
     register_jitable(_helper)
 

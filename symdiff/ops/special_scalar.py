@@ -295,6 +295,13 @@ def hermite(k, x, physicists):
     return value
 
 
+def _signed_hermite(n, x, physicists):
+    """(-1)^(n-1) times the Hermite polynomial of degree n - 1 at x (the physicists' H or
+    the probabilists' He): the polynomial factor of the n-th derivative of erf or Phi."""
+    factor = hermite(n - 1, x, physicists)
+    return -factor if n % 2 == 0 else factor
+
+
 def ndtr_derivative(n, x):
     """The n-th derivative of Phi for n >= 1: (-1)^(n-1) He_(n-1)(x) phi(x), He the
     probabilists' Hermite polynomials (``hermite``: factored over its zeros up to degree 8).
@@ -308,9 +315,7 @@ def ndtr_derivative(n, x):
     y = abs(x)
     if y > 40.0:
         return 0.0
-    factor = hermite(n - 1, x, False)
-    if n % 2 == 0:
-        factor = -factor
+    factor = _signed_hermite(n, x, False)
     if y >= SCALED_DENSITY_FROM:
         return (factor * _scaled_density(y)) * _DENSITY_UNSCALE
     return factor * (INV_SQRT_2PI * _exp_half_square(y))
@@ -348,9 +353,7 @@ def erf_derivative(n, x):
     y = abs(x)
     if y > 40.0:
         return 0.0
-    factor = hermite(n - 1, x, True)
-    if n % 2 == 0:
-        factor = -factor
+    factor = _signed_hermite(n, x, True)
     big, rest = _fine_square(y)
     if y >= ERF_SCALED_FROM:
         scaled = _ERF_SCALED_CONSTANT * (math.exp(1000.0 - big) * math.exp(-rest))
