@@ -252,8 +252,8 @@ def _lower_group(L, node: Expr, key) -> dict:
         if top is not None and any(top == name for name, _ in L.dims.definitions):
             n_dim = top  # a size (xs.shape[0]): never negative, and shared with the arrays it sizes
         else:
-            n_dim = L.dims.new(f"({top} if {top} > 0 else 0)", f"the trip count of {label}", key=("loop_n", n_node.id)) \
-                if top is not None else n_text
+            n_dim = L.dims.new(f"({top} if {top} > 0 else 0)", f"the trip count of {label}",
+                               key=("loop_n", n_node.id)) if top is not None else n_text
         if top is None:
             L.dims.describe[n_text] = f"the trip count of {label}"
             L.dims.late[n_text] = at
