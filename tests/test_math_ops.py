@@ -1419,6 +1419,28 @@ _GAUSSIAN_DERIVATIVE_POINTS = {
 }
 
 
+def test_gaussian_derivatives_at_subnormal_x_round_once_on_the_subnormal_grid():
+    """Found by review: an odd Hermite factor multiplied the subnormal x first, so every later
+    product rounded on the subnormal grid again (erf's fourth derivative at 5e-324: 9 steps
+    off, true 13.5 steps).  Orders 2-5 of erf and ndtr at subnormal and tiny x, both backends,
+    within 1.5 subnormal steps (or ulps where normal)."""
+    mpmath.mp.dps = 60
+    x = sd.vector("x")
+    points = np.array([5e-324, -5e-324, 1e-320, 3e-315, 1e-310, 2.2e-308, 1e-300])
+    tiny = float(np.finfo(np.float64).tiny)
+    for fn, exact in ((sd.special.erf, _erf_derivative), (sd.special.ndtr, _ndtr_derivative)):
+        expression, outputs = fn(x), []
+        for _ in range(5):
+            expression = sd.grad(sd.sum(expression), x)
+            outputs.append(expression)
+        for values in (sd.evaluate(outputs, {x: points}), sd.function([x], outputs)(points)):
+            for order in range(2, 6):
+                for point, got in zip(points, values[order - 1]):
+                    want = float(exact(mpmath.mpf(float(point)), order))
+                    error = abs(got - want) / (5e-324 if abs(want) < tiny else abs(want) * 2.0 ** -52)
+                    assert error <= 1.5, (fn.__name__, order, point, got, want)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_gaussian_derivatives_keep_relative_accuracy_where_the_gaussian_is_subnormal_and_next_to_hermite_zeros(dtype):
     # erf'' and erfc'' multiplied exp's subnormal output by 2x: 26-30 ulps (or subnormal steps)

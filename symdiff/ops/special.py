@@ -231,25 +231,27 @@ def _hermite_zeros(k, physicists, dtype):
 
 
 def _hermite_steps(x, k, physicists):
-    """He_k(x) (H_k(x) if ``physicists``) as ``special_scalar.hermite`` computes it, on Exprs
-    or NumPy arrays: over its zeros, ((x - high) - low) ((x + high) + low) per pair, up to
+    """(P, odd): He_k(x) (H_k(x) if ``physicists``) is P * x if ``odd`` else P, on Exprs or
+    NumPy arrays.  P: over its zeros, ((x - high) - low) ((x + high) + low) per pair, up to
     degree HERMITE_FACTORED (He_2 = (x - 1)(x + 1), not x*x - 1, which cancels at +-1:
-    ndtr's third derivative was 13 ulps off there, 28.6 in float32); the three-term
-    recurrence beyond."""
+    ndtr's third derivative was 13 ulps off there, 28.6 in float32), the factor x of an odd
+    degree left for the caller to multiply last (at a subnormal x every product after it
+    rounds on the subnormal grid again: erf's fourth derivative at 5e-324 was 9 steps off);
+    the three-term recurrence beyond (odd False)."""
     if k > scalar.HERMITE_FACTORED:
         two = 2.0 if physicists else 1.0
         previous, value = 1.0, x * two
         for j in range(1, k):
             previous, value = value, x * value * two - previous * (two * j)
-        return value
-    value = x if k % 2 == 1 else None
+        return value, False
+    value = None
     for high, low in (_hermite_zeros(k, physicists, x.dtype) if k >= 2 else []):
         below, above = (x - high, x + high) if low == 0 else ((x - high) - low, (x + high) + low)
         pair = below * above
         value = pair if value is None else value * pair
-    if physicists:
-        value = value * 2.0 ** k
-    return value
+    scale = 2.0 ** k if physicists else 1.0
+    value = scale if value is None else (value * scale if physicists else value)
+    return value, k % 2 == 1
 
 
 # Orders from 2 take the composite below |x| = 30 for ndtr, 21 for erf (10 and 7 in float32),
@@ -267,7 +269,8 @@ def _gaussian_derivative_steps(x, n, erf):
     slope = _gaussian_slope(x, erf)
     if n == 1:
         return slope
-    near = _hermite_steps(x, n - 1, erf) * slope
+    polynomial, odd = _hermite_steps(x, n - 1, erf)
+    near = (polynomial * slope) * x if odd else polynomial * slope
     near = -near if n % 2 == 0 else near
     start = _HELPER_FROM[erf].get(np.dtype(x.dtype), 0.0)
     helper = scalar.erf_derivative if erf else scalar.ndtr_derivative
