@@ -615,13 +615,8 @@ def _matvec_codegen(kind):
 
         def call(which, matrix, vector, rows, length):
             screen = builder.call(_rows_function(builder.module, which, element), [o, matrix, vector, rows, length])
-            fix_nonfinite(builder.fcmp_unordered("uno", screen, ir.Constant(element, 0.0)))
-
-        def fix_nonfinite(needed):  # after the product: see _matmul_nonfinite
-            with builder.if_then(needed, likely=False):
-                sizes = [context.cast(builder, v, t, types.int64) for v, t in zip(args[3:], signature.args[3:])]
-                builder.call(_nonfinite_function(builder.module, element),
-                             [data(out_type, out), data(a_type, a), data(b_type, b)] + sizes)
+            _emit_nonfinite_fix(context, builder, signature, args,
+                                builder.fcmp_unordered("uno", screen, ir.Constant(element, 0.0)))
 
         work = builder.mul(builder.mul(m, n), k)
         vector_operand = builder.or_(builder.icmp_signed("==", m, one), builder.icmp_signed("==", n, one))
@@ -653,9 +648,7 @@ def _matvec_codegen(kind):
                     _gemm.emit(context, builder, signature, args)
                 else:
                     context.compile_internal(builder, _gemm_loops.py_func, signature, args)
-                sizes = [context.cast(builder, v, t, types.int64) for v, t in zip(args[3:6], signature.args[3:6])]
-                operands = [data(out_type, out), data(a_type, a), data(b_type, b)]
-                fix_nonfinite(_emit_nonfinite_screen(builder, element, *operands, *sizes))
+                _emit_nonfinite_fix(context, builder, signature, args)
         return context.get_dummy_value()
 
     return codegen
@@ -853,15 +846,23 @@ def _matmul_nonfinite(typingctx, out, a, b, m, n, k, transpose_a, transpose_b):
         return None
 
     def codegen(context, builder, signature, args):
-        out_type, a_type, b_type = signature.args[:3]
-        element = context.get_value_type(out_type.dtype)
-        arrays = [context.make_array(t)(context, builder, v).data for t, v in zip(signature.args[:3], args[:3])]
-        integers = [context.cast(builder, v, t, types.int64) for v, t in zip(args[3:], signature.args[3:])]
-        with builder.if_then(_emit_nonfinite_screen(builder, element, *arrays, *integers[:3]), likely=False):
-            builder.call(_nonfinite_function(builder.module, element), arrays + integers)
+        _emit_nonfinite_fix(context, builder, signature, args)
         return context.get_dummy_value()
 
     return types.none(out, a, b, m, n, k, transpose_a, transpose_b), codegen
+
+
+def _emit_nonfinite_fix(context, builder, signature, args, needed=None):
+    """Code calling ``_nonfinite_function`` on out = op(a) @ op(b) (``_gemm``'s arguments)
+    where ``needed`` (an i1) holds; by default where ``_emit_nonfinite_screen`` finds that the
+    product may hold an inf or NaN entry."""
+    element = context.get_value_type(signature.args[0].dtype)
+    arrays = [context.make_array(t)(context, builder, v).data for t, v in zip(signature.args[:3], args[:3])]
+    integers = [context.cast(builder, v, t, types.int64) for v, t in zip(args[3:], signature.args[3:])]
+    if needed is None:
+        needed = _emit_nonfinite_screen(builder, element, *arrays, *integers[:3])
+    with builder.if_then(needed, likely=False):
+        builder.call(_nonfinite_function(builder.module, element), arrays + integers)
 
 
 __all__ += ["_matmul_nonfinite"]

@@ -318,8 +318,9 @@ IR_OPS = {
 }
 
 # Elementwise ops that have no LLVM spelling: their scalar code calls a jitted helper
-# (``symdiff.backends.special_math``; mul_log_slope's parts from 2, ``runtime._times_ratio_power``), which an IR region cannot call, so they end a
-# region and run as Python statements in the kernel.  The guard test accepts an op
+# (``symdiff.backends.special_math``; mul_log_slope's parts from 2,
+# ``runtime._times_ratio_power``), which an IR region cannot call, so they end a region and
+# run as Python statements in the kernel.  The guard test accepts an op
 # listed here instead of one in IR_OPS.
 PYTHON_STATEMENT_OPS = frozenset({"erfinv", "polygamma", "ndtr", "log_ndtr", "log_ndtr_prime",
                                   "log_ndtr_derivative", "over_squared_norm", "erfinv_slope",

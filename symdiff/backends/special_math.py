@@ -102,5 +102,5 @@ def _polygamma(n, x):
     return _polygamma_scalar(n, np.float64(x))
 
 
-__all__ = ["_ndtr", "_ndtr_derivative", "_erf_derivative", "_log_ndtr", "_log_ndtr_prime", "_log_ndtr_derivative", "_erfinv", "_erfinv_slope", "_polygamma",
-           "_over_squared_norm", "_over_hypot"]
+__all__ = ["_ndtr", "_ndtr_derivative", "_erf_derivative", "_log_ndtr", "_log_ndtr_prime", "_log_ndtr_derivative",
+           "_erfinv", "_erfinv_slope", "_polygamma", "_over_squared_norm", "_over_hypot"]
