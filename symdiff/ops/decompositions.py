@@ -609,12 +609,12 @@ def _impl_solve(a, b, trans, singular="raise"):
     if a.shape[-1] != a.shape[-2] or a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
         raise ValueError(f"solve: shapes {a.shape} and {b.shape} do not fit")
     a = np.swapaxes(a, -1, -2) if trans else a
-    if singular == "raise":
-        return np.linalg.solve(a, b)
     try:
         return np.linalg.solve(a, b)
     except np.linalg.LinAlgError:  # per matrix: NaN for the singular ones
-        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + b.shape[-2:], dtype=np.result_type(a, b))
+        if singular == "raise":
+            raise
+        out = np.empty(b.shape, dtype=np.result_type(a, b))
         for index in np.ndindex(out.shape[:-2]):
             try:
                 out[index] = np.linalg.solve(a[index], b[index])

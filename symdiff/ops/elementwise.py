@@ -370,14 +370,6 @@ def _pow_regimes(out, x, y):
     return quotient, split, zeros, fallback, x_any, y_any, rounding, power
 
 
-def _split_power(out, x, y):
-    """(a, r): _pow_slope's shared pow, which is a = x**(e/2) (e = y - 1 rounded) wherever x is
-    positive and finite and x**y is not normal, and e's rounding error r: the same nodes as
-    _pow_slope's, so a kernel computes them once."""
-    *_, rounding, power = _pow_regimes(out, x, y)
-    return power, rounding
-
-
 def rounded_difference(x, y):
     """(z, r): z = x - y rounded and r its rounding error (TwoSum: z + r = x - y exactly),
     r a constant to differentiation and 0 where it is not finite (an infinite input).
@@ -470,7 +462,7 @@ def _y_slope_value(d, x, y):
     kernel stores one float array between its loops for both."""
     out = POW(x, y)
     below = _subnormal_power(out, x, y)
-    a, _ = _split_power(out, x, y)
+    a = _pow_regimes(out, x, y)[-1]  # _pow_slope's shared pow a = x**(e/2): the same nodes
     argument = _log_argument(out, x)
     product = MUL_LOG(F.where(below, _scaled_power(d, a, x), d * out), argument)
     _, down = _SUBNORMAL_SCALE[out.dtype]
@@ -509,10 +501,12 @@ MUL_LOG.compiled_as = lambda a, b: a * F.log(b)
 # from the same quotient, inherited it.  Part 1 is ``_times_ratio``, call-free (it stays in
 # the vectorised loops); k >= 2 splits mantissas and exponents (frexp/ldexp: NumPy in the
 # reference, ``runtime._times_ratio_power`` in kernels).
-class _NumpySteps:
-    """The few frontend functions ``_times_ratio`` calls, on NumPy arrays."""
-    abs, logical_and, greater, greater_equal, less, equal, where = (np.abs, np.logical_and, np.greater,
-                                                                    np.greater_equal, np.less, np.equal, np.where)
+class NumpySteps:
+    """The few frontend functions the composites whose reference runs the same steps call
+    (``_times_ratio``, ``special._gaussian``), on NumPy arrays."""
+    abs, logical_and, greater, greater_equal, less, equal, where, exp = (
+        np.abs, np.logical_and, np.greater, np.greater_equal, np.less, np.equal, np.where, np.exp)
+    stop_gradient = staticmethod(lambda value: value)
 
 
 # The power of two that brings an under- or overflowed d * a back into the normal range
@@ -589,7 +583,7 @@ def _mul_log_slope_numpy(d, a, b, part):
     d, a, b = (np.asarray(v) for v in (d, a, b))
     with np.errstate(all="ignore"):
         if part == 1:
-            return _times_ratio(d, a, b, _NumpySteps)
+            return _times_ratio(d, a, b, NumpySteps)
         return _times_ratio_power_numpy(d, a, b, part)
 
 
@@ -642,7 +636,7 @@ def _mul_log_slope_shares(cotangents: dict, inputs, wanted=(True, True, True)) -
 def _mul_log_slope_vjp(index, c, out, d, a, b, part):
     """One part's message to one input, for passes that ask per node (backprop asks once per
     group); part 0 does not depend on a: zeros."""
-    message = _mul_log_slope_shares({part: c}, (d, a, b))[index]
+    message = _mul_log_slope_shares({part: c}, (d, a, b), tuple(i == index for i in range(3)))[index]
     return zeros_like(a) if message is None else message
 
 
@@ -707,8 +701,6 @@ MUL_LOG_SLOPE = elementwise(
     (ANYWHERE, ANYWHERE, POSITIVE), dtype_rule=_mul_log_slope_dtype,
     doc="mul_log's slopes (private): d * log(b) (part 0) and d * a / b**k (part k >= 1), exponents apart; "
         "parts 0 and 1 differentiated together.")
-MUL_LOG_SLOPE.vjp = (functools.partial(_mul_log_slope_vjp, 0), functools.partial(_mul_log_slope_vjp, 1),
-                     functools.partial(_mul_log_slope_vjp, 2))
 MUL_LOG_SLOPE.jvp = _mul_log_slope_jvp
 MUL_LOG_SLOPE.vjp_joint = _mul_log_slope_joint
 MUL_LOG_SLOPE.compiled_as = _mul_log_slope_compiled

@@ -128,16 +128,9 @@ MIN = _extremum_op("min", np.min)
 
 def _two_norm_numpy(x, axes, keepdims):
     """The composite's steps (``frontend.math.two_norm_composite``) in NumPy."""
-    dtype = x.dtype
-    smallest_sum, down, up = TWO_NORM_RANGE[dtype.name]
+    scale, root = _two_norm_scale_root(x, axes)  # scale is 1 where the plain sum was in range
     with np.errstate(all="ignore"):
-        squares = np.sum(x * x, axis=axes, keepdims=True)
-        plain = (squares >= smallest_sum) & (squares < np.inf)
-        scale = np.where(squares >= 1, down, up).astype(dtype)
-        rescaled = np.sum((x * scale) * (x * scale), axis=axes, keepdims=True)
-        value = np.where(plain, squares, rescaled)
-        root = np.where(value > 0, np.sqrt(np.where(value > 0, value, 1)), value)
-        result = np.where(plain, root, root / scale).astype(dtype, copy=False)
+        result = (root / scale).astype(x.dtype, copy=False)
     return result if keepdims else np.squeeze(result, axis=axes)
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from .. import frontend as F
 from ..errors import DTypeError
 from . import special_scalar as scalar
-from .elementwise import ANYWHERE, elementwise, float_only
+from .elementwise import ANYWHERE, NumpySteps, elementwise, float_only
 
 
 
@@ -138,13 +138,6 @@ def _square_rounding(x, ops=F):
     return ops.stop_gradient((head * head - x * x) + (x - head) * (x + head))
 
 
-class _NumpySteps:
-    """The few frontend functions ``_gaussian`` calls, on NumPy arrays: the reference of
-    ndtr_derivative(n=1) runs the same steps as its compiled composite."""
-    greater, greater_equal, abs, where, exp = np.greater, np.greater_equal, np.abs, np.where, np.exp
-    stop_gradient = staticmethod(lambda value: value)
-
-
 def _gaussian(x, scale, ops=F):
     """exp(-scale * x**2), whose derivatives are 0 where it underflows rather than NaN:
     from |x| = 1.3e154 the exponent's slope -2 scale x t overflows (inf at x = inf; in
@@ -212,7 +205,7 @@ def _gaussian_slope(x, erf):
     scale, factor = (1.0, scalar.TWO_OVER_SQRT_PI) if erf else (0.5, scalar.INV_SQRT_2PI)
     if isinstance(x, np.ndarray):
         with np.errstate(all="ignore"):
-            return _gaussian(x, scale, _NumpySteps) * x.dtype.type(factor)
+            return _gaussian(x, scale, NumpySteps) * x.dtype.type(factor)
     return _gaussian(x, scale) * factor
 
 
