@@ -129,6 +129,27 @@ def _users_op(node):
     return None
 
 
+def _spelled(node: Expr, args: list, rules: dict, sympy, caller: str):
+    """``node``'s SymPy expression, given its inputs' (``args``)."""
+    if node.is_symbol:
+        return sympy.Symbol(node.name, real=True)
+    if node.is_constant:
+        return _number(node.params["value"].array, sympy)
+    name = node.op.name
+    if name == "cast":
+        return _cast(node, args[0], sympy)
+    if name in _SPELLED_WITH_ATTRIBUTES:
+        return _SPELLED_WITH_ATTRIBUTES[name](sympy, node.params, *args)
+    if name in _PASS_THROUGH:
+        return args[0]
+    if name in rules:
+        return rules[name](*args)
+    users = _users_op(node)
+    if users:
+        return users(*args)
+    raise SympyConversionError(f"{caller}: no SymPy spelling for op {name!r} ({node!r})")
+
+
 def to_sympy(outputs, optimize: bool = True):
     """A SymPy expression for each output of a scalar-valued graph (every node 0-d).
 
@@ -152,23 +173,7 @@ def to_sympy(outputs, optimize: bool = True):
             raise SympyConversionError(
                 f"to_sympy works on scalar-valued graphs; {node!r} has type {node.type!r}"
             )
-        if node.is_symbol:
-            converted[node.id] = sympy.Symbol(node.name, real=True)
-        elif node.is_constant:
-            converted[node.id] = _number(node.params["value"].array, sympy)
-        elif node.op.name == "cast":
-            converted[node.id] = _cast(node, converted[node.inputs[0].id], sympy)
-        elif node.op.name in _SPELLED_WITH_ATTRIBUTES:
-            converted[node.id] = _SPELLED_WITH_ATTRIBUTES[node.op.name](
-                sympy, node.params, *(converted[x.id] for x in node.inputs))
-        elif node.op.name in _PASS_THROUGH:
-            converted[node.id] = converted[node.inputs[0].id]
-        elif node.op.name in rules:
-            converted[node.id] = rules[node.op.name](*(converted[x.id] for x in node.inputs))
-        elif _users_op(node):
-            converted[node.id] = _users_op(node)(*(converted[x.id] for x in node.inputs))
-        else:
-            raise SympyConversionError(f"to_sympy: no SymPy spelling for op {node.op.name!r} ({node!r})")
+        converted[node.id] = _spelled(node, [converted[x.id] for x in node.inputs], rules, sympy, "to_sympy")
     results = [converted[o.id] for o in outs]
     return results[0] if single else results
 
@@ -296,25 +301,10 @@ def latex_definitions(outputs, optimize: bool = True) -> str:
     for node in nodes:
         if node.ndim != 0:
             raise SympyConversionError(f"LaTeX output works on scalar-valued graphs; {node!r} has type {node.type!r}")
-        if node.is_symbol:
-            converted[node.id] = sympy.Symbol(node.name, real=True)
+        value = _spelled(node, [converted[x.id] for x in node.inputs], rules, sympy, "LaTeX output")
+        if node.is_symbol or node.is_constant:
+            converted[node.id] = value
             continue
-        if node.is_constant:
-            converted[node.id] = _number(node.params["value"].array, sympy)
-            continue
-        args = [converted[x.id] for x in node.inputs]
-        if node.op.name == "cast":
-            value = _cast(node, args[0], sympy)
-        elif node.op.name in _SPELLED_WITH_ATTRIBUTES:
-            value = _SPELLED_WITH_ATTRIBUTES[node.op.name](sympy, node.params, *args)
-        elif node.op.name in _PASS_THROUGH:
-            value = args[0]
-        elif node.op.name in rules:
-            value = rules[node.op.name](*args)
-        elif _users_op(node):
-            value = _users_op(node)(*args)
-        else:
-            raise SympyConversionError(f"LaTeX output: no SymPy spelling for op {node.op.name!r} ({node!r})")
         if uses.get(node.id, 0) > 1 and not isinstance(value, (sympy.Symbol, sympy.Number)):
             text = sympy.latex(value)
             if len(text) > INLINE_LATEX:  # short ones are clearer repeated, and cost at most that per use
