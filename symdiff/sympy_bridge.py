@@ -262,18 +262,23 @@ def _deep_recursion():
 
 
 INLINE_LATEX = 24  # a subexpression used more than once is written out where used up to this length
+# A subexpression of more nodes than this is defined on its own line even when used once: SymPy
+# flattens sums and products when it builds them and prints them by sorting their terms, so one
+# long line costs time quadratic in its length (the HVP of a 640-level power tower: 35 s, one
+# line of 148,000 characters).
+INLINE_NODES = 40
 
 
 def latex_definitions(outputs, optimize: bool = True) -> str:
     """LaTeX for named scalar outputs, one line each, with every subexpression used more
-    than once (and longer than INLINE_LATEX characters) defined once on a line of its
-    own (``t_{1} = ...``) and referred to by name.
+    than once (and longer than INLINE_LATEX characters) or larger than INLINE_NODES graph
+    nodes defined once on a line of its own (``t_{1} = ...``) and referred to by name.
 
     A formula written out in full repeats shared subexpressions, and a derivative
     shares many: the gradient of the power tower x**x**...**x (n levels) has a tree of
     size n**2 (55 s at n = 200 through ``sympy.latex``), but a graph of size n.  These
-    lines are as long as the graph, so the time is linear.  ``outputs`` maps each
-    LaTeX name to a scalar expression.
+    lines are as long as the graph, and none is longer than a bounded subexpression, so
+    the time is linear.  ``outputs`` maps each LaTeX name to a scalar expression.
 
     >>> import symdiff as sd
     >>> x = sd.scalar("x")
@@ -291,28 +296,30 @@ def latex_definitions(outputs, optimize: bool = True) -> str:
     for node in nodes:
         for x in node.inputs:
             uses[x.id] = uses.get(x.id, 0) + 1
-    for out in exprs:
-        uses[out.id] = uses.get(out.id, 0) + 1
+    output_ids = {out.id for out in exprs}
     taken = {node.name for node in nodes if node.is_symbol}
     prefix = next(p for p in ("t", "u", "w", "q") if not any(re.fullmatch(rf"{p}_\d+", n) for n in taken))
     rules = _sympy_rules(sympy)
     converted: dict[int, object] = {}  # node id -> what its consumers see (an expression or a name)
+    inlined_nodes: dict[int, int] = {}  # node id -> the graph nodes its expression writes out
     lines = []
-    for node in nodes:
-        if node.ndim != 0:
-            raise SympyConversionError(f"LaTeX output works on scalar-valued graphs; {node!r} has type {node.type!r}")
-        value = _spelled(node, [converted[x.id] for x in node.inputs], rules, sympy, "LaTeX output")
-        if node.is_symbol or node.is_constant:
-            converted[node.id] = value
-            continue
-        if uses.get(node.id, 0) > 1 and not isinstance(value, (sympy.Symbol, sympy.Number)):
-            text = sympy.latex(value)
-            if len(text) > INLINE_LATEX:  # short ones are clearer repeated, and cost at most that per use
-                name = sympy.Symbol(f"{prefix}_{len(lines) + 1}", real=True)
-                lines.append(f"{sympy.latex(name)} = {text}")
-                value = name
-        converted[node.id] = value
-    lines += [f"{name} = {sympy.latex(converted[out.id])}" for name, out in zip(names, exprs)]
+    with _deep_recursion():
+        for node in nodes:
+            if node.ndim != 0:
+                raise SympyConversionError(
+                    f"LaTeX output works on scalar-valued graphs; {node!r} has type {node.type!r}")
+            value = _spelled(node, [converted[x.id] for x in node.inputs], rules, sympy, "LaTeX output")
+            size = 1 + sum(inlined_nodes[x.id] for x in node.inputs)
+            shared = uses.get(node.id, 0) + (node.id in output_ids) > 1
+            large = size > INLINE_NODES and node.id not in output_ids
+            if (shared or large) and not isinstance(value, (sympy.Symbol, sympy.Number)):
+                text = sympy.latex(value)
+                if large or len(text) > INLINE_LATEX:  # short ones are clearer repeated, and cost that per use
+                    name = sympy.Symbol(f"{prefix}_{len(lines) + 1}", real=True)
+                    lines.append(f"{sympy.latex(name)} = {text}")
+                    value, size = name, 1
+            converted[node.id], inlined_nodes[node.id] = value, size
+        lines += [f"{name} = {sympy.latex(converted[out.id])}" for name, out in zip(names, exprs)]
     return "\n".join(lines)
 
 

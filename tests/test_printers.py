@@ -319,3 +319,23 @@ def test_to_latex_too_deep_is_a_clear_error_and_the_limit_comes_back():
     with pytest.raises(sd.SymdiffError, match="nested too deeply"):
         sd.to_latex(chain)
     assert sys.getrecursionlimit() == before
+
+
+def test_latex_definitions_of_a_tower_hvp_have_bounded_lines():
+    """Single-use subexpressions were written out in full: the HVP of a 640-level power tower
+    ended in one line of 148,000 characters, which SymPy builds and prints in time quadratic
+    in its length (35 s), and a 140-level jvp raised RecursionError.  Now no line outgrows
+    a bounded subexpression, whatever the depth."""
+    from symdiff.sympy_bridge import latex_definitions
+
+    x, v = sd.scalars("x v")
+    longest, lengths = [], []
+    for depth in (30, 60, 120):
+        tower = x
+        for _ in range(depth):
+            tower = x ** tower
+        text = latex_definitions({"Hv": sd.hvp(tower, [x], [v])[0], "J": sd.jvp(tower, [x], [v])})
+        longest.append(max(len(line) for line in text.splitlines()))
+        lengths.append(len(text))
+    assert max(longest) < 1000 and longest[2] <= 1.2 * longest[0], longest
+    assert lengths[2] < 2.2 * lengths[1] and lengths[1] < 2.2 * lengths[0], lengths
