@@ -101,6 +101,20 @@ def test_logsumexp_hessian_at_tied_logits():
             np.testing.assert_allclose(hessian_log_softmax, -want, rtol=1e-14, atol=1e-16)
 
 
+def test_logsumexp_and_softmax_over_an_empty_axis_are_scipys():
+    """Their maximum had no identity: over an empty axis they raised 'max over an empty axis
+    ... give a start value (max(..., initial=...))', a call the user never wrote.  SciPy's
+    logsumexp of an empty axis is -inf; softmax and log_softmax of one are empty."""
+    X, x = sd.matrix("X"), sd.vector("x")
+    rows = sd.logsumexp(X, axis=1)
+    outputs = [rows, sd.grad(sd.sum(rows), X), sd.softmax(X, axis=0), sd.log_softmax(X, axis=0),
+               sd.logsumexp(x), sd.grad(sd.logsumexp(x), x)]
+    for result in _both([X, x], outputs, (np.zeros((3, 0)), np.zeros(0))):
+        np.testing.assert_array_equal(result[0], [-np.inf] * 3)
+        assert [np.shape(r) for r in result[1:]] == [(3, 0), (3, 0), (3, 0), (), (0,)]
+        assert result[4] == -np.inf
+
+
 # ----------------------------------------------------- 3: the sigmoid's tails
 
 

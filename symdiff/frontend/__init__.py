@@ -605,7 +605,9 @@ def _shifted(x, axes):
     p * (1 - p) with p rounded to 1, exactly 0 for logsumexp([30, -30]) (true 8.8e-27);
     with this one it is p * sum(other p), with nothing cancelled.
     """
-    top = R.MAX(x, axes=axes, keepdims=True)
+    # over an empty axis the maximum is -inf (no entry gets a share of its derivative), the shift 0
+    # and the sum of exponentials 0: logsumexp is -inf, as SciPy's, softmax empty
+    top = R.MAX(x, axes=axes, keepdims=True, **({"initial": -np.inf} if axes else {}))
     shift = where(abs(stop_gradient(top)) < np.inf, top, 0)
     return x - shift, shift
 
