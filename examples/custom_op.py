@@ -27,6 +27,12 @@ import numpy as np
 import symdiff as sd
 from symdiff.testing import check_op
 
+try:
+    from scipy.optimize import minimize
+except ImportError:  # the example's extra: name it instead of a bare ModuleNotFoundError
+    sys.exit("custom_op.py fits with SciPy's trust-ncg: install the examples extra, "
+             "pip install 'symdiff[examples]' (or pip install scipy)")
+
 LOG_HALF = -math.log(2.0)
 
 
@@ -75,8 +81,6 @@ def main(n: int = 200_000, seed: int = 0):
     value_and_grad = sd.function([log_rate, t, y], [neg_loglik, sd.grad(neg_loglik, log_rate)])
     hvp = sd.function([log_rate, t, y, sd.scalar("v")],
                       sd.hvp(neg_loglik, [log_rate], [sd.scalar("v")])[0])
-
-    from scipy.optimize import minimize
 
     start = time.perf_counter()
     def fun(p):
