@@ -162,6 +162,9 @@ def test_second_process_loads_from_cache_and_damaged_entries_are_rebuilt(tmp_pat
     rebuilt = _fresh_process(cache)
     assert rebuilt["ok"] and rebuilt["status"] == "miss"
     assert len(rebuilt["warnings"]) == 1 and "checksums" in rebuilt["warnings"][0]
+    # it is rebuilt in the cache, not in memory (the message said both), and the process's one
+    # "compiling in memory" warning is kept for a cache that cannot be used
+    assert "rebuilt in the cache" in rebuilt["warnings"][0] and "in memory" not in rebuilt["warnings"][0]
     assert _fresh_process(cache) == {"status": "hit", "ok": True, "warnings": []}  # the entry was rebuilt
 
     sources[0].write_text("garbage that is not the kernel's source\n")  # a damaged source file is rewritten

@@ -21,7 +21,7 @@ user's own files, and no more:
 * the checksums detect damage (a disk error, a truncated or half-written file, a
   byte flipped in place), which would otherwise crash the process inside Numba
   (SIGSEGV) before anything could remove the entry: a file that does not match is
-  deleted and the kernel rebuilt, with one warning.  They are not a signature:
+  deleted and the kernel rebuilt in the cache, with a warning for that entry.  They are not a signature:
   anyone who can write the directory can write the checksums too, which is why
   the permissions above are checked.  Compiled files with no checksum (a process
   that died between Numba's write and ours) are deleted and rebuilt.
@@ -134,11 +134,19 @@ def cache_key(source: str) -> str:
 
 
 def _warn_once(message: str):
+    """The cache cannot be used: this kernel is compiled in memory.  Said once per process,
+    since every later kernel would meet the same directory and say the same."""
     global _warned
     if not _warned:
         _warned = True
-        warnings.warn(message + "; compiling in memory (this process will not warn again)", CacheWarning,
-                      stacklevel=4)
+        warnings.warn(message + "; compiling in memory (later kernels of this process that cannot use the "
+                      "cache will not warn again)", CacheWarning, stacklevel=4)
+
+
+def _warn_rebuilt(message: str):
+    """A damaged entry was deleted and is being rebuilt in the cache: said for each entry,
+    and not counted against ``_warn_once`` (the cache itself works)."""
+    warnings.warn(message, CacheWarning, stacklevel=4)
 
 
 # ------------------------------------------------------------------ trust checks
@@ -453,8 +461,8 @@ def _load_entry(source: str, directory: str, stem: str, path: str, module_name: 
         _check_private(path, "cache entry", inside=directory)
     _write_once(path, source)
     if not _verify_entry(directory, stem):
-        _warn_once(f"symdiff: the cached kernel {stem} in {directory!r} does not match its checksums "
-                   "(a damaged file); it was deleted and is rebuilt")
+        _warn_rebuilt(f"symdiff: the cached kernel {stem} in {directory!r} did not match its checksums "
+                      "(a damaged file); it was deleted and is being rebuilt in the cache")
     for attempt in range(2):
         try:
             namespace = _import_file(path, module_name)
