@@ -738,8 +738,6 @@ def test_y_slopes_of_log_products_are_finite_in_forward_mode_at_subnormal_bases(
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason="open: an accurate 1 + y log x needs log x beyond double precision on "
-                   "every element with |1 + y log x| < 1/2 (a fifth of the HVP benchmark's), too slow so far")
 def test_pow_mixed_derivative_keeps_relative_accuracy_where_one_plus_y_log_x_cancels():
     # d2(x**y)/dxdy = x**(y-1) (1 + y log x): the product rule's two terms cancel near
     # x = exp(-1/y) (257,633 ulps at (0.5, 1.4427); 0 at (exp(-1/3), 3), true 4.4e-17), in
@@ -769,6 +767,25 @@ def test_pow_mixed_derivative_keeps_relative_accuracy_where_one_plus_y_log_x_can
 
     finite = slice(0, 6)
     failures += _far_from_mpmath(third, {x: xs[finite], y: ys[finite]}, third_wants, limits=8, precision=400)
+    assert not failures, "\n".join(failures)
+
+
+def test_pow_mixed_derivative_keeps_its_subnormal_steps_where_x_to_the_y_minus_one_is_subnormal():
+    # x**(y - 1) (1 + y log x) with x**(y - 1) subnormal and x**y normal: the composite
+    # rounded x**(y - 1) to the subnormal grid before the product (120 ulps at (1.68e293,
+    # -0.0667), where 1 + y log x = -44); in every mode, both backends
+    x, y = sd.vector("x"), sd.vector("y")
+    f = sd.sum(x ** y)
+    dx, dy = sd.grad(f, [x, y])
+    ones = sd.ones_like(x)
+    outputs = [sd.grad(sd.sum(dx), y), sd.grad(sd.sum(dy), x), sd.jvp(dx, [y], [sd.ones_like(y)]),
+               sd.jvp(dy, [x], [ones]), sd.hvp(f, [x, y], [ones, sd.zeros_like(y)], mode="fwd-rev")[1]]
+    xs, ys = np.array([(1.68e293, -0.0667), (1e300, -0.03), (1e308, -0.0001), (3e307, -0.001)]).T
+
+    def wants(a, b):
+        return (a ** (b - 1) * (1 + b * mpmath.log(a)),) * 5
+
+    failures = _far_from_mpmath(outputs, {x: xs, y: ys}, wants, limits=2, precision=400)
     assert not failures, "\n".join(failures)
 
 
