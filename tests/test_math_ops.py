@@ -22,6 +22,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from numpy.testing import assert_array_equal
 
 import symdiff as sd
 from symdiff.ops import special_scalar
@@ -768,6 +769,37 @@ def test_pow_mixed_derivative_keeps_relative_accuracy_where_one_plus_y_log_x_can
     finite = slice(0, 6)
     failures += _far_from_mpmath(third, {x: xs[finite], y: ys[finite]}, third_wants, limits=8, precision=400)
     assert not failures, "\n".join(failures)
+
+
+def test_one_plus_mul_log_is_the_same_in_both_backends_and_relatively_accurate():
+    # the private op behind pow's mixed second derivative: 1 + a log b with log b in
+    # double-double; over 3,000 elements the kernel runs it as a vector pass (8 lanes, the
+    # second tier where any lane's sum is below 2**-11), in float32 as float64 rounded
+    from symdiff.ops.elementwise import ONE_PLUS_MUL_LOG
+
+    rng = np.random.default_rng(5)
+    bases = np.concatenate([rng.uniform(0.1, 3, 1000), np.exp(rng.uniform(-740, 709, 1000)), 1 + rng.uniform(-1, 1, 200) * 2.0 ** -20,
+                            [0.0, -0.0, -1.0, np.inf, np.nan, 5e-324, 1e-310, 1.0, 2.0, 0.5, 1e300]])
+    near = -1 / np.log(bases[:1000])  # y log x within a few ulps of -1: the sum cancels
+    exponents = np.concatenate([rng.uniform(-2, 2, 1000), near[:1000] * (1 + rng.integers(-4, 5, 1000) * 2.0 ** -52),
+                                rng.uniform(-2e6, 2e6, 200), [1.0, 2.0, 1.0, 2.0, 1.0, 1e-3, 3.0, np.inf, 1e300, -np.inf, 0.0]])
+    exponents[1000:2000] = -1 / np.log(bases[1000:2000])
+    for dtype in ("float64", "float32"):
+        a, b = sd.vector("a", dtype=dtype), sd.vector("b", dtype=dtype)
+        with np.errstate(all="ignore"):
+            feeds = (exponents.astype(dtype), bases.astype(dtype))
+        out = ONE_PLUS_MUL_LOG(a, b)
+        compiled, reference = sd.function([a, b], out)(*feeds), sd.evaluate(out, dict(zip((a, b), feeds)))
+        assert_array_equal(compiled, reference)
+        assert compiled.dtype == np.dtype(dtype)
+    a, b = sd.vector("a"), sd.vector("b")
+    compiled = sd.function([a, b], ONE_PLUS_MUL_LOG(a, b))(exponents, bases)
+    worst = 0.0
+    for i in range(0, len(bases), 7):
+        want = 1 + M(float(exponents[i])) * mpmath.log(M(float(bases[i]))) if bases[i] > 0 and np.isfinite(bases[i]) else None
+        if want is not None and mpmath.isfinite(want) and abs(want) > 2.0 ** -50:
+            worst = max(worst, _ulps(compiled[i], want, np.float64))
+    assert worst <= 1.0, worst
 
 
 def test_pow_mixed_derivative_keeps_its_subnormal_steps_where_x_to_the_y_minus_one_is_subnormal():
