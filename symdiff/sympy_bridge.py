@@ -63,6 +63,7 @@ def _sympy_rules(sympy):
         "tanh": sympy.tanh,
         "sech2": lambda x: sympy.sech(x) ** 2,
         "mul_log": lambda a, b: a * sympy.log(b),
+        "one_plus_mul_log": lambda a, b: 1 + a * sympy.log(b),
         "arctan2": sympy.atan2,
         "over_squared_norm": lambda a, b: a / (a**2 + b**2),  # arctan2's slope
         "hypot": lambda x, y: sympy.sqrt(x**2 + y**2),

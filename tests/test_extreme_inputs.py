@@ -304,6 +304,7 @@ MPMATH = {
     "over_squared_norm": lambda a, b: _over_squared_norm(a, b),
     "over_hypot": lambda a, b: _over_hypot(a, b),
     "mul_log": lambda a, b: _mul_log(a, b),
+    "one_plus_mul_log": lambda a, b: None if _mul_log(a, b) is None else 1 + _mul_log(a, b),
     "mul_log_slope": lambda d, a, b, part: _mul_log(d, b) if int(part) == 0 else d * a / b ** int(part),
     "pow_slope": lambda d, x, y, wrt: None,  # pow's own partials: pow's rows of this table
     "pow_curvature": lambda c, d, x, y, wrt: None,

@@ -22,6 +22,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from numpy.testing import assert_array_equal
 
 import symdiff as sd
 from symdiff.ops import special_scalar
@@ -738,8 +739,6 @@ def test_y_slopes_of_log_products_are_finite_in_forward_mode_at_subnormal_bases(
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason="open: an accurate 1 + y log x needs log x beyond double precision on "
-                   "every element with |1 + y log x| < 1/2 (a fifth of the HVP benchmark's), too slow so far")
 def test_pow_mixed_derivative_keeps_relative_accuracy_where_one_plus_y_log_x_cancels():
     # d2(x**y)/dxdy = x**(y-1) (1 + y log x): the product rule's two terms cancel near
     # x = exp(-1/y) (257,633 ulps at (0.5, 1.4427); 0 at (exp(-1/3), 3), true 4.4e-17), in
@@ -769,6 +768,56 @@ def test_pow_mixed_derivative_keeps_relative_accuracy_where_one_plus_y_log_x_can
 
     finite = slice(0, 6)
     failures += _far_from_mpmath(third, {x: xs[finite], y: ys[finite]}, third_wants, limits=8, precision=400)
+    assert not failures, "\n".join(failures)
+
+
+def test_one_plus_mul_log_is_the_same_in_both_backends_and_relatively_accurate():
+    # the private op behind pow's mixed second derivative: 1 + a log b with log b in
+    # double-double; over 3,000 elements the kernel runs it as a vector pass (8 lanes, the
+    # second tier where any lane's sum is below 2**-11), in float32 as float64 rounded
+    from symdiff.ops.elementwise import ONE_PLUS_MUL_LOG
+
+    rng = np.random.default_rng(5)
+    bases = np.concatenate([rng.uniform(0.1, 3, 1000), np.exp(rng.uniform(-740, 709, 1000)), 1 + rng.uniform(-1, 1, 200) * 2.0 ** -20,
+                            [0.0, -0.0, -1.0, np.inf, np.nan, 5e-324, 1e-310, 1.0, 2.0, 0.5, 1e300]])
+    near = -1 / np.log(bases[:1000])  # y log x within a few ulps of -1: the sum cancels
+    exponents = np.concatenate([rng.uniform(-2, 2, 1000), near[:1000] * (1 + rng.integers(-4, 5, 1000) * 2.0 ** -52),
+                                rng.uniform(-2e6, 2e6, 200), [1.0, 2.0, 1.0, 2.0, 1.0, 1e-3, 3.0, np.inf, 1e300, -np.inf, 0.0]])
+    exponents[1000:2000] = -1 / np.log(bases[1000:2000])
+    for dtype in ("float64", "float32"):
+        a, b = sd.vector("a", dtype=dtype), sd.vector("b", dtype=dtype)
+        with np.errstate(all="ignore"):
+            feeds = (exponents.astype(dtype), bases.astype(dtype))
+        out = ONE_PLUS_MUL_LOG(a, b)
+        compiled, reference = sd.function([a, b], out)(*feeds), sd.evaluate(out, dict(zip((a, b), feeds)))
+        assert_array_equal(compiled, reference)
+        assert compiled.dtype == np.dtype(dtype)
+    a, b = sd.vector("a"), sd.vector("b")
+    compiled = sd.function([a, b], ONE_PLUS_MUL_LOG(a, b))(exponents, bases)
+    worst = 0.0
+    for i in range(0, len(bases), 7):
+        want = 1 + M(float(exponents[i])) * mpmath.log(M(float(bases[i]))) if bases[i] > 0 and np.isfinite(bases[i]) else None
+        if want is not None and mpmath.isfinite(want) and abs(want) > 2.0 ** -50:
+            worst = max(worst, _ulps(compiled[i], want, np.float64))
+    assert worst <= 1.0, worst
+
+
+def test_pow_mixed_derivative_keeps_its_subnormal_steps_where_x_to_the_y_minus_one_is_subnormal():
+    # x**(y - 1) (1 + y log x) with x**(y - 1) subnormal and x**y normal: the composite
+    # rounded x**(y - 1) to the subnormal grid before the product (120 ulps at (1.68e293,
+    # -0.0667), where 1 + y log x = -44); in every mode, both backends
+    x, y = sd.vector("x"), sd.vector("y")
+    f = sd.sum(x ** y)
+    dx, dy = sd.grad(f, [x, y])
+    ones = sd.ones_like(x)
+    outputs = [sd.grad(sd.sum(dx), y), sd.grad(sd.sum(dy), x), sd.jvp(dx, [y], [sd.ones_like(y)]),
+               sd.jvp(dy, [x], [ones]), sd.hvp(f, [x, y], [ones, sd.zeros_like(y)], mode="fwd-rev")[1]]
+    xs, ys = np.array([(1.68e293, -0.0667), (1e300, -0.03), (1e308, -0.0001), (3e307, -0.001)]).T
+
+    def wants(a, b):
+        return (a ** (b - 1) * (1 + b * mpmath.log(a)),) * 5
+
+    failures = _far_from_mpmath(outputs, {x: xs, y: ys}, wants, limits=2, precision=400)
     assert not failures, "\n".join(failures)
 
 

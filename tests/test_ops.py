@@ -89,7 +89,7 @@ OP_TABLE = {
     "erf": RULES, "erfc": RULES, "erfinv": RULES, "gammaln": RULES, "polygamma": RULES, "ndtr": RULES,
     "log_ndtr": RULES, "log_ndtr_prime": RULES, "log_ndtr_derivative": RULES, "ndtr_derivative": RULES,
     "erf_derivative": RULES,
-    "over_squared_norm": RULES, "erfinv_slope": RULES, "over_hypot": RULES, "mul_log": RULES, "mul_log_slope": RULES,
+    "over_squared_norm": RULES, "erfinv_slope": RULES, "over_hypot": RULES, "mul_log": RULES, "mul_log_slope": RULES, "one_plus_mul_log": RULES,
     "two_norm": RULES, "two_norm_slope": RULES, "scaled_prod": RULES, "others_sum": RULES, "pow_slope": RULES,
     "pow_curvature": RULES,
     # issue 10: indexing, gathers and scatters

@@ -89,7 +89,7 @@ def _strip_comments(source: str) -> str:
 
 # Modules outside this folder whose functions Numba compiles into kernels (paths from
 # the package root): the scalar algorithms both backends share.
-KERNEL_SOURCES = ("ops/special_scalar.py",)
+KERNEL_SOURCES = ("ops/special_scalar.py", "ops/precise_log.py")
 
 
 def fingerprinted_files() -> list:

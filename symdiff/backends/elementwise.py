@@ -63,6 +63,8 @@ def use_vector_math(L, node: Expr) -> bool:
 
     if node.op.name not in vector_math.RECIPES or node.dtype not in ("float32", "float64"):
         return False
+    if any(x.type.shape != node.type.shape or x.dtype != node.dtype for x in node.inputs):
+        return False  # a pass reads whole arrays of the result's shape (a binary op's broadcast: fused)
     if not vector_math.available():
         return False
     if None in node.type.shape:
@@ -73,13 +75,14 @@ def use_vector_math(L, node: Expr) -> bool:
 def lower_vector_math(L, node: Expr):
     from . import vector_math
 
-    (x,) = node.inputs
-    L.fill(x)
-    array = L.copy_or_array(x)
-    at = L.avail(x)
+    arrays = []
+    for x in node.inputs:
+        L.fill(x)
+        arrays.append(L.copy_or_array(x))
+    at = max(L.avail(x) for x in node.inputs)
     name = f"a{L.p(node)}"
     L.allocate(name, node)
     function = f"_vm_{node.op.name}"
-    L.prelude(at).append(f"{function}({array}, {name})  # {L.comment(node)}: libmvec, {vector_math.CHOICE.tag}")
+    L.prelude(at).append(f"{function}({', '.join(arrays)}, {name})  # {L.comment(node)}: libmvec, {vector_math.CHOICE.tag}")
     L.module_lines.setdefault("_SD_VECTOR_MATH", f"_SD_VECTOR_MATH = {vector_math.CHOICE.tag!r}  # in the cache key")
     L.values[node.id] = Value("array", name=name, array=name, avail=at, root=name)

@@ -1195,6 +1195,7 @@ def _export(module_name: str):
 _export(".index_runtime")
 _export(".vector_math")
 _export(".special_math")
+_export(".precise_log")
 _export(".ordering_runtime")
 _export(".lapack")
 _export(".convolution_runtime")

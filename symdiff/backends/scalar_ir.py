@@ -245,6 +245,12 @@ def _float_floor_divide(b, args, dtypes, out, cast_to):
     return b.select(b.fcmp_ordered("==", y, zero), quotient, result)
 
 
+def _one_plus_mul_log(b, args, dtypes, out, cast_to):
+    from . import precise_log  # 1 + y log x in double-double where it cancels (ops.precise_log)
+
+    return precise_log.emit(b, args[0], args[1], 1, out)
+
+
 def _binary_libm(name):
     def emit(b, args, dtypes, out, cast_to):
         return _libm(b, name, LLVM_TYPE[out], args)
@@ -287,6 +293,7 @@ IR_OPS = {
     "where": _where,
     "cast": _cast,
     "stop_gradient": lambda b, args, dtypes, out, cast_to: args[0],
+    "one_plus_mul_log": _one_plus_mul_log,
     # elementwise math (symdiff.ops.math)
     "arcsin": _unary_libm("asin"),
     "arccos": _unary_libm("acos"),

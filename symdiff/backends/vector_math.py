@@ -161,12 +161,21 @@ def _sech2_recipe(lanes, x):
     return b.fdiv(b.fmul(lanes.const(4.0), e), b.fmul(one_plus, one_plus))
 
 
+def _one_plus_mul_log_recipe(lanes, y, x):
+    from . import precise_log  # 1 + y log x in double-double where it cancels (ops.precise_log)
+
+    single = not isinstance(lanes.element, lanes.ir.DoubleType)
+    return precise_log.emit(lanes.b, y, x, lanes.width, "float32" if single else "float64")
+
+
 RECIPES = {op: _libm_recipe(name) for op, name in LIBM_NAME.items()}
-RECIPES.update(sigmoid=_sigmoid_recipe, softplus=_softplus_recipe, sech2=_sech2_recipe)
+RECIPES.update(sigmoid=_sigmoid_recipe, softplus=_softplus_recipe, sech2=_sech2_recipe,
+               one_plus_mul_log=_one_plus_mul_log_recipe)
+ARITY = {"one_plus_mul_log": 2}  # the others: 1
 
 
 def _make_intrinsic(op_name: str):
-    """``_vm_<op>(src, dst)``: dst[...] = op(src[...]) over two C-contiguous arrays of one
+    """``_vm_<op>(src, ..., dst)``: dst[...] = op(src[...], ...) over C-contiguous arrays of one
     float dtype and the same size: whole vectors first, then the remainder as scalars."""
     from llvmlite import ir
     from numba import types
@@ -175,39 +184,44 @@ def _make_intrinsic(op_name: str):
 
     recipe = RECIPES[op_name]
 
-    @intrinsic
-    def apply(typingctx, src, dst):
-        if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == dst.dtype
-                and src.dtype in (types.float64, types.float32)):
+    def codegen(context, builder, signature, args):
+        *source_types, dst_type = signature.args
+        sources = [context.make_array(t)(context, builder, a) for t, a in zip(source_types, args)]
+        target = context.make_array(dst_type)(context, builder, args[-1])
+        single = dst_type.dtype == types.float32
+        element = ir.FloatType() if single else ir.DoubleType()
+        width = CHOICE.width * (2 if single else 1)
+        suffix = "f" if single else ""
+        vectors, scalars = _Lanes(builder, element, width, suffix), _Lanes(builder, element, 1, suffix)
+        n = target.nitems
+        intp = n.type
+        whole = builder.mul(builder.udiv(n, ir.Constant(intp, width)), ir.Constant(intp, width))
+        pointer_type = vectors.type.as_pointer()
+        with cgutils.for_range_slice(builder, ir.Constant(intp, 0), whole, ir.Constant(intp, width),
+                                     intp) as (i, _):
+            loads = [builder.load(builder.bitcast(builder.gep(s.data, [i]), pointer_type), align=1) for s in sources]
+            result = recipe(vectors, *loads)
+            builder.store(result, builder.bitcast(builder.gep(target.data, [i]), pointer_type), align=1)
+        with cgutils.for_range_slice(builder, whole, n, ir.Constant(intp, 1), intp) as (i, _):
+            value = recipe(scalars, *(builder.load(builder.gep(s.data, [i])) for s in sources))
+            builder.store(value, builder.gep(target.data, [i]))
+        return context.get_dummy_value()
+
+    def typed(*arrays):
+        if not (all(isinstance(a, types.Array) for a in arrays) and len({a.dtype for a in arrays}) == 1
+                and arrays[0].dtype in (types.float64, types.float32)):
             return None
+        return types.void(*arrays), codegen
 
-        def codegen(context, builder, signature, args):
-            src_type, dst_type = signature.args
-            source = context.make_array(src_type)(context, builder, args[0])
-            target = context.make_array(dst_type)(context, builder, args[1])
-            single = src_type.dtype == types.float32
-            element = ir.FloatType() if single else ir.DoubleType()
-            width = CHOICE.width * (2 if single else 1)
-            suffix = "f" if single else ""
-            vectors, scalars = _Lanes(builder, element, width, suffix), _Lanes(builder, element, 1, suffix)
-            n = source.nitems
-            intp = n.type
-            whole = builder.mul(builder.udiv(n, ir.Constant(intp, width)), ir.Constant(intp, width))
-            pointer_type = vectors.type.as_pointer()
-            with cgutils.for_range_slice(builder, ir.Constant(intp, 0), whole, ir.Constant(intp, width),
-                                         intp) as (i, _):
-                load = builder.load(builder.bitcast(builder.gep(source.data, [i]), pointer_type), align=1)
-                result = recipe(vectors, load)
-                builder.store(result, builder.bitcast(builder.gep(target.data, [i]), pointer_type), align=1)
-            with cgutils.for_range_slice(builder, whole, n, ir.Constant(intp, 1), intp) as (i, _):
-                value = recipe(scalars, builder.load(builder.gep(source.data, [i])))
-                builder.store(value, builder.gep(target.data, [i]))
-            return context.get_dummy_value()
-
-        return types.void(src, dst), codegen
+    if ARITY.get(op_name, 1) == 2:
+        def apply(typingctx, first, second, dst):
+            return typed(first, second, dst)
+    else:
+        def apply(typingctx, src, dst):
+            return typed(src, dst)
 
     apply.__name__ = f"_vm_{op_name}"
-    return apply
+    return intrinsic(apply)
 
 
 __all__ = []
