@@ -1406,6 +1406,28 @@ def test_logit_derivatives_at_zero_and_one_are_the_true_infinities(dtype):
             np.testing.assert_array_equal(got, np.array(expected, dtype=dtype), err_msg=f"{backend} output {k}")
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logit_derivatives_at_negative_zero_are_those_at_zero(dtype):
+    # -0.0 == 0.0 is the same point of logit's domain [0, 1], but log(p)'s derivatives 1/p and
+    # 2/p**3 took its sign: the first and third derivatives were -inf at -0.0 (+inf at +0.0)
+    # in both backends and every mode (the last output is the fourth derivative)
+    x, v = sd.vector("x", dtype=dtype), sd.vector("v", dtype=dtype)
+    f = sd.sum(sd.special.logit(x))
+    d1 = sd.grad(f, x)
+    d2 = sd.grad(sd.sum(d1), x)
+    first = sd.jvp(sd.special.logit(x), [x], [v])
+    second = sd.jvp(first, [x], [v])
+    outputs = [sd.special.logit(x), d1, first, d2, second, sd.hvp(f, x, v, mode="rev-rev"),
+               sd.hvp(f, x, v, mode="fwd-rev"), sd.grad(sd.sum(d2), x), sd.jvp(second, [x], [v]),
+               sd.jvp(sd.grad(sd.sum(sd.hvp(f, x, v, mode="fwd-rev")), x), [x], [v])]
+    points, ones = np.array([0.0, -0.0], dtype=dtype), np.ones(2, dtype=dtype)
+    want = [-np.inf] + [np.inf] * 2 + [-np.inf] * 4 + [np.inf] * 2 + [-np.inf]
+    for backend, values in (("reference", sd.evaluate(outputs, {x: points, v: ones})),
+                            ("compiled", sd.function([x, v], outputs)(points, ones))):
+        for k, (got, expected) in enumerate(zip(values, want)):
+            np.testing.assert_array_equal(got, np.array([expected] * 2, dtype=dtype), err_msg=f"{backend} output {k}")
+
+
 # erf's Gaussian exp(-x*x) is subnormal from |x| = 26.55 (9.3 in float32), its derivatives
 # are not (or are many subnormal steps large); ndtr's and erf's Hermite factors vanish at
 # +-1, +-sqrt(3) (He_2, He_3) and +-1/sqrt(2), +-sqrt(3/2) (H_2, H_3)
