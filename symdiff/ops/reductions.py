@@ -486,10 +486,11 @@ def _scaled_prod_jvp(ts, out, x, y, w, z, axes, others=False):
     if tx is not None and others:
         terms.append(_others_tangent(tx, x, y, w, axes))
     elif tx is not None:
-        # x's term: D = sum_k t_k P / x_k, each product scaled, times y w / z.  D itself is a
-        # float: where it underflows or overflows but D y w / z would not (subnormal entries of
-        # x), this tangent is 0, inf or NaN (prod's partials take the ``others`` form above)
-        terms.append(SUM(_prod_partial(x, axes, tx), axes=axes, keepdims=True) * y * w / z)
+        # x's term: P y w / z times sum_k t_k / x_k, inside the scaled product (no partial
+        # product formed as a float: the fwd-fwd Hessian was NaN where sum_k t_k P / x_k
+        # overflowed and met a zero of y).  Exact where x has no zeros, as in every scaled_prod
+        # without ``others`` that prod's rules build (over x with its least entries replaced by 1)
+        terms.append(SCALED_PROD(x, y, w * SUM(tx / x, axes=axes, keepdims=True), z, axes=axes))
     z = _divisor(x, z, others)
     if ty is not None:
         terms.append(SCALED_PROD(x, ty, w, z, axes=axes, others=others))
