@@ -280,7 +280,7 @@ def _least_parts(x, axes):
     other_one = OTHERS_SUM(F.where(is_least, x, 0), axes=axes, infinities_apart=False)
     is_zero = F.equal(x, 0)
     one = F.constant(np.ones((1,) * x.ndim, dtype=x.dtype))
-    return is_least, count, x_rest, other_one, is_zero, F.where(is_zero, 1, x), one
+    return is_least, count, x_rest, other_one, is_zero, _divisor(x, None, True), one
 
 
 def _prod_partial(x, axes, times):
@@ -441,18 +441,17 @@ def _infer_scaled_prod(types, axes, others=False):
     return x
 
 
-# Products and quotients in the rules are taken left to right from the cotangent or tangent:
-# where a branch of prod's partial is masked out, that is an exact 0, and 0 / z stays 0 where
-# w / z would be inf (z a subnormal element: 0 * inf was NaN in the Hessian).
 def _divisor(x, z, others):
     """z, or with ``others`` the where(x == 0, 1, x) it stands for (the value ignores z)."""
     return F.where(F.equal(x, 0), 1, x) if others else z
 
 
+# Products and quotients in the rules are taken left to right from the cotangent or tangent:
+# where a branch of prod's partial is masked out, that is an exact 0, and 0 / z stays 0 where
+# w / z would be inf (z a subnormal element: 0 * inf was NaN in the Hessian).
 def _scaled_prod_vjp_x(g, out, x, y, w, z, axes, others=False):
     if others:  # sum_{i != k} g_i y_i w_i prod / (x_i x_k): x_k's own term is never formed
-        over = _divisor(x, z, others)
-        return _prod_partial(x, axes, OTHERS_SUM(g * y * w / over, axes=axes, infinities_apart=False))
+        return _prod_partial(x, axes, OTHERS_SUM(g * y * w / _divisor(x, z, True), axes=axes, infinities_apart=False))
     return _prod_partial(x, axes, SUM(g * y * w / z, axes=axes, keepdims=True))
 
 
@@ -525,7 +524,10 @@ def _scaled_prod_samples(rng):
 # is prod * y * w / z in x's shape, so that a cotangent, the other least element and the
 # partial's quotient meet the product before it is rounded to a float: prod's gradient at
 # [1e80] * 4 is 1e240 (inf before), and its Hessian at [1e300, 1e-300, 1e300, 1e-300] has
-# the entries 1 (times * other_one underflowed when w was not apart).  Its
+# the entries 1 (times * other_one underflowed when w was not apart).  An infinity counts as a
+# power of two beyond every float (``SCALED_PROD_INFINITE``), so prod / x_i at an infinite x_i is
+# the product of the others ([inf, 2, 3]: 6, was NaN).  ``others`` marks prod / x_i itself, whose
+# rules skip x_i's own derivative (``_scaled_prod_vjp_x``, ``_others_tangent``).  Its
 # rules are written with itself and prod's partial (``_prod_partial``), so it differentiates
 # again.  Compiled: ``backends/reductions.py`` (the scaled accumulation beside the loop that
 # produces x; runtime helpers ``_scaled_prod_step`` and ``_scaled_prod_ratio``).
