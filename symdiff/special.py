@@ -100,7 +100,10 @@ def logit(p) -> Expr:
     # the infinite quotient as 0 * inf, so logit''(1) was NaN (true +inf) in both backends
     low = logical_or(less(p, 0.25), greater(p, 0.75))
     # each branch sees a harmless argument where it is not chosen, so its derivative stays finite
-    small = where(low, p, 0.125)
+    # + 0.0 turns -0.0 into +0.0 (-0.0 == 0.0, the same point of the domain): the derivatives
+    # of log(small), 1/small and 2/small**3, were -inf at -0.0 where they are +inf at +0.0.
+    # The rewrite keeps x + 0.0 wherever x may be -0.0 (rewrite.py's sign analysis)
+    small = where(low, p, 0.125) + 0.0
     central = where(low, 0.5, p)
     # log(p) - log(1 - p), not log(p / (1 - p)): the quotient's derivative 1/q overflows at a
     # subnormal p and met inf - inf in the second derivative (logit'' by sd.hvp was NaN at

@@ -1315,6 +1315,60 @@ def test_prod_hessian_diagonal_is_zero_where_another_entry_of_its_row_overflows(
     assert not failures, "\n".join(failures)
 
 
+def test_prod_gradient_at_infinite_entries_is_the_product_of_the_others():
+    # prod / x_i at an infinite x_i was inf / inf = NaN: the gradient at [inf, 2, 3] was
+    # [nan, inf, inf] (true [6, inf, inf]).  scaled_prod counts an infinity as a power of two
+    # beyond every float, so x_i's own infinity cancels; 0 times an infinity stays NaN (IEEE:
+    # at [inf, 0, 2] the product of the others of 2 is inf * 0).  Both backends; the forward
+    # rule along a direction with no zero component (a zero one meets an infinite partial as
+    # 0 * inf: IEEE, kept on purpose, see "Numerics").
+    points = [[np.inf, 2.0, 3.0], [-np.inf, 2.0, 3.0], [np.inf, np.inf, 2.0], [np.inf, 0.0, 2.0],
+              [np.inf, -np.inf, 2.0], [-np.inf, 1e-300, 1e300], [np.inf, 2.0, -0.5], [2.0, -np.inf], [np.inf, np.inf],
+              [np.inf], [np.inf, -np.inf, np.inf, 5.0]]
+    for point in points:
+        x = sd.vector("x", len(point))
+        product = sd.prod(x)
+        outputs = [sd.grad(product, x), sd.jvp(product, [x], [sd.constant(np.ones(len(point)))])]
+        with mpmath.workprec(200):
+            others = [mpmath.fprod(M(a) for j, a in enumerate(point) if j != i) for i in range(len(point))]
+            want = [float(a) for a in others]
+            along = float(mpmath.fsum(others)) if not any(mpmath.isnan(a) for a in others) else np.nan
+        with np.errstate(invalid="ignore"):
+            for values in (sd.evaluate(outputs, {x: np.array(point)}), sd.function([x], outputs)(np.array(point))):
+                np.testing.assert_array_equal(values[0], want, err_msg=str(point))
+                np.testing.assert_array_equal(values[1], along, err_msg=str(point))
+
+
+def test_prod_second_derivatives_where_a_partial_or_its_row_overflows_in_every_mode():
+    # prod / x_i's own derivative p_i / x_i - prod / x_i**2 is 0, formed as two terms that both
+    # overflowed where another entry of the row does: the diagonal was NaN by reverse over
+    # reverse ([1e-310, 1e-300, 1e300, 1e305]: H[1, 1]) and by forward mode ([1e200, 1e200,
+    # 0.5, 2.0]: H[3, 3]).  The forward rule formed sum_k t_k prod / x_k as a float: the
+    # fwd-rev Hessian was inf at [1e200, 1e200, 0.5, 0.5] (true 5e199) and inf / NaN at
+    # [5e-324, 1e300, 1e10, 1] (true 1e10, 1e300), 0 at [-3e-200, 5e-324, 2e250, 7e100]
+    # (true 3.5e-223).  Whole Hessians by reverse over reverse, forward over reverse and forward
+    # over forward, and each row's gradient, in both backends.
+    x = sd.vector("x", 4)
+    product = sd.prod(x)
+    slope = sd.grad(product, x)
+    one_hot = [sd.constant(np.eye(4)[k]) for k in range(4)]
+    outputs = [sd.hessian(product, x, mode="rev-rev")[j] for j in range(4)]
+    outputs += [sd.hessian(product, x, mode="fwd-rev")[j] for j in range(4)]
+    outputs += [sd.jvp(sd.jvp(product, [x], [one_hot[j]]), [x], [v]) for j in range(4) for v in one_hot]
+    outputs += [sd.grad(slope[j], x) for j in range(4)] + [sd.hvp(product, x, v, mode="fwd-rev") for v in one_hot]
+    points = [[1e-310, 1e-300, 1e300, 1e305], [1e200, 1e200, 0.5, 2.0], [1e200, 1e200, 0.5, 0.5],
+              [5e-324, 1e300, 1e10, 1.0], [-3e-200, 5e-324, 2e250, 7e100], [1e300, 1e300, 1e-300, 1e-300],
+              [0.0, 1e300, 1e300, 1e-300], [0.0, 0.0, 1e300, 1e300], [1.5, -2.0, 0.25, 3.0], [1e200, 1e200, 3.0, 1.0],
+              [1e-200, 1e-200, 1e-200, 1e200]]
+
+    def wants(v):
+        rows = _prod_hessian_wants(v)
+        return rows * 2 + [rows[j][k] for j in range(4) for k in range(4)] + rows * 2
+
+    failures = _reduction_far_from_mpmath(x, outputs, points, wants, limit=4)
+    assert not failures, "\n".join(failures)
+
+
 def test_prod_gradient_over_an_empty_axis_is_empty():
     # prod of an empty slice is 1 and its gradient is empty; the rule's min over the slice
     # raised (min over an empty axis has no value), in both backends and with either size known
@@ -1453,6 +1507,28 @@ def test_logit_derivatives_at_zero_and_one_are_the_true_infinities(dtype):
                             ("compiled", sd.function([x, v], outputs)(points, ones))):
         for k, (got, expected) in enumerate(zip(values, want)):
             np.testing.assert_array_equal(got, np.array(expected, dtype=dtype), err_msg=f"{backend} output {k}")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logit_derivatives_at_negative_zero_are_those_at_zero(dtype):
+    # -0.0 == 0.0 is the same point of logit's domain [0, 1], but log(p)'s derivatives 1/p and
+    # 2/p**3 took its sign: the first and third derivatives were -inf at -0.0 (+inf at +0.0)
+    # in both backends and every mode (the last output is the fourth derivative)
+    x, v = sd.vector("x", dtype=dtype), sd.vector("v", dtype=dtype)
+    f = sd.sum(sd.special.logit(x))
+    d1 = sd.grad(f, x)
+    d2 = sd.grad(sd.sum(d1), x)
+    first = sd.jvp(sd.special.logit(x), [x], [v])
+    second = sd.jvp(first, [x], [v])
+    outputs = [sd.special.logit(x), d1, first, d2, second, sd.hvp(f, x, v, mode="rev-rev"),
+               sd.hvp(f, x, v, mode="fwd-rev"), sd.grad(sd.sum(d2), x), sd.jvp(second, [x], [v]),
+               sd.jvp(sd.grad(sd.sum(sd.hvp(f, x, v, mode="fwd-rev")), x), [x], [v])]
+    points, ones = np.array([0.0, -0.0], dtype=dtype), np.ones(2, dtype=dtype)
+    want = [-np.inf] + [np.inf] * 2 + [-np.inf] * 4 + [np.inf] * 2 + [-np.inf]
+    for backend, values in (("reference", sd.evaluate(outputs, {x: points, v: ones})),
+                            ("compiled", sd.function([x, v], outputs)(points, ones))):
+        for k, (got, expected) in enumerate(zip(values, want)):
+            np.testing.assert_array_equal(got, np.array([expected] * 2, dtype=dtype), err_msg=f"{backend} output {k}")
 
 
 # erf's Gaussian exp(-x*x) is subnormal from |x| = 26.55 (9.3 in float32), its derivatives

@@ -1001,16 +1001,29 @@ __all__ += ["_copy", "_empty", "_matvec", "_opaque", "_sum_add"]
 # m stays in [2**-500, 2**500]: a step whose plain product m * x leaves that range (or is 0,
 # inf or NaN) is taken again from the old m with x's frexp mantissa and exponent, and m is
 # renormalised by frexp if it still leaves it.  Both are powers-of-two scalings, exact: the
-# rounding is the plain product's.  0, inf and NaN stay in m.
+# rounding is the plain product's.  0 and NaN stay in m; an infinity is +-0.5 * 2**INFINITE
+# (``_frexp_apart``), a power beyond every float, so that prod / x_i cancels x_i's own
+# infinity and gives the product of the others (ops.reductions.SCALED_PROD).
+SCALED_PROD_INFINITE = 1 << 50  # beyond every finite exponent sum (1075 per entry)
+
+
+@njit(nogil=True, error_model="numpy", inline="always")
+def _frexp_apart(x):
+    """frexp, with an infinity as +-0.5 * 2**SCALED_PROD_INFINITE."""
+    if math.isinf(x):
+        return math.copysign(0.5, x), SCALED_PROD_INFINITE
+    return math.frexp(x)
+
+
 @njit(nogil=True, error_model="numpy")
 def _scaled_prod_step(m, e, x):
     t = m * x
     a = abs(t)
     if a >= 2.0 ** -500 and a <= 2.0 ** 500:
         return t, e
-    f, k = math.frexp(x)
+    f, k = _frexp_apart(x)
     m = m * f
-    e += k
+    e = min(e + k, 3 * SCALED_PROD_INFINITE)  # at most 3 infinities are counted (int64 range)
     a = abs(m)
     if not (a >= 2.0 ** -500 and a <= 2.0 ** 500) and a != 0.0 and a != math.inf and a == a:
         m, k = math.frexp(m)
@@ -1039,12 +1052,15 @@ def _scaled_prod_settle_arrays(m, e):
 
 @njit(nogil=True, error_model="numpy")
 def _scaled_prod_ratio_apart(m, e, y, w, z):
-    my, ey = math.frexp(y)
-    mw, ew = math.frexp(w)
-    mz, ez = math.frexp(z)
+    my, ey = _frexp_apart(y)
+    mw, ew = _frexp_apart(w)
+    mz, ez = _frexp_apart(z)
     k = e + ey + ew - ez
+    r = m * my * mw / mz
+    if r == 0.0 and k >= SCALED_PROD_INFINITE // 2:  # 0 times an infinity
+        return math.nan
     k = min(max(k, -(1 << 20)), 1 << 20)  # beyond it every float overflows or underflows
-    return math.ldexp(m * my * mw / mz, k)
+    return math.ldexp(r, k)
 
 
 @njit(nogil=True, error_model="numpy", inline="always")

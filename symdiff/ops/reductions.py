@@ -263,6 +263,26 @@ TWO_NORM = Op(
 )
 
 
+def _least_parts(x, axes):
+    """The pieces of ``_prod_partial`` (shared by scaled_prod's rules; identical nodes are one):
+    (is_least, count of least per slice, x with its least replaced by 1, the other least
+    element (others_sum of the least: meaningful for a count of 2), is_zero, x with its zeros
+    replaced by 1 (the divisor of prod / x_i), a one of x's rank)."""
+    magnitude = F.abs(x)
+    # initial: over an empty axis the partial is empty, and min would raise (the largest finite
+    # float, not inf: a slice of infinities has no least elements, so each takes prod / x_i, the
+    # product of the others where x_i's own infinity cancels in scaled_prod)
+    empty_allowed = {"initial": float(np.finfo(x.dtype).max) if x.dtype in ("float32", "float64") else 2**63 - 1} \
+        if axes else {}
+    is_least = F.equal(magnitude, MIN(magnitude, axes=axes, keepdims=True, **empty_allowed))
+    x_rest = F.where(is_least, 1, x)
+    count = SUM(F.astype(is_least, "int64"), axes=axes, keepdims=True)
+    other_one = OTHERS_SUM(F.where(is_least, x, 0), axes=axes, infinities_apart=False)
+    is_zero = F.equal(x, 0)
+    one = F.constant(np.ones((1,) * x.ndim, dtype=x.dtype))
+    return is_least, count, x_rest, other_one, is_zero, _divisor(x, None, True), one
+
+
 def _prod_partial(x, axes, times):
     """d prod / d x_i times ``times`` (x's shape, or size 1 along ``axes``): the product of
     the other elements, exact at zeros and well conditioned near them; its own derivatives
@@ -273,27 +293,20 @@ def _prod_partial(x, axes, times):
     without division: the product of the rest times that of the other least
     elements (none; the one other, as ``others_sum`` of the least elements so it keeps
     its derivative; or, for three or more, the product / x_i, or 0 if they are zeros).
-    Every other element gets prod / x_i, whose derivative in x_i,
-    p_i / x_i - prod / x_i**2, cancels terms no larger than the products of the
-    others, since |x_i| exceeds the least magnitude.
+    Every other element gets prod / x_i, a ``scaled_prod`` with ``others=True``: its rules
+    never form x_i's own derivative (p_i / x_i - prod / x_i**2, two terms that cancel
+    exactly and overflowed where the partial does not: NaN on the Hessian's diagonal).
 
     Every product is a ``scaled_prod`` (its binary exponent tracked apart) with ``times``
     inside it: right wherever the partial times ``times`` is representable, also where
     prod itself, the product of the rest or a partial product overflows or underflows
-    (``[1e80] * 4``: inf before, true 1e240; ``[1e-200] * 3 + [1e200]``: 0, true 1e-200).
+    (``[1e80] * 4``: inf before, true 1e240; ``[1e-200] * 3 + [1e200]``: 0, true 1e-200),
+    and at an infinite x_i (prod / x_i cancels x_i's own infinity: [inf, 2, 3] gives 6).
     """
-    magnitude = F.abs(x)
-    # initial: over an empty axis the partial is empty, and min would raise
-    empty_allowed = {"initial": np.inf if x.dtype in ("float32", "float64") else 2**63 - 1} if axes else {}
-    is_least = F.equal(magnitude, MIN(magnitude, axes=axes, keepdims=True, **empty_allowed))
-    x_rest = F.where(is_least, 1, x)
-    count = SUM(F.astype(is_least, "int64"), axes=axes, keepdims=True)
-    other_one = OTHERS_SUM(F.where(is_least, x, 0), axes=axes, infinities_apart=False)
-    is_zero = F.equal(x, 0)
+    is_least, count, x_rest, other_one, is_zero, over, one = _least_parts(x, axes)
     # prod / x_i: the others; for three or more least, 0 at their zeros (no 0 / 0, even in the
     # masked-out branch's derivative: x_i is replaced by 1 there)
-    one = F.constant(np.ones((1,) * x.ndim, dtype=x.dtype))
-    over_x = SCALED_PROD(x, times, one, F.where(is_zero, 1, x), axes=axes)
+    over_x = SCALED_PROD(x, times, one, over, axes=axes, others=True)
     least_many = F.where(is_zero, 0, over_x)
     least_few = SCALED_PROD(x_rest, F.where(F.equal(count, 1), one, other_one), times, one, axes=axes)
     return F.where(is_least, F.where(F.greater(count, 2), least_many, least_few), over_x)
@@ -368,9 +381,23 @@ OTHERS_SUM = Op(
 )
 
 
-def _scaled_prod_numpy(x, y, w, z, axes):
+def _frexp_apart(x):
+    """frexp, with an infinity as +-0.5 * 2**SCALED_PROD_INFINITE (runtime._frexp_apart)."""
+    x = np.asarray(x, dtype=np.float64)
+    mantissas, exponents = np.frexp(x)
+    infinite = np.isinf(x)
+    return (np.where(infinite, np.copysign(0.5, x), mantissas),
+            np.where(infinite, SCALED_PROD_INFINITE, exponents.astype(np.int64)))
+
+
+def _scaled_prod_numpy(x, y, w, z, axes, others=False):
     """prod(x over axes) * y * w / z, as the compiled code computes it: the product as m * 2**e
-    (m renormalised by frexp, e an integer), then (m * my * mw / mz) * 2**(e + ey + ew - ez)."""
+    (m renormalised by frexp, e an integer), then (m * my * mw / mz) * 2**(e + ey + ew - ez); an
+    infinity is +-0.5 * 2**SCALED_PROD_INFINITE, at most three of them counted in x.  With
+    ``others``, z is where(x == 0, 1, x) whatever is passed (the compiled code reads z, which
+    prod's rule builds so)."""
+    if others:
+        z = np.where(np.asarray(x) == 0, 1, x).astype(np.result_type(x, y, w, z))
     dtype = np.result_type(x, y, w, z)
     work = np.moveaxis(np.asarray(x, dtype=np.float64), axes, range(-len(axes), 0))
     kept = work.shape[:work.ndim - len(axes)]
@@ -378,26 +405,29 @@ def _scaled_prod_numpy(x, y, w, z, axes):
     m = np.ones(work.shape[:-1])
     e = np.zeros(work.shape[:-1], dtype=np.int64)
     with np.errstate(all="ignore"):
-        mantissas, exponents = np.frexp(work)
-        e += np.sum(exponents, axis=-1, dtype=np.int64)
+        mantissas, exponents = _frexp_apart(work)
+        infinities = np.minimum(np.sum(np.isinf(work), axis=-1), 3)
+        e += np.sum(np.where(np.isinf(work), 0, exponents), axis=-1) + infinities * SCALED_PROD_INFINITE
         for start in range(0, work.shape[-1], 256):  # each block's product is at least 2**-256
             m = m * np.prod(mantissas[..., start:start + 256], axis=-1)
             m, k = np.frexp(m)
             e += k
         shape = tuple(1 if a in axes else d for a, d in enumerate(np.shape(x)))
         m, e = m.reshape(shape), e.reshape(shape)
-        my, ey = np.frexp(np.asarray(y, dtype=np.float64))
-        mw, ew = np.frexp(np.asarray(w, dtype=np.float64))
-        mz, ez = np.frexp(np.asarray(z, dtype=np.float64))
-        exponent = np.clip(e + ey + ew - ez, -SCALED_PROD_EXPONENT_LIMIT, SCALED_PROD_EXPONENT_LIMIT)
-        result = np.ldexp(m * my * mw / mz, exponent.astype(np.int32))
+        (my, ey), (mw, ew), (mz, ez) = _frexp_apart(y), _frexp_apart(w), _frexp_apart(z)
+        exponent = e + ey + ew - ez
+        ratio = m * my * mw / mz
+        limited = np.clip(exponent, -SCALED_PROD_EXPONENT_LIMIT, SCALED_PROD_EXPONENT_LIMIT)
+        result = np.ldexp(ratio, limited.astype(np.int32))
+        result = np.where((ratio == 0) & (exponent >= SCALED_PROD_INFINITE // 2), np.nan, result)  # 0 * inf
     return np.broadcast_to(result, np.shape(x)).astype(dtype)
 
 
 SCALED_PROD_EXPONENT_LIMIT = 1 << 20  # beyond it every float overflows or underflows (ldexp takes a C int)
+SCALED_PROD_INFINITE = 1 << 50  # an infinity's exponent: beyond every finite exponent sum (1075 per entry)
 
 
-def _infer_scaled_prod(types, axes):
+def _infer_scaled_prod(types, axes, others=False):
     x, *factors = types
     if x.dtype not in ("float32", "float64") or any(t.dtype != x.dtype for t in factors):
         raise DTypeError(f"scaled_prod takes one float dtype, got {[t.dtype for t in types]}")
@@ -411,30 +441,61 @@ def _infer_scaled_prod(types, axes):
     return x
 
 
+def _divisor(x, z, others):
+    """z, or with ``others`` the where(x == 0, 1, x) it stands for (the value ignores z)."""
+    return F.where(F.equal(x, 0), 1, x) if others else z
+
+
 # Products and quotients in the rules are taken left to right from the cotangent or tangent:
 # where a branch of prod's partial is masked out, that is an exact 0, and 0 / z stays 0 where
 # w / z would be inf (z a subnormal element: 0 * inf was NaN in the Hessian).
-def _scaled_prod_vjp_x(g, out, x, y, w, z, axes):
+def _scaled_prod_vjp_x(g, out, x, y, w, z, axes, others=False):
+    if others:  # sum_{i != k} g_i y_i w_i prod / (x_i x_k): x_k's own term is never formed
+        return _prod_partial(x, axes, OTHERS_SUM(g * y * w / _divisor(x, z, True), axes=axes, infinities_apart=False))
     return _prod_partial(x, axes, SUM(g * y * w / z, axes=axes, keepdims=True))
 
 
-def _scaled_prod_vjp_z(g, out, x, y, w, z, axes):
+def _scaled_prod_vjp_z(g, out, x, y, w, z, axes, others=False):
+    if others:  # z stands for x (``others``): x's rule is the whole derivative
+        from .elementwise import zeros_like  # (elementwise imports this module)
+
+        return zeros_like(z)
     return unbroadcast(-(SCALED_PROD(x, g, y, z, axes=axes) / z * w), z.type)
 
 
-def _scaled_prod_jvp(ts, out, x, y, w, z, axes):
+def _others_tangent(ts, x, y, w, axes):
+    """The x-term of ``others`` scaled_prod's tangent: y_i w_i sum_{k != i} t_k prod / (x_i x_k),
+    with no product formed as a float.  Least elements k of a count up to 2 (tiny or zero
+    x_k, where t_k / x_k overflows or is undefined) enter as the tangent dL of their own
+    product, times the product of the rest over x_i (B); every other k as t_k / x_k, summed
+    over the others of i, inside the scaled product (A).  Three or more least elements have
+    one magnitude and enter A (at zeros prod / x_i = 0 there, as the true partial)."""
+    is_least, count, x_rest, other_one, is_zero, over, one = _least_parts(x, axes)
+    few = F.logical_and(is_least, F.less_equal(count, 2))
+    ratio = OTHERS_SUM(F.where(few, 0, ts / over), axes=axes, infinities_apart=False)
+    along = SCALED_PROD(x, y, w * ratio, over, axes=axes, others=True)
+    least_tangent = SUM(F.where(few, ts * F.where(F.equal(count, 1), one, other_one), 0), axes=axes, keepdims=True)
+    rest = SCALED_PROD(x_rest, y, w * least_tangent, _divisor(x_rest, None, True), axes=axes, others=True)
+    return along + F.where(is_least, 0, rest)
+
+
+def _scaled_prod_jvp(ts, out, x, y, w, z, axes, others=False):
     tx, ty, tw, tz = ts
     terms = []
-    # x's term: D = sum_k t_k P / x_k, each product scaled, times y w / z.  D itself is a float:
-    # where it underflows or overflows but D y w / z would not (subnormal entries of x), this
-    # tangent is 0, inf or NaN (still open: it would need D's exponent apart as well)
-    if tx is not None:
-        terms.append(SUM(_prod_partial(x, axes, tx), axes=axes, keepdims=True) * y * w / z)
+    if tx is not None and others:
+        terms.append(_others_tangent(tx, x, y, w, axes))
+    elif tx is not None:
+        # x's term: P y w / z times sum_k t_k / x_k, inside the scaled product (no partial
+        # product formed as a float: the fwd-fwd Hessian was NaN where sum_k t_k P / x_k
+        # overflowed and met a zero of y).  Exact where x has no zeros, as in every scaled_prod
+        # without ``others`` that prod's rules build (over x with its least entries replaced by 1)
+        terms.append(SCALED_PROD(x, y, w * SUM(tx / x, axes=axes, keepdims=True), z, axes=axes))
+    z = _divisor(x, z, others)
     if ty is not None:
-        terms.append(SCALED_PROD(x, ty, w, z, axes=axes))
+        terms.append(SCALED_PROD(x, ty, w, z, axes=axes, others=others))
     if tw is not None:
-        terms.append(SCALED_PROD(x, y, tw, z, axes=axes))
-    if tz is not None:
+        terms.append(SCALED_PROD(x, y, tw, z, axes=axes, others=others))
+    if tz is not None and not others:
         terms.append(-(SCALED_PROD(x, tz, y, z, axes=axes) / z * w))
     total = terms[0] if terms else None
     for term in terms[1:]:
@@ -448,8 +509,12 @@ def _scaled_prod_samples(rng):
         return ((rng.normal(size=shape), rng.normal(size=y_shape), rng.normal(size=shape),
                  rng.uniform(0.5, 2.0, size=z_shape) * rng.choice([-1.0, 1.0], size=z_shape)), {"axes": axes})
 
+    def others(shape, axes):  # z is x (no zeros: the value there is not the product of the others)
+        x = rng.uniform(0.5, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+        return ((x, rng.normal(size=shape), rng.normal(size=shape), x.copy()), {"axes": axes, "others": True})
+
     return [case((3, 4), (1,)), case((3, 4), (0, 1), (1, 1)), case((2, 3, 4), (0, 2), (2, 1, 4), (1, 3, 1)),
-            case((5,), (0,))]
+            case((5,), (0,)), others((3, 4), (1,)), others((2, 3, 4), (0, 2))]
 
 
 # A primitive because a product's overflow or underflow is decided by its partial products:
@@ -459,7 +524,10 @@ def _scaled_prod_samples(rng):
 # is prod * y * w / z in x's shape, so that a cotangent, the other least element and the
 # partial's quotient meet the product before it is rounded to a float: prod's gradient at
 # [1e80] * 4 is 1e240 (inf before), and its Hessian at [1e300, 1e-300, 1e300, 1e-300] has
-# the entries 1 (times * other_one underflowed when w was not apart).  Its
+# the entries 1 (times * other_one underflowed when w was not apart).  An infinity counts as a
+# power of two beyond every float (``SCALED_PROD_INFINITE``), so prod / x_i at an infinite x_i is
+# the product of the others ([inf, 2, 3]: 6, was NaN).  ``others`` marks prod / x_i itself, whose
+# rules skip x_i's own derivative (``_scaled_prod_vjp_x``, ``_others_tangent``).  Its
 # rules are written with itself and prod's partial (``_prod_partial``), so it differentiates
 # again.  Compiled: ``backends/reductions.py`` (the scaled accumulation beside the loop that
 # produces x; runtime helpers ``_scaled_prod_step`` and ``_scaled_prod_ratio``).
@@ -468,14 +536,19 @@ SCALED_PROD = Op(
     infer=_infer_scaled_prod,
     impl=_scaled_prod_numpy,
     vjp=(_scaled_prod_vjp_x,
-         lambda g, out, x, y, w, z, axes: unbroadcast(SCALED_PROD(x, g, w, z, axes=axes), y.type),
-         lambda g, out, x, y, w, z, axes: unbroadcast(SCALED_PROD(x, y, g, z, axes=axes), w.type),
+         lambda g, out, x, y, w, z, axes, others=False:
+             unbroadcast(SCALED_PROD(x, g, w, _divisor(x, z, others), axes=axes, others=others), y.type),
+         lambda g, out, x, y, w, z, axes, others=False:
+             unbroadcast(SCALED_PROD(x, y, g, _divisor(x, z, others), axes=axes, others=others), w.type),
          _scaled_prod_vjp_z),
     jvp=_scaled_prod_jvp,
     kind="reduction",
     samples=_scaled_prod_samples,
     doc="prod(x over axes, kept) * y * w / z in x's shape with the product's binary exponent tracked apart "
-        "(private: prod's derivative); exact scaling, so right wherever the result is representable.",
+        "(private: prod's derivative); exact scaling, so right wherever the result is representable, an "
+        "infinity counted as a power of two beyond every float (so x_i's own infinity cancels in prod / x_i).  "
+        "With ``others``, z is where(x == 0, 1, x) and the result is read as y w times the product of the entries "
+        "other than x_i: its rules never form x_i's own derivative (two cancelling terms that overflowed).",
 )
 
 
