@@ -1172,6 +1172,43 @@ def test_norm_hessian_where_one_over_the_norm_overflows(dtype):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_norm_gradient_at_infinite_entries_is_the_limit_of_x_over_the_norm(dtype):
+    # x / norm was inf / inf = NaN at an infinite entry ([inf, 1]: [nan, 0]; its limit is
+    # [1, 0]); now +-1 / sqrt(m) at the m infinite entries of the slice, 0 elsewhere, NaN only
+    # in a slice that holds a NaN.  Reverse and forward mode, both backends, a vector, a
+    # matrix's rows and columns (norms over an axis) and a batch of rows.
+    inf, nan, half = np.inf, np.nan, 1 / np.sqrt(np.array(2.0, dtype=dtype))
+    x, v = sd.vector("x", 2, dtype=dtype), sd.vector("v", 2, dtype=dtype)
+    norm = sd.linalg.norm(x)
+    outputs = [sd.grad(norm, x), sd.jvp(norm, x, v), sd.hvp(norm, x, v, mode="rev-rev"),
+               sd.hvp(norm, x, v, mode="fwd-rev")]
+    compiled = sd.function([x, v], outputs)
+    along = np.array([1.0, -0.5], dtype=dtype)
+    cases = [([inf, 1], [1, 0]), ([inf, inf], [half, half]), ([-inf, 1], [-1, 0]), ([-inf, inf], [-half, half]),
+             ([1, -inf], [0, -1]), ([nan, 1], [nan, nan]), ([nan, inf], [nan, nan])]
+    for at, slope in cases:
+        point, slope = np.array(at, dtype=dtype), np.array(slope, dtype=dtype)
+        for values in (compiled(point, along), sd.evaluate(outputs, {x: point, v: along})):
+            np.testing.assert_array_equal(values[0], slope)
+            np.testing.assert_array_equal(values[1], np.dot(slope, along))
+            for product in values[2:]:  # the Hessian's limit is 0 (NaN with a NaN entry)
+                np.testing.assert_array_equal(product, np.zeros(2) if not np.isnan(at).any() else [nan, nan])
+    m = sd.matrix("m", (3, 2), dtype=dtype)
+    batch = sd.tensor("b", (2, 3, 2), dtype=dtype)
+    rows = np.array([[inf, 1], [-inf, inf], [3, 4]], dtype=dtype)
+    by_axis = {0: np.array([[half, 0], [-half, 1], [0, 0]], dtype=dtype),
+               1: np.array([[1, 0], [-half, half], [0.6, 0.8]], dtype=dtype)}
+    for axis, want in by_axis.items():
+        total = sd.sum(sd.linalg.norm(m, axis=axis))
+        for got in (sd.function([m], sd.grad(total, m))(rows), sd.evaluate(sd.grad(total, m), {m: rows})):
+            np.testing.assert_allclose(got, want, rtol=2 * np.finfo(dtype).eps, atol=0)
+    stacked = np.stack([rows, rows[::-1]])
+    total = sd.sum(sd.linalg.norm(batch, axis=-1))
+    for got in (sd.function([batch], sd.grad(total, batch))(stacked), sd.evaluate(sd.grad(total, batch), {batch: stacked})):
+        np.testing.assert_allclose(got, np.stack([by_axis[1], by_axis[1][::-1]]), rtol=2 * np.finfo(dtype).eps, atol=0)
+
+
 def test_norm_hessian_at_zero_is_finite_and_composites_stay_finite():
     # norm has no derivative at 0; its gradient there is the subgradient 0 and its Hessian 0
     # (it was diag(2**600), then diag(inf), which made the ridge penalty norm(w)**2 NaN at
