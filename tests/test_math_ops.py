@@ -1209,6 +1209,31 @@ def test_norm_gradient_at_infinite_entries_is_the_limit_of_x_over_the_norm(dtype
         np.testing.assert_allclose(got, np.stack([by_axis[1], by_axis[1][::-1]]), rtol=2 * np.finfo(dtype).eps, atol=0)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_norm_hessian_where_one_entry_dominates(dtype):
+    # The Hessian (I - u u^T) / norm: its diagonal 1 - u_i**2 cancelled where |u_i| is near 1
+    # (455 ulps at [1e-310, 2.5e-309]; 8e15 at [1, 1e-8] by forward over reverse).  The
+    # dominant entry now takes the sum of the other squares.  The whole matrix, by sd.hessian
+    # in both modes and by HVPs along each axis in both modes, both backends.
+    x = sd.vector("x", 3, dtype=dtype)
+    norm = sd.linalg.norm(x)
+    one_hot = [sd.constant(np.eye(3, dtype=dtype)[k]) for k in range(3)]
+    outputs = [sd.hessian(norm, x), sd.hessian(norm, x, mode="rev-rev")]
+    outputs += [sd.stack([sd.hvp(norm, x, e, mode=mode) for e in one_hot]) for mode in ("rev-rev", "fwd-rev")]
+    points = {"float64": [[4e-309, 1e-307, 0.0], [1.0, 1e-8, -3e-9], [-1e300, 2e292, 1e291], [3.0, -4.0, 1e-7],
+                          [2e-9, 1e-20, -1.0], [1e-160, 3e-168, 5e-310]],
+              "float32": [[1e-39, 3e-38, 0.0], [1.0, 1e-4, -3e-5], [-1e30, 2e26, 1e25], [3.0, -4.0, 1e-4]]}[dtype]
+
+    def wants(v):
+        r = mpmath.sqrt(sum(a ** 2 for a in v))
+        u = [a / r for a in v]
+        matrix = [((1 if i == j else 0) - u[i] * u[j]) / r for i in range(3) for j in range(3)]
+        return [matrix] * 4
+
+    failures = _reduction_far_from_mpmath(x, outputs, points, wants, dtype, limit=4)
+    assert not failures, "\n".join(failures)
+
+
 def test_norm_hessian_at_zero_is_finite_and_composites_stay_finite():
     # norm has no derivative at 0; its gradient there is the subgradient 0 and its Hessian 0
     # (it was diag(2**600), then diag(inf), which made the ridge penalty norm(w)**2 NaN at
