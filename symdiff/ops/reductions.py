@@ -170,14 +170,34 @@ def _two_norm_slope_composite(x, axes, keepdims):
     # value's own node (which its loop would store for this loop to read) and the greedy
     # placement puts it in the loop after the norm (as the Gaussian's factor in ops/special.py)
     late = F.where(F.greater_equal(norm, 0), x, 0)
-    return (late * keep_axes(scale, axes, keepdims)) / F.where(F.equal(norm, 0), 1, norm)
+    slope = (late * keep_axes(scale, axes, keepdims)) / F.where(F.equal(norm, 0), 1, norm)
+    return F.where(F.equal(norm, np.inf), _infinite_slope(x, late, axes, F), slope)
+
+
+def _infinite_slope(x, late, axes, ops):
+    """x / norm's limit where the norm is infinite (and no entry NaN): +-1 / sqrt(m) at the m
+    infinite entries of the slice, 0 at the finite ones (x / inf gave inf / inf = NaN and 0:
+    [nan, 0] at [inf, 1], true [1, 0]).  ``ops``: the frontend, or NumPy for the reference.
+    The count reads x (its reduction joins the sum of squares' loop), the rest reads ``late``
+    (x, placed in the slope's own loop: no array is stored between the loops) and selects
+    only, so the common path's loops stay vectorised (sign(x) and an inf test stored for the
+    last loop made norm's value+grad on 1e6 elements 1.25 -> 8.9 ms)."""
+    if ops is F:
+        # reduced without keepdims: a kept axis made its loop accumulate through memory
+        infinite = F.astype(F.equal(F.abs(x), np.inf), x.dtype)
+        count = keep_axes(SUM(infinite, axes=axes, keepdims=False), axes, False)
+    else:
+        count = np.sum(np.abs(x) == np.inf, axis=axes, keepdims=True).astype(x.dtype)
+    share = 1 / ops.sqrt(count)
+    return ops.where(ops.equal(ops.abs(late), np.inf), ops.where(ops.greater(late, 0), share, -share), 0)
 
 
 def _two_norm_slope_numpy(x, axes, keepdims):
     """The composite's steps (``_two_norm_slope_composite``) in NumPy."""
     scale, root = _two_norm_scale_root(x, axes)
     with np.errstate(all="ignore"):
-        return ((x * scale) / np.where(root == 0, 1, root)).astype(x.dtype, copy=False)
+        slope = (x * scale) / np.where(root == 0, 1, root)
+        return np.where(root == np.inf, _infinite_slope(x, x, axes, np), slope).astype(x.dtype, copy=False)
 
 
 def _two_norm_scale_root(x, axes):
@@ -210,7 +230,19 @@ def _two_norm_slope_derivative(c, out, x, axes, keepdims):
 
     _, scale, root = two_norm_parts(x, axes, keepdims)
     scale, root = keep_axes(scale, axes, keepdims), keep_axes(root, axes, keepdims)
-    p = c - out * SUM(out * c, axes=axes, keepdims=True)
+    # (I - u u^T) c.  Its i-th entry c_i (1 - u_i**2) - u_i sum_{j != i} u_j c_j cancels in
+    # c_i - u_i (u . c) where |u_i| is near 1 (the diagonal 1 - u_i**2: 455 ulps at [1e-310,
+    # 2.5e-309]).  At most one entry of a slice has u_i**2 > 9/16 (the dominant one; with 1/2,
+    # both entries of [1.7e308, 1.7e308] rounded above it); it takes 1 - u_i**2 as the sum of
+    # the other squares and u . c without its own term, sums of the others without subtraction
+    # (others_sum forms sum - x_i, which cancels the same way).  The other entries keep
+    # c_i - u_i (u . c): there 1 - u_i**2 >= 7/16.
+    def total(v):  # reduced without keepdims: a kept axis made its loop accumulate through memory
+        return keep_axes(SUM(v, axes=axes, keepdims=False), axes, False)
+
+    dominant = F.greater(out * out, 0.5625)
+    rest, others = total(F.where(dominant, 0, out * out)), total(F.where(dominant, 0, out * c))
+    p = F.where(dominant, c * rest - out * others, c - out * total(out * c))
     quotient = F.where(F.greater(scale, 1), (p / root) * scale, (p * scale) / root)
     return F.where(F.equal(root, 0), 0, quotient)
 
