@@ -596,8 +596,9 @@ def test_singular_determinants_are_zero_in_both_backends():
         assert det == 0 and sign == 0 and logabsdet == -np.inf
 
 
-def _exact_cofactors(a):
-    """The cofactor matrix of an integer matrix, in exact arithmetic (fractions)."""
+def _exact_cofactors(a, exact=False):
+    """The cofactor matrix of a float (or Fraction) matrix, in exact arithmetic (fractions);
+    with ``exact`` as Fractions, else rounded to floats."""
     from fractions import Fraction
 
     def det(m):
@@ -605,10 +606,46 @@ def _exact_cofactors(a):
             return Fraction(1)
         return sum((-1) ** j * m[0][j] * det([row[:j] + row[j + 1:] for row in m[1:]]) for j in range(len(m)))
 
-    m = [[Fraction(int(v)) for v in row] for row in np.asarray(a)]
+    m = [[Fraction(v) for v in row] for row in (a if exact else np.asarray(a).tolist())]
     n = len(m)
-    return np.array([[float((-1) ** (i + j) * det([row[:j] + row[j + 1:] for k, row in enumerate(m) if k != i]))
-                      for j in range(n)] for i in range(n)])
+    cof = [[(-1) ** (i + j) * det([row[:j] + row[j + 1:] for k, row in enumerate(m) if k != i]) for j in range(n)]
+           for i in range(n)]
+    return cof if exact else np.array(cof, dtype=float)
+
+
+def _exact_cofactor_tangent(a, v):
+    """d/dt cof(A + tV) at t = 0 in exact arithmetic: cof(A + tV) is a polynomial of degree
+    n - 1 in t, so its values at t = 0..n-1 give its derivative at 0 by Lagrange's basis."""
+    from fractions import Fraction
+
+    a, v = np.asarray(a).tolist(), np.asarray(v).tolist()
+    n = len(a)
+    nodes = range(n)
+
+    def basis_slope(j):  # L_j'(0) for the nodes 0..n-1
+        total = Fraction(0)
+        for r in nodes:
+            if r != j:
+                term = Fraction(1, j - r)
+                for m in nodes:
+                    if m not in (j, r):
+                        term *= Fraction(-m, j - m)
+                total += term
+        return total
+
+    out = [[Fraction(0)] * n for _ in range(n)]
+    for j in nodes:
+        at = [[Fraction(x) + j * Fraction(y) for x, y in zip(ra, rv)] for ra, rv in zip(a, v)]
+        cof, weight = _exact_cofactors(at, exact=True), basis_slope(j)
+        out = [[o + weight * c for o, c in zip(ro, rc)] for ro, rc in zip(out, cof)]
+    return np.array(out, dtype=float)
+
+
+_SINGULAR_MATRICES = [  # rank n-1, n-2 (repeated zero singular values), lower, 0; the last regular
+    [[1, 2], [2, 4]], [[0, 0], [0, 0]], [[1, 2, 3], [4, 5, 6], [7, 8, 9]], [[1, 2, 3], [2, 4, 6], [3, 6, 9]],
+    [[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[2, 0, 0, 1], [0, 3, 0, 0], [0, 0, 0, 0], [1, 0, 0, 5]],
+    [[1, 2, 0, 0], [2, 4, 0, 0], [0, 0, 0, 0], [0, 0, 0, 3]], [[1, 1, 1, 1], [1, 1, 1, 1], [0, 1, 2, 3], [0] * 4],
+    [[2, 1, 0], [1, 3, 1], [0, 1, 4]]]
 
 
 @pytest.mark.parametrize("dtype, big", [("float64", 1e200), ("float64", 1e160), ("float32", 1e20)])
@@ -665,6 +702,43 @@ def test_determinant_gradient_at_singular_matrices_is_the_cofactor_matrix():
         got = run([T], batched)(pair)
         want = np.array([2 * _exact_cofactors(pair[0]), -_exact_cofactors(pair[1])])
         assert np.allclose(got, want, rtol=0, atol=1e-14), (backend, got)
+
+
+def test_determinant_hessian_at_singular_matrices_is_the_cofactors_derivative():
+    """det is a polynomial: its Hessian exists everywhere, d2 det(A)[V, W] = <d cof(A)[V], W>.
+    At an exactly singular A the gradient's cofactors come from singular_cofactors, whose
+    derivative was NaN by design and whose sibling LU solve and log|det| rule raised
+    LinAlgError, in every mode and both backends.  Now singular_cofactors with a direction
+    (the SVD: cof(U S Vh + tE) = det(U) det(Vh) U cof(S + t U^T E Vh^T) Vh, no singular-vector
+    derivative, any rank), against exact Fractions."""
+    X, V = sd.matrix("Xh", (None, None)), sd.matrix("Vh", (None, None))
+    T, W = sd.tensor("Th", (2, None, None)), sd.tensor("Wh", (2, None, None))
+    rng = _rng(3)
+    kernels = {mode: _compiled_and_reference([X, V], sd.hvp(L.det(X), [X], [V], mode=mode))
+               for mode in ("rev-rev", "fwd-rev")}
+    for matrix in _SINGULAR_MATRICES:
+        a = np.array(matrix, dtype=float)
+        v = rng.integers(-3, 4, size=a.shape).astype(float)
+        want = _exact_cofactor_tangent(a, v)
+        tolerance = 64 * np.finfo(float).eps * max(1.0, np.max(np.abs(a))) ** (len(a) - 2) * np.max(np.abs(v)) * len(a)
+        for mode, fs in kernels.items():
+            for f in fs:
+                (got,) = f(a, v)
+                assert np.max(np.abs(got - want)) <= tolerance, (mode, f, matrix, got, want)
+    # a batch with one singular element, each mode; and the full Hessian (static sizes)
+    pair = np.array([[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]], [[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]]])
+    along = rng.normal(size=pair.shape)
+    want = np.array([2 * _exact_cofactor_tangent(pair[k], along[k]) * (1 if k == 0 else -0.5) for k in range(2)])
+    weighted = sd.sum(L.det(T) * sd.constant([2.0, -1.0]))
+    for mode in ("rev-rev", "fwd-rev"):
+        for f in _compiled_and_reference([T, W], sd.hvp(weighted, [T], [W], mode=mode)):
+            np.testing.assert_allclose(f(pair, along)[0], want, rtol=0, atol=1e-13, err_msg=mode)
+    S = sd.matrix("Sh", (3, 3))
+    a = np.array(_SINGULAR_MATRICES[3], dtype=float)
+    exact = np.array([[_exact_cofactor_tangent(a, np.eye(9)[i * 3 + j].reshape(3, 3)) for j in range(3)] for i in range(3)])
+    for mode in ("fwd-rev", "rev-rev"):
+        for f in _compiled_and_reference([S], [sd.hessian(L.det(S), S, mode=mode)]):
+            np.testing.assert_allclose(f(a)[0], exact, rtol=0, atol=1e-13, err_msg=mode)
 
 
 def test_bad_shapes_are_reported():
