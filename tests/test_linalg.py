@@ -802,6 +802,31 @@ def test_svd_vector_derivatives_of_a_rectangular_full_svd_fail_clearly_at_run_ti
     _close(sd.evaluate(singular_values[1], {"A43": a43}), u @ vh, "grad of sum(S), full_matrices=True, 4x3")
 
 
+def test_factorisation_derivatives_of_empty_matrices_are_empty():
+    """svd's U/Vh rules of a 0x3 or 3x0 matrix raised: with static sizes and full_matrices=True
+    the rectangular refusal (a GradientError), though a size-0 input's derivative has no entries
+    to choose; and in every other case the tie mask's max over no singular values (a ShapeError
+    from inside the rule; eigh's V of a 0x0 matrix too).  Now the empty result, in both
+    backends, reverse and forward.  With run-time sizes and full_matrices=True a 0x3 matrix
+    gets the rectangular GradientError (the full rule's products need m == n at run time)."""
+    for shape, static in (((0, 3), True), ((3, 0), True), ((0, 3), False), ((3, 0), False), ((0, 0), False)):
+        M = sd.matrix("Me", shape if static else (None, None))
+        a = np.zeros(shape)
+        for full in (True, False) if static or shape == (0, 0) else (False,):
+            parts = L.svd(M, full_matrices=full)
+            outputs = [sd.grad(sd.sum(part * part), M) for part in parts] + [sd.jvp(part, M, M) for part in parts]
+            for f in _compiled_and_reference([M], outputs):
+                got = f(a)
+                assert [x.shape for x in got] == [shape] * 3 + [np.shape(x) for x in np.linalg.svd(a, full_matrices=full)]
+    M = sd.matrix("Mr", (None, None))
+    for f in _compiled_and_reference([M], [sd.grad(sd.sum(L.svd(M)[2]), M)]):
+        with pytest.raises(sd.GradientError, match="full_matrices=True and a 0x3 matrix"):
+            f(np.zeros((0, 3)))
+    w, v = L.eigh(M)
+    for f in _compiled_and_reference([M], [sd.grad(sd.sum(v * v) + sd.sum(w), M), sd.jvp(v, M, M)]):
+        assert [x.shape for x in f(np.zeros((0, 0)))] == [(0, 0), (0, 0)]
+
+
 def test_integer_inputs_are_computed_in_float64():
     X = sd.matrix("Xi", (2, 2), dtype="int64")
     assert L.inv(X).dtype == "float64"

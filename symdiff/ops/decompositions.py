@@ -40,7 +40,7 @@ from ..ir import Expr, Op, fail_shape
 from ..types import FLOAT_DTYPES, TensorType, fmt_shape
 from .elementwise import zeros_like
 from .linalg import MATMUL
-from .reductions import SUM
+from .reductions import MAX, SUM
 from .structure import BROADCAST_LIKE, CHECK_SIZES, CONCATENATE, EXPAND_DIMS, RESHAPE, SCATTER_SLICE, SLICE, TRANSPOSE
 
 LinAlgError = np.linalg.LinAlgError
@@ -943,7 +943,9 @@ TIE_ULPS = 128
 def _tie_mask(d: Expr, values: Expr) -> Expr:
     """|d| <= TIE_ULPS * eps * max|values| (per matrix of a batch)."""
     eps = float(np.finfo(values.dtype).eps)
-    scale = F.max(F.abs(F.stop_gradient(values)), axis=-1, keepdims=True)
+    # initial 0 (the values' magnitudes are >= 0): a 0x0 eigh or a size-0 svd has no values, and
+    # max over an empty axis raised a ShapeError from inside the rule
+    scale = MAX(F.abs(F.stop_gradient(values)), axes=(values.ndim - 1,), keepdims=True, initial=0.0)
     return F.abs(F.stop_gradient(d)) <= EXPAND_DIMS(scale, axes=(scale.ndim,)) * (TIE_ULPS * eps)
 
 
@@ -1048,7 +1050,15 @@ def _svd_gaps(s: Expr):
     return F.where(tie, 0, gap * (_row(s) / total)), F.where(tie, 0, gap * (_col(s) / total))
 
 
+def _has_no_entries(a) -> bool:
+    """A static size 0: every derivative is empty, and the full SVD's rules could not form it
+    (a 0x3 matrix has a 3x3 Vh and no singular values)."""
+    return 0 in a.type.shape
+
+
 def _vjp_svd(g, out, a, part, full_matrices):
+    if _has_no_entries(a):
+        return zeros_like(a)
     if part == "s":  # U_k diag(g) Vh_k: the reduced parts (the full ones' extra columns play no part)
         u, s, vh = _svd_parts(a, full_matrices and _statically_square(a))
         return MATMUL(u * _row(g), vh)
@@ -1068,6 +1078,8 @@ def _vjp_svd(g, out, a, part, full_matrices):
 
 def _jvp_svd(tangents, out, a, part, full_matrices):
     (da,) = tangents
+    if _has_no_entries(a):
+        return zeros_like(out)
     if part == "s":
         full_matrices = full_matrices and _statically_square(a)
     else:
