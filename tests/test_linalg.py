@@ -596,6 +596,27 @@ def test_singular_determinants_are_zero_in_both_backends():
         assert det == 0 and sign == 0 and logabsdet == -np.inf
 
 
+def test_log_determinant_derivatives_at_singular_matrices_say_why_they_fail():
+    """log|det| is -inf at a singular matrix (NumPy's value, kept) and has no derivative there;
+    its rules' A^-T solve raised NumPy's bare "Singular matrix" under the name solve, an op the
+    user never wrote.  Now the message says that log|det| from slogdet has no derivative at a
+    singular matrix, in both backends, for grad, jvp and HVPs.  det's derivatives at a NaN
+    matrix (which LU calls singular: NumPy's det is 0) raised "SVD did not converge" from
+    singular_cofactors; now NaN, as everywhere a NaN enters."""
+    X, V = sd.matrix("Xl", (None, None)), sd.matrix("Vl", (None, None))
+    logabsdet = L.slogdet(X)[1]
+    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
+    for outputs in ([sd.grad(logabsdet, X)], [sd.jvp(logabsdet, X, V)], sd.hvp(logabsdet, [X], [V], mode="fwd-rev")):
+        for f in _compiled_and_reference([X, V], outputs):
+            with pytest.raises(LinAlgError, match=r"Singular matrix \(log\|det\| from slogdet has no derivative"):
+                f(singular, np.ones((2, 2)))
+    det = L.det(X)
+    outputs = [sd.grad(det, X), *sd.hvp(det, [X], [V], mode="rev-rev"), *sd.hvp(det, [X], [V], mode="fwd-rev")]
+    for f in _compiled_and_reference([X, V], outputs):
+        for got in f(np.array([[np.nan, 1.0], [1.0, 1.0]]), np.ones((2, 2))):
+            assert np.all(np.isnan(got)), got
+
+
 def _exact_cofactors(a, exact=False):
     """The cofactor matrix of a float (or Fraction) matrix, in exact arithmetic (fractions);
     with ``exact`` as Fractions, else rounded to floats."""

@@ -1131,6 +1131,11 @@ def _make_cofactors(svd, lu, slogdet):
         Vh, det(U) det(Vh) U C Vh with C = diag(prod of the other singular values), or C =
         d cof(diag(s))[U^T e Vh^T]; no inverse (a is singular where it is called)."""
         n = a.shape[0]
+        for i in range(n):
+            for j in range(n):
+                if not np.isfinite(a[i, j]):  # LU finds a NaN matrix singular; no SVD converges
+                    out.fill(np.nan)
+                    return 0
         s = np.empty(n, dtype=a.dtype)
         u = np.empty((n, n), dtype=a.dtype)
         vh = np.empty((n, n), dtype=a.dtype)

@@ -605,15 +605,15 @@ CHO_INVERSE = Op(
 # ------------------------------------------------------------------ LU solve
 
 
-def _impl_solve(a, b, trans, singular="raise"):
+def _impl_solve(a, b, trans, singular="raise", reason=""):
     if a.shape[-1] != a.shape[-2] or a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
         raise ValueError(f"solve: shapes {a.shape} and {b.shape} do not fit")
     a = np.swapaxes(a, -1, -2) if trans else a
     try:
         return np.linalg.solve(a, b)
-    except np.linalg.LinAlgError:  # per matrix: 0 for the singular ones
+    except np.linalg.LinAlgError as exc:  # per matrix: 0 for the singular ones
         if singular == "raise":
-            raise
+            raise LinAlgError(f"{exc}{reason}") from None
         out = np.empty(b.shape, dtype=np.result_type(a, b))
         for index in np.ndindex(out.shape[:-2]):
             try:
@@ -623,26 +623,23 @@ def _impl_solve(a, b, trans, singular="raise"):
         return out
 
 
-def _solve_attrs(singular):
-    return {} if singular == "raise" else {"singular": singular}
+# A solve's private attributes (singular, reason) pass on to the solves of its own rules.
+def _vjp_solve_b(g, out, a, b, trans, **private):
+    return SOLVE(a, g, trans=not trans, **private)
 
 
-def _vjp_solve_b(g, out, a, b, trans, singular="raise"):
-    return SOLVE(a, g, trans=not trans, **_solve_attrs(singular))
-
-
-def _vjp_solve_a(g, out, a, b, trans, singular="raise"):
-    bbar = _vjp_solve_b(g, out, a, b, trans, singular)
+def _vjp_solve_a(g, out, a, b, trans, **private):
+    bbar = _vjp_solve_b(g, out, a, b, trans, **private)
     return -(MATMUL(out, mT(bbar)) if trans else MATMUL(bbar, mT(out)))
 
 
-def _jvp_solve(tangents, out, a, b, trans, singular="raise"):
+def _jvp_solve(tangents, out, a, b, trans, **private):
     da, db = tangents
     rhs = db
     if da is not None:
         term = MATMUL(mT(da) if trans else da, out)
         rhs = -term if rhs is None else rhs - term
-    return SOLVE(a, rhs, trans=trans, **_solve_attrs(singular))
+    return SOLVE(a, rhs, trans=trans, **private)
 
 
 SOLVE = Op(
@@ -656,8 +653,9 @@ SOLVE = Op(
                          ((_well_conditioned(rng, (2, 4, 4)), rng.normal(size=(2, 4, 1))), {"trans": True})],
     doc="X with A X = B (trans: A^T X = B) by LU with partial pivoting (LAPACK getrf/getrs); the compiled "
         "backend factors each A once for every solve with it (the gradient's A^T solve included).  A singular "
-        "A raises LinAlgError; with the private attribute singular='zero' (det's rules, which select another "
-        "value there) its X is 0 instead, and so are its derivatives there.",
+        "A raises LinAlgError (NumPy's message, then the private attribute reason: what a rule needed the "
+        "solve for); with the private attribute singular='zero' (det's rules, which select another value "
+        "there) its X is 0 instead, and so are its derivatives there.",
 )
 
 # ------------------------------------------------------------------ slogdet
@@ -678,9 +676,18 @@ def _impl_slogdet(a, part, singular="raise"):
     return sign if part == "sign" else logabsdet
 
 
-def inverse_transpose(a: Expr, singular="raise") -> Expr:
-    """A^-T, as the solve A^T X = I (which shares A's LU factors with solve(A, .))."""
-    return SOLVE(a, eye_like(a), trans=True, **_solve_attrs(singular))
+# What a singular A^-T solve of log|det|'s rules says after NumPy's "Singular matrix" (no user
+# line: attributes are printed in the kernel's source, which is the cache key)
+_NO_LOGDET_DERIVATIVE = " (log|det| from slogdet has no derivative at a singular matrix, where it is -inf)"
+
+
+def _inverse_transpose(a: Expr, singular) -> Expr:
+    """A^-T for log|det A|'s rules, as the solve A^T X = I (which shares A's LU factors with
+    solve(A, .)); at a singular A it raises LinAlgError saying why, or with singular='zero'
+    (det's rules) it is 0 there."""
+    if singular == "zero":
+        return SOLVE(a, eye_like(a), trans=True, singular="zero")
+    return SOLVE(a, eye_like(a), trans=True, reason=_NO_LOGDET_DERIVATIVE)
 
 
 _LN2 = math.log(2.0)
@@ -744,7 +751,7 @@ def _vjp_slogdet(g, out, a, part, singular="raise"):
         return zeros_like(a)
     if part == "det":  # g det(A) A^-T, the cofactors' scale kept apart from det's
         return _cofactors(g, a)
-    return _col(_col(g)) * inverse_transpose(a, singular)
+    return _col(_col(g)) * _inverse_transpose(a, singular)
 
 
 def _infer_singular_cofactors(types):
@@ -813,7 +820,9 @@ def cofactor_tangent_core(w, s, products_of_others):
 def _impl_singular_cofactors(a, sign, *direction):
     out = np.zeros(a.shape, dtype=a.dtype)
     for index in np.ndindex(a.shape[:-2]):
-        if sign[index] == 0:
+        if sign[index] == 0 and not np.all(np.isfinite(a[index])):
+            out[index] = np.nan  # LU finds a NaN matrix singular (NumPy's det is 0); no SVD converges
+        elif sign[index] == 0:
             u, s, vh = np.linalg.svd(a[index])
             turn = np.linalg.det(u) * np.linalg.det(vh)
             if direction:  # cof(A + tE) = turn U cof(diag(s) + t U^T E Vh^T) Vh
@@ -893,7 +902,7 @@ def _jvp_slogdet(tangents, out, a, part, singular="raise"):
         return None
     if part == "det":  # <cof(A), dA>: the cofactors as the reverse rule forms them (also at a singular A)
         return SUM(_cofactors(zeros_like(out) + 1, a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
-    return SUM(inverse_transpose(a, singular) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
+    return SUM(_inverse_transpose(a, singular) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
 
 
 SLOGDET = Op(
