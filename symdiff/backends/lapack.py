@@ -1162,7 +1162,12 @@ def _make_cofactors(svd, lu, slogdet):
                     for k in range(n):
                         total += u[k, i] * work[k, j]
                     core[i, j] = total
-            _cofactor_tangent_core(core, s, _products_of_others)
+            q = np.empty((n, n), dtype=a.dtype)  # q[i, k] = prod_{l != i, k} s_l
+            for i in range(n):
+                row = _products_of_others(s, i)
+                for k in range(n):
+                    q[i, k] = row[k]
+            _cofactor_tangent_core(core, q)
         else:
             others = _products_of_others(s, -1)  # prod_{j != k} s_j, exponents apart
             for k in range(n):

@@ -795,24 +795,23 @@ def products_of_others(s, skip):
     return out
 
 
-def cofactor_tangent_core(w, s, products_of_others):
+def cofactor_tangent_core(w, q):
     """d cof(diag(s))[W], the derivative of the cofactor matrix of diag(s) along W, for any s:
     sum_{k != i} q_ik W_kk on the diagonal and -q_ij W_ji off it, q_ij = prod_{l != i, j} s_l
-    (the (n-2)-minors of diag(s); ``products_of_others`` with one more factor skipped).  In
-    place of W; plain Python as ``products_of_others``, which it takes as an argument: the
-    reference passes that function, kernels its compiled version."""
-    n = len(s)
+    (the (n-2)-minors of diag(s): row i of q is ``products_of_others(s, i)``; its diagonal
+    is not read).  In place of W; plain Python as ``products_of_others`` (the reference runs
+    it, kernels run it compiled; no function argument: that made kernels uncacheable)."""
+    n = w.shape[0]
     diagonal = np.empty(n, dtype=w.dtype)
     for i in range(n):
         diagonal[i] = w[i, i]
     for i in range(n):
-        q = products_of_others(s, i)  # q[i] (all but s_i) belongs to no term
         total = 0.0
         for k in range(n):
             if k != i:
-                total += q[k] * diagonal[k]
+                total += q[i, k] * diagonal[k]
         for j in range(i + 1, n):  # the pair (i, j) and its transpose: q is symmetric
-            w[i, j], w[j, i] = -q[j] * w[j, i], -q[j] * w[i, j]
+            w[i, j], w[j, i] = -q[i, j] * w[j, i], -q[i, j] * w[i, j]
         w[i, i] = total
     return w
 
@@ -827,7 +826,8 @@ def _impl_singular_cofactors(a, sign, *direction):
             turn = np.linalg.det(u) * np.linalg.det(vh)
             if direction:  # cof(A + tE) = turn U cof(diag(s) + t U^T E Vh^T) Vh
                 w = np.ascontiguousarray(u.T @ direction[0][index] @ vh.T)
-                out[index] = turn * (u @ cofactor_tangent_core(w, s, products_of_others) @ vh)
+                q = np.array([products_of_others(s, i) for i in range(len(s))])
+                out[index] = turn * (u @ cofactor_tangent_core(w, q) @ vh)
             else:
                 out[index] = turn * ((u * products_of_others(s, -1)) @ vh)
     return out
