@@ -596,8 +596,30 @@ def test_singular_determinants_are_zero_in_both_backends():
         assert det == 0 and sign == 0 and logabsdet == -np.inf
 
 
-def _exact_cofactors(a):
-    """The cofactor matrix of an integer matrix, in exact arithmetic (fractions)."""
+def test_log_determinant_derivatives_at_singular_matrices_say_why_they_fail():
+    """log|det| is -inf at a singular matrix (NumPy's value, kept) and has no derivative there;
+    its rules' A^-T solve raised NumPy's bare "Singular matrix" under the name solve, an op the
+    user never wrote.  Now the message says that log|det| from slogdet has no derivative at a
+    singular matrix, in both backends, for grad, jvp and HVPs.  det's derivatives at a NaN
+    matrix (which LU calls singular: NumPy's det is 0) raised "SVD did not converge" from
+    singular_cofactors; now NaN, as everywhere a NaN enters."""
+    X, V = sd.matrix("Xl", (None, None)), sd.matrix("Vl", (None, None))
+    logabsdet = L.slogdet(X)[1]
+    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
+    for outputs in ([sd.grad(logabsdet, X)], [sd.jvp(logabsdet, X, V)], sd.hvp(logabsdet, [X], [V], mode="fwd-rev")):
+        for f in _compiled_and_reference([X, V], outputs):
+            with pytest.raises(LinAlgError, match=r"Singular matrix \(log\|det\| from slogdet has no derivative"):
+                f(singular, np.ones((2, 2)))
+    det = L.det(X)
+    outputs = [sd.grad(det, X), *sd.hvp(det, [X], [V], mode="rev-rev"), *sd.hvp(det, [X], [V], mode="fwd-rev")]
+    for f in _compiled_and_reference([X, V], outputs):
+        for got in f(np.array([[np.nan, 1.0], [1.0, 1.0]]), np.ones((2, 2))):
+            assert np.all(np.isnan(got)), got
+
+
+def _exact_cofactors(a, exact=False):
+    """The cofactor matrix of a float (or Fraction) matrix, in exact arithmetic (fractions);
+    with ``exact`` as Fractions, else rounded to floats."""
     from fractions import Fraction
 
     def det(m):
@@ -605,10 +627,46 @@ def _exact_cofactors(a):
             return Fraction(1)
         return sum((-1) ** j * m[0][j] * det([row[:j] + row[j + 1:] for row in m[1:]]) for j in range(len(m)))
 
-    m = [[Fraction(int(v)) for v in row] for row in np.asarray(a)]
+    m = [[Fraction(v) for v in row] for row in (a if exact else np.asarray(a).tolist())]
     n = len(m)
-    return np.array([[float((-1) ** (i + j) * det([row[:j] + row[j + 1:] for k, row in enumerate(m) if k != i]))
-                      for j in range(n)] for i in range(n)])
+    cof = [[(-1) ** (i + j) * det([row[:j] + row[j + 1:] for k, row in enumerate(m) if k != i]) for j in range(n)]
+           for i in range(n)]
+    return cof if exact else np.array(cof, dtype=float)
+
+
+def _exact_cofactor_tangent(a, v):
+    """d/dt cof(A + tV) at t = 0 in exact arithmetic: cof(A + tV) is a polynomial of degree
+    n - 1 in t, so its values at t = 0..n-1 give its derivative at 0 by Lagrange's basis."""
+    from fractions import Fraction
+
+    a, v = np.asarray(a).tolist(), np.asarray(v).tolist()
+    n = len(a)
+    nodes = range(n)
+
+    def basis_slope(j):  # L_j'(0) for the nodes 0..n-1
+        total = Fraction(0)
+        for r in nodes:
+            if r != j:
+                term = Fraction(1, j - r)
+                for m in nodes:
+                    if m not in (j, r):
+                        term *= Fraction(-m, j - m)
+                total += term
+        return total
+
+    out = [[Fraction(0)] * n for _ in range(n)]
+    for j in nodes:
+        at = [[Fraction(x) + j * Fraction(y) for x, y in zip(ra, rv)] for ra, rv in zip(a, v)]
+        cof, weight = _exact_cofactors(at, exact=True), basis_slope(j)
+        out = [[o + weight * c for o, c in zip(ro, rc)] for ro, rc in zip(out, cof)]
+    return np.array(out, dtype=float)
+
+
+_SINGULAR_MATRICES = [  # rank n-1, n-2 (repeated zero singular values), lower, 0; the last regular
+    [[1, 2], [2, 4]], [[0, 0], [0, 0]], [[1, 2, 3], [4, 5, 6], [7, 8, 9]], [[1, 2, 3], [2, 4, 6], [3, 6, 9]],
+    [[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[2, 0, 0, 1], [0, 3, 0, 0], [0, 0, 0, 0], [1, 0, 0, 5]],
+    [[1, 2, 0, 0], [2, 4, 0, 0], [0, 0, 0, 0], [0, 0, 0, 3]], [[1, 1, 1, 1], [1, 1, 1, 1], [0, 1, 2, 3], [0] * 4],
+    [[2, 1, 0], [1, 3, 1], [0, 1, 4]]]
 
 
 @pytest.mark.parametrize("dtype, big", [("float64", 1e200), ("float64", 1e160), ("float32", 1e20)])
@@ -665,6 +723,43 @@ def test_determinant_gradient_at_singular_matrices_is_the_cofactor_matrix():
         got = run([T], batched)(pair)
         want = np.array([2 * _exact_cofactors(pair[0]), -_exact_cofactors(pair[1])])
         assert np.allclose(got, want, rtol=0, atol=1e-14), (backend, got)
+
+
+def test_determinant_hessian_at_singular_matrices_is_the_cofactors_derivative():
+    """det is a polynomial: its Hessian exists everywhere, d2 det(A)[V, W] = <d cof(A)[V], W>.
+    At an exactly singular A the gradient's cofactors come from singular_cofactors, whose
+    derivative was NaN by design and whose sibling LU solve and log|det| rule raised
+    LinAlgError, in every mode and both backends.  Now singular_cofactors with a direction
+    (the SVD: cof(U S Vh + tE) = det(U) det(Vh) U cof(S + t U^T E Vh^T) Vh, no singular-vector
+    derivative, any rank), against exact Fractions."""
+    X, V = sd.matrix("Xh", (None, None)), sd.matrix("Vh", (None, None))
+    T, W = sd.tensor("Th", (2, None, None)), sd.tensor("Wh", (2, None, None))
+    rng = _rng(3)
+    kernels = {mode: _compiled_and_reference([X, V], sd.hvp(L.det(X), [X], [V], mode=mode))
+               for mode in ("rev-rev", "fwd-rev")}
+    for matrix in _SINGULAR_MATRICES:
+        a = np.array(matrix, dtype=float)
+        v = rng.integers(-3, 4, size=a.shape).astype(float)
+        want = _exact_cofactor_tangent(a, v)
+        tolerance = 64 * np.finfo(float).eps * max(1.0, np.max(np.abs(a))) ** (len(a) - 2) * np.max(np.abs(v)) * len(a)
+        for mode, fs in kernels.items():
+            for f in fs:
+                (got,) = f(a, v)
+                assert np.max(np.abs(got - want)) <= tolerance, (mode, f, matrix, got, want)
+    # a batch with one singular element, each mode; and the full Hessian (static sizes)
+    pair = np.array([[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]], [[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]]])
+    along = rng.normal(size=pair.shape)
+    want = np.array([2 * _exact_cofactor_tangent(pair[k], along[k]) * (1 if k == 0 else -0.5) for k in range(2)])
+    weighted = sd.sum(L.det(T) * sd.constant([2.0, -1.0]))
+    for mode in ("rev-rev", "fwd-rev"):
+        for f in _compiled_and_reference([T, W], sd.hvp(weighted, [T], [W], mode=mode)):
+            np.testing.assert_allclose(f(pair, along)[0], want, rtol=0, atol=1e-13, err_msg=mode)
+    S = sd.matrix("Sh", (3, 3))
+    a = np.array(_SINGULAR_MATRICES[3], dtype=float)
+    exact = np.array([[_exact_cofactor_tangent(a, np.eye(9)[i * 3 + j].reshape(3, 3)) for j in range(3)] for i in range(3)])
+    for mode in ("fwd-rev", "rev-rev"):
+        for f in _compiled_and_reference([S], [sd.hessian(L.det(S), S, mode=mode)]):
+            np.testing.assert_allclose(f(a)[0], exact, rtol=0, atol=1e-13, err_msg=mode)
 
 
 def test_bad_shapes_are_reported():
@@ -726,6 +821,31 @@ def test_svd_vector_derivatives_of_a_rectangular_full_svd_fail_clearly_at_run_ti
     for f in _compiled_and_reference([A], singular_values[:1]):
         _close(f(a43)[0], u @ vh, "grad of sum(S), full_matrices=True, sizes None")
     _close(sd.evaluate(singular_values[1], {"A43": a43}), u @ vh, "grad of sum(S), full_matrices=True, 4x3")
+
+
+def test_factorisation_derivatives_of_empty_matrices_are_empty():
+    """svd's U/Vh rules of a 0x3 or 3x0 matrix raised: with static sizes and full_matrices=True
+    the rectangular refusal (a GradientError), though a size-0 input's derivative has no entries
+    to choose; and in every other case the tie mask's max over no singular values (a ShapeError
+    from inside the rule; eigh's V of a 0x0 matrix too).  Now the empty result, in both
+    backends, reverse and forward.  With run-time sizes and full_matrices=True a 0x3 matrix
+    gets the rectangular GradientError (the full rule's products need m == n at run time)."""
+    for shape, static in (((0, 3), True), ((3, 0), True), ((0, 3), False), ((3, 0), False), ((0, 0), False)):
+        M = sd.matrix("Me", shape if static else (None, None))
+        a = np.zeros(shape)
+        for full in (True, False) if static or shape == (0, 0) else (False,):
+            parts = L.svd(M, full_matrices=full)
+            outputs = [sd.grad(sd.sum(part * part), M) for part in parts] + [sd.jvp(part, M, M) for part in parts]
+            for f in _compiled_and_reference([M], outputs):
+                got = f(a)
+                assert [x.shape for x in got] == [shape] * 3 + [np.shape(x) for x in np.linalg.svd(a, full_matrices=full)]
+    M = sd.matrix("Mr", (None, None))
+    for f in _compiled_and_reference([M], [sd.grad(sd.sum(L.svd(M)[2]), M)]):
+        with pytest.raises(sd.GradientError, match="full_matrices=True and a 0x3 matrix"):
+            f(np.zeros((0, 3)))
+    w, v = L.eigh(M)
+    for f in _compiled_and_reference([M], [sd.grad(sd.sum(v * v) + sd.sum(w), M), sd.jvp(v, M, M)]):
+        assert [x.shape for x in f(np.zeros((0, 0)))] == [(0, 0), (0, 0)]
 
 
 def test_integer_inputs_are_computed_in_float64():

@@ -268,9 +268,8 @@ def lower_solve(L, node: Expr):
     name = f"a{L.p(node)}"
     _allocate(L, name, shape, NUMPY_NAME[node.dtype])
     e = _Emitter(L, node, batch)
-    nan_if_singular = node.params.get("singular", "raise") == "nan"
-    if nan_if_singular:  # det's rule selects another value where A is singular
-        e.add(f"if {e.at(info)}[0] > 0:", f"    {e.at(name)}.fill(np.nan)", "else:")
+    if node.params.get("singular", "raise") == "zero":  # det's rules select another value where A is singular
+        e.add(f"if {e.at(info)}[0] > 0:", f"    {e.at(name)}.fill(0)", "else:")
         e.indent += "    "
     else:
         e.fail_if(f"{e.at(info)}[0] > 0", "Singular matrix", node)
@@ -282,21 +281,23 @@ def lower_solve(L, node: Expr):
 
 @lowers("singular_cofactors")
 def lower_singular_cofactors(L, node: Expr):
-    """The cofactors by ``lapack``'s cofactors helper (an SVD) for each batch element whose
-    slogdet sign is 0; zeros for the others (no factorisation)."""
-    a, sign = node.inputs
+    """The cofactors (or their derivative along a third input) by ``lapack``'s cofactors
+    helper (an SVD) for each batch element whose slogdet sign is 0; zeros for the others
+    (no factorisation)."""
+    a, sign, *direction = node.inputs
     n = _square(L, node, a)
     batch = _batch(L, node, a)
     shape = batch + (n, n)
     source = _array(L, a)
+    along = _array(L, direction[0]) if direction else source
     L.ready(sign)
-    at = max(L.avail(a), L.avail(sign))
+    at = max(L.avail(x) for x in node.inputs)
     name = f"a{L.p(node)}"
     _allocate(L, name, shape, NUMPY_NAME[node.dtype])
     e = _Emitter(L, node, batch)
     e.add(f"if {L.load(sign, e.index)} != 0:", f"    {e.at(name)}.fill(0)", "else:")
     e.indent += "    "
-    e.add(f"info = {helper('cofactors')}({e.at(name)}, {e.at(source)}, 1.0)")
+    e.add(f"info = {helper('cofactors')}({e.at(name)}, {e.at(source)}, {e.at(along)}, {flag(bool(direction))})")
     e.fail_if("info != 0", "SVD did not converge", node)
     L.prelude(at).extend(e.lines)
     _publish(L, node, name, shape, at)

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ..ops.decompositions import products_of_others
+from ..ops.decompositions import cofactor_tangent_core, products_of_others
 
 LinAlgError = np.linalg.LinAlgError
 
@@ -1120,15 +1120,22 @@ def _make_pinv(svd, gemm):
 
 
 _products_of_others = njit(nogil=True, error_model="numpy")(products_of_others)
+_cofactor_tangent_core = njit(nogil=True, error_model="numpy")(cofactor_tangent_core)
 
 
 def _make_cofactors(svd, lu, slogdet):
     @njit(nogil=True, error_model="numpy")
-    def cofactors(out, a, g):
-        """g times the cofactor matrix of one matrix (the transposed adjugate; the private op
-        ``singular_cofactors``): U diag(prod of the other singular values) Vh det(U) det(Vh)
-        from a = U diag(s) Vh, which needs no inverse (a is singular where it is called)."""
+    def cofactors(out, a, e, along):
+        """The cofactor matrix of one matrix (the transposed adjugate; the private op
+        ``singular_cofactors``), or with ``along`` its derivative along e: from a = U diag(s)
+        Vh, det(U) det(Vh) U C Vh with C = diag(prod of the other singular values), or C =
+        d cof(diag(s))[U^T e Vh^T]; no inverse (a is singular where it is called)."""
         n = a.shape[0]
+        for i in range(n):
+            for j in range(n):
+                if not np.isfinite(a[i, j]):  # LU finds a NaN matrix singular; no SVD converges
+                    out.fill(np.nan)
+                    return 0
         s = np.empty(n, dtype=a.dtype)
         u = np.empty((n, n), dtype=a.dtype)
         vh = np.empty((n, n), dtype=a.dtype)
@@ -1140,13 +1147,43 @@ def _make_cofactors(svd, lu, slogdet):
         for factor in (u, vh):  # orthogonal: det is +-1
             work = factor.copy()
             sign *= slogdet(work, piv, lu(work, piv))[0]
-        others = _products_of_others(s)  # prod_{j != k} s_j, exponents apart
-        for i in range(n):
+        core = np.zeros((n, n), dtype=a.dtype)
+        work = np.empty((n, n), dtype=a.dtype)
+        if along:
+            for i in range(n):  # e Vh^T
+                for j in range(n):
+                    total = 0.0
+                    for k in range(n):
+                        total += e[i, k] * vh[j, k]
+                    work[i, j] = total
+            for i in range(n):  # W = U^T e Vh^T
+                for j in range(n):
+                    total = 0.0
+                    for k in range(n):
+                        total += u[k, i] * work[k, j]
+                    core[i, j] = total
+            q = np.empty((n, n), dtype=a.dtype)  # q[i, k] = prod_{l != i, k} s_l
+            for i in range(n):
+                row = _products_of_others(s, i)
+                for k in range(n):
+                    q[i, k] = row[k]
+            _cofactor_tangent_core(core, q)
+        else:
+            others = _products_of_others(s, -1)  # prod_{j != k} s_j, exponents apart
+            for k in range(n):
+                core[k, k] = others[k]
+        for i in range(n):  # core Vh
             for j in range(n):
                 total = 0.0
                 for k in range(n):
-                    total += u[i, k] * others[k] * vh[k, j]
-                out[i, j] = g * sign * total
+                    total += core[i, k] * vh[k, j]
+                work[i, j] = total
+        for i in range(n):  # sign U core Vh
+            for j in range(n):
+                total = 0.0
+                for k in range(n):
+                    total += u[i, k] * work[k, j]
+                out[i, j] = sign * total
         return 0
 
     return cofactors

@@ -40,7 +40,7 @@ from ..ir import Expr, Op, fail_shape
 from ..types import FLOAT_DTYPES, TensorType, fmt_shape
 from .elementwise import zeros_like
 from .linalg import MATMUL
-from .reductions import SUM
+from .reductions import MAX, SUM
 from .structure import BROADCAST_LIKE, CHECK_SIZES, CONCATENATE, EXPAND_DIMS, RESHAPE, SCATTER_SLICE, SLICE, TRANSPOSE
 
 LinAlgError = np.linalg.LinAlgError
@@ -605,44 +605,41 @@ CHO_INVERSE = Op(
 # ------------------------------------------------------------------ LU solve
 
 
-def _impl_solve(a, b, trans, singular="raise"):
+def _impl_solve(a, b, trans, singular="raise", reason=""):
     if a.shape[-1] != a.shape[-2] or a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
         raise ValueError(f"solve: shapes {a.shape} and {b.shape} do not fit")
     a = np.swapaxes(a, -1, -2) if trans else a
     try:
         return np.linalg.solve(a, b)
-    except np.linalg.LinAlgError:  # per matrix: NaN for the singular ones
+    except np.linalg.LinAlgError as exc:  # per matrix: 0 for the singular ones
         if singular == "raise":
-            raise
+            raise LinAlgError(f"{exc}{reason}") from None
         out = np.empty(b.shape, dtype=np.result_type(a, b))
         for index in np.ndindex(out.shape[:-2]):
             try:
                 out[index] = np.linalg.solve(a[index], b[index])
             except np.linalg.LinAlgError:
-                out[index] = np.nan
+                out[index] = 0
         return out
 
 
-def _solve_attrs(singular):
-    return {} if singular == "raise" else {"singular": singular}
+# A solve's private attributes (singular, reason) pass on to the solves of its own rules.
+def _vjp_solve_b(g, out, a, b, trans, **private):
+    return SOLVE(a, g, trans=not trans, **private)
 
 
-def _vjp_solve_b(g, out, a, b, trans, singular="raise"):
-    return SOLVE(a, g, trans=not trans, **_solve_attrs(singular))
-
-
-def _vjp_solve_a(g, out, a, b, trans, singular="raise"):
-    bbar = _vjp_solve_b(g, out, a, b, trans, singular)
+def _vjp_solve_a(g, out, a, b, trans, **private):
+    bbar = _vjp_solve_b(g, out, a, b, trans, **private)
     return -(MATMUL(out, mT(bbar)) if trans else MATMUL(bbar, mT(out)))
 
 
-def _jvp_solve(tangents, out, a, b, trans, singular="raise"):
+def _jvp_solve(tangents, out, a, b, trans, **private):
     da, db = tangents
     rhs = db
     if da is not None:
         term = MATMUL(mT(da) if trans else da, out)
         rhs = -term if rhs is None else rhs - term
-    return SOLVE(a, rhs, trans=trans, **_solve_attrs(singular))
+    return SOLVE(a, rhs, trans=trans, **private)
 
 
 SOLVE = Op(
@@ -656,21 +653,22 @@ SOLVE = Op(
                          ((_well_conditioned(rng, (2, 4, 4)), rng.normal(size=(2, 4, 1))), {"trans": True})],
     doc="X with A X = B (trans: A^T X = B) by LU with partial pivoting (LAPACK getrf/getrs); the compiled "
         "backend factors each A once for every solve with it (the gradient's A^T solve included).  A singular "
-        "A raises LinAlgError; with the private attribute singular='nan' (det's rule, which selects another "
-        "value there) its X is NaN instead.",
+        "A raises LinAlgError (NumPy's message, then the private attribute reason: what a rule needed the "
+        "solve for); with the private attribute singular='zero' (det's rules, which select another value "
+        "there) its X is 0 instead, and so are its derivatives there.",
 )
 
 # ------------------------------------------------------------------ slogdet
 
 
-def _infer_slogdet(types, part):
+def _infer_slogdet(types, part, singular="raise"):
     (a,) = types
     _square(a)
     _part(part, ("sign", "logabsdet", "det"), "slogdet")
     return TensorType(a.dtype, a.shape[:-2])
 
 
-def _impl_slogdet(a, part):
+def _impl_slogdet(a, part, singular="raise"):
     require_square(a, "slogdet")
     sign, logabsdet = np.linalg.slogdet(a)
     if part == "det":
@@ -678,9 +676,18 @@ def _impl_slogdet(a, part):
     return sign if part == "sign" else logabsdet
 
 
-def inverse_transpose(a: Expr) -> Expr:
-    """A^-T, as the solve A^T X = I (which shares A's LU factors with solve(A, .))."""
-    return SOLVE(a, eye_like(a), trans=True)
+# What a singular A^-T solve of log|det|'s rules says after NumPy's "Singular matrix" (no user
+# line: attributes are printed in the kernel's source, which is the cache key)
+_NO_LOGDET_DERIVATIVE = " (log|det| from slogdet has no derivative at a singular matrix, where it is -inf)"
+
+
+def _inverse_transpose(a: Expr, singular) -> Expr:
+    """A^-T for log|det A|'s rules, as the solve A^T X = I (which shares A's LU factors with
+    solve(A, .)); at a singular A it raises LinAlgError saying why, or with singular='zero'
+    (det's rules) it is 0 there."""
+    if singular == "zero":
+        return SOLVE(a, eye_like(a), trans=True, singular="zero")
+    return SOLVE(a, eye_like(a), trans=True, reason=_NO_LOGDET_DERIVATIVE)
 
 
 _LN2 = math.log(2.0)
@@ -689,11 +696,16 @@ _LN2 = math.log(2.0)
 def _det_factors(a: Expr):
     """det(A) = sign * m * 2**k with k = rint(log|det| / ln 2) and |m| in [0.7, 1.42], as
     (sign * m, 2**low, 2**(k - low)), low = floor(k / 2): two exact powers of two, each about
-    the square root of det's scale, to apply one after the other; k has no derivative."""
+    the square root of det's scale, to apply one after the other; k has no derivative.
+
+    At a singular A (sign 0, log|det| -inf) k is 0: m = 0 * exp(-inf) = 0 and the powers
+    are 1, and log|det|'s rule there is 0 (its private singular='zero'), so that the
+    derivatives of the regular branch det's rules select away are exact zeros, not NaN
+    (which a zero cotangent or a ``where`` would not mask) nor a LinAlgError."""
     from ..frontend.math import floor, rint  # late: the front end builds on the ops
 
-    sign, logabsdet = SLOGDET(a, part="sign"), SLOGDET(a, part="logabsdet")
-    k = F.stop_gradient(rint(logabsdet * (1 / _LN2)))
+    sign, logabsdet = SLOGDET(a, part="sign"), SLOGDET(a, part="logabsdet", singular="zero")
+    k = F.stop_gradient(rint(F.where(F.equal(sign, 0), 0.0, logabsdet) * (1 / _LN2)))
     low = floor(k * 0.5)
     return sign * F.exp(logabsdet - k * _LN2), F.power(2.0, low), F.power(2.0, k - low)
 
@@ -727,43 +739,48 @@ def _cofactors(g: Expr, a: Expr) -> Expr:
     proportional to exp(log|det|)).  The same solve as before (A^T X = I): one LU of A."""
     mantissa, low, high = _det_factors(a)
     rhs = _col(_col(g * (high * mantissa))) * eye_like(a)
-    regular = _col(_col(low)) * SOLVE(a, rhs, trans=True, singular="nan")
-    # at an exactly singular A (slogdet's sign 0: a zero pivot) the solve is NaN and the
+    regular = _col(_col(low)) * SOLVE(a, rhs, trans=True, singular="zero")
+    # at an exactly singular A (slogdet's sign 0: a zero pivot) the solve is 0 and the
     # cofactors come from an SVD (``singular_cofactors``, which does no work elsewhere)
     sign = SLOGDET(a, part="sign")
     return F.where(_col(_col(F.equal(sign, 0))), _col(_col(g)) * SINGULAR_COFACTORS(a, sign), regular)
 
 
-def _vjp_slogdet(g, out, a, part):
+def _vjp_slogdet(g, out, a, part, singular="raise"):
     if part == "sign":
         return zeros_like(a)
     if part == "det":  # g det(A) A^-T, the cofactors' scale kept apart from det's
         return _cofactors(g, a)
-    return _col(_col(g)) * inverse_transpose(a)
+    return _col(_col(g)) * _inverse_transpose(a, singular)
 
 
 def _infer_singular_cofactors(types):
-    a, sign = types
+    a, sign, *direction = types
     _square(a)
     if sign.shape != a.shape[:-2]:
         fail_shape(f"sign must have the batch shape {fmt_shape(a.shape[:-2])}, got {fmt_shape(sign.shape)}")
+    if direction:
+        (e,) = direction
+        if e.ndim != a.ndim or e.dtype != a.dtype:
+            fail_shape(f"the direction must be like the matrix {a}, got {e}")
+        return TensorType(a.dtype, tuple(_merge(x, y, "the direction's shape differs") for x, y in zip(a.shape, e.shape)))
     return a
 
 
-def products_of_others(s):
-    """prod_{j != k} s_j for each k of the vector s (singular values: >= 0), by prefix and
-    suffix products kept as a mantissa and a binary exponent: a plain running product
-    overflowed to inf and met a zero singular value as NaN (det's gradient at diag(1e200,
-    1e200, 1e-200, 1e-200, 0), true diag(0, 0, 0, 0, 1)).  Plain Python on scalars, run as
-    it is by the reference and compiled by Numba for kernels (``backends.lapack``): the same
-    operations, the same bits."""
+def products_of_others(s, skip):
+    """prod_{j != k, j != skip} s_j for each k of the vector s (singular values: >= 0; skip
+    -1 for none), by prefix and suffix products kept as a mantissa and a binary exponent: a
+    plain running product overflowed to inf and met a zero singular value as NaN (det's
+    gradient at diag(1e200, 1e200, 1e-200, 1e-200, 0), true diag(0, 0, 0, 0, 1)).  Plain
+    Python on scalars, run as it is by the reference and compiled by Numba for kernels
+    (``backends.lapack``): the same operations, the same bits."""
     n = len(s)
     out = np.empty(n, dtype=s.dtype)
     mantissas, exponents = np.empty(n), np.empty(n, dtype=np.int64)
     mantissa, exponent = 1.0, 0
     for k in range(n):
         mantissas[k], exponents[k] = mantissa, exponent
-        fraction, power = math.frexp(float(s[k]))
+        fraction, power = math.frexp(1.0 if k == skip else float(s[k]))
         mantissa, carry = math.frexp(mantissa * fraction)
         exponent += power + carry
     mantissa, exponent = 1.0, 0
@@ -772,32 +789,83 @@ def products_of_others(s):
         total = int(exponents[k]) + exponent + power
         # ldexp raises OverflowError in Python where the true product is above the range
         out[k] = math.inf if fraction != 0 and total > 1024 else math.ldexp(fraction, max(total, -1100))
-        fraction, power = math.frexp(float(s[k]))
+        fraction, power = math.frexp(1.0 if k == skip else float(s[k]))
         mantissa, carry = math.frexp(mantissa * fraction)
         exponent += power + carry
     return out
 
 
-def _impl_singular_cofactors(a, sign):
+def cofactor_tangent_core(w, q):
+    """d cof(diag(s))[W], the derivative of the cofactor matrix of diag(s) along W, for any s:
+    sum_{k != i} q_ik W_kk on the diagonal and -q_ij W_ji off it, q_ij = prod_{l != i, j} s_l
+    (the (n-2)-minors of diag(s): row i of q is ``products_of_others(s, i)``; its diagonal
+    is not read).  In place of W; plain Python as ``products_of_others`` (the reference runs
+    it, kernels run it compiled; no function argument: that made kernels uncacheable)."""
+    n = w.shape[0]
+    diagonal = np.empty(n, dtype=w.dtype)
+    for i in range(n):
+        diagonal[i] = w[i, i]
+    for i in range(n):
+        total = 0.0
+        for k in range(n):
+            if k != i:
+                total += q[i, k] * diagonal[k]
+        for j in range(i + 1, n):  # the pair (i, j) and its transpose: q is symmetric
+            w[i, j], w[j, i] = -q[i, j] * w[j, i], -q[i, j] * w[i, j]
+        w[i, i] = total
+    return w
+
+
+def _impl_singular_cofactors(a, sign, *direction):
     out = np.zeros(a.shape, dtype=a.dtype)
     for index in np.ndindex(a.shape[:-2]):
-        if sign[index] == 0:
+        if sign[index] == 0 and not np.all(np.isfinite(a[index])):
+            out[index] = np.nan  # LU finds a NaN matrix singular (NumPy's det is 0); no SVD converges
+        elif sign[index] == 0:
             u, s, vh = np.linalg.svd(a[index])
-            others = products_of_others(s)
-            out[index] = np.linalg.det(u) * np.linalg.det(vh) * ((u * others) @ vh)
+            turn = np.linalg.det(u) * np.linalg.det(vh)
+            if direction:  # cof(A + tE) = turn U cof(diag(s) + t U^T E Vh^T) Vh
+                w = np.ascontiguousarray(u.T @ direction[0][index] @ vh.T)
+                q = np.array([products_of_others(s, i) for i in range(len(s))])
+                out[index] = turn * (u @ cofactor_tangent_core(w, q) @ vh)
+            else:
+                out[index] = turn * ((u * products_of_others(s, -1)) @ vh)
     return out
 
 
 def _not_differentiated_at_singular(a, sign):
     """0 where ``sign`` is not 0 (the op's value is 0 there), NaN where it is: the derivative
-    of the cofactors at a singular matrix (second derivatives of det there) is not formed."""
+    of the cofactors' tangent at a singular matrix (third derivatives of det there) is not
+    formed."""
     return F.where(_col(_col(F.equal(sign, 0))), np.nan, zeros_like(a))
 
 
+def _vjp_singular_cofactors(i, c, out, a, sign, *direction):
+    # d cof(A) is self-adjoint, <C, d cof(A)[E]> = d2 det(A)[C, E] = <d cof(A)[C], E>: the
+    # cotangent of A (cofactors) and of E (their tangent) are the tangent along C
+    if i == 1:  # slogdet's sign: no derivative
+        return zeros_like(sign)
+    if i == 0 and direction:
+        return _not_differentiated_at_singular(a, sign)
+    return SINGULAR_COFACTORS(a, sign, c)
+
+
+def _jvp_singular_cofactors(tangents, out, a, sign, *direction):
+    da, _, *de = tangents
+    if not direction:
+        return None if da is None else SINGULAR_COFACTORS(a, sign, da)
+    total = None if de[0] is None else SINGULAR_COFACTORS(a, sign, de[0])
+    if da is not None:
+        unformed = _not_differentiated_at_singular(a, sign)
+        total = unformed if total is None else total + unformed
+    return total
+
+
 def _singular_cofactors_samples(rng):
-    # regular matrices only: at a singular one the derivative is NaN by design, which finite
-    # differences would refute (tests/test_linalg.py checks the singular values in both backends)
-    return [((_well_conditioned(rng, (2, 3, 3)), np.ones(2)), {}), ((_well_conditioned(rng, (3, 3)), -np.ones(())), {})]
+    # regular matrices only: the op is 0 near them, and at a singular one it is not continuous
+    # (tests/test_linalg.py checks the singular values in both backends against exact ones)
+    return [((_well_conditioned(rng, (2, 3, 3)), np.ones(2)), {}), ((_well_conditioned(rng, (3, 3)), -np.ones(())), {}),
+            ((_well_conditioned(rng, (2, 3, 3)), np.ones(2), rng.normal(size=(2, 3, 3))), {})]
 
 
 # A primitive because the cofactors of a singular matrix need no inverse but no op of the
@@ -807,29 +875,34 @@ def _singular_cofactors_samples(rng):
 # is n - 2 or less.  Formed by an SVD, A = U diag(s) Vh: cof(A) = det(U) det(Vh) U diag(prod
 # of the other s) Vh, exact to rounding relative to |A|^(n-1).  It takes slogdet's sign and
 # works only where it is 0 (elsewhere its value is 0 and no SVD runs: det's rule selects
-# the LU solve there), so the regular case keeps its cost.  Not differentiated at singular
-# matrices (NaN: second derivatives of det there are not formed); compiled as one call of
-# ``lapack``'s cofactors helper per singular batch element.
+# the LU solve there), so the regular case keeps its cost.  With a third input E it is the
+# cofactors' derivative along E (det's second derivatives at a singular matrix), by the
+# same SVD: cof is multiplicative, so cof(A + tE) = det(U) det(Vh) U cof(diag(s) + tW) Vh
+# with W = U^T E Vh^T, whose derivative needs no derivative of U or Vh (any rank, repeated
+# zero singular values included; ``cofactor_tangent_core``).  That tangent is not
+# differentiated in A at singular matrices (NaN: det's third derivatives there); compiled
+# as one call of ``lapack``'s cofactors helper per singular batch element.
 SINGULAR_COFACTORS = Op(
     "singular_cofactors",
     infer=_infer_singular_cofactors,
     impl=_impl_singular_cofactors,
-    vjp=(lambda c, out, a, sign: _not_differentiated_at_singular(a, sign), None),
-    jvp=lambda ts, out, a, sign: None if ts[0] is None else _not_differentiated_at_singular(a, sign),
+    vjp=_vjp_singular_cofactors,
+    jvp=_jvp_singular_cofactors,
     kind="linalg",
     samples=_singular_cofactors_samples,
-    doc="The cofactor matrix (transposed adjugate) of each square matrix whose slogdet sign is 0, by an SVD; "
-        "0 for the others (private: det's gradient at singular matrices).",
+    doc="The cofactor matrix (transposed adjugate) of each square matrix whose slogdet sign is 0, or with a "
+        "third input E its derivative along E, by an SVD; 0 for the others (private: det's first and second "
+        "derivatives at singular matrices).",
 )
 
 
-def _jvp_slogdet(tangents, out, a, part):
+def _jvp_slogdet(tangents, out, a, part, singular="raise"):
     (da,) = tangents
     if part == "sign":
         return None
     if part == "det":  # <cof(A), dA>: the cofactors as the reverse rule forms them (also at a singular A)
         return SUM(_cofactors(zeros_like(out) + 1, a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
-    return SUM(inverse_transpose(a) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
+    return SUM(_inverse_transpose(a, singular) * da, axes=(a.ndim - 2, a.ndim - 1), keepdims=False)
 
 
 SLOGDET = Op(
@@ -844,7 +917,9 @@ SLOGDET = Op(
                          ((_well_conditioned(rng, (2, 3, 3)) * -1.5,), {"part": "det"})],
     doc="np.linalg.slogdet's sign or log|det|, or det = sign * exp(log|det|) (LAPACK getrf); d log|det A| = "
         "tr(A^-1 dA), through a solve.  det is a part so that its rules can scale det(A) A^-T without "
-        "forming det(A), which overflows long before the cofactors do.",
+        "forming det(A), which overflows long before the cofactors do.  A singular A gives (0, -inf) and "
+        "log|det|'s derivatives raise LinAlgError; with the private attribute singular='zero' (det's "
+        "rules) they are 0 there.",
 )
 
 # --------------------------------------------------------------------- eigh
@@ -877,7 +952,9 @@ TIE_ULPS = 128
 def _tie_mask(d: Expr, values: Expr) -> Expr:
     """|d| <= TIE_ULPS * eps * max|values| (per matrix of a batch)."""
     eps = float(np.finfo(values.dtype).eps)
-    scale = F.max(F.abs(F.stop_gradient(values)), axis=-1, keepdims=True)
+    # initial 0 (the values' magnitudes are >= 0): a 0x0 eigh or a size-0 svd has no values, and
+    # max over an empty axis raised a ShapeError from inside the rule
+    scale = MAX(F.abs(F.stop_gradient(values)), axes=(values.ndim - 1,), keepdims=True, initial=0.0)
     return F.abs(F.stop_gradient(d)) <= EXPAND_DIMS(scale, axes=(scale.ndim,)) * (TIE_ULPS * eps)
 
 
@@ -982,7 +1059,15 @@ def _svd_gaps(s: Expr):
     return F.where(tie, 0, gap * (_row(s) / total)), F.where(tie, 0, gap * (_col(s) / total))
 
 
+def _has_no_entries(a) -> bool:
+    """A static size 0: every derivative is empty, and the full SVD's rules could not form it
+    (a 0x3 matrix has a 3x3 Vh and no singular values)."""
+    return 0 in a.type.shape
+
+
 def _vjp_svd(g, out, a, part, full_matrices):
+    if _has_no_entries(a):
+        return zeros_like(a)
     if part == "s":  # U_k diag(g) Vh_k: the reduced parts (the full ones' extra columns play no part)
         u, s, vh = _svd_parts(a, full_matrices and _statically_square(a))
         return MATMUL(u * _row(g), vh)
@@ -1002,6 +1087,8 @@ def _vjp_svd(g, out, a, part, full_matrices):
 
 def _jvp_svd(tangents, out, a, part, full_matrices):
     (da,) = tangents
+    if _has_no_entries(a):
+        return zeros_like(out)
     if part == "s":
         full_matrices = full_matrices and _statically_square(a)
     else:
