@@ -277,7 +277,8 @@ def check_memory(problem: Problem, nodes: list, limit: Optional[int] = None) -> 
     limit = _memory_limit() if limit is None else limit
     if limit is None:
         return
-    sized = [(b, node) for node in toposort(list(nodes)) if (b := _node_bytes(node)) is not None]
+    sized = [(_node_bytes(node), node) for node in toposort(list(nodes))]
+    sized = [(size, node) for size, node in sized if size is not None]
     if not sized:
         return
     total = sum(b for b, _ in sized)
@@ -285,7 +286,7 @@ def check_memory(problem: Problem, nodes: list, limit: Optional[int] = None) -> 
         return
     largest, node = max(sized, key=lambda pair: (pair[0], pair[1].id in problem.spans))  # the expression's own first
     head = f"the input {node.name}" if node.is_symbol else f"the intermediate {node.op.name}"
-    size = f" (shape {fmt_shape(node.type.shape)}, {node.type.dtype}) needs {_bytes(largest)}"
+    size = f", of shape {fmt_shape(node.type.shape)} and dtype {node.type.dtype}, needs {_bytes(largest)}"
     over = f"more than {_bytes(limit)} ({MEMORY_FRACTION:.0%} of this machine's memory)"
     if largest > limit:
         tail = f"{size}, {over}; declare smaller sizes with --var"
