@@ -29,10 +29,11 @@ import symdiff as sd
 
 from . import autodiff, printers
 from .errors import ShapeError, SymdiffError
+from .evaluate import coerce_input
 from .ir import Expr, toposort
 from .ops.leaves import const
-from .parse import FUNCTIONS, ExpressionError, parse_expression, parse_values, parse_var, split_assignment
-from .types import fmt_shape
+from .parse import FUNCTIONS, ExpressionError, check_name, parse_expression, parse_values, parse_var, split_assignment
+from .types import TensorType, fmt_shape
 
 __all__ = ["main"]
 
@@ -142,6 +143,7 @@ def _wrt(text, inputs: dict) -> list:
     for name in (n.strip() for n in text.split(",")):
         if not name:
             continue
+        check_name(name, "--wrt")
         if name not in inputs:
             known = ", ".join(inputs) or "none"
             raise UsageError(f"--wrt {name}: the expression has no input named {name!r} (inputs: {known})")
@@ -219,17 +221,18 @@ def bind_values(problem: Problem, text_items: list, extra: dict = None) -> dict:
         raise UsageError(f"--at gives no value for {listed}")
     values = {}
     for name, value in raw.items():
-        array = np.asarray(value)
-        shape = symbols[name].type.shape
-        if array.ndim == 0 and shape and None not in shape:
-            size = int(np.prod(shape, dtype=object))
-            try:
-                array = np.full(shape, array)  # a scalar for a fixed-shape input fills it
-            except MemoryError:
-                raise SymdiffError(f"--at {name}={value}: filling {name} (shape {fmt_shape(shape)}, "
-                                   f"{size:,} values) needs {_bytes(size * array.itemsize)}, more memory than "
-                                   "is free; declare a smaller size with --var") from None
-        values[name] = array
+        want = symbols[name].type
+        if isinstance(value, list) or not want.shape or None in want.shape:
+            values[name] = coerce_input(name, want, value)
+            continue
+        number = coerce_input(name, TensorType(want.dtype, ()), value)  # the library's casting policy
+        size = int(np.prod(want.shape, dtype=object))
+        try:
+            values[name] = np.full(want.shape, number)  # a number for a fixed-shape input fills it
+        except MemoryError:
+            raise SymdiffError(f"--at {name}={value}: filling {name} (shape {fmt_shape(want.shape)}, "
+                               f"{size:,} values) needs {_bytes(size * number.itemsize)}, more memory than "
+                               "is free; declare a smaller size with --var") from None
     return values
 
 
@@ -243,6 +246,55 @@ def _bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:.1f} {unit}"
     return f"{count} bytes"
+
+
+# The values the command prints are all kept at once (the reference evaluator runs
+# the listing and holds every node's value), so before evaluating it refuses a graph
+# whose values would not fit in this fraction of the machine's physical memory.
+MEMORY_FRACTION = 0.5
+
+
+def _memory_limit() -> Optional[int]:
+    """MEMORY_FRACTION of the physical memory in bytes (None where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * MEMORY_FRACTION)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _node_bytes(node: Expr) -> Optional[int]:
+    """The bytes of ``node``'s value, from its static shape (None for a run-time size)."""
+    if None in node.type.shape:
+        return None
+    return int(np.prod(node.type.shape, dtype=object)) * np.dtype(node.dtype).itemsize
+
+
+def check_memory(problem: Problem, nodes: list, limit: Optional[int] = None) -> None:
+    """Refuse, before any evaluation, values of ``nodes`` (and what they need) that would
+    not fit: one node larger than ``limit`` (default: MEMORY_FRACTION of physical memory),
+    or all of them together, which the evaluation holds at once.  The node is named by
+    its op and the part of the expression it computes."""
+    limit = _memory_limit() if limit is None else limit
+    if limit is None:
+        return
+    sized = [(_node_bytes(node), node) for node in toposort(list(nodes))]
+    sized = [(size, node) for size, node in sized if size is not None]
+    if not sized:
+        return
+    total = sum(b for b, _ in sized)
+    if total <= limit:
+        return
+    largest, node = max(sized, key=lambda pair: (pair[0], pair[1].id in problem.spans))  # the expression's own first
+    head = f"the input {node.name}" if node.is_symbol else f"the intermediate {node.op.name}"
+    size = f", of shape {fmt_shape(node.type.shape)} and dtype {node.type.dtype}, needs {_bytes(largest)}"
+    over = f"more than {_bytes(limit)} ({MEMORY_FRACTION:.0%} of this machine's memory)"
+    if largest > limit:
+        tail = f"{size}, {over}; declare smaller sizes with --var"
+    else:
+        head = (f"the {len(sized):,} values the evaluation holds at once need {_bytes(total)} together, {over}; "
+                f"the largest, {head}")
+        tail = f"{size}; declare smaller sizes with --var"
+    raise SymdiffError(_in_expression(node, problem, head, tail))
 
 
 # ------------------------------------------------------------------- output
@@ -310,13 +362,19 @@ def _forward_nodes(listing) -> list:
 # ------------------------------------------------------------------- commands
 
 
-def _list_and_evaluate(args, problem: Problem, outputs: dict, directions: Optional[dict] = None):
-    """The listing of ``outputs`` and, with ``--at``, every listed node's value (else None)."""
+def _list_and_evaluate(args, problem: Problem, outputs: dict, directions: Optional[dict] = None, also=None):
+    """The listing of ``outputs`` and, with ``--at``, every listed node's value (else None).
+
+    ``also(listing)`` gives more nodes to evaluate with the listing's (a column's
+    adjoints or tangents); their values are in the same dict.  The memory all of them
+    need together is checked before anything is evaluated."""
     listing = printers.Listing(outputs, optimize=not args.no_optimize)
     if not args.at:
         return listing, None
+    nodes = listing.nodes + (list(also(listing)) if also else [])
+    check_memory(problem, nodes)
     problem.values = bind_values(problem, args.at, directions) if directions else bind_values(problem, args.at)
-    return listing, _evaluate_nodes(listing.nodes, problem.values)
+    return listing, _evaluate_nodes(nodes, problem.values)
 
 
 def _render_values(listing, args, problem: Problem, latex_names: dict, values, extra: Optional[str] = None) -> str:
@@ -336,13 +394,18 @@ def cmd_grad(args) -> str:
         key = f"d{problem.name}/d{w.name}"
         outputs[key] = g
         latex_names[key] = rf"\frac{{\partial {problem.name}}}{{\partial {w.name}}}"
-    listing, values = _list_and_evaluate(args, problem, outputs)
+    adjoints = {}
+
+    def adjoint_nodes(listing):
+        forward = [n for n in _forward_nodes(listing) if n.type.is_float]
+        adjoints.update(zip((n.id for n in forward), sd.grad(listing.outputs[0], forward, mode="rev")))
+        return adjoints.values()
+
+    listing, values = _list_and_evaluate(args, problem, outputs, also=adjoint_nodes)
     columns, summary = [], ""
     if values is not None:
-        forward = [n for n in _forward_nodes(listing) if n.type.is_float]
-        adjoint_nodes = sd.grad(listing.outputs[0], forward, mode="rev")
-        adjoints = dict(zip((n.id for n in forward), sd.evaluate(adjoint_nodes, problem.values)))
-        columns = [("value", values), (f"adjoint d{problem.name}/d(node)", adjoints)]
+        adjoint_values = {i: values[a.id] for i, a in adjoints.items()}
+        columns = [("value", values), (f"adjoint d{problem.name}/d(node)", adjoint_values)]
         summary = _summary(listing, values)
     return _render(listing, args, problem, latex_names, columns, summary)
 
@@ -363,14 +426,18 @@ def cmd_jvp(args) -> str:
     tangents = _directions(problem, "", "_dot")
     out_tangent = sd.jvp(problem.cost, problem.wrt, tangents)
     key = f"{problem.name}_dot"
+    node_tangents = {}
+
+    def tangent_nodes(listing):
+        forward = [n for n in _forward_nodes(listing) if n.type.is_float]
+        node_tangents.update(zip((n.id for n in forward), sd.jvp(forward, problem.wrt, tangents)))
+        return node_tangents.values()
+
     listing, values = _list_and_evaluate(args, problem, {problem.name: problem.cost, key: out_tangent},
-                                         {t.name: t for t in tangents})
+                                         {t.name: t for t in tangents}, also=tangent_nodes)
     columns, summary = [], ""
     if values is not None:
-        forward = [n for n in _forward_nodes(listing) if n.type.is_float]
-        node_tangents = sd.jvp(forward, problem.wrt, tangents)
-        tangent_values = dict(zip((n.id for n in forward), sd.evaluate(node_tangents, problem.values)))
-        columns = [("value", values), ("tangent", tangent_values)]
+        columns = [("value", values), ("tangent", {i: values[t.id] for i, t in node_tangents.items()})]
         summary = _summary(listing, values)
     return _render(listing, args, problem, {key: rf"\dot{{{problem.name}}}"}, columns, summary)
 
@@ -429,19 +496,32 @@ def _check_dense_size(what: str, rows: Expr, columns) -> None:
             )
 
 
-def _check_sweeps(what: str, graph, sweeps: dict, chosen: str, alternative: str) -> None:
+def _check_sweeps(what: str, graph, wrt: Expr, sweeps: dict, chosen: str, alternative: str) -> None:
     """Refuse a dense derivative whose sweeps would compute more than MAX_SWEEP_VALUES
-    values: ``sweeps`` maps each mode to its number of sweeps through ``graph``."""
-    values = sum(_size(node) for node in toposort(graph))
+    values: ``sweeps`` maps each mode to its number of sweeps through ``graph``.  A
+    sweep recomputes only the nodes that depend on ``wrt`` (a forward sweep's tangents,
+    a reverse sweep's adjoints): inputs and what depends on other inputs only are
+    computed once, whatever their size."""
+    values = sum(_size(node) for node in _dependents(graph, wrt))
     work = sweeps[chosen] * values
     if work <= MAX_SWEEP_VALUES:
         return
     other = [mode for mode in sweeps if mode != chosen and sweeps[mode] * values <= MAX_SWEEP_VALUES]
     instead = (f"--mode {other[0]} needs {sweeps[other[0]]:,} sweep(s) ({sweeps[other[0]] * values:,} values): "
                "use it" if other else alternative)
-    raise UsageError(f"the {what} by {sweeps[chosen]:,} {chosen} sweeps, each through a graph of {values:,} "
-                     f"values, would compute {work:,} values (about {_bytes(8 * work)}; limit "
+    raise UsageError(f"the {what} by {sweeps[chosen]:,} {chosen} sweeps, each through {values:,} values that "
+                     f"depend on {wrt.name}, would compute {work:,} values (about {_bytes(8 * work)}; limit "
                      f"{MAX_SWEEP_VALUES:,}); {instead}")
+
+
+def _dependents(graph, wrt: Expr) -> list:
+    """The nodes of ``graph`` (one Expr or a list) that depend on ``wrt``, ``wrt`` included."""
+    found, nodes = {wrt.id}, []
+    for node in toposort(graph):
+        if node.id in found or any(x.id in found for x in node.inputs):
+            found.add(node.id)
+            nodes.append(node)
+    return nodes
 
 
 def cmd_jacobian(args) -> str:
@@ -451,7 +531,7 @@ def cmd_jacobian(args) -> str:
     for w in problem.wrt:
         sweeps = {"fwd": _size(w), "rev": _size(problem.cost)}
         chosen = args.mode if args.mode != "auto" else ("fwd" if sweeps["fwd"] <= sweeps["rev"] else "rev")
-        _check_sweeps(f"jacobian wrt {w.name}", problem.cost, sweeps, chosen,
+        _check_sweeps(f"jacobian wrt {w.name}", problem.cost, w, sweeps, chosen,
                       "use sd.sparse_jacobian(...) from Python, or sd.jvp / sd.vjp for a few directions")
     outputs = {problem.name: problem.cost}
     latex_names = {}
@@ -470,7 +550,7 @@ def cmd_hessian(args) -> str:
         _check_dense_size("hessian", w, problem.wrt)
     gradients = sd.grad(problem.cost, problem.wrt, mode="rev")
     for w in problem.wrt:  # each block is a Jacobian of the gradient: one sweep per element of w
-        _check_sweeps(f"hessian block wrt {w.name}", gradients, {"fwd": _size(w)}, "fwd",
+        _check_sweeps(f"hessian block wrt {w.name}", gradients, w, {"fwd": _size(w)}, "fwd",
                       "use sd.hvp (Hessian-vector products) or sd.sparse_hessian(...) from Python")
     outputs = {problem.name: problem.cost}
     latex_names = {}
@@ -528,6 +608,7 @@ def cmd_explain(args) -> str:
         listing.extend([total] + [m for _, _, m in sent])
     values = None
     if args.at:
+        check_memory(problem, listing.nodes)
         problem.values = bind_values(problem, args.at)
         values = _evaluate_nodes(listing.nodes, problem.values)
     if args.format == "dot":  # the graph the sweep built, every message included
@@ -725,8 +806,12 @@ def main(argv=None) -> int:
         elif isinstance(exc, ShapeError) and getattr(exc, "node", None) is not None and problem and problem.text:
             status, message = 1, _runtime_error_in_expression(exc, problem)
         elif isinstance(exc, MemoryError):
-            status, message = 1, ("out of memory: the sizes given with --var (or the values with --at) need more "
-                                  "memory than is free; try smaller sizes (--debug shows where)")
+            shape, dtype = getattr(exc, "shape", None), getattr(exc, "dtype", None)  # NumPy's failed allocation
+            wanted = (f" (an array of shape {fmt_shape(shape)} and dtype {dtype} needs "
+                      f"{_bytes(int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize)})"
+                      if shape is not None and dtype is not None else "")
+            status, message = 1, (f"out of memory{wanted}: the sizes given with --var (or the values with --at) "
+                                  "need more memory than is free; try smaller sizes (--debug shows where)")
         elif isinstance(exc, (SymdiffError, ValueError, TypeError, IndexError, ArithmeticError, OSError)):
             status, message = 1, str(exc)
         else:
@@ -736,10 +821,16 @@ def main(argv=None) -> int:
 
 
 def _runtime_error_in_expression(exc: ShapeError, problem: Problem) -> str:
-    """A run-time failure told in the user's terms: the part of their expression whose
-    node failed (or, for a node differentiation appended, the part it differentiates),
-    with a caret under it, instead of a file and line inside the command."""
-    node, seen, stack = exc.node, set(), [exc.node]
+    """A run-time failure told in the user's terms (see :func:`_in_expression`)."""
+    return _in_expression(exc.node, problem, f"{exc.node.op.name}: {exc.reason}; input shapes {exc.shapes}")
+
+
+def _in_expression(node: Expr, problem: Problem, head: str, tail: str = "") -> str:
+    """``head + tail``, a message about ``node``, with the part of the user's expression
+    that made it (or, for a node differentiation appended, the part it differentiates,
+    said after ``head``) and a caret under it, instead of a file and line inside the
+    command."""
+    seen, stack = set(), [node]
     span = None
     while stack and span is None:  # breadth first: the nearest node the expression itself made
         current = stack.pop(0)
@@ -748,13 +839,11 @@ def _runtime_error_in_expression(exc: ShapeError, problem: Problem) -> str:
             if x.id not in seen:
                 seen.add(x.id)
                 stack.append(x)
+    if span is None or not problem.text or node.is_symbol:
+        return head + tail
     appended = " (in a derivative of it)" if node.id not in problem.spans else ""
-    message = f"{node.op.name}: {exc.reason}; input shapes {exc.shapes}"
-    if span is None:
-        return message
     start, end = span
-    return ExpressionError(f"{message}{appended}", problem.text, start, end, 1).render()
-
+    return ExpressionError(f"{head}{appended}{tail}", problem.text, start, end, 1).render()
 
 if __name__ == "__main__":
     sys.exit(main())

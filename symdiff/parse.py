@@ -463,6 +463,7 @@ _VAR_HELP = "use NAME:SHAPE, e.g. x:vector, W:3x4, x:f32[n], b:f32:vector, s:sca
 
 
 _TYPE_WORDS = sorted(set(_SHAPE_KEYWORDS) | set(_DTYPE_ALIASES))
+_MAX_SIZE = np.iinfo(np.intp).max  # NumPy's limit on an array's elements (and on each dimension)
 
 
 def parse_var(spec: str) -> tuple:
@@ -473,7 +474,8 @@ def parse_var(spec: str) -> tuple:
     dtype (``f32[n]``, ``f32:vector``, ``i64``).  A size written as a name or
     ``?`` is known only at run time.  A single word must be a dtype or a shape
     keyword: ``x:scaler`` is an error (did you mean scalar?), not a size named
-    "scaler"; a lone named size is written ``x:[n]``.
+    "scaler"; a lone named size is written ``x:[n]``.  Nothing after the colon
+    (``x:``) is an error too, and so is a size no array can have.
 
     >>> parse_var("x:f32[n]")
     ('x', 'float32', (None,))
@@ -491,17 +493,23 @@ def parse_var(spec: str) -> tuple:
     if match:
         dtype = _DTYPE_ALIASES[match.group(1)]
         rest = rest[match.end():].lstrip(":")
-    if rest in _SHAPE_KEYWORDS or rest == "":
+    if rest in _SHAPE_KEYWORDS or (rest == "" and match):
         return name, dtype, _SHAPE_KEYWORDS.get(rest, ())
+    if rest == "":
+        raise ExpressionError(f"bad --var {spec!r}: no type after the colon; {_VAR_HELP}")
     if rest.startswith("[") and rest.endswith("]"):
         dims = [d for d in rest[1:-1].split(",")] if rest[1:-1] else []
     else:
         dims = rest.split("x")
         if len(dims) == 1 and not re.fullmatch(r"\d+|\?", rest):
             close = difflib.get_close_matches(rest, _TYPE_WORDS, n=1, cutoff=0.6)
-            hint = f" (did you mean {name}:{close[0]}?)" if close else ""
-            raise ExpressionError(f"bad --var {spec!r}: unknown type {rest!r}{hint}; a size known only at run "
-                                  f"time is written in brackets ({name}:[{rest}]); {_VAR_HELP}")
+            if close:  # a misspelt keyword: not a size named after the typo
+                hint = f"did you mean {name}:{close[0]}?"
+            elif re.fullmatch(r"[a-z_]\w*", rest):
+                hint = f"a size known only at run time is written in brackets: {name}:[{rest}]"
+            else:
+                hint = _VAR_HELP
+            raise ExpressionError(f"bad --var {spec!r}: unknown type {rest!r}; {hint}")
     shape = []
     for d in dims:
         if re.fullmatch(r"\d+", d):
@@ -510,6 +518,10 @@ def parse_var(spec: str) -> tuple:
             shape.append(None)
         else:
             raise ExpressionError(f"bad --var {spec!r}: cannot read size {d!r}; {_VAR_HELP}")
+    size = math.prod(d for d in shape if d is not None)
+    if size > _MAX_SIZE:  # NumPy could not even describe such an array
+        raise ExpressionError(f"bad --var {spec!r}: {name} would have {size:,} elements, more than an array can "
+                              f"hold ({_MAX_SIZE:,})")
     return name, dtype, tuple(shape)
 
 
@@ -527,11 +539,20 @@ def _split_top_level(text: str) -> list:
     return [p for p in (p.strip() for p in parts) if p]
 
 
+_VALUE_WORDS = {"inf": math.inf, "nan": math.nan}
+
+
 def parse_values(text: str) -> dict:
     """``"a=2,b=1,x=[1,2]"`` -> ``{"a": 2, "b": 1, "x": [1, 2]}`` (literals only, never code).
 
-    >>> parse_values("a=2, x=[1.5, -2]")
-    {'a': 2, 'x': [1.5, -2]}
+    Values stay Python numbers and nested lists, so the library's one casting policy
+    (:func:`symdiff.evaluate.coerce_input`: Python numbers by kind) applies to them as
+    it does to ``sd.function(...)(1.5)``.  The words ``inf``, ``-inf`` and ``nan`` are
+    those floats; a literal too large for float64 (``1e400``, which Python reads as
+    inf) is refused, as it is in an expression.
+
+    >>> parse_values("a=2, x=[1.5, -2], y=[nan, -inf]")
+    {'a': 2, 'x': [1.5, -2], 'y': [nan, -inf]}
     """
     if len(text) > 100_000:
         raise ExpressionError("--at values are too long (limit 100000 characters)")
@@ -541,21 +562,51 @@ def parse_values(text: str) -> dict:
     values = {}
     for item in _split_top_level(text):
         name, sep, literal = item.partition("=")
-        name = name.strip()
+        name, literal = name.strip(), literal.strip()
         if not sep or not name.isidentifier():
             raise ExpressionError(f"bad --at item {item!r}: use NAME=VALUE, e.g. a=2,b=1 or x=[1,2,3]")
         check_name(name, "--at")
         try:
-            value = ast.literal_eval(literal.strip())
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            raise ExpressionError(f"bad value for {name} in --at: {literal.strip()!r} is not a number or a list "
-                                  "of numbers") from None
-        try:
-            array = np.asarray(value) if isinstance(value, (int, float, bool, list, tuple)) else None
-        except ValueError:  # a ragged list
-            array = None
-        if array is None or array.dtype.kind not in "biuf":
-            raise ExpressionError(f"bad value for {name} in --at: {literal.strip()!r} is not a number or a "
-                                  "(rectangular) list of numbers")
+            tree = ast.parse(literal, mode="eval")
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            tree = None
+        value = _literal(tree.body, name, literal) if tree is not None else None
+        if value is None or _literal_shape(value) is None:
+            raise ExpressionError(f"bad value for {name} in --at: {literal!r} is not a number (or inf, -inf, "
+                                  "nan) or a (rectangular) list of numbers")
         values[name] = value
     return values
+
+
+def _literal(node, name: str, literal: str):
+    """A number or nested list from an --at value's syntax tree; None for anything else."""
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        sign = -sign if isinstance(node.op, ast.USub) else sign
+        node = node.operand
+    if isinstance(node, (ast.List, ast.Tuple)):
+        if sign != 1:
+            return None
+        items = [_literal(x, name, literal) for x in node.elts]
+        return None if any(x is None for x in items) else items
+    if isinstance(node, ast.Name) and node.id in _VALUE_WORDS:
+        return sign * _VALUE_WORDS[node.id]
+    if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        return node.value if sign == 1 else None
+    if isinstance(node, ast.Constant) and _is_number(node.value):
+        if isinstance(node.value, float) and math.isinf(node.value):
+            written = ast.get_source_segment(literal, node) or literal
+            raise ExpressionError(f"--at {name}={literal}: the number {written} is too large for float64 (Python "
+                                  "reads it as inf; write inf if you mean it)")
+        return sign * node.value
+    return None
+
+
+def _literal_shape(value):
+    """The shape of a number or nested list, or None when the lists are ragged."""
+    if not isinstance(value, list):
+        return ()
+    shapes = {_literal_shape(x) for x in value}
+    if len(shapes) > 1 or None in shapes:
+        return None
+    return (len(value),) + (shapes.pop() if shapes else ())

@@ -252,42 +252,38 @@ def format_array(value, precision: int = None) -> str:
         return np.array2string(value, max_line_width=10**6).replace("\n", "")
 
 
-NOISE = 1e-12  # in value tables, magnitudes below this fraction of the column's largest print as 0
 CELL_WIDTH = 28  # array cells of value tables longer than this print fewer elements
 
 
-def format_value(value, scale: float = None) -> str:
-    """A value for a table or summary: 6 significant digits, ``-0`` as ``0``, and
-    entries below NOISE times ``scale`` (the largest magnitude beside them) as 0, so
-    rounding noise such as 1.2e-16 next to values of order 1 does not read as data.
-    Arrays keep to about CELL_WIDTH characters.
+def format_value(value) -> str:
+    """A value for a table or summary: 6 significant digits, ``-0`` as ``0``, and long
+    arrays kept to about CELL_WIDTH characters.
 
-    >>> format_value(-0.0), format_value(1.85e-17, scale=3.0), format_value(np.array([1e-20, 2.5]))
-    ('0', '0', '[0.  2.5]')
+    The one rule for rounding noise: within one float array, an entry smaller than
+    the dtype's machine epsilon times the largest finite magnitude in THAT array
+    prints as 0 (it is below the array's own rounding level: ``[1, 1.85e-17]`` shows
+    as ``[1. 0.]``).  Nothing else is ever printed as 0: a number alone (``1e-20``,
+    ``sin(pi)`` = 1.2e-16) prints as it is, whatever other rows or columns of a
+    table hold, and an array of only tiny entries keeps them.
+
+    >>> format_value(-0.0), format_value(1e-20), format_value(np.array([1.85e-17, 2.5, -0.0]))
+    ('0', '1e-20', '[0.  2.5 0. ]')
+    >>> format_value(np.array([1e-20, 0.0, 1.85e-17]))
+    '[1.00e-20 0.00e+00 1.85e-17]'
     """
     value = np.asarray(value)
     if value.dtype.kind == "f":
-        finite = np.abs(value[np.isfinite(value)])
-        scale = max(scale or 0.0, float(finite.max()) if finite.size else 0.0)
-        with np.errstate(all="ignore"):
-            value = np.where(np.abs(value) < NOISE * scale, 0.0, value) + 0.0  # + 0.0 turns -0.0 into 0.0
+        if value.ndim:
+            finite = np.abs(value[np.isfinite(value)])
+            scale = float(finite.max()) if finite.size else 0.0
+            with np.errstate(all="ignore"):
+                value = np.where(np.abs(value) < np.finfo(value.dtype).eps * scale, 0.0, value).astype(value.dtype)
+        value = value + value.dtype.type(0)  # + 0.0 turns -0.0 into 0.0
     text = format_array(value, precision=6)
     if value.ndim and len(text) > CELL_WIDTH:
         with stable_printoptions(precision=4, threshold=4, edgeitems=1):
             text = np.array2string(value, max_line_width=10**6).replace("\n", "")
     return text
-
-
-def column_scale(values) -> float:
-    """The largest finite magnitude among ``values`` (arrays included), for format_value."""
-    largest = 0.0
-    for value in values:
-        array = np.asarray(value)
-        if array.dtype.kind == "f" and array.size:
-            finite = np.abs(array[np.isfinite(array)])
-            if finite.size:
-                largest = max(largest, float(finite.max()))
-    return largest
 
 
 def stable_printoptions(**options):
@@ -363,7 +359,6 @@ def to_table(listing: Listing, columns: list) -> str:
     output y = %1
     """
     header = ["node", "definition", "type"] + [h for h, _ in columns] + ["note"]
-    scales = [column_scale(values.values()) for _, values in columns]
     rows = []
     for step in listing.steps:
         if step[0] == "output":
@@ -371,8 +366,7 @@ def to_table(listing: Listing, columns: list) -> str:
             continue
         node = step[1]
         cells = [listing.label(node), listing.definition(node), repr(node.type)]
-        cells += [format_value(values[node.id], scale) if node.id in values else ""
-                  for (_, values), scale in zip(columns, scales)]
+        cells += [format_value(values[node.id]) if node.id in values else "" for _, values in columns]
         cells.append(listing.note(node))
         rows.append(cells)
     table_rows = [r for r in rows if isinstance(r, list)]

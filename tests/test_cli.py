@@ -438,10 +438,12 @@ def test_explain_draws_dot_and_json(capsys):
 
 
 def test_value_tables_hide_signed_zeros_and_rounding_noise(capsys):
-    status, out, _ = call(capsys, "grad", "sin(ta) * tb", "--at", "ta=3.141592653589793,tb=-0.0")
+    status, out, _ = call(capsys, "grad", "sum(sin(ta) * tb)", "--var", "ta:2", "--var", "tb:2",
+                          "--at", "ta=[3.141592653589793,1.5707963267948966],tb=[-0.0,1]")
     assert status == 0
     table = out.splitlines()[1:-1]  # between the title and the summary
-    assert not any(" -0 " in line + " " or "e-16" in line for line in table), table
+    assert not any(" -0 " in line + " " or "e-16" in line or "-0." in line for line in table), table
+    assert "[0. 1.]" in table[2]  # sin at [pi, pi/2]: 1.2e-16 is below the array's own rounding level
     status, out, _ = call(capsys, "hvp", "sum(hx3 ** 3)", "--var", "hx3:3", "--at", "hx3=[1,2,3],v_hx3=[1,0,0]")
     assert status == 0 and "%?" not in out and "a node not shown" in out
 
@@ -460,3 +462,155 @@ def test_value_table_of_a_power_with_a_variable_exponent_shows_the_values(capsys
     main(["grad", "a ** b", "--at", "a=2", "--at", "b=3"])
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert rows["a"][3] == "2" and rows["b"][3] == "3" and rows["%2"][5] == "8"
+
+
+# ------------------------------------------- issue 15 review: CLI defects at main
+
+
+def _rows(out: str) -> dict:
+    """The table's rows by node label: {label: cells}."""
+    return {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip()}
+
+
+def test_at_values_follow_the_librarys_casting_policy(capsys):
+    """--at parsed to NumPy arrays first, so a float32 input refused 1.5 and [1, 2]
+    (float64, int64 arrays), which sd.function accepts as Python numbers."""
+    status, out, err = call(capsys, "grad", "y = ca * ca", "--var", "ca:f32", "--wrt", "ca", "--at", "ca=1.5")
+    assert status == 0, err
+    assert out.splitlines()[-1] == "y = 2.25, dy/dca = 3"
+    assert _rows(out)["ca"][2] == "f32[]"
+    status, out, err = call(capsys, "grad", "y = sum(cx * cx)", "--var", "cx:f32[2]", "--wrt", "cx", "--at", "cx=[1,2]")
+    assert status == 0, err
+    assert out.splitlines()[-1] == "y = 5, dy/dcx = [2. 4.]"
+    x32 = sd.vector("cx", 2, "float32")
+    assert sd.evaluate(sd.sum(x32 * x32), {x32: [1, 2]}) == 5  # the library's policy, which the CLI now shares
+    for at in ("ck=18446744073709551615", "ck=[1,18446744073709551615]"):
+        status, _, err = call(capsys, "grad", "sum(ck) * 1.0 + cb", "--var",
+                              "ck:i64" if "[" not in at else "ck:i64[2]", "--wrt", "cb", "--at", at + ",cb=1")
+        assert status == 1 and "18446744073709551615 does not fit int64" in err, err
+        assert "uint64" not in err and "float64" not in err and "astype" not in err, err
+
+
+@pytest.mark.parametrize("at", ["bx=1e400", "bx=[-1e400,1]", "bx=[1, -1E+400]"])
+def test_at_numbers_that_python_reads_as_inf_are_refused(capsys, at):
+    status, _, err = call(capsys, "grad", "sum(bx * bx)", "--var", "bx:2", "--at", at)
+    assert status == 2 and "too large for float64 (Python reads it as inf; write inf" in err, err
+
+
+def test_at_accepts_inf_and_nan_by_name(capsys):
+    status, out, err = call(capsys, "grad", "sum(bx * 2)", "--var", "bx:3", "--at", "bx=[nan,inf,-inf]")
+    assert status == 0, err
+    assert out.splitlines()[-1] == "f = nan, df/dbx = [2. 2. 2.]" and "[ nan  inf -inf]" in out
+    assert parse_values("a=-inf, b=[nan, +inf]") == {"a": -np.inf, "b": [pytest.approx(np.nan, nan_ok=True), np.inf]}
+
+
+def test_memory_of_intermediates_is_checked_before_evaluating(capsys):
+    """sum(x @ x.T) with x:30000x3 was OOM-killed at 19.9 GB: only the inputs' sizes
+    were checked.  8 TB here, so the test never allocates it."""
+    status, _, err = call(capsys, "grad", "sum(mx[:, None] * mx[None, :])", "--var", "mx:1000000", "--at", "mx=1")
+    lines = err.splitlines()
+    assert status == 1 and lines[0].startswith("symdiff: error: the intermediate mul (in a derivative of it), of "
+                                               "shape (1000000, 1000000) and dtype float64, needs 8.0 TB"), err
+    assert "--var" in lines[0] and lines[1:] == ["    sum(mx[:, None] * mx[None, :])", "        ^^^^^^^^^^^"], err
+    status, _, err = call(capsys, "jvp", "mx @ mx.T", "--var", "mx:1000000x2", "--at", "mx=1,mx_dot=0")
+    assert status == 1 and "the intermediate matmul, of shape (1000000, 1000000)" in err and "8.0 TB" in err, err
+    assert err.splitlines()[1:] == ["    mx @ mx.T", "    ^^^^^^^^^"], err
+
+
+def test_memory_of_all_values_held_at_once_is_checked(capsys, monkeypatch):
+    """Each node fits but the listing's values together do not: the limit is lowered
+    so the graph stays small."""
+    from symdiff import cli
+
+    monkeypatch.setattr(cli, "_memory_limit", lambda: 3_000_000)
+    status, _, err = call(capsys, "grad", "sum(exp(wx) * wx)", "--var", "wx:200000", "--at", "wx=1")
+    assert status == 1 and "values the evaluation holds at once need" in err and "together" in err, err
+    assert "the largest, the" in err and "1.6 MB" in err, err
+
+
+def test_out_of_memory_says_the_bytes(capsys, monkeypatch):
+    from symdiff import cli
+
+    try:
+        np.empty((10**6, 10**6, 10**6))  # NumPy refuses at once: 8e18 bytes
+    except MemoryError as exc:
+        error = exc
+    monkeypatch.setattr(cli, "_memory_limit", lambda: None)
+
+    def fail(nodes, values):
+        raise error
+
+    monkeypatch.setattr(cli, "_evaluate_nodes", fail)
+    status, _, err = call(capsys, "grad", "sum(ox)", "--var", "ox:3", "--at", "ox=1")
+    assert status == 1 and "out of memory (an array of shape" in err and "needs 8000000.0 TB" in err, err
+
+
+def test_tables_never_print_a_value_as_zero_because_of_other_rows(capsys):
+    status, out, _ = call(capsys, "grad", "za * 1e20 + zb", "--wrt", "za,zb", "--at", "za=1,zb=3")
+    rows = _rows(out)
+    assert status == 0 and rows["za"][-2:] == ["1", "1e+20"] and rows["zb"][-2:] == ["3", "1"], out
+    assert rows["%4"][-2:] == ["1e+20", "1"] and rows["%5"][-1] == "1", out  # the output's adjoint; the constant 1.0
+    status, out, _ = call(capsys, "grad", "y = zx * 1e20", "--at", "zx=1e-20")
+    assert status == 0 and _rows(out)["%2"][-2:] == ["1", "1"] and out.splitlines()[-1].startswith("y = 1,"), out
+    status, out, _ = call(capsys, "grad", "sum(zv * zv)", "--var", "zv:3", "--at", "zv=[1e-20,0,1.85e-17]")
+    assert status == 0 and "[2.0e-20 0.0e+00 3.7e-17]" in out.splitlines()[2], out
+
+
+def test_format_value_zeroes_only_below_its_own_arrays_rounding_level():
+    from symdiff.printers import format_value
+
+    assert format_value(-0.0) == "0" and format_value(1.85e-17) == "1.85e-17" and format_value(1e-300) == "1e-300"
+    assert format_value(np.array([1.0, 1.85e-17, -0.0])) == "[1. 0. 0.]"
+    assert format_value(np.array([1.0, 3e-16])) == "[1.e+00 3.e-16]"  # above float64's epsilon: kept
+    assert format_value(np.array([1.0, 1e-9], np.float32)) == "[1. 0.]"  # float32's epsilon is 1.2e-7
+    assert format_value(np.array([1e-20, 1e-30])) == "[1.e-20 1.e-30]"
+    assert format_value(np.array([np.inf, 1.0])) == "[inf  1.]"  # the scale is the finite entries'
+
+
+def test_cli_page_is_what_the_commands_print(capsys, monkeypatch, tmp_path):
+    """docs/cli.md was stale (a matmul the optimizer now writes as mul + 0.0):
+    gen_cli.py --check fails on a stale page.  The real page is checked in a fresh
+    process, as CI or a person would run it (about 3 s)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "gen_cli.py"
+    result = subprocess.run([sys.executable, str(path), "--check"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    spec = importlib.util.spec_from_file_location("gen_cli", path)
+    gen_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen_cli)
+    text = gen_cli.OUT.read_text()
+    stale = tmp_path / "cli.md"
+    stale.write_text(text.replace("%18 = add %16 %17", "%16 = matmul %13 %15"))
+    monkeypatch.setattr(gen_cli, "OUT", stale)
+    monkeypatch.setattr(gen_cli, "build", lambda: text)
+    assert gen_cli.main(["--check"]) == 1 and "docs/cli.md is stale" in capsys.readouterr().err
+    assert gen_cli.main([]) == 0 and gen_cli.main(["--check"]) == 0 and stale.read_text() == text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["grad", "fa * 2", "--var", "fa:"], "bad --var 'fa:': no type after the colon"),
+    (["grad", "sum(fa * 2)", "--var", "fa:99999999999999999999"], "fa would have 99,999,999,999,999,999,999 elements"),
+    (["grad", "sum(fa * 2)", "--var", "fa:100000000000x100000000000"], "fa would have"),
+    (["grad", "x * 2", "--wrt", "\uff58"], "--wrt '\uff58': the name has characters Python reads as 'x'"),
+])
+def test_var_and_wrt_mistakes_are_refused_at_parse_time(capsys, argv, message):
+    status, _, err = call(capsys, *argv)
+    assert status == 2 and message in err and "Maximum allowed" not in err, err
+
+
+def test_a_misspelt_type_word_suggests_only_the_word(capsys):
+    status, _, err = call(capsys, "grad", "sum(a * 2)", "--var", "a:scaler")
+    assert status == 2 and "did you mean a:scalar?" in err and "[scaler]" not in err, err
+    status, _, err = call(capsys, "grad", "sum(a * 2)", "--var", "a:3y")
+    assert status == 2 and "[3y]" not in err, err
+
+
+def test_jacobian_sweeps_count_only_what_depends_on_the_variable(capsys):
+    """W (160,000 values) was counted as recomputed in each of the 400 sweeps."""
+    status, out, err = call(capsys, "jacobian", "exp(jW @ jx)", "--var", "jW:400x400", "--var", "jx:400",
+                            "--wrt", "jx")
+    assert status == 0 and "output df/djx" in out, err
+    for n in ("8000", "250000"):
+        status, _, err = call(capsys, "jacobian", "sum(exp(gx))", "--var", f"gx:{n}", "--mode", "fwd")
+        assert status == 2 and "--mode rev needs 1 sweep" in err and "depend on gx" in err, err
