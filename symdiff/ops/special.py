@@ -127,10 +127,10 @@ def _square_rounding(x, ops=F):
     2**-66 absolute (2**-27 in float32), far below what exp(-scale x*x) can see.
 
     Not Veltkamp's split x * 134217729 (Dekker's product), which is as exact: a constant
-    or intermediate of 1e8 sets the scale of printed value tables (format_value), where
-    erf's slope exp(-9) at x = 3 then prints as 0.  Here every constant and intermediate
-    but x and its square is at most 1; the division by a power of two is exact (LLVM
-    makes it a multiplication)."""
+    of 1e8 shows up in every listing of the derivative (and once set the scale of value
+    tables, where erf's slope exp(-9) at x = 3 printed as 0).  Here every constant and
+    intermediate but x and its square is at most 1; the division by a power of two is exact
+    (LLVM makes it a multiplication)."""
     grid = _GRID_SCALES.get(np.dtype(x.dtype))
     if grid is None:
         return None
