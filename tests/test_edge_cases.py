@@ -244,3 +244,28 @@ def test_compiled_float32_scalars_come_back_as_numpy_float32():
         assert type(doubled) is np.float32 and type(total) is np.float32 and same.dtype == np.float32
     assert type(single(np.ones(2, np.float32))) is np.float32
     assert type(sd.function([v], sd.sum(sd.astype(v, "float64")))(np.ones(2, np.float32))) is float
+
+
+def test_concatenate_gradient_of_an_empty_part_after_one_of_runtime_size_is_empty():
+    """Parts after the one of run-time size are sliced from the end; an empty part's start
+    was -0, the axis's start, so its gradient was the whole cotangent (shape (3, 2) for a
+    (0, 2) input) in both backends (found by the fuzzer)."""
+    a, b, c = sd.matrix("a", (1, 2)), sd.matrix("b", (None, 2)), sd.matrix("c", (0, 2))
+    cost = sd.sum(sd.concatenate([a, b, c, a], axis=0) * 2.0)
+    grads = sd.grad(cost, [a, b, c])
+    values = (np.ones((1, 2)), np.ones((2, 2)), np.ones((0, 2)))
+    for got in (sd.evaluate(grads, dict(zip((a, b, c), values))), sd.function([a, b, c], grads)(*values)):
+        assert [g.shape for g in got] == [(1, 2), (2, 2), (0, 2)]
+        np.testing.assert_array_equal(got[0], [[4.0, 4.0]])
+        np.testing.assert_array_equal(got[1], np.full((2, 2), 2.0))
+
+
+def test_reshape_gradient_of_an_empty_input_with_a_runtime_size():
+    """The cotangent was reshaped to the input's shape with -1 for its run-time size, which
+    has no answer beside a 0: building the gradient raised 'cannot reshape size 0 into
+    (0, 4, -1)' (found by the fuzzer)."""
+    x = sd.tensor("x", (0, 4, None))
+    grad = sd.grad(sd.sum(sd.reshape(x, (1, 0, 4, 2))), x)
+    value = np.ones((0, 4, 2))
+    assert sd.evaluate(grad, {x: value}).shape == (0, 4, 2)
+    assert sd.function([x], grad)(value).shape == (0, 4, 2)

@@ -34,7 +34,8 @@ def _infer_reshape(types, shape):
 
 
 def _vjp_reshape(g, out, x, shape):
-    if x.type.shape.count(None) > 1:  # the input's shape exists only at run time
+    if x.type.shape.count(None) > 1 or (None in x.type.shape and 0 in x.type.shape):
+        # the input's shape exists only at run time (with a 0 beside it, -1 has no answer)
         return RESHAPE_LIKE(g, x)
     return RESHAPE(g, shape=tuple(-1 if d is None else d for d in x.type.shape))
 
@@ -301,7 +302,9 @@ def _concat_bounds(out, xs, axis):
     tail = list(itertools.accumulate(reversed(sizes[split + 1:]), initial=0))[::-1]  # tail[j] = sum(sizes[split+1+j:])
     bounds = []
     for i in range(len(xs)):
-        if i < split:
+        if sizes[i] == 0:  # counted from the end, an empty part's start would be -0, the axis's start
+            bounds.append((0, 0))
+        elif i < split:
             bounds.append((head[i], head[i] + sizes[i]))
         elif i == split:
             bounds.append((head[i], -tail[0] or None))
