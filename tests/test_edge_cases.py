@@ -269,3 +269,17 @@ def test_reshape_gradient_of_an_empty_input_with_a_runtime_size():
     value = np.ones((0, 4, 2))
     assert sd.evaluate(grad, {x: value}).shape == (0, 4, 2)
     assert sd.function([x], grad)(value).shape == (0, 4, 2)
+
+
+def test_mul_log_slopes_first_part_has_the_shape_its_type_says():
+    """Part 0 (d log b) does not read a, but a's shape takes part in the broadcast: the type
+    said (3, 4) while the reference raised and the kernel returned (3, 1) (found by the fuzzer;
+    pow's rules never met it)."""
+    from symdiff.ops.elementwise import MUL_LOG_SLOPE
+
+    d, a, b = sd.matrix("d", (3, 1)), sd.matrix("a", (3, 4)), sd.scalar("b")
+    slope = MUL_LOG_SLOPE(d, a, b, part=0)
+    values = (np.arange(3.0).reshape(3, 1), np.ones((3, 4)), 2.0)
+    want = np.broadcast_to(values[0] * np.log(2.0), (3, 4))
+    np.testing.assert_array_equal(sd.evaluate(slope, dict(zip((d, a, b), values))), want)
+    np.testing.assert_array_equal(sd.function([d, a, b], slope)(*values), want)

@@ -578,8 +578,10 @@ def _times_ratio_power_numpy(d, a, b, k):
 
 
 def _mul_log_slope_numpy(d, a, b, part):
-    if part == 0:
-        return np.multiply(d, np.log(b))
+    if part == 0:  # a is not read, but its shape takes part in the broadcast
+        value = np.multiply(d, np.log(b))
+        shape = np.broadcast_shapes(np.shape(value), np.shape(a))
+        return value if np.shape(value) == shape else np.broadcast_to(value, shape).copy()
     d, a, b = (np.asarray(v) for v in (d, a, b))
     with np.errstate(all="ignore"):
         if part == 1:
@@ -591,7 +593,7 @@ def _mul_log_slope_compiled(d, a, b, part):
     """Parts 0 and 1 compile as composites (the vector-math log; ``_times_ratio``); higher
     parts as themselves (the scalar helper of their ``scalar_code``)."""
     if part == 0:
-        return d * F.log(b)
+        return _widened(d * F.log(b), a)
     if part == 1:
         return _times_ratio(d, a, b)
     return MUL_LOG_SLOPE(d, a, b, part=part)
