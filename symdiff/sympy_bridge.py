@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import sys
 import threading
 
@@ -268,6 +267,7 @@ INLINE_LATEX = 24  # a subexpression used more than once is written out where us
 # long line costs time quadratic in its length (the HVP of a 640-level power tower: 35 s, one
 # line of 148,000 characters).
 INLINE_NODES = 40
+_DEFINITION_PREFIXES = ("t", "u", "w", "q", "tau", "theta", "xi", "zeta")
 
 
 def latex_definitions(outputs, optimize: bool = True) -> str:
@@ -298,8 +298,13 @@ def latex_definitions(outputs, optimize: bool = True) -> str:
         for x in node.inputs:
             uses[x.id] = uses.get(x.id, 0) + 1
     output_ids = {out.id for out in exprs}
-    taken = {node.name for node in nodes if node.is_symbol}
-    prefix = next(p for p in ("t", "u", "w", "q") if not any(re.fullmatch(rf"{p}_\d+", n) for n in taken))
+    # the names the definitions' t_{k} could collide with, as printed: a symbol t1 prints t_{1} too
+    printed = {sympy.latex(sympy.Symbol(node.name)) for node in nodes if node.is_symbol} | set(names)
+    prefix = next((p for p in _DEFINITION_PREFIXES
+                   if not any(n.startswith(sympy.latex(sympy.Symbol(p + "_1"))[:-2]) for n in printed)), None)
+    if prefix is None:
+        raise SympyConversionError(f"LaTeX output: every name for definitions ({', '.join(_DEFINITION_PREFIXES)} "
+                                   "with a subscript) is taken by a symbol or an output; rename one")
     rules = _sympy_rules(sympy)
     converted: dict[int, object] = {}  # node id -> what its consumers see (an expression or a name)
     inlined_nodes: dict[int, int] = {}  # node id -> the graph nodes its expression writes out

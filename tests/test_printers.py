@@ -339,3 +339,18 @@ def test_latex_definitions_of_a_tower_hvp_have_bounded_lines():
         lengths.append(len(text))
     assert max(longest) < 1000 and longest[2] <= 1.2 * longest[0], longest
     assert lengths[2] < 2.2 * lengths[1] and lengths[1] < 2.2 * lengths[0], lengths
+
+
+def test_latex_definition_names_never_collide_with_the_users_names():
+    """A symbol t1 prints t_{1}, as the first definition did (t_{1} = e^{x} ... t_{1} x), and
+    symbols t_1, u_1, w_1, q_1 took every prefix: a bare StopIteration."""
+    from symdiff.sympy_bridge import latex_definitions
+
+    x, t1 = sd.scalars("x t1")
+    shared = sd.exp(sd.sin(x) + sd.cos(t1))
+    lines = latex_definitions({"y": shared * shared + t1}, optimize=False).splitlines()
+    assert lines[0].startswith("u_{1} = ") and lines[-1] == "y = t_{1} + u_{1}^{2}", lines
+    taken = sd.scalars("t_1 u_1 w_1 q_1")
+    shared = sd.exp(sd.sin(x) + sd.cos(taken[0] + taken[1] + taken[2] + taken[3]))
+    lines = latex_definitions({"y": shared * shared}, optimize=False).splitlines()
+    assert lines[0].startswith(r"\tau_{1} = ") and lines[-1] == r"y = \tau_{1}^{2}", lines
