@@ -1123,6 +1123,19 @@ _products_of_others = njit(nogil=True, error_model="numpy")(products_of_others)
 _cofactor_tangent_core = njit(nogil=True, error_model="numpy")(cofactor_tangent_core)
 
 
+@njit(nogil=True, error_model="numpy")
+def _small_product(x, y, out):
+    """out = x @ y by plain loops (views such as u.T welcome): the cofactors' products, run
+    only for singular batch elements."""
+    n, m, p = x.shape[0], x.shape[1], y.shape[1]
+    for i in range(n):
+        for j in range(p):
+            total = 0.0
+            for k in range(m):
+                total += x[i, k] * y[k, j]
+            out[i, j] = total
+
+
 def _make_cofactors(svd, lu, slogdet):
     @njit(nogil=True, error_model="numpy")
     def cofactors(out, a, e, along):
@@ -1150,40 +1163,21 @@ def _make_cofactors(svd, lu, slogdet):
         core = np.zeros((n, n), dtype=a.dtype)
         work = np.empty((n, n), dtype=a.dtype)
         if along:
-            for i in range(n):  # e Vh^T
-                for j in range(n):
-                    total = 0.0
-                    for k in range(n):
-                        total += e[i, k] * vh[j, k]
-                    work[i, j] = total
-            for i in range(n):  # W = U^T e Vh^T
-                for j in range(n):
-                    total = 0.0
-                    for k in range(n):
-                        total += u[k, i] * work[k, j]
-                    core[i, j] = total
+            _small_product(e, vh.T, work)
+            _small_product(u.T, work, core)  # W = U^T e Vh^T
             q = np.empty((n, n), dtype=a.dtype)  # q[i, k] = prod_{l != i, k} s_l
             for i in range(n):
-                row = _products_of_others(s, i)
-                for k in range(n):
-                    q[i, k] = row[k]
+                q[i] = _products_of_others(s, i)
             _cofactor_tangent_core(core, q)
         else:
             others = _products_of_others(s, -1)  # prod_{j != k} s_j, exponents apart
             for k in range(n):
                 core[k, k] = others[k]
-        for i in range(n):  # core Vh
+        _small_product(core, vh, work)
+        _small_product(u, work, out)
+        for i in range(n):
             for j in range(n):
-                total = 0.0
-                for k in range(n):
-                    total += core[i, k] * vh[k, j]
-                work[i, j] = total
-        for i in range(n):  # sign U core Vh
-            for j in range(n):
-                total = 0.0
-                for k in range(n):
-                    total += u[i, k] * work[k, j]
-                out[i, j] = sign * total
+                out[i, j] *= sign
         return 0
 
     return cofactors
