@@ -18,6 +18,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
+from ..ops.reductions import SCALED_PROD_INFINITE  # one value for the reference and kernels
+
 __all__ = ["KernelShapeError", "SLICE_NONE", "_revolve_next", "_sech2", "_sigmoid", "_softplus", "_slice_len",
            "_slice_start"]
 
@@ -1004,7 +1006,6 @@ __all__ += ["_copy", "_empty", "_matvec", "_opaque", "_sum_add"]
 # rounding is the plain product's.  0 and NaN stay in m; an infinity is +-0.5 * 2**INFINITE
 # (``_frexp_apart``), a power beyond every float, so that prod / x_i cancels x_i's own
 # infinity and gives the product of the others (ops.reductions.SCALED_PROD).
-SCALED_PROD_INFINITE = 1 << 50  # beyond every finite exponent sum (1075 per entry)
 
 
 @njit(nogil=True, error_model="numpy", inline="always")
