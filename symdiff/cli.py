@@ -845,5 +845,6 @@ def _in_expression(node: Expr, problem: Problem, head: str, tail: str = "") -> s
     start, end = span
     return ExpressionError(f"{head}{appended}{tail}", problem.text, start, end, 1).render()
 
+
 if __name__ == "__main__":
     sys.exit(main())
