@@ -182,7 +182,8 @@ In a table, `-0` prints as `0`, and in one array an entry smaller than the dtype
 machine epsilon times the array's largest entry prints as `0`: `[1, 1.85e-17]` shows
 as `[1. 0.]`, since the small entry is below the array's own rounding level.  Nothing
 else is printed as `0`: a number such as sin(pi) = 1.2e-16 prints as it is, whatever
-the other rows hold.
+the other rows hold, and inputs, constants and the summary line print every entry
+as given.
 
 A word after `NAME:` must be a dtype or a shape keyword; anything else is an error
 with a suggestion, not a size named after the word:

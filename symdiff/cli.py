@@ -262,22 +262,25 @@ def _memory_limit() -> Optional[int]:
         return None
 
 
-def _node_bytes(node: Expr) -> Optional[int]:
-    """The bytes of ``node``'s value, from its static shape (None for a run-time size)."""
-    if None in node.type.shape:
+def _node_bytes(shape: tuple, dtype: str) -> Optional[int]:
+    """The bytes of a value of ``shape`` (None for a run-time size)."""
+    if None in shape:
         return None
-    return int(np.prod(node.type.shape, dtype=object)) * np.dtype(node.dtype).itemsize
+    return int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
 
 
-def check_memory(problem: Problem, nodes: list, limit: Optional[int] = None) -> None:
+def check_memory(problem: Problem, nodes: list, limit: Optional[int] = None, values: Optional[dict] = None) -> None:
     """Refuse, before any evaluation, values of ``nodes`` (and what they need) that would
     not fit: one node larger than ``limit`` (default: MEMORY_FRACTION of physical memory),
     or all of them together, which the evaluation holds at once.  The node is named by
-    its op and the part of the expression it computes."""
+    its op and the part of the expression it computes.  With the bound ``values``
+    ({name: array}), sizes known only at run time are taken from them."""
     limit = _memory_limit() if limit is None else limit
     if limit is None:
         return
-    sized = [(_node_bytes(node), node) for node in toposort(list(nodes))]
+    nodes = toposort(list(nodes))
+    shapes = _shapes_at(nodes, values) if values else {}
+    sized = [(_node_bytes(shapes.get(node.id, node.type.shape), node.dtype), node) for node in nodes]
     sized = [(size, node) for size, node in sized if size is not None]
     if not sized:
         return
@@ -286,15 +289,33 @@ def check_memory(problem: Problem, nodes: list, limit: Optional[int] = None) -> 
         return
     largest, node = max(sized, key=lambda pair: (pair[0], pair[1].id in problem.spans))  # the expression's own first
     head = f"the input {node.name}" if node.is_symbol else f"the intermediate {node.op.name}"
-    size = f", of shape {fmt_shape(node.type.shape)} and dtype {node.type.dtype}, needs {_bytes(largest)}"
+    size = f", of shape {fmt_shape(shapes.get(node.id, node.type.shape))} and dtype {node.dtype}, needs {_bytes(largest)}"
     over = f"more than {_bytes(limit)} ({MEMORY_FRACTION:.0%} of this machine's memory)"
+    advice = "give fewer values with --at" if shapes else "declare smaller sizes with --var"
     if largest > limit:
-        tail = f"{size}, {over}; declare smaller sizes with --var"
+        tail = f"{size}, {over}; {advice}"
     else:
         head = (f"the {len(sized):,} values the evaluation holds at once need {_bytes(total)} together, {over}; "
                 f"the largest, {head}")
-        tail = f"{size}; declare smaller sizes with --var"
+        tail = f"{size}; {advice}"
     raise SymdiffError(_in_expression(node, problem, head, tail))
+
+
+def _shapes_at(nodes: list, values: dict) -> dict:
+    """{node id: shape} of ``nodes`` with the inputs of run-time size given the
+    shapes of their bound values: the graph rebuilt on inputs of those static sizes (no
+    evaluation).  {} where that fails: the evaluation reports what does not fit."""
+    from .custom import substitute
+
+    static = {n: sd.tensor(n.name, np.shape(values[n.name]), n.dtype) for n in nodes
+              if n.is_symbol and None in n.type.shape and n.name in values}
+    if not static:
+        return {}
+    try:
+        rebuilt = substitute(nodes, static)  # in the order of ``nodes``
+    except SymdiffError:
+        return {}
+    return {a.id: b.type.shape for a, b in zip(nodes, rebuilt)}
 
 
 # ------------------------------------------------------------------- output
@@ -303,7 +324,8 @@ _FORMATS = ("text", "dot", "json", "latex")
 
 
 def _value_text(value) -> str:
-    return printers.format_value(value)
+    """A value in a title or summary line: every entry as it is (format_value's ``exact``)."""
+    return printers.format_value(value, exact=True)
 
 
 def _evaluate_nodes(nodes: list, values: dict) -> dict:
@@ -374,6 +396,7 @@ def _list_and_evaluate(args, problem: Problem, outputs: dict, directions: Option
     nodes = listing.nodes + (list(also(listing)) if also else [])
     check_memory(problem, nodes)
     problem.values = bind_values(problem, args.at, directions) if directions else bind_values(problem, args.at)
+    check_memory(problem, nodes, values=problem.values)  # the sizes known only now
     return listing, _evaluate_nodes(nodes, problem.values)
 
 
@@ -610,6 +633,7 @@ def cmd_explain(args) -> str:
     if args.at:
         check_memory(problem, listing.nodes)
         problem.values = bind_values(problem, args.at)
+        check_memory(problem, listing.nodes, values=problem.values)
         values = _evaluate_nodes(listing.nodes, problem.values)
     if args.format == "dot":  # the graph the sweep built, every message included
         return printers.to_dot(listing, values=values)

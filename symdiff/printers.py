@@ -255,25 +255,29 @@ def format_array(value, precision: int = None) -> str:
 CELL_WIDTH = 28  # array cells of value tables longer than this print fewer elements
 
 
-def format_value(value) -> str:
+def format_value(value, exact: bool = False) -> str:
     """A value for a table or summary: 6 significant digits, ``-0`` as ``0``, and long
     arrays kept to about CELL_WIDTH characters.
 
-    The one rule for rounding noise: within one float array, an entry smaller than
-    the dtype's machine epsilon times the largest finite magnitude in THAT array
-    prints as 0 (it is below the array's own rounding level: ``[1, 1.85e-17]`` shows
-    as ``[1. 0.]``).  Nothing else is ever printed as 0: a number alone (``1e-20``,
-    ``sin(pi)`` = 1.2e-16) prints as it is, whatever other rows or columns of a
-    table hold, and an array of only tiny entries keeps them.
+    The one rule for rounding noise, for computed values (not ``exact``): within one
+    float array, an entry smaller than the dtype's machine epsilon times the largest
+    finite magnitude in THAT array prints as 0 (where it came out of a sum with the
+    large entries it is below their rounding: ``[1, 1.85e-17]`` shows as ``[1. 0.]``).
+    Nothing else is ever printed as 0: a number alone (``1e-20``, ``sin(pi)`` =
+    1.2e-16) prints as it is, whatever other rows or columns of a table hold, an array
+    of only tiny entries keeps them, and an ``exact`` value (what the user gave: inputs
+    and constants; and the results a summary states) prints every entry.
 
     >>> format_value(-0.0), format_value(1e-20), format_value(np.array([1.85e-17, 2.5, -0.0]))
     ('0', '1e-20', '[0.  2.5 0. ]')
     >>> format_value(np.array([1e-20, 0.0, 1.85e-17]))
     '[1.00e-20 0.00e+00 1.85e-17]'
+    >>> format_value(np.array([1e20, 1.0]), exact=True)
+    '[1.e+20 1.e+00]'
     """
     value = np.asarray(value)
     if value.dtype.kind == "f":
-        if value.ndim:
+        if value.ndim and not exact:
             finite = np.abs(value[np.isfinite(value)])
             scale = float(finite.max()) if finite.size else 0.0
             with np.errstate(all="ignore"):
@@ -366,7 +370,9 @@ def to_table(listing: Listing, columns: list) -> str:
             continue
         node = step[1]
         cells = [listing.label(node), listing.definition(node), repr(node.type)]
-        cells += [format_value(values[node.id]) if node.id in values else "" for _, values in columns]
+        given = node.is_symbol or node.is_constant  # its value (the first column) is what the user gave
+        cells += [format_value(values[node.id], given and k == 0) if node.id in values else ""
+                  for k, (_, values) in enumerate(columns)]
         cells.append(listing.note(node))
         rows.append(cells)
     table_rows = [r for r in rows if isinstance(r, list)]

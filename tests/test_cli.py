@@ -528,6 +528,28 @@ def test_memory_of_all_values_held_at_once_is_checked(capsys, monkeypatch):
     assert "the largest, the" in err and "1.6 MB" in err, err
 
 
+def test_memory_of_run_time_sizes_is_checked_once_the_values_are_bound(capsys, monkeypatch):
+    """Sizes known only from --at were not counted: x:vector with 20,000 values started a
+    3.2 GB outer product (the limit is lowered so the graph stays small)."""
+    from symdiff import cli
+
+    monkeypatch.setattr(cli, "_memory_limit", lambda: 100_000)
+    ones = ",".join(["1"] * 200)
+    status, _, err = call(capsys, "grad", "sum(x[:,None]*x[None,:])", "--var", "x:vector", "--at", f"x=[{ones}]")
+    assert status == 1 and "of shape (200, 200)" in err and "320.0 kB" in err and "with --at" in err, err
+    status, out, _ = call(capsys, "grad", "sum(x*x)", "--var", "x:vector", "--at", "x=[1,2]")
+    assert status == 0 and "df/dx = [2. 4.]" in out
+
+
+def test_inputs_and_summaries_print_every_entry(capsys):
+    """format_value's noise rule zeroed what the user typed: x = [1e20, 1] printed as
+    [1e20, 0] in the title and the input's row."""
+    status, out, _ = call(capsys, "grad", "sum(x*w)", "--var", "x:2", "--var", "w:2", "--wrt", "x",
+                          "--at", "x=[1e20,1],w=[1,1]")
+    assert status == 0 and "at x = [1.e+20 1.e+00]" in out
+    assert [line for line in out.splitlines() if line.startswith("x ")][0].count("1.e+00") == 1
+
+
 def test_out_of_memory_says_the_bytes(capsys, monkeypatch):
     from symdiff import cli
 
